@@ -1,0 +1,32 @@
+# The two set-up commands from the README: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(PY) -m ckptmigrate.demo
+
+lint: install
+	$(PY) -m ruff check ckptmigrate tests benchmarks
+	$(PY) -m ruff format --check ckptmigrate tests benchmarks
+	$(PY) -m mypy
+
+test: lint
+	$(PY) -m pytest -n 2 -q
+
+bench: install
+	$(PY) benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

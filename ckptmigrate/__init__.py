@@ -1,0 +1,71 @@
+"""ckptmigrate: make TensorFlow checkpoints fit the model you want to restore them into.
+
+Importing this package does not import TensorFlow; only the paths that need it do.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BundleReader",
+    "BundleWriter",
+    "Checkpoint",
+    "CheckpointNotFoundError",
+    "ChecksumMismatchError",
+    "CkptMigrateError",
+    "CorruptCheckpointError",
+    "InspectReport",
+    "OutputError",
+    "Role",
+    "UnsupportedCheckpointError",
+    "__version__",
+    "inspect_checkpoint",
+    "open_checkpoint",
+    "rewrite_checkpoint",
+]
+
+if TYPE_CHECKING:
+    from .checkpoint import Checkpoint, open_checkpoint
+    from .errors import (
+        CheckpointNotFoundError,
+        ChecksumMismatchError,
+        CkptMigrateError,
+        CorruptCheckpointError,
+        OutputError,
+        UnsupportedCheckpointError,
+    )
+    from .formats.bundle_reader import BundleReader
+    from .formats.bundle_writer import BundleWriter
+    from .inspection import InspectReport, inspect_checkpoint
+    from .names import Role
+    from .rewrite import rewrite_checkpoint
+
+_LAZY = {
+    "Checkpoint": "checkpoint",
+    "open_checkpoint": "checkpoint",
+    "CheckpointNotFoundError": "errors",
+    "ChecksumMismatchError": "errors",
+    "CkptMigrateError": "errors",
+    "CorruptCheckpointError": "errors",
+    "OutputError": "errors",
+    "UnsupportedCheckpointError": "errors",
+    "BundleReader": "formats.bundle_reader",
+    "BundleWriter": "formats.bundle_writer",
+    "InspectReport": "inspection",
+    "inspect_checkpoint": "inspection",
+    "Role": "names",
+    "rewrite_checkpoint": "rewrite",
+}
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy re-exports keep `import ckptmigrate` (and so `ckptmigrate --help`) cheap.
+    if name in _LAZY:
+        import importlib
+
+        module = importlib.import_module(f".{_LAZY[name]}", __name__)
+        return getattr(module, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

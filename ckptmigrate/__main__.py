@@ -1,0 +1,3 @@
+from ckptmigrate.cli import main
+
+main()

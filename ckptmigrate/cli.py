@@ -1,0 +1,116 @@
+"""The command line: parse, call the library, render, choose the exit code.
+
+Exit codes follow diff(1): 0 fine, 1 incompatible (check), 2 trouble (bad input, usage).
+Heavy imports (numpy, TensorFlow) happen inside commands so ``--help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from collections.abc import Callable
+from typing import Annotated, TypeVar
+
+import typer
+from rich.console import Console
+
+from . import __version__
+
+app = typer.Typer(
+    name="ckptmigrate",
+    help="Make TensorFlow checkpoints fit the model you want to restore them into.",
+    no_args_is_help=True,
+    add_completion=True,
+    pretty_exceptions_show_locals=False,
+    rich_markup_mode=None,
+)
+
+T = TypeVar("T")
+EXIT_TROUBLE = 2
+EXIT_INTERRUPTED = 130
+
+
+def _stdout() -> Console:
+    console = Console(no_color=bool(os.environ.get("NO_COLOR")) or None)
+    if not console.is_terminal:
+        # Piped output is read by tools and people in logs: don't fold names at 80 columns.
+        console.width = 240
+    return console
+
+
+def _stderr() -> Console:
+    return Console(stderr=True, no_color=bool(os.environ.get("NO_COLOR")) or None)
+
+
+def _run(action: Callable[[], T], traceback: bool = False) -> T:
+    """Call the library; our errors become one paragraph on stderr and exit code 2."""
+    from .errors import CkptMigrateError
+
+    def _terminate(signum: int, frame: object) -> None:
+        # Turn SIGTERM into an exception so staged output is cleaned up like on Ctrl-C.
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        return action()
+    except CkptMigrateError as e:
+        if traceback:
+            raise
+        _stderr().print(f"error: {e}", markup=False, highlight=False)
+        raise typer.Exit(e.exit_code) from None
+    except KeyboardInterrupt:
+        _stderr().print("interrupted; nothing was written", markup=False)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"ckptmigrate {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
+) -> None:
+    """Make TensorFlow checkpoints fit the model you want to restore them into."""
+
+
+TracebackOption = Annotated[
+    bool, typer.Option("--traceback", help="Show the Python traceback on errors (for bug reports).")
+]
+
+
+@app.command()
+def inspect(
+    checkpoint: Annotated[str, typer.Argument(
+        help="Checkpoint directory, prefix (model.ckpt-1000), .index or .data-* file.")],
+    json_output: Annotated[bool, typer.Option("--json", help="Print a JSON object.")] = False,
+    filter: Annotated[str | None, typer.Option(
+        "--filter", "-f", help="Only variables whose name matches this regex.")] = None,
+    verify: Annotated[bool, typer.Option(
+        "--verify", help="Also read every tensor and check its CRC32C.")] = False,
+    traceback: TracebackOption = False,
+) -> None:
+    """List the variables of a checkpoint: name, dtype, shape, size and role.
+
+    Example: ckptmigrate inspect runs/model.ckpt-1000 --filter 'hiddenlayer_0'
+    """
+    from .inspection import inspect_checkpoint
+    from .render import inspect_table, to_json
+
+    report = _run(lambda: inspect_checkpoint(checkpoint, filter=filter, verify=verify),
+                  traceback)
+    if json_output:
+        sys.stdout.write(to_json(report.to_dict()) + "\n")
+    else:
+        _stdout().print(inspect_table(report))
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,63 @@
+"""The exception hierarchy. Every failure a user can cause is one of these.
+
+The CLI maps any :class:`CkptMigrateError` to exit code 2 and prints ``str(error)``,
+which is always one paragraph: what happened, where (file, variable), and a hint.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class CkptMigrateError(Exception):
+    """Base class: a problem with the user's input or environment, not a bug."""
+
+    exit_code = 2
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | Path | None = None,
+        variable: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        self.message = message
+        self.path = None if path is None else str(path)
+        self.variable = variable
+        self.hint = hint
+        super().__init__(self.__str__())
+
+    def __str__(self) -> str:
+        parts = []
+        where = self.path or ""
+        if self.variable is not None:
+            where = f"{where} (variable {self.variable!r})" if where else f"variable {self.variable!r}"
+        parts.append(f"{where}: {self.message}" if where else self.message)
+        if self.hint:
+            parts.append(f"Hint: {self.hint}")
+        return " ".join(parts)
+
+
+class CheckpointNotFoundError(CkptMigrateError):
+    """The path does not lead to a checkpoint (missing files, wrong kind of file)."""
+
+
+class CorruptCheckpointError(CkptMigrateError):
+    """The files exist but their content is not a valid checkpoint."""
+
+
+class ChecksumMismatchError(CorruptCheckpointError):
+    """A tensor's bytes do not match the CRC32C recorded in the index."""
+
+
+class UnsupportedCheckpointError(CkptMigrateError):
+    """A valid checkpoint using a feature this version cannot handle."""
+
+
+class OutputError(CkptMigrateError):
+    """The output location is unusable (exists, inside the source, not writable, disk full)."""
+
+
+class TensorFlowRequiredError(CkptMigrateError):
+    """A code path needs TensorFlow and it could not be imported."""

@@ -1,0 +1,207 @@
+"""The two messages of a `.index` table: BundleHeaderProto (under key "") and
+BundleEntryProto (every other key), from tensorflow/core/protobuf/tensor_bundle.proto.
+
+Encoding mirrors protobuf's proto3 serialisation (fields in number order, defaults
+omitted) so entries we write are byte-identical to what TensorFlow would write.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .protowire import FIXED32, LEN, VARINT, MessageWriter, ProtoError, iter_fields, to_signed64
+
+LITTLE_ENDIAN = 0
+BIG_ENDIAN = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Extent:
+    start: int = 0
+    length: int | None = None  # None: the whole dimension
+
+
+@dataclass(frozen=True, slots=True)
+class TensorSlice:
+    extents: tuple[Extent, ...]
+
+    def bounds(self, shape: tuple[int, ...]) -> tuple[slice, ...]:
+        """numpy index of this slice inside a tensor of the full ``shape``."""
+        return tuple(
+            slice(0, dim) if e.length is None else slice(e.start, e.start + e.length)
+            for e, dim in zip(self.extents, shape, strict=True)
+        )
+
+    def shape(self, full: tuple[int, ...]) -> tuple[int, ...]:
+        return tuple(dim if e.length is None else e.length for e, dim in zip(self.extents, full))
+
+    def spec(self) -> str:
+        """TF's text form, e.g. ``0,5:-`` (used in TensorFlow's own error messages)."""
+        return ":".join("-" if e.length is None else f"{e.start},{e.length}" for e in self.extents)
+
+
+@dataclass(frozen=True, slots=True)
+class BundleHeader:
+    num_shards: int = 1
+    endianness: int = LITTLE_ENDIAN
+    producer: int = 1
+    min_consumer: int = 0
+    bad_consumers: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class BundleEntry:
+    dtype: int = 0
+    shape: tuple[int, ...] = ()
+    shard_id: int = 0
+    offset: int = 0
+    size: int = 0
+    crc32c: int = 0  # masked, as stored
+    slices: tuple[TensorSlice, ...] = field(default_factory=tuple)
+    unknown_rank: bool = False
+
+    @property
+    def is_partitioned(self) -> bool:
+        return bool(self.slices)
+
+
+def _int_field(value: int | bytes, what: str) -> int:
+    if not isinstance(value, int):
+        raise ProtoError(f"{what}: expected a number")
+    return value
+
+
+def _bytes_field(value: int | bytes, what: str) -> bytes:
+    if not isinstance(value, bytes):
+        raise ProtoError(f"{what}: expected a message")
+    return value
+
+
+def decode_header(buf: bytes) -> BundleHeader:
+    num_shards, endianness = 0, LITTLE_ENDIAN
+    producer, min_consumer, bad = 0, 0, []
+    for number, wire, value in iter_fields(buf):
+        if number == 1 and wire == VARINT:
+            num_shards = to_signed64(_int_field(value, "num_shards"))
+        elif number == 2 and wire == VARINT:
+            endianness = _int_field(value, "endianness")
+        elif number == 3 and wire == LEN:
+            for vnum, vwire, vval in iter_fields(_bytes_field(value, "version")):
+                if vnum == 1 and vwire == VARINT:
+                    producer = to_signed64(_int_field(vval, "producer"))
+                elif vnum == 2 and vwire == VARINT:
+                    min_consumer = to_signed64(_int_field(vval, "min_consumer"))
+                elif vnum == 3 and vwire == VARINT:
+                    bad.append(to_signed64(_int_field(vval, "bad_consumers")))
+    return BundleHeader(num_shards, endianness, producer, min_consumer, tuple(bad))
+
+
+def encode_header(header: BundleHeader) -> bytes:
+    out = MessageWriter()
+    if header.num_shards:
+        out.varint(1, header.num_shards)
+    if header.endianness:
+        out.varint(2, header.endianness)
+    version = MessageWriter()
+    if header.producer:
+        version.varint(1, header.producer)
+    if header.min_consumer:
+        version.varint(2, header.min_consumer)
+    for bad in header.bad_consumers:
+        version.varint(3, bad)
+    out.bytes_(3, version.getvalue())
+    return out.getvalue()
+
+
+def _decode_shape(buf: bytes) -> tuple[tuple[int, ...], bool]:
+    dims: list[int] = []
+    unknown_rank = False
+    for number, wire, value in iter_fields(buf):
+        if number == 2 and wire == LEN:
+            size = 0
+            for dnum, dwire, dval in iter_fields(_bytes_field(value, "dim")):
+                if dnum == 1 and dwire == VARINT:
+                    size = to_signed64(_int_field(dval, "dim.size"))
+            dims.append(size)
+        elif number == 3 and wire == VARINT:
+            unknown_rank = bool(value)
+    return tuple(dims), unknown_rank
+
+
+def _encode_shape(shape: tuple[int, ...], unknown_rank: bool) -> bytes:
+    out = MessageWriter()
+    for dim in shape:
+        dim_msg = MessageWriter()
+        if dim:
+            dim_msg.varint(1, dim)
+        out.bytes_(2, dim_msg.getvalue())
+    if unknown_rank:
+        out.varint(3, 1)
+    return out.getvalue()
+
+
+def _decode_slice(buf: bytes) -> TensorSlice:
+    extents = []
+    for number, wire, value in iter_fields(buf):
+        if number == 1 and wire == LEN:
+            start, length = 0, None
+            for enum_, ewire, evalue in iter_fields(_bytes_field(value, "extent")):
+                if enum_ == 1 and ewire == VARINT:
+                    start = to_signed64(_int_field(evalue, "extent.start"))
+                elif enum_ == 2 and ewire == VARINT:
+                    length = to_signed64(_int_field(evalue, "extent.length"))
+            extents.append(Extent(start, length))
+    return TensorSlice(tuple(extents))
+
+
+def _encode_slice(tslice: TensorSlice) -> bytes:
+    out = MessageWriter()
+    for extent in tslice.extents:
+        ext = MessageWriter()
+        if extent.start:
+            ext.varint(1, extent.start)
+        if extent.length is not None:
+            ext.varint(2, extent.length)
+        out.bytes_(1, ext.getvalue())
+    return out.getvalue()
+
+
+def decode_entry(buf: bytes) -> BundleEntry:
+    dtype = shard_id = offset = size = checksum = 0
+    shape: tuple[int, ...] = ()
+    unknown_rank = False
+    slices = []
+    for number, wire, value in iter_fields(buf):
+        if number == 1 and wire == VARINT:
+            dtype = _int_field(value, "dtype")
+        elif number == 2 and wire == LEN:
+            shape, unknown_rank = _decode_shape(_bytes_field(value, "shape"))
+        elif number == 3 and wire == VARINT:
+            shard_id = to_signed64(_int_field(value, "shard_id"))
+        elif number == 4 and wire == VARINT:
+            offset = to_signed64(_int_field(value, "offset"))
+        elif number == 5 and wire == VARINT:
+            size = to_signed64(_int_field(value, "size"))
+        elif number == 6 and wire == FIXED32:
+            checksum = _int_field(value, "crc32c")
+        elif number == 7 and wire == LEN:
+            slices.append(_decode_slice(_bytes_field(value, "slice")))
+    return BundleEntry(dtype, shape, shard_id, offset, size, checksum, tuple(slices), unknown_rank)
+
+
+def encode_entry(entry: BundleEntry) -> bytes:
+    out = MessageWriter()
+    if entry.dtype:
+        out.varint(1, entry.dtype)
+    out.bytes_(2, _encode_shape(entry.shape, entry.unknown_rank))
+    if entry.shard_id:
+        out.varint(3, entry.shard_id)
+    if entry.offset:
+        out.varint(4, entry.offset)
+    if entry.size:
+        out.varint(5, entry.size)
+    if entry.crc32c:
+        out.fixed32(6, entry.crc32c)
+    for tslice in entry.slices:
+        out.bytes_(7, _encode_slice(tslice))
+    return out.getvalue()

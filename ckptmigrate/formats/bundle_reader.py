@@ -1,0 +1,346 @@
+"""Read a V2 checkpoint (TensorBundle) without TensorFlow.
+
+Opening parses only the `.index` table (small) and checks that every data shard it promises
+exists and is long enough. Tensor values are read one at a time with positioned reads at
+the entry's recorded offset, so reading one tensor never touches the others.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .. import dtypes
+from ..errors import (
+    ChecksumMismatchError,
+    CheckpointNotFoundError,
+    CorruptCheckpointError,
+    UnsupportedCheckpointError,
+)
+from . import crc, tensor_codec
+from .bundle_proto import BIG_ENDIAN, BundleEntry, BundleHeader, decode_entry, decode_header
+from .locate import data_path, index_path
+from .ordered_code import encode_slice_key, is_slice_key
+from .protowire import ProtoError
+from .table import TableError, iter_table
+
+HEADER_KEY = ""
+COPY_CHUNK = 8 << 20
+
+WriteFn = Callable[[memoryview], object]
+
+
+@dataclass(frozen=True, slots=True)
+class TensorInfo:
+    """What the index says about one variable; no values."""
+
+    key: str
+    dtype: dtypes.DType
+    shape: tuple[int, ...]
+    nbytes: int  # bytes stored in the data shards (all slices, for partitioned ones)
+    shard: int | None  # None for partitioned variables, whose slices each have their own
+    offset: int | None
+    crc32c: int | None  # masked, as stored
+    slices: tuple[str, ...]  # TF slice specs ("0,5:-"); empty unless partitioned
+
+    @property
+    def num_elements(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+
+class BundleReader:
+    """Random access to the tensors of one V2 checkpoint prefix."""
+
+    format = "v2"
+
+    def __init__(self, prefix: str | Path) -> None:
+        self.prefix = Path(prefix)
+        self.index_file = index_path(self.prefix)
+        self.header, self.entries = self._read_index()
+        self.big_endian = self.header.endianness == BIG_ENDIAN
+        self._fds: dict[int, int] = {}
+        self._check_shards()
+
+    # -- index -------------------------------------------------------------------------
+
+    def _corrupt(self, message: str, variable: str | None = None) -> CorruptCheckpointError:
+        return CorruptCheckpointError(
+            message,
+            path=self.index_file,
+            variable=variable,
+            hint="the checkpoint is damaged or incompletely copied; re-copy it from its source.",
+        )
+
+    def _read_index(self) -> tuple[BundleHeader, dict[str, BundleEntry]]:
+        try:
+            data = self.index_file.read_bytes()
+        except FileNotFoundError:
+            raise CheckpointNotFoundError("the index file is missing", path=self.index_file)
+        except OSError as e:
+            raise CheckpointNotFoundError(f"cannot read the index: {e.strerror}",
+                                          path=self.index_file) from e
+        if not data:
+            raise self._corrupt("the index file is empty")
+        header: BundleHeader | None = None
+        entries: dict[str, BundleEntry] = {}
+        key = ""
+        try:
+            for raw_key, value in iter_table(data):
+                key = raw_key.decode("utf-8", "surrogateescape")
+                if key == HEADER_KEY:
+                    header = decode_header(value)
+                else:
+                    entries[key] = decode_entry(value)
+        except TableError as e:
+            raise self._corrupt(f"not a valid checkpoint index ({e})") from None
+        except ProtoError as e:
+            raise self._corrupt(f"index entry cannot be parsed ({e})", variable=key) from None
+        if header is None:
+            raise self._corrupt("the index has no header entry")
+        if header.num_shards < 1 or header.num_shards > 1_000_000:
+            raise self._corrupt(f"the header declares {header.num_shards} data shards")
+        if header.min_consumer > 1:
+            raise UnsupportedCheckpointError(
+                f"written by a newer TensorBundle version (min consumer {header.min_consumer})",
+                path=self.index_file,
+            )
+        return header, entries
+
+    def _check_shards(self) -> None:
+        needed = [0] * self.header.num_shards
+        for key, entry in self.entries.items():
+            if entry.slices:
+                continue
+            if not 0 <= entry.shard_id < self.header.num_shards:
+                raise self._corrupt(
+                    f"entry names shard {entry.shard_id} but the checkpoint has "
+                    f"{self.header.num_shards}", variable=key)
+            if entry.offset < 0 or entry.size < 0:
+                raise self._corrupt("negative offset or size", variable=key)
+            dtype = dtypes.from_enum(entry.dtype)
+            if dtype.itemsize is not None and any(d < 0 for d in entry.shape):
+                raise self._corrupt(f"invalid shape {list(entry.shape)}", variable=key)
+            if dtype.itemsize is not None:
+                expected = int(np.prod(entry.shape, dtype=np.int64)) * dtype.itemsize
+                if expected != entry.size:
+                    raise self._corrupt(
+                        f"entry size {entry.size} does not match {dtype.name} "
+                        f"{list(entry.shape)} ({expected} bytes)", variable=key)
+            needed[entry.shard_id] = max(needed[entry.shard_id], entry.offset + entry.size)
+        for shard, end in enumerate(needed):
+            path = self.data_file(shard)
+            try:
+                size = path.stat().st_size
+            except FileNotFoundError:
+                holders = [k for k, e in self.entries.items()
+                           if e.shard_id == shard and not e.slices]
+                raise CorruptCheckpointError(
+                    f"data shard {shard} of {self.header.num_shards} is missing "
+                    f"({len(holders)} tensors are stored there"
+                    + (f", e.g. {holders[0]!r})" if holders else ")"),
+                    path=path,
+                    hint="copy every .data-NNNNN-of-NNNNN file along with the .index.",
+                ) from None
+            if size < end:
+                raise CorruptCheckpointError(
+                    f"data shard is truncated: {size} bytes, but the index places tensor data "
+                    f"up to byte {end}",
+                    path=path,
+                    hint="the copy was interrupted; re-copy the shard.",
+                )
+
+    # -- listing -----------------------------------------------------------------------
+
+    def data_file(self, shard: int) -> Path:
+        return data_path(self.prefix, shard, self.header.num_shards)
+
+    def variable_keys(self) -> list[str]:
+        """Names a restore can ask for: every key except the header and slice keys."""
+        return [k for k in self.entries if not is_slice_key(k)]
+
+    def slice_key(self, key: str, index: int) -> str:
+        tslice = self.entries[key].slices[index]
+        return encode_slice_key(key, [(e.start, e.length) for e in tslice.extents])
+
+    def info(self, key: str) -> TensorInfo:
+        entry = self._entry(key)
+        dtype = dtypes.from_enum(entry.dtype)
+        if entry.slices:
+            nbytes = 0
+            for i in range(len(entry.slices)):
+                part = self.entries.get(self.slice_key(key, i))
+                nbytes += part.size if part else 0
+            return TensorInfo(key, dtype, entry.shape, nbytes, None, None, None,
+                              tuple(s.spec() for s in entry.slices))
+        return TensorInfo(key, dtype, entry.shape, entry.size, entry.shard_id, entry.offset,
+                          entry.crc32c, ())
+
+    def infos(self) -> Iterator[TensorInfo]:
+        for key in self.variable_keys():
+            yield self.info(key)
+
+    def _entry(self, key: str) -> BundleEntry:
+        try:
+            return self.entries[key]
+        except KeyError:
+            raise CkptKeyError(key, self) from None
+
+    # -- values ------------------------------------------------------------------------
+
+    def _fd(self, shard: int) -> int:
+        fd = self._fds.get(shard)
+        if fd is None:
+            fd = os.open(self.data_file(shard), os.O_RDONLY)
+            self._fds[shard] = fd
+        return fd
+
+    def read_stored_bytes(self, key: str, verify: bool = True) -> bytearray:
+        """The tensor's bytes exactly as stored (not for partitioned variables)."""
+        entry = self._entry(key)
+        buf = bytearray(entry.size)
+        view = memoryview(buf)
+        fd = self._fd(entry.shard_id)
+        done = 0
+        while done < entry.size:
+            n = os.preadv(fd, [view[done:]], entry.offset + done)
+            if n <= 0:
+                raise CorruptCheckpointError(
+                    f"data ends before byte {entry.offset + entry.size}",
+                    path=self.data_file(entry.shard_id), variable=key)
+            done += n
+        if verify and crc.value(buf) != crc.unmask(entry.crc32c):
+            raise self._checksum_error(key, entry)
+        return buf
+
+    def _checksum_error(self, key: str, entry: BundleEntry) -> ChecksumMismatchError:
+        return ChecksumMismatchError(
+            f"tensor bytes [{entry.offset}, {entry.offset + entry.size}) fail their CRC32C "
+            "check: the data is corrupt",
+            path=self.data_file(entry.shard_id),
+            variable=key,
+            hint="re-copy the checkpoint; `ckptmigrate inspect --verify` checks every tensor.",
+        )
+
+    def copy_stored_bytes(self, key: str, write: WriteFn, verify: bool = True) -> int:
+        """Stream a tensor's stored bytes to ``write`` in bounded chunks; returns the size."""
+        entry = self._entry(key)
+        if dtypes.from_enum(entry.dtype).itemsize is None:
+            # String/variant checksums cover decoded lengths, not the stored bytes: decode
+            # to verify (such tensors are small: names, configs, the object graph).
+            raw = self.read_stored_bytes(key, verify=False)
+            if verify:
+                self._decode(key, entry, raw, verify=True)
+            write(memoryview(raw))
+            return entry.size
+        fd = self._fd(entry.shard_id)
+        buf = bytearray(min(COPY_CHUNK, entry.size))
+        view = memoryview(buf)
+        checksum = 0
+        done = 0
+        while done < entry.size:
+            want = min(len(buf), entry.size - done)
+            n = os.preadv(fd, [view[:want]], entry.offset + done)
+            if n <= 0:
+                raise CorruptCheckpointError(
+                    f"data ends before byte {entry.offset + entry.size}",
+                    path=self.data_file(entry.shard_id), variable=key)
+            if verify:
+                checksum = crc.extend(checksum, view[:n])
+            write(view[:n])
+            done += n
+        if verify and checksum != crc.unmask(entry.crc32c):
+            raise self._checksum_error(key, entry)
+        return entry.size
+
+    def read(self, key: str, verify: bool = True) -> np.ndarray:
+        """The tensor's value as a numpy array (object array of bytes for strings)."""
+        entry = self._entry(key)
+        if entry.slices:
+            return self._read_partitioned(key, entry, verify)
+        return self._decode(key, entry, self.read_stored_bytes(key, verify=False), verify)
+
+    def _decode(self, key: str, entry: BundleEntry, raw: bytearray, verify: bool) -> np.ndarray:
+        dtype = dtypes.from_enum(entry.dtype)
+        count = int(np.prod(entry.shape, dtype=np.int64))
+        if dtype.itemsize is not None:
+            if verify and crc.value(raw) != crc.unmask(entry.crc32c):
+                raise self._checksum_error(key, entry)
+            array = np.frombuffer(raw, dtype=dtypes.numpy_dtype(dtype), count=count)
+            if self.big_endian != tensor_codec.NATIVE_IS_BIG:
+                tensor_codec.swap_bytes_inplace(array)
+            return array.reshape(entry.shape)
+        try:
+            if dtype.is_string:
+                elements, checksum = tensor_codec.decode_strings(raw, count, self.big_endian)
+            elif dtype.is_variant:
+                elements, checksum = tensor_codec.decode_variants(raw, count)
+            else:
+                raise UnsupportedCheckpointError(
+                    f"tensors of dtype {dtype.name} cannot be decoded",
+                    path=self.index_file, variable=key,
+                    hint="they can still be copied unchanged.")
+        except ProtoError as e:
+            raise ChecksumMismatchError(
+                f"string tensor is corrupt ({e})", path=self.data_file(entry.shard_id),
+                variable=key) from None
+        if verify and raw and checksum != crc.unmask(entry.crc32c):
+            raise self._checksum_error(key, entry)
+        out = np.empty(count, dtype=object)
+        out[:] = elements if elements else [b""] * count
+        return out.reshape(entry.shape)
+
+    def _read_partitioned(self, key: str, entry: BundleEntry, verify: bool) -> np.ndarray:
+        dtype = dtypes.from_enum(entry.dtype)
+        full = np.zeros(entry.shape, dtype=dtypes.numpy_dtype(dtype))
+        for i, tslice in enumerate(entry.slices):
+            part_key = self.slice_key(key, i)
+            if part_key not in self.entries:
+                raise self._corrupt(f"slice {tslice.spec()} is listed but not stored",
+                                    variable=key)
+            part = self.read(part_key, verify)
+            full[tslice.bounds(entry.shape)] = part.reshape(tslice.shape(entry.shape))
+        return full
+
+    def verify(self) -> int:
+        """Check every stored tensor's CRC32C; returns the number of bytes checked."""
+        total = 0
+        for key, entry in self.entries.items():
+            if entry.slices:
+                continue
+            total += self.copy_stored_bytes(key, _discard, verify=True)
+        return total
+
+    def close(self) -> None:
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
+
+    def __enter__(self) -> BundleReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _discard(_: memoryview) -> None:
+    pass
+
+
+class CkptKeyError(CheckpointNotFoundError):
+    """A key is not in the checkpoint; the hint names the closest keys."""
+
+    def __init__(self, key: str, reader: BundleReader) -> None:
+        import difflib
+
+        close = difflib.get_close_matches(key, reader.variable_keys(), n=3, cutoff=0.6)
+        super().__init__(
+            f"Key {key} not found in checkpoint",
+            path=reader.prefix,
+            variable=key,
+            hint=f"did you mean {', '.join(close)}?" if close else
+            "`ckptmigrate inspect` lists the keys it holds.",
+        )

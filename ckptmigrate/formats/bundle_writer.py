@@ -1,0 +1,245 @@
+"""Write a V2 checkpoint (TensorBundle) tensor by tensor, atomically.
+
+Everything is written into a hidden staging directory beside the destination; ``commit``
+writes the index and the `checkpoint` state file last and renames the directory into place.
+Until then nothing exists at the destination, so an exception, Ctrl-C or a full disk
+leaves the destination untouched (``abort`` removes the staging directory).
+Memory use is bounded by the one tensor being added; unchanged tensors are streamed from
+the source in fixed-size chunks without being decoded.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+
+from .. import dtypes
+from ..errors import OutputError
+from . import crc, tensor_codec
+from .bundle_proto import BIG_ENDIAN, LITTLE_ENDIAN, BundleEntry, BundleHeader, TensorSlice
+from .bundle_proto import encode_entry, encode_header
+from .bundle_reader import HEADER_KEY, BundleReader
+from .checkpoint_state import STATE_FILENAME, render_state
+from .locate import data_path, index_path
+from .table import TableWriter
+
+
+def _key_bytes(key: str) -> bytes:
+    return key.encode("utf-8", "surrogateescape")
+
+
+def _output_error(e: OSError, path: Path) -> OutputError:
+    if e.errno == errno.ENOSPC:
+        return OutputError("the disk is full; nothing was written to the destination",
+                           path=path, hint="free space or choose another output location.")
+    return OutputError(f"cannot write: {e.strerror or e}", path=path)
+
+
+class BundleWriter:
+    """Stage a checkpoint ``<output_dir>/<prefix_name>.*`` and publish it on commit."""
+
+    def __init__(
+        self,
+        output_dir: str | Path,
+        prefix_name: str = "ckpt",
+        *,
+        num_shards: int = 1,
+        big_endian: bool = tensor_codec.NATIVE_IS_BIG,
+        overwrite: bool = False,
+        durable: bool = True,
+    ) -> None:
+        self.output_dir = Path(output_dir).absolute()
+        self.prefix_name = prefix_name
+        self.num_shards = num_shards
+        self.big_endian = big_endian
+        self.durable = durable
+        self._overwrite = overwrite
+        self._check_destination()
+        try:
+            self.output_dir.parent.mkdir(parents=True, exist_ok=True)
+            self._staging = Path(tempfile.mkdtemp(
+                prefix=f".{self.output_dir.name}.ckptmigrate-", dir=self.output_dir.parent))
+        except OSError as e:
+            raise _output_error(e, self.output_dir) from e
+        self._files: dict[int, BinaryIO] = {}
+        self._sizes = [0] * num_shards
+        self._entries: dict[str, BundleEntry] = {}
+        self._done = False
+
+    def _check_destination(self) -> None:
+        if self.output_dir.exists() and not self._overwrite:
+            raise OutputError("the output already exists", path=self.output_dir,
+                              hint="choose a new path, or pass --force to replace it.")
+        if self.output_dir.exists() and not self.output_dir.is_dir():
+            raise OutputError("the output exists and is not a directory", path=self.output_dir)
+
+    @property
+    def staging_prefix(self) -> Path:
+        return self._staging / self.prefix_name
+
+    @property
+    def final_prefix(self) -> Path:
+        return self.output_dir / self.prefix_name
+
+    def _shard_file(self, shard: int) -> BinaryIO:
+        if not 0 <= shard < self.num_shards:
+            raise ValueError(f"shard {shard} out of range for {self.num_shards} shards")
+        f = self._files.get(shard)
+        if f is None:
+            path = data_path(self.staging_prefix, shard, self.num_shards)
+            f = path.open("wb", buffering=0)
+            self._files[shard] = f
+        return f
+
+    def _claim(self, key: str) -> None:
+        if self._done:
+            raise RuntimeError("the writer is already committed or aborted")
+        if key == HEADER_KEY or key in self._entries:
+            raise ValueError(f"duplicate or reserved checkpoint key {key!r}")
+
+    def _append(self, shard: int, data: bytes | bytearray | memoryview) -> None:
+        try:
+            self._shard_file(shard).write(data)
+        except OSError as e:
+            raise _output_error(e, self.output_dir) from e
+
+    def add_array(
+        self,
+        key: str,
+        array: np.ndarray,
+        dtype: dtypes.DType | None = None,
+        shard: int = 0,
+    ) -> None:
+        """Add a tensor from its value; ``dtype`` defaults to the array's."""
+        self._claim(key)
+        array = np.asarray(array)
+        dtype = dtype or dtypes.from_numpy(array.dtype)
+        offset = self._sizes[shard]
+        if dtype.itemsize is not None:
+            data = np.ascontiguousarray(array, dtype=dtypes.numpy_dtype(dtype))
+            if self.big_endian != tensor_codec.NATIVE_IS_BIG:
+                data = data.copy()
+                tensor_codec.swap_bytes_inplace(data)
+            view = memoryview(data.reshape(-1).view(np.uint8)) if data.size else memoryview(b"")
+            checksum = crc.value(view)
+            self._append(shard, view)
+            size = view.nbytes
+        else:
+            elements = [e if isinstance(e, bytes) else str(e).encode() for e in array.reshape(-1)]
+            if dtype.is_variant:
+                payload, checksum = tensor_codec.encode_variants(elements)
+            else:
+                payload, checksum = tensor_codec.encode_strings(elements, self.big_endian)
+            self._append(shard, payload)
+            size = len(payload)
+        self._sizes[shard] += size
+        self._entries[key] = BundleEntry(dtype.enum, tuple(array.shape), shard, offset, size,
+                                         crc.mask(checksum))
+
+    def add_stored(self, key: str, source: BundleReader, source_key: str | None = None,
+                   shard: int | None = None) -> None:
+        """Copy a tensor's stored bytes from ``source`` unchanged (never decoded)."""
+        self._claim(key)
+        entry = source.entries[source_key or key]
+        if entry.slices:
+            raise ValueError("copy slices one by one and register them with add_partitioned")
+        if source.big_endian != self.big_endian:
+            raise ValueError("raw copies need the source's byte order")
+        shard = entry.shard_id if shard is None else shard
+        offset = self._sizes[shard]
+        source.copy_stored_bytes(source_key or key, lambda chunk: self._append(shard, chunk))
+        self._sizes[shard] += entry.size
+        self._entries[key] = BundleEntry(entry.dtype, entry.shape, shard, offset, entry.size,
+                                         entry.crc32c)
+
+    def add_partitioned(self, key: str, dtype: dtypes.DType, shape: tuple[int, ...],
+                        slices: tuple[TensorSlice, ...]) -> None:
+        """Register the full-tensor entry of a partitioned variable (its slices hold data)."""
+        self._claim(key)
+        self._entries[key] = BundleEntry(dtype.enum, shape, 0, 0, 0, 0, slices)
+
+    def _write_index(self) -> None:
+        header = BundleHeader(num_shards=self.num_shards,
+                              endianness=BIG_ENDIAN if self.big_endian else LITTLE_ENDIAN)
+        path = index_path(self.staging_prefix)
+        with path.open("wb") as f:
+            table = TableWriter(f)
+            table.add(_key_bytes(HEADER_KEY), encode_header(header))
+            for key in sorted(self._entries, key=_key_bytes):
+                table.add(_key_bytes(key), encode_entry(self._entries[key]))
+            table.finish()
+            self._sync(f)
+
+    def _sync(self, f: BinaryIO) -> None:
+        if self.durable:
+            f.flush()
+            os.fsync(f.fileno())
+
+    def commit(self) -> Path:
+        """Finish every file and move the checkpoint into place; returns its prefix."""
+        if self._done:
+            raise RuntimeError("the writer is already committed or aborted")
+        try:
+            for shard in range(self.num_shards):
+                f = self._shard_file(shard)  # creates empty shards too: readers expect them
+                self._sync(f)
+                f.close()
+            self._write_index()
+            (self._staging / STATE_FILENAME).write_text(render_state(self.prefix_name))
+            self._publish()
+        except OSError as e:
+            self.abort()
+            raise _output_error(e, self.output_dir) from e
+        except BaseException:
+            self.abort()
+            raise
+        self._done = True
+        return self.final_prefix
+
+    def _publish(self) -> None:
+        if self.durable:
+            _fsync_dir(self._staging)
+        replaced = None
+        if self.output_dir.exists():
+            self._check_destination()
+            replaced = self.output_dir.with_name(self._staging.name + ".replaced")
+            os.rename(self.output_dir, replaced)
+        try:
+            os.rename(self._staging, self.output_dir)
+        except OSError:
+            if replaced is not None:
+                os.rename(replaced, self.output_dir)
+            raise
+        if self.durable:
+            _fsync_dir(self.output_dir.parent)
+        if replaced is not None:
+            shutil.rmtree(replaced, ignore_errors=True)
+
+    def abort(self) -> None:
+        """Discard everything staged; the destination is left as it was."""
+        for f in self._files.values():
+            f.close()
+        self._files.clear()
+        shutil.rmtree(self._staging, ignore_errors=True)
+        self._done = True
+
+    def __enter__(self) -> BundleWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if not self._done:
+            self.abort()
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

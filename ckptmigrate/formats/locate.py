@@ -1,0 +1,264 @@
+"""Turn whatever path a user typed into a checkpoint prefix, or explain precisely why not.
+
+People pass directories, prefixes, `.index` or `.data-*` files, the `checkpoint` state file,
+`.meta` graphs, Keras files and SavedModels. Anything that names one checkpoint without
+ambiguity is resolved (and the resolution is recorded as a note); anything else is an error
+that says what the path is and what to pass instead.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from ..errors import CheckpointNotFoundError
+from .checkpoint_state import STATE_FILENAME, looks_like_state_file, parse_state, resolve_state_path
+from .table import FOOTER_SIZE, has_table_magic
+
+Format = Literal["v2", "v1"]
+
+INDEX_SUFFIX = ".index"
+_DATA_SUFFIX = re.compile(r"\.data-(\d{5})-of-(\d{5})$")
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+_ZIP_SIGNATURE = b"PK\x03\x04"
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointLocation:
+    prefix: Path
+    format: Format
+    given: Path
+    notes: tuple[str, ...] = ()
+
+
+def index_path(prefix: Path) -> Path:
+    return prefix.with_name(prefix.name + INDEX_SUFFIX)
+
+
+def data_path(prefix: Path, shard: int, num_shards: int) -> Path:
+    return prefix.with_name(f"{prefix.name}.data-{shard:05d}-of-{num_shards:05d}")
+
+
+def _is_v1_file(path: Path) -> bool:
+    try:
+        size = path.stat().st_size
+        if size < FOOTER_SIZE or not path.is_file():
+            return False
+        with path.open("rb") as f:
+            f.seek(size - 8)
+            return has_table_magic(f.read(8))
+    except OSError:
+        return False
+
+
+def _existing_format(prefix: Path) -> Format | None:
+    if index_path(prefix).is_file():
+        return "v2"
+    if _is_v1_file(prefix):
+        return "v1"
+    return None
+
+
+def _prefixes_in(directory: Path) -> list[str]:
+    try:
+        return sorted(p.name[: -len(INDEX_SUFFIX)] for p in directory.glob("*" + INDEX_SUFFIX))
+    except OSError:
+        return []
+
+
+def _list_for_hint(names: list[str], limit: int = 5) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def _from_state_file(state: Path, given: Path) -> CheckpointLocation:
+    directory = state.parent
+    try:
+        parsed = parse_state(state.read_text(encoding="utf-8", errors="surrogateescape"))
+    except OSError as e:
+        raise CheckpointNotFoundError(f"cannot read the checkpoint state file: {e}", path=state)
+    if parsed is None:
+        raise CheckpointNotFoundError(
+            "this checkpoint state file has no model_checkpoint_path line",
+            path=state,
+            hint="pass the checkpoint prefix (e.g. model.ckpt-1000) instead of the state file.",
+        )
+    recorded = parsed.latest
+    assert recorded is not None
+    target = resolve_state_path(directory, recorded)
+    fmt = _existing_format(target)
+    notes = [f"followed the checkpoint state file {state} to {target}"]
+    if fmt is None:
+        # Checkpoints get moved; the state file then holds a stale absolute path or one
+        # relative to another working directory. A prefix of the same name beside the
+        # state file is what the user means.
+        beside = directory / Path(recorded).name
+        beside_fmt = _existing_format(beside)
+        if beside_fmt is not None and beside != target:
+            note = (f"the state file {state} records {recorded!r}, which is missing; "
+                    f"using {beside} found beside it")
+            return CheckpointLocation(beside, beside_fmt, given, (note,))
+        present = _prefixes_in(directory)
+        hint = (
+            f"checkpoints present here: {_list_for_hint(present)}; pass one of them as a prefix."
+            if present
+            else "no checkpoint files are in that directory; was it copied without them?"
+        )
+        raise CheckpointNotFoundError(
+            f"this is the checkpoint state file; it points at {recorded}, which is missing "
+            f"(looked for {index_path(target)})",
+            path=state,
+            hint=hint,
+        )
+    return CheckpointLocation(target, fmt, given, tuple(notes))
+
+
+def _from_directory(directory: Path, given: Path) -> CheckpointLocation:
+    state = directory / STATE_FILENAME
+    if state.is_file():
+        return _from_state_file(state, given)
+    saved_model_vars = directory / "variables" / "variables"
+    if index_path(saved_model_vars).is_file():
+        note = f"{directory} is a SavedModel; reading its variables checkpoint"
+        return CheckpointLocation(saved_model_vars, "v2", given, (note,))
+    prefixes = _prefixes_in(directory)
+    if len(prefixes) == 1:
+        prefix = directory / prefixes[0]
+        note = f"{directory} has no state file; using its only checkpoint {prefixes[0]}"
+        return CheckpointLocation(prefix, "v2", given, (note,))
+    if prefixes:
+        raise CheckpointNotFoundError(
+            f"this directory holds {len(prefixes)} checkpoints and no `checkpoint` state file "
+            "saying which is the latest",
+            path=directory,
+            hint=f"pass one prefix, e.g. {directory / prefixes[-1]} "
+            f"(present: {_list_for_hint(prefixes)}).",
+        )
+    v1_files = sorted(p.name for p in directory.iterdir() if _is_v1_file(p))
+    if len(v1_files) == 1:
+        note = f"{directory} has no state file; using its only V1 checkpoint {v1_files[0]}"
+        return CheckpointLocation(directory / v1_files[0], "v1", given, (note,))
+    raise CheckpointNotFoundError(
+        "no checkpoint in this directory (no `checkpoint` state file, no *.index file)",
+        path=directory,
+        hint="pass the directory TensorFlow saved into, or a prefix such as model.ckpt-1000.",
+    )
+
+
+def _describe_foreign_file(path: Path, head: bytes) -> CheckpointNotFoundError:
+    if not head:
+        return CheckpointNotFoundError("the file is empty", path=path,
+                                       hint="was the copy or download interrupted?")
+    if head.startswith(_HDF5_SIGNATURE):
+        return CheckpointNotFoundError(
+            "this is an HDF5 file (a Keras .h5 / .weights.h5), not a TensorFlow checkpoint",
+            path=path,
+            hint="Keras weight files are accepted as --target by `check`; "
+            "inspect reads TensorFlow checkpoints.",
+        )
+    if head.startswith(_ZIP_SIGNATURE):
+        return CheckpointNotFoundError(
+            "this is a zip archive (a Keras .keras file?), not a TensorFlow checkpoint",
+            path=path,
+            hint="pass the checkpoint prefix or its directory instead.",
+        )
+    if path.name == "saved_model.pb":
+        return CheckpointNotFoundError(
+            "this is a SavedModel graph; its values live in variables/variables.*",
+            path=path,
+            hint=f"pass the SavedModel directory {path.parent} instead.",
+        )
+    return CheckpointNotFoundError(
+        "not a TensorFlow checkpoint (no table footer, not a state file)",
+        path=path,
+        hint="pass a checkpoint prefix (model.ckpt-1000), its .index file, or its directory.",
+    )
+
+
+def _from_file(path: Path, given: Path) -> CheckpointLocation:
+    name = path.name
+    if name.endswith(INDEX_SUFFIX):
+        prefix = path.with_name(name[: -len(INDEX_SUFFIX)])
+        return CheckpointLocation(prefix, "v2", given, (f"{path} is an index; using prefix {prefix}",))
+    if (match := _DATA_SUFFIX.search(name)) is not None:
+        prefix = path.with_name(name[: match.start()])
+        if not index_path(prefix).is_file():
+            raise CheckpointNotFoundError(
+                f"this is data shard {int(match.group(1))} of {int(match.group(2))}, but its "
+                f"index {index_path(prefix).name} is missing, so its tensors cannot be located",
+                path=path,
+                hint="copy the .index file along with the .data-* shards.",
+            )
+        note = f"{path} is a data shard; using prefix {prefix}"
+        return CheckpointLocation(prefix, "v2", given, (note,))
+    if name.endswith(".meta"):
+        prefix = path.with_name(name[: -len(".meta")])
+        fmt = _existing_format(prefix)
+        if fmt is None:
+            raise CheckpointNotFoundError(
+                "this is a MetaGraph (the graph only, no variable values) and the checkpoint "
+                f"beside it is missing (no {index_path(prefix).name})",
+                path=path,
+                hint="a .meta file is accepted as --target by `check`; "
+                "pass the checkpoint prefix to read values.",
+            )
+        return CheckpointLocation(prefix, fmt, given, (f"{path} is a MetaGraph; using {prefix}",))
+    with path.open("rb") as f:
+        head = f.read(64)
+    if name == STATE_FILENAME or looks_like_state_file(head):
+        return _from_state_file(path, given)
+    if index_path(path).is_file():
+        return CheckpointLocation(path, "v2", given)
+    if _is_v1_file(path):
+        return CheckpointLocation(path, "v1", given)
+    raise _describe_foreign_file(path, head)
+
+
+def _missing(path: Path, given: Path) -> CheckpointNotFoundError:
+    directory = path.parent
+    shards = sorted(directory.glob(path.name + ".data-*")) if directory.is_dir() else []
+    if shards:
+        return CheckpointNotFoundError(
+            f"the data shards exist ({shards[0].name}...) but the index "
+            f"{index_path(path).name} is missing",
+            path=given,
+            hint="copy the .index file along with the .data-* shards.",
+        )
+    meta = path.with_name(path.name + ".meta")
+    if meta.is_file():
+        return CheckpointNotFoundError(
+            f"only the MetaGraph {meta.name} exists; the variable values "
+            f"({index_path(path).name} and .data-* files) are missing",
+            path=given,
+        )
+    if not directory.is_dir():
+        return CheckpointNotFoundError("no such file or directory", path=given,
+                                       hint=f"the directory {directory} does not exist.")
+    candidates = _prefixes_in(directory)
+    close = difflib.get_close_matches(path.name, candidates, n=3, cutoff=0.5)
+    if close:
+        hint = f"did you mean {', '.join(str(directory / c) for c in close)}?"
+    elif candidates:
+        hint = f"checkpoints in {directory}: {_list_for_hint(candidates)}."
+    else:
+        hint = f"no checkpoint files are in {directory}."
+    return CheckpointNotFoundError("no checkpoint at this path", path=given, hint=hint)
+
+
+def locate(path: str | Path) -> CheckpointLocation:
+    """Resolve ``path`` (directory, prefix, index, shard, state file, meta) to a checkpoint."""
+    given = Path(path).expanduser()
+    try:
+        if given.is_dir():
+            return _from_directory(given, given)
+        if given.is_file():
+            return _from_file(given, given)
+        fmt = _existing_format(given)
+        if fmt is not None:
+            return CheckpointLocation(given, fmt, given)
+    except PermissionError as e:
+        raise CheckpointNotFoundError(f"permission denied: {e.filename}", path=given) from e
+    raise _missing(given, given)

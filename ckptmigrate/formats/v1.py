@@ -1,0 +1,90 @@
+"""TF1 "V1" single-file checkpoints (``write_version=SaverDef.V1``, TF <= 1.x defaults before
+1.2 and some exports). They are detected without TensorFlow (a table file with no `.index`
+beside it) and read through TensorFlow's own reader, imported only here and only then.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import dtypes
+from ..errors import CorruptCheckpointError, TensorFlowRequiredError
+from .bundle_reader import TensorInfo
+
+
+def import_tensorflow() -> Any:
+    try:
+        import tensorflow as tf
+    except ImportError as e:  # pragma: no cover - TF is a dependency
+        raise TensorFlowRequiredError(
+            f"this needs TensorFlow, which cannot be imported ({e})",
+            hint="pip install tensorflow",
+        ) from e
+    return tf
+
+
+class V1Reader:
+    """The same listing/reading surface as BundleReader, backed by TensorFlow."""
+
+    format = "v1"
+    big_endian = False
+
+    def __init__(self, prefix: str | Path) -> None:
+        self.prefix = Path(prefix)
+        tf = import_tensorflow()
+        try:
+            self._reader = tf.train.load_checkpoint(str(self.prefix))
+            shapes = self._reader.get_variable_to_shape_map()
+            tf_dtypes = self._reader.get_variable_to_dtype_map()
+        except Exception as e:  # TF raises DataLossError & co; translate once, here
+            raise CorruptCheckpointError(
+                f"TensorFlow cannot read this V1 checkpoint: {e}".splitlines()[0],
+                path=self.prefix,
+            ) from e
+        self._infos = {}
+        for key in sorted(shapes):
+            dtype = dtypes.from_enum(int(tf_dtypes[key].as_datatype_enum))
+            shape = tuple(int(d) for d in shapes[key])
+            count = int(np.prod(shape, dtype=np.int64))
+            nbytes = count * (dtype.itemsize or 0)
+            self._infos[key] = TensorInfo(key, dtype, shape, nbytes, None, None, None, ())
+
+    def variable_keys(self) -> list[str]:
+        return list(self._infos)
+
+    def info(self, key: str) -> TensorInfo:
+        return self._infos[key]
+
+    def infos(self) -> Iterator[TensorInfo]:
+        yield from self._infos.values()
+
+    def read(self, key: str, verify: bool = True) -> np.ndarray:
+        value = self._reader.get_tensor(key)
+        array = np.asarray(value)
+        if array.dtype.kind == "S":
+            array = array.astype(object)
+        return array
+
+    def verify(self) -> int:
+        # TF checks each slice's stored checksum as it reads it.
+        total = 0
+        for key in self._infos:
+            try:
+                total += self.read(key).nbytes
+            except Exception as e:
+                raise CorruptCheckpointError(f"TensorFlow cannot read it: {e}", path=self.prefix,
+                                             variable=key) from e
+        return total
+
+    def close(self) -> None:
+        self._reader = None
+
+    def __enter__(self) -> V1Reader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,155 @@
+"""``inspect``: an inventory of a checkpoint, computed without reading tensor values."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .checkpoint import Checkpoint, open_checkpoint
+from .errors import CkptMigrateError
+from .names import Role
+
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class VariableRow:
+    key: str
+    original_name: str | None
+    dtype: str
+    shape: tuple[int, ...]
+    num_elements: int
+    nbytes: int
+    role: Role
+    shard: int | None
+    offset: int | None
+    crc32c: int | None
+    slices: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "original_name": self.original_name,
+            "dtype": self.dtype,
+            "shape": list(self.shape),
+            "num_elements": self.num_elements,
+            "bytes": self.nbytes,
+            "role": self.role.value,
+            "shard": self.shard,
+            "offset": self.offset,
+            "crc32c": self.crc32c,
+            "slices": list(self.slices),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class RoleTotals:
+    variables: int = 0
+    parameters: int = 0
+    nbytes: int = 0
+
+    def add(self, row: VariableRow) -> RoleTotals:
+        return RoleTotals(self.variables + 1, self.parameters + row.num_elements,
+                          self.nbytes + row.nbytes)
+
+    def to_dict(self) -> dict[str, int]:
+        return {"variables": self.variables, "parameters": self.parameters, "bytes": self.nbytes}
+
+
+@dataclass(frozen=True)
+class InspectReport:
+    path: str
+    prefix: str
+    format: str
+    object_based: bool
+    num_shards: int
+    notes: tuple[str, ...]
+    rows: tuple[VariableRow, ...]
+    filter: str | None = None
+    verified_bytes: int | None = None
+    totals: dict[Role, RoleTotals] = field(default_factory=dict)
+
+    @property
+    def total(self) -> RoleTotals:
+        out = RoleTotals()
+        for row in self.rows:
+            out = out.add(row)
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "checkpoint": {
+                "path": self.path,
+                "prefix": self.prefix,
+                "format": self.format,
+                "object_based": self.object_based,
+                "num_shards": self.num_shards,
+                "notes": list(self.notes),
+            },
+            "filter": self.filter,
+            "verified_bytes": self.verified_bytes,
+            "variables": [row.to_dict() for row in self.rows],
+            "totals": {
+                "all": self.total.to_dict(),
+                **{role.value: totals.to_dict() for role, totals in self.totals.items()},
+            },
+        }
+
+
+def inspect_checkpoint(
+    path: str | Path, *, filter: str | None = None, verify: bool = False
+) -> InspectReport:
+    """List a checkpoint's variables; ``filter`` is a regex searched in key and original
+    name; ``verify`` also checks every tensor's CRC32C (reads all data)."""
+    pattern = None
+    if filter is not None:
+        try:
+            pattern = re.compile(filter)
+        except re.error as e:
+            raise CkptMigrateError(f"--filter {filter!r} is not a valid regular expression: {e}",
+                                   hint="quote the pattern; escape literal dots as \\.") from e
+    with open_checkpoint(path) as checkpoint:
+        rows = tuple(_rows(checkpoint, pattern))
+        verified = checkpoint.reader.verify() if verify else None
+        num_shards = getattr(getattr(checkpoint.reader, "header", None), "num_shards", 1)
+        totals: dict[Role, RoleTotals] = {}
+        for row in rows:
+            totals[row.role] = totals.get(row.role, RoleTotals()).add(row)
+        return InspectReport(
+            path=str(checkpoint.location.given),
+            prefix=str(checkpoint.prefix),
+            format=checkpoint.reader.format,
+            object_based=checkpoint.is_object_based,
+            num_shards=num_shards,
+            notes=checkpoint.location.notes,
+            rows=rows,
+            filter=filter,
+            verified_bytes=verified,
+            totals={role: totals[role] for role in Role if role in totals},
+        )
+
+
+def _rows(checkpoint: Checkpoint, pattern: re.Pattern[str] | None) -> list[VariableRow]:
+    rows = []
+    for key in sorted(checkpoint.reader.variable_keys()):
+        original = checkpoint.original_names.get(key)
+        if pattern and not (pattern.search(key) or (original and pattern.search(original))):
+            continue
+        info = checkpoint.reader.info(key)
+        rows.append(VariableRow(
+            key=key,
+            original_name=original,
+            dtype=info.dtype.name,
+            shape=info.shape,
+            num_elements=info.num_elements,
+            nbytes=info.nbytes,
+            role=checkpoint.role(key),
+            shard=info.shard,
+            offset=info.offset,
+            crc32c=info.crc32c,
+            slices=info.slices,
+        ))
+    return rows

@@ -1,0 +1,59 @@
+"""Rewrite a checkpoint unchanged into a new directory (the identity conversion).
+
+V2 sources are copied entry by entry as stored bytes, keeping shards, byte order,
+partitioned-variable slices and the object graph, so TF2 checkpoints still restore with
+``assert_consumed()``. V1 sources are decoded through TensorFlow and written as V2.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .checkpoint import open_checkpoint
+from .formats.bundle_reader import BundleReader
+from .formats.bundle_writer import BundleWriter
+
+
+@dataclass(frozen=True, slots=True)
+class RewriteResult:
+    prefix: Path
+    tensors: int
+    bytes_copied: int
+
+
+def rewrite_checkpoint(
+    source: str | Path,
+    output_dir: str | Path,
+    *,
+    overwrite: bool = False,
+    durable: bool = True,
+) -> RewriteResult:
+    """Copy ``source`` to ``output_dir/<prefix name>``; nothing appears there on failure."""
+    with open_checkpoint(source) as checkpoint:
+        reader = checkpoint.reader
+        name = checkpoint.prefix.name
+        if isinstance(reader, BundleReader):
+            writer = BundleWriter(output_dir, name, num_shards=reader.header.num_shards,
+                                  big_endian=reader.big_endian, overwrite=overwrite,
+                                  durable=durable)
+            with writer:
+                copied = 0
+                for key, entry in reader.entries.items():
+                    if entry.slices:
+                        info = reader.info(key)
+                        writer.add_partitioned(key, info.dtype, entry.shape, entry.slices)
+                    else:
+                        writer.add_stored(key, reader)
+                        copied += entry.size
+                return RewriteResult(writer.commit(), len(reader.entries), copied)
+        writer = BundleWriter(output_dir, name, overwrite=overwrite, durable=durable)
+        with writer:
+            copied = 0
+            keys = reader.variable_keys()
+            for key in keys:
+                info = reader.info(key)
+                value = reader.read(key)
+                writer.add_array(key, value, info.dtype)
+                copied += value.nbytes
+            return RewriteResult(writer.commit(), len(keys), copied)
