@@ -1,0 +1,607 @@
+"""Measure ckptmigrate against plain TensorFlow on a checkpoint built in the same run.
+
+What it measures, each against a plain-TensorFlow (or coreutils) baseline:
+
+1. ``ckptmigrate inspect PREFIX`` vs a Python process calling ``tf.train.list_variables``.
+2. Reading every tensor with ``BundleReader.read`` vs ``tf.train.load_checkpoint().get_tensor``.
+3. ``rewrite_checkpoint`` (with and without fsync) vs a TensorFlow re-save (load every tensor,
+   write them all with ``tf.raw_ops.SaveV2``) and vs ``cp -r`` of the checkpoint directory.
+4. The same rewrite on a checkpoint 1/4 the size (same variable size, 1/4 of the variables),
+   to show whether its peak RSS stays flat as checkpoints grow.
+
+How: a TensorFlow subprocess first writes the checkpoints (float32 variables of shape
+[rows, 1024] with ``tf.train.Checkpoint.write``). Every measured command then runs as its own
+process, launched with ``subprocess.Popen`` and reaped with ``os.wait4``, so the wall time
+includes interpreter start-up and imports and the peak RSS (``ru_maxrss``) is that process's
+own. The page cache cannot be dropped without root, so each command runs once as a warm-up
+and everything is measured warm; within a group the commands are interleaved, ``sync`` runs
+before each run so write-back from one run does not slow the next, and the table shows the
+median wall time and the highest peak RSS of ``--repeat`` runs. Ratios are ckptmigrate
+divided by baseline (lower is better). Progress goes to stderr, the markdown table to stdout.
+
+    .venv/bin/python benchmarks/run.py [--size-gib 1.0] [--variables 256] [--repeat 3]
+                                       [--workdir DIR] [--keep]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import filecmp
+import json
+import os
+import platform
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+COLUMNS = 1024  # float32 elements per row of every benchmark variable
+FLOAT32_BYTES = 4
+GIB = 1 << 30
+MB = 1_000_000  # RSS is reported in decimal megabytes, as the targets are stated
+PREFIX_NAME = "ckpt"
+
+INSPECT_WALL_RATIO = 0.10
+INSPECT_RSS_BYTES = 100 * MB
+REWRITE_VS_CP = 1.5
+RSS_FLAT_RATIO = 1.10
+
+# -- the programs the subprocesses run ----------------------------------------------------
+
+BUILD_SCRIPT = """
+import json, sys
+import numpy as np
+import tensorflow as tf
+
+root, count, quarter, rows, cols = sys.argv[1], *map(int, sys.argv[2:])
+rng = np.random.default_rng(0)
+kernels = [tf.Variable(rng.standard_normal((rows, cols), dtype=np.float32), name=f"k{i}")
+           for i in range(count)]
+report = {"tensorflow": tf.__version__}
+for name, used in (("full", kernels), ("quarter", kernels[:quarter])):
+    model = tf.Module()
+    model.kernels = used
+    prefix = tf.train.Checkpoint(model=model).write(f"{root}/{name}/ckpt")
+    listed = tf.train.list_variables(prefix)
+    report[name] = {"prefix": prefix, "keys": len(listed),
+                    "elements": sum(int(np.prod(shape)) for _, shape in listed)}
+print(json.dumps(report))
+"""
+
+TF_LIST_SCRIPT = """
+import sys
+import tensorflow as tf
+
+print(len(tf.train.list_variables(sys.argv[1])))
+"""
+
+CKPT_READ_SCRIPT = """
+import sys
+import numpy as np
+from ckptmigrate.formats.bundle_reader import BundleReader
+
+reader = BundleReader(sys.argv[1])
+keys = reader.variable_keys()
+elements = 0
+for key in keys:
+    elements += np.size(reader.read(key))
+reader.close()
+print(len(keys), elements)
+"""
+
+TF_READ_SCRIPT = """
+import sys
+import numpy as np
+import tensorflow as tf
+
+reader = tf.train.load_checkpoint(sys.argv[1])
+keys = list(reader.get_variable_to_shape_map())
+elements = 0
+for key in keys:
+    elements += np.size(reader.get_tensor(key))
+print(len(keys), elements)
+"""
+
+CKPT_REWRITE_SCRIPT = """
+import sys
+from ckptmigrate.rewrite import rewrite_checkpoint
+
+result = rewrite_checkpoint(sys.argv[1], sys.argv[2], durable=sys.argv[3] == "durable")
+print(result.tensors)
+"""
+
+TF_RESAVE_SCRIPT = """
+import sys
+import tensorflow as tf
+
+reader = tf.train.load_checkpoint(sys.argv[1])
+keys = sorted(reader.get_variable_to_shape_map())
+tensors = [reader.get_tensor(key) for key in keys]
+tf.raw_ops.SaveV2(prefix=f"{sys.argv[2]}/ckpt", tensor_names=keys,
+                  shape_and_slices=[""] * len(keys), tensors=tensors)
+print(len(keys))
+"""
+
+
+# -- data ---------------------------------------------------------------------------------
+
+
+class BenchmarkError(RuntimeError):
+    """A measured command failed or printed something unexpected."""
+
+
+@dataclass(frozen=True)
+class Built:
+    """One checkpoint written by the build step."""
+
+    prefix: Path
+    keys: int
+    elements: int
+
+    @property
+    def directory(self) -> Path:
+        return self.prefix.parent
+
+    @property
+    def nbytes(self) -> int:
+        return sum(p.stat().st_size for p in self.directory.iterdir() if p.is_file())
+
+
+@dataclass(frozen=True)
+class Command:
+    """A process to measure.
+
+    ``output`` is a directory the command creates (removed before every run); ``expect`` is
+    its exact stdout, checked after every run; ``same_data_as`` names a checkpoint whose
+    data shards the output must reproduce byte for byte (checked after the warm-up).
+    """
+
+    name: str
+    argv: tuple[str, ...]
+    expect: str | None = None
+    output: Path | None = None
+    same_data_as: Path | None = None
+
+
+@dataclass(frozen=True)
+class Sample:
+    seconds: float
+    rss_bytes: int
+
+
+@dataclass
+class Result:
+    command: Command
+    samples: list[Sample] = field(default_factory=list)
+
+    @property
+    def seconds(self) -> float:
+        return statistics.median(s.seconds for s in self.samples)
+
+    @property
+    def rss_bytes(self) -> int:
+        return max(s.rss_bytes for s in self.samples)
+
+
+@dataclass(frozen=True)
+class Target:
+    text: str
+    met: bool
+
+    def render(self) -> str:
+        return f"{self.text} ({'met' if self.met else 'MISSED'})"
+
+
+# -- running processes --------------------------------------------------------------------
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def child_env() -> dict[str, str]:
+    return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+
+def maxrss_bytes(usage: resource.struct_rusage) -> int:
+    """``ru_maxrss`` in bytes: Linux reports KiB, macOS bytes."""
+    return usage.ru_maxrss if sys.platform == "darwin" else usage.ru_maxrss * 1024
+
+
+def clear_output(command: Command) -> None:
+    """Remove what the previous run wrote, and flush dirty pages so nothing carries over."""
+    if command.output is not None:
+        shutil.rmtree(command.output, ignore_errors=True)
+    os.sync()
+
+
+def run_once(command: Command, logs: Path) -> Sample:
+    """Run the command as one process; its wall time and its own peak RSS."""
+    clear_output(command)
+    out_path, err_path = logs / f"{command.name}.out", logs / f"{command.name}.err"
+    with out_path.open("wb") as out, err_path.open("wb") as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen(
+            command.argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=child_env()
+        )
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
+    if proc.returncode != 0:
+        tail = err_path.read_text(errors="replace")[-2000:]
+        raise BenchmarkError(f"{command.name} exited with {proc.returncode}:\n{tail}")
+    stdout = out_path.read_text(errors="replace").strip()
+    if command.expect is not None and stdout != command.expect:
+        raise BenchmarkError(f"{command.name} printed {stdout!r}, expected {command.expect!r}")
+    return Sample(seconds, maxrss_bytes(usage))
+
+
+def check_same_data(command: Command) -> None:
+    """The output's data shards are byte-identical to the source's (an unchanged copy)."""
+    if command.same_data_as is None or command.output is None:
+        return
+    sources = sorted(command.same_data_as.glob("*.data-*"))
+    for source in sources:
+        copy = command.output / source.name
+        if not copy.is_file() or not filecmp.cmp(source, copy, shallow=False):
+            raise BenchmarkError(f"{command.name}: {copy} differs from {source}")
+
+
+def measure(commands: Sequence[Command], repeat: int, logs: Path) -> dict[str, Result]:
+    """Warm every command up once, then run them interleaved ``repeat`` times."""
+    for command in commands:
+        sample = run_once(command, logs)
+        check_same_data(command)
+        log(
+            f"  warm-up  {command.name:<24} {sample.seconds:8.3f} s {sample.rss_bytes / MB:8.0f} MB"
+        )
+    results = {c.name: Result(c) for c in commands}
+    for i in range(repeat):
+        for command in commands:
+            sample = run_once(command, logs)
+            results[command.name].samples.append(sample)
+            log(
+                f"  run {i + 1}/{repeat}  {command.name:<24} {sample.seconds:8.3f} s "
+                f"{sample.rss_bytes / MB:8.0f} MB"
+            )
+    for command in commands:
+        clear_output(command)
+    return results
+
+
+# -- building the checkpoints -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Layout:
+    variables: int
+    quarter_variables: int
+    rows: int
+
+
+def plan(size_gib: float, variables: int) -> Layout:
+    per_variable = size_gib * GIB / variables
+    rows = max(1, round(per_variable / (COLUMNS * FLOAT32_BYTES)))
+    return Layout(variables, max(1, variables // 4), rows)
+
+
+def build(layout: Layout, root: Path) -> tuple[Built, Built, str]:
+    """Write the full and the 1/4-size checkpoint with TensorFlow; returns TF's version."""
+    argv = [
+        sys.executable,
+        "-c",
+        BUILD_SCRIPT,
+        str(root),
+        str(layout.variables),
+        str(layout.quarter_variables),
+        str(layout.rows),
+        str(COLUMNS),
+    ]
+    done = subprocess.run(argv, env=child_env(), stdout=subprocess.PIPE, check=True, text=True)
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+
+    def built(name: str) -> Built:
+        entry = report[name]
+        return Built(Path(entry["prefix"]), int(entry["keys"]), int(entry["elements"]))
+
+    return built("full"), built("quarter"), str(report["tensorflow"])
+
+
+def check_inspect_json(cli: Path, checkpoint: Built) -> None:
+    """``inspect --json`` lists every key TensorFlow lists (a sanity check, not timed)."""
+    done = subprocess.run(
+        [str(cli), "inspect", str(checkpoint.prefix), "--json"],
+        env=child_env(),
+        stdout=subprocess.PIPE,
+        check=True,
+        text=True,
+    )
+    listed = len(json.loads(done.stdout)["variables"])
+    if listed != checkpoint.keys:
+        raise BenchmarkError(f"inspect --json lists {listed} variables, TF {checkpoint.keys}")
+
+
+# -- the measured commands ----------------------------------------------------------------
+
+
+def python(script: str, *args: str | Path) -> tuple[str, ...]:
+    return (sys.executable, "-c", script, *map(str, args))
+
+
+def inspect_commands(cli: Path, ckpt: Built) -> list[Command]:
+    return [
+        Command("ckptmigrate inspect", (str(cli), "inspect", str(ckpt.prefix))),
+        Command("tf list_variables", python(TF_LIST_SCRIPT, ckpt.prefix), str(ckpt.keys)),
+    ]
+
+
+def read_commands(ckpt: Built) -> list[Command]:
+    expect = f"{ckpt.keys} {ckpt.elements}"
+    return [
+        Command("BundleReader read all", python(CKPT_READ_SCRIPT, ckpt.prefix), expect),
+        Command("tf get_tensor all", python(TF_READ_SCRIPT, ckpt.prefix), expect),
+    ]
+
+
+def rewrite_command(name: str, ckpt: Built, output: Path, durable: bool) -> Command:
+    mode = "durable" if durable else "no-fsync"
+    return Command(
+        name,
+        python(CKPT_REWRITE_SCRIPT, ckpt.prefix, output, mode),
+        str(ckpt.keys),
+        output,
+        ckpt.directory,
+    )
+
+
+def cp_command(name: str, ckpt: Built, output: Path) -> Command:
+    return Command(
+        name, ("cp", "-r", str(ckpt.directory), str(output)), None, output, ckpt.directory
+    )
+
+
+def rewrite_commands(ckpt: Built, out: Path) -> list[Command]:
+    return [
+        rewrite_command("rewrite durable", ckpt, out / "durable", durable=True),
+        rewrite_command("rewrite no-fsync", ckpt, out / "no-fsync", durable=False),
+        Command(
+            "tf re-save",
+            python(TF_RESAVE_SCRIPT, ckpt.prefix, out / "tf-resave"),
+            str(ckpt.keys),
+            out / "tf-resave",
+        ),
+        cp_command("cp -r", ckpt, out / "cp"),
+    ]
+
+
+def quarter_commands(ckpt: Built, out: Path) -> list[Command]:
+    return [
+        rewrite_command("rewrite durable 1/4", ckpt, out / "durable-quarter", durable=True),
+        cp_command("cp -r 1/4", ckpt, out / "cp-quarter"),
+    ]
+
+
+# -- the table ----------------------------------------------------------------------------
+
+
+def fmt_seconds(seconds: float) -> str:
+    return f"{seconds:.3f} s" if seconds < 10 else f"{seconds:.1f} s"
+
+
+def fmt_rss(nbytes: int) -> str:
+    return f"{nbytes / MB:,.0f} MB"
+
+
+def fmt_ratio(ratio: float) -> str:
+    return f"{ratio:.2f}" if ratio >= 0.1 else f"{ratio:.3f}"
+
+
+def fmt_gib(nbytes: int) -> str:
+    return f"{nbytes / GIB:.2f} GiB"
+
+
+def comparison_row(
+    label: str, ours: Result, baseline: Result, targets: Sequence[Target] = ()
+) -> list[str]:
+    ratio = ours.seconds / baseline.seconds
+    return [
+        label,
+        fmt_seconds(ours.seconds),
+        fmt_seconds(baseline.seconds),
+        fmt_ratio(ratio),
+        "; ".join(t.render() for t in targets) or "—",
+        fmt_rss(ours.rss_bytes),
+        fmt_rss(baseline.rss_bytes),
+    ]
+
+
+def ratio_target(ours: Result, baseline: Result, limit: float) -> Target:
+    return Target(f"≤ {limit:.2f}", ours.seconds / baseline.seconds <= limit)
+
+
+def rss_flat_row(full: Result, quarter: Result, full_size: int, quarter_size: int) -> list[str]:
+    ratio = full.rss_bytes / quarter.rss_bytes
+    target = Target(f"flat: ≤ {RSS_FLAT_RATIO:.2f}", ratio <= RSS_FLAT_RATIO)
+    return [
+        f"rewrite peak RSS, {fmt_gib(full_size)} ÷ {fmt_gib(quarter_size)} checkpoint",
+        f"{fmt_rss(full.rss_bytes)} ({fmt_gib(full_size)})",
+        f"{fmt_rss(quarter.rss_bytes)} ({fmt_gib(quarter_size)})",
+        fmt_ratio(ratio),
+        target.render(),
+        "—",
+        "—",
+    ]
+
+
+def table_rows(results: dict[str, Result], full: Built, quarter: Built) -> list[list[str]]:
+    r = results
+    inspect, tf_list = r["ckptmigrate inspect"], r["tf list_variables"]
+    inspect_targets = [
+        ratio_target(inspect, tf_list, INSPECT_WALL_RATIO),
+        Target("RSS ≤ 100 MB", inspect.rss_bytes <= INSPECT_RSS_BYTES),
+    ]
+    rows = [
+        comparison_row(
+            "`ckptmigrate inspect` vs `tf.train.list_variables`", inspect, tf_list, inspect_targets
+        ),
+        comparison_row(
+            "read every tensor: `BundleReader.read` vs `get_tensor`",
+            r["BundleReader read all"],
+            r["tf get_tensor all"],
+        ),
+    ]
+    for mode in ("durable", "no-fsync"):
+        ours = r[f"rewrite {mode}"]
+        rows.append(
+            comparison_row(
+                f"rewrite unchanged ({mode}) vs TF re-save (`SaveV2`)", ours, r["tf re-save"]
+            )
+        )
+        rows.append(
+            comparison_row(
+                f"rewrite unchanged ({mode}) vs `cp -r`",
+                ours,
+                r["cp -r"],
+                [ratio_target(ours, r["cp -r"], REWRITE_VS_CP)],
+            )
+        )
+    quarter_rewrite = r["rewrite durable 1/4"]
+    rows.append(
+        comparison_row(
+            f"rewrite unchanged (durable), 1/4-size checkpoint ({quarter.keys - 1} variables) "
+            "vs `cp -r`",
+            quarter_rewrite,
+            r["cp -r 1/4"],
+            [ratio_target(quarter_rewrite, r["cp -r 1/4"], REWRITE_VS_CP)],
+        )
+    )
+    rows.append(rss_flat_row(r["rewrite durable"], quarter_rewrite, full.nbytes, quarter.nbytes))
+    return rows
+
+
+def markdown(header: str, rows: Sequence[Sequence[str]]) -> str:
+    columns = [
+        "measurement",
+        "ckptmigrate",
+        "baseline",
+        "ratio",
+        "target",
+        "peak RSS ckptmigrate",
+        "peak RSS baseline",
+    ]
+    lines = [
+        header,
+        "",
+        "| " + " | ".join(columns) + " |",
+        "|" + "|".join(["---", "--:", "--:", "--:", "---", "--:", "--:"]) + "|",
+    ]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def header_line(full: Built, layout: Layout, tf_version: str, repeat: int) -> str:
+    today = datetime.date.today().isoformat()
+    return (
+        f"**{fmt_gib(full.nbytes)} checkpoint, {layout.variables} float32 variables of "
+        f"[{layout.rows}, {COLUMNS}]** · {os.cpu_count()} CPUs, {platform.system()} "
+        f"{platform.machine()}, Python {platform.python_version()}, TensorFlow "
+        f"{tf_version} · {today} · wall time = median of {repeat} warm runs, each a fresh "
+        "process; ratio = ckptmigrate ÷ baseline; MB = 10⁶ bytes"
+    )
+
+
+# -- main ---------------------------------------------------------------------------------
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument(
+        "--size-gib",
+        type=float,
+        default=1.0,
+        help="size of the main checkpoint in GiB (default 1.0)",
+    )
+    parser.add_argument(
+        "--variables", type=int, default=256, help="number of float32 variables in it (default 256)"
+    )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="measured runs per command, after one warm-up (default 3)",
+    )
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=Path("/tmp"),
+        help="where to create the scratch directory (default /tmp)",
+    )
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the scratch directory (checkpoints and logs)"
+    )
+    args = parser.parse_args(argv)
+    if args.size_gib <= 0 or args.variables < 1 or args.repeat < 1:
+        parser.error("--size-gib must be positive; --variables and --repeat at least 1")
+    return args
+
+
+def ckptmigrate_cli() -> Path:
+    cli = Path(sys.executable).parent / "ckptmigrate"
+    if not cli.is_file():
+        raise BenchmarkError(f"{cli} not found: run with the virtualenv's python")
+    return cli
+
+
+def run_benchmarks(args: argparse.Namespace, work: Path) -> str:
+    cli = ckptmigrate_cli()
+    layout = plan(args.size_gib, args.variables)
+    logs, out = work / "logs", work / "out"
+    logs.mkdir()
+    log(f"building checkpoints with TensorFlow in {work} ...")
+    full, quarter, tf_version = build(layout, work / "src")
+    log(
+        f"  {fmt_gib(full.nbytes)} ({full.keys} keys), 1/4-size {fmt_gib(quarter.nbytes)} "
+        f"({quarter.keys} keys)"
+    )
+    check_inspect_json(cli, full)
+    results: dict[str, Result] = {}
+    groups = [
+        ("inspect", inspect_commands(cli, full)),
+        ("read", read_commands(full)),
+        ("rewrite", rewrite_commands(full, out)),
+        ("rewrite 1/4 size", quarter_commands(quarter, out)),
+    ]
+    for title, commands in groups:
+        log(f"measuring {title} ...")
+        results.update(measure(commands, args.repeat, logs))
+    header = header_line(full, layout, tf_version, args.repeat)
+    return markdown(header, table_rows(results, full, quarter))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="ckptmigrate-bench-", dir=args.workdir))
+    try:
+        table = run_benchmarks(args, work)
+    except (BenchmarkError, subprocess.CalledProcessError) as e:
+        log(f"error: {e}")
+        return 1
+    finally:
+        if args.keep:
+            log(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,31 @@
+"""Helpers shared by the tests (importable because pytest puts tests/ on sys.path)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def tf_save(tf: Any, prefix: Path, tensors: dict[str, np.ndarray]) -> Path:
+    """Write ``tensors`` with TensorFlow's own SaveV2 kernel (what every saver calls)."""
+    names = sorted(tensors)
+    tf.raw_ops.SaveV2(
+        prefix=str(prefix),
+        tensor_names=names,
+        shape_and_slices=[""] * len(names),
+        tensors=[tf.constant(tensors[n]) for n in names],
+    )
+    return prefix
+
+
+def same_bits(a: np.ndarray, b: np.ndarray) -> bool:
+    """Bit-for-bit equality (NaN payloads and -0.0 included); strings element-wise."""
+    # np.asarray(b"..") would make an "S" array, which drops trailing NUL bytes.
+    a, b = (np.array(x, dtype=object) if isinstance(x, bytes) else np.asarray(x) for x in (a, b))
+    if a.shape != b.shape:
+        return False
+    if a.dtype == object or b.dtype == object or a.dtype.kind == "S":
+        return [bytes(x) for x in a.reshape(-1)] == [bytes(x) for x in b.reshape(-1)]
+    return a.dtype == b.dtype and a.tobytes() == b.tobytes()
