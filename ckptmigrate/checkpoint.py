@@ -80,9 +80,11 @@ def open_checkpoint(path: str | Path) -> Checkpoint:
             nodes = parse_object_graph(bytes(graph_bytes[0]) if graph_bytes.size else b"")
         except ProtoError as e:
             reader.close()
-            raise CorruptCheckpointError(f"the object graph cannot be parsed ({e})",
-                                         path=location.prefix,
-                                         variable=OBJECT_GRAPH_KEY) from None
+            raise CorruptCheckpointError(
+                f"the object graph cannot be parsed ({e})",
+                path=location.prefix,
+                variable=OBJECT_GRAPH_KEY,
+            ) from None
         checkpoint.object_graph = nodes
         checkpoint.original_names = original_names(nodes)
         checkpoint.slot_keys = slot_keys(nodes)

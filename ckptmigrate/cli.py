@@ -39,10 +39,6 @@ def _stdout() -> Console:
     return console
 
 
-def _stderr() -> Console:
-    return Console(stderr=True, no_color=bool(os.environ.get("NO_COLOR")) or None)
-
-
 def _run(action: Callable[[], T], traceback: bool = False) -> T:
     """Call the library; our errors become one paragraph on stderr and exit code 2."""
     from .errors import CkptMigrateError
@@ -57,10 +53,11 @@ def _run(action: Callable[[], T], traceback: bool = False) -> T:
     except CkptMigrateError as e:
         if traceback:
             raise
-        _stderr().print(f"error: {e}", markup=False, highlight=False)
+        # Plain write: one unwrapped paragraph, so paths and names survive copy-paste.
+        sys.stderr.write(f"error: {e}\n")
         raise typer.Exit(e.exit_code) from None
     except KeyboardInterrupt:
-        _stderr().print("interrupted; nothing was written", markup=False)
+        sys.stderr.write("interrupted; nothing was written\n")
         raise typer.Exit(EXIT_INTERRUPTED) from None
     finally:
         signal.signal(signal.SIGTERM, previous)
@@ -88,13 +85,20 @@ TracebackOption = Annotated[
 
 @app.command()
 def inspect(
-    checkpoint: Annotated[str, typer.Argument(
-        help="Checkpoint directory, prefix (model.ckpt-1000), .index or .data-* file.")],
+    checkpoint: Annotated[
+        str,
+        typer.Argument(
+            help="Checkpoint directory, prefix (model.ckpt-1000), .index or .data-* file."
+        ),
+    ],
     json_output: Annotated[bool, typer.Option("--json", help="Print a JSON object.")] = False,
-    filter: Annotated[str | None, typer.Option(
-        "--filter", "-f", help="Only variables whose name matches this regex.")] = None,
-    verify: Annotated[bool, typer.Option(
-        "--verify", help="Also read every tensor and check its CRC32C.")] = False,
+    filter: Annotated[
+        str | None,
+        typer.Option("--filter", "-f", help="Only variables whose name matches this regex."),
+    ] = None,
+    verify: Annotated[
+        bool, typer.Option("--verify", help="Also read every tensor and check its CRC32C.")
+    ] = False,
     traceback: TracebackOption = False,
 ) -> None:
     """List the variables of a checkpoint: name, dtype, shape, size and role.
@@ -104,8 +108,7 @@ def inspect(
     from .inspection import inspect_checkpoint
     from .render import inspect_table, to_json
 
-    report = _run(lambda: inspect_checkpoint(checkpoint, filter=filter, verify=verify),
-                  traceback)
+    report = _run(lambda: inspect_checkpoint(checkpoint, filter=filter, verify=verify), traceback)
     if json_output:
         sys.stdout.write(to_json(report.to_dict()) + "\n")
     else:

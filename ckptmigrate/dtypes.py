@@ -67,8 +67,9 @@ _TABLE = [
 BY_ENUM = {d.enum: d for d in _TABLE}
 BY_NAME = {d.name: d for d in _TABLE}
 # Aliases users type, mapped to TF's canonical names.
-BY_NAME.update({"half": BY_NAME["float16"], "float": BY_NAME["float32"],
-                "double": BY_NAME["float64"]})
+BY_NAME.update(
+    {"half": BY_NAME["float16"], "float": BY_NAME["float32"], "double": BY_NAME["float64"]}
+)
 
 
 def from_enum(value: int) -> DType:
@@ -83,7 +84,8 @@ def numpy_dtype(dtype: DType) -> np.dtype[np.generic]:
     if dtype.numpy_name in ("bfloat16",) or dtype.numpy_name.startswith("float8"):
         import ml_dtypes
 
-        return np.dtype(getattr(ml_dtypes, dtype.numpy_name))
+        custom: np.dtype[np.generic] = np.dtype(getattr(ml_dtypes, dtype.numpy_name))
+        return custom
     return np.dtype(dtype.numpy_name)
 
 

@@ -32,7 +32,9 @@ class CkptMigrateError(Exception):
         parts = []
         where = self.path or ""
         if self.variable is not None:
-            where = f"{where} (variable {self.variable!r})" if where else f"variable {self.variable!r}"
+            where = (
+                f"{where} (variable {self.variable!r})" if where else f"variable {self.variable!r}"
+            )
         parts.append(f"{where}: {self.message}" if where else self.message)
         if self.hint:
             parts.append(f"Hint: {self.hint}")

@@ -51,8 +51,9 @@ class RoleTotals:
     nbytes: int = 0
 
     def add(self, row: VariableRow) -> RoleTotals:
-        return RoleTotals(self.variables + 1, self.parameters + row.num_elements,
-                          self.nbytes + row.nbytes)
+        return RoleTotals(
+            self.variables + 1, self.parameters + row.num_elements, self.nbytes + row.nbytes
+        )
 
     def to_dict(self) -> dict[str, int]:
         return {"variables": self.variables, "parameters": self.parameters, "bytes": self.nbytes}
@@ -109,8 +110,10 @@ def inspect_checkpoint(
         try:
             pattern = re.compile(filter)
         except re.error as e:
-            raise CkptMigrateError(f"--filter {filter!r} is not a valid regular expression: {e}",
-                                   hint="quote the pattern; escape literal dots as \\.") from e
+            raise CkptMigrateError(
+                f"--filter {filter!r} is not a valid regular expression: {e}",
+                hint="quote the pattern; escape literal dots as \\.",
+            ) from e
     with open_checkpoint(path) as checkpoint:
         rows = tuple(_rows(checkpoint, pattern))
         verified = checkpoint.reader.verify() if verify else None
@@ -139,17 +142,19 @@ def _rows(checkpoint: Checkpoint, pattern: re.Pattern[str] | None) -> list[Varia
         if pattern and not (pattern.search(key) or (original and pattern.search(original))):
             continue
         info = checkpoint.reader.info(key)
-        rows.append(VariableRow(
-            key=key,
-            original_name=original,
-            dtype=info.dtype.name,
-            shape=info.shape,
-            num_elements=info.num_elements,
-            nbytes=info.nbytes,
-            role=checkpoint.role(key),
-            shard=info.shard,
-            offset=info.offset,
-            crc32c=info.crc32c,
-            slices=info.slices,
-        ))
+        rows.append(
+            VariableRow(
+                key=key,
+                original_name=original,
+                dtype=info.dtype.name,
+                shape=info.shape,
+                num_elements=info.num_elements,
+                nbytes=info.nbytes,
+                role=checkpoint.role(key),
+                shard=info.shard,
+                offset=info.offset,
+                crc32c=info.crc32c,
+                slices=info.slices,
+            )
+        )
     return rows

@@ -74,4 +74,3 @@ def classify(key: str, slot_keys: Collection[str] = ()) -> Role:
     if len(parts) > 1 and _TF1_SLOT.fullmatch(last):
         return Role.OPTIMIZER
     return Role.MODEL
-

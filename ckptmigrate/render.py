@@ -48,8 +48,12 @@ def inspect_table(report: InspectReport) -> RenderableType:
         cells: list[Text] = [Text(variable_path(row.key))]
         if show_original:
             cells.append(Text(row.original_name or ""))
-        cells += [Text(row.dtype), Text(shape), Text(human_bytes(row.nbytes)),
-                  Text(row.role.label, style=_ROLE_STYLE[row.role])]
+        cells += [
+            Text(row.dtype),
+            Text(shape),
+            Text(human_bytes(row.nbytes)),
+            Text(row.role.label, style=_ROLE_STYLE[row.role]),
+        ]
         table.add_row(*cells)
 
     summary = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
@@ -58,17 +62,27 @@ def inspect_table(report: InspectReport) -> RenderableType:
     summary.add_column("parameters", justify="right")
     summary.add_column("size", justify="right")
     for role, totals in report.totals.items():
-        summary.add_row(Text(role.label), str(totals.variables), f"{totals.parameters:,}",
-                        human_bytes(totals.nbytes))
+        summary.add_row(
+            Text(role.label),
+            str(totals.variables),
+            f"{totals.parameters:,}",
+            human_bytes(totals.nbytes),
+        )
     total = report.total
-    summary.add_row(Text("total", style="bold"), str(total.variables), f"{total.parameters:,}",
-                    human_bytes(total.nbytes))
+    summary.add_row(
+        Text("total", style="bold"),
+        str(total.variables),
+        f"{total.parameters:,}",
+        human_bytes(total.nbytes),
+    )
 
     heading = Text()
     heading.append(report.prefix, style="bold")
     kind = "object-based (TF2)" if report.object_based else "name-based"
-    heading.append(f"  {report.format.upper()} checkpoint, {kind}, "
-                   f"{report.num_shards} shard{'s' if report.num_shards != 1 else ''}")
+    heading.append(
+        f"  {report.format.upper()} checkpoint, {kind}, "
+        f"{report.num_shards} shard{'s' if report.num_shards != 1 else ''}"
+    )
     parts: list[RenderableType] = [heading]
     if any(row.key.endswith(VARIABLE_SUFFIX) for row in report.rows):
         parts.append(Text(f"names are checkpoint keys without {VARIABLE_SUFFIX}", style="dim"))
@@ -77,8 +91,13 @@ def inspect_table(report: InspectReport) -> RenderableType:
         parts.append(Text(f"filter: {report.filter}", style="dim"))
     parts += [Text(""), table, Text(""), summary]
     if report.verified_bytes is not None:
-        parts.append(Text(f"verified: every tensor's CRC32C matches "
-                          f"({human_bytes(report.verified_bytes)} read)", style="green"))
+        parts.append(
+            Text(
+                f"verified: every tensor in the checkpoint matches its CRC32C "
+                f"({human_bytes(report.verified_bytes)} read)",
+                style="green",
+            )
+        )
     return Group(*parts)
 
 

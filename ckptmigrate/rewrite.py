@@ -34,9 +34,14 @@ def rewrite_checkpoint(
         reader = checkpoint.reader
         name = checkpoint.prefix.name
         if isinstance(reader, BundleReader):
-            writer = BundleWriter(output_dir, name, num_shards=reader.header.num_shards,
-                                  big_endian=reader.big_endian, overwrite=overwrite,
-                                  durable=durable)
+            writer = BundleWriter(
+                output_dir,
+                name,
+                num_shards=reader.header.num_shards,
+                big_endian=reader.big_endian,
+                overwrite=overwrite,
+                durable=durable,
+            )
             with writer:
                 copied = 0
                 for key, entry in reader.entries.items():

@@ -26,6 +26,6 @@ def same_bits(a: np.ndarray, b: np.ndarray) -> bool:
     a, b = (np.array(x, dtype=object) if isinstance(x, bytes) else np.asarray(x) for x in (a, b))
     if a.shape != b.shape:
         return False
-    if a.dtype == object or b.dtype == object or a.dtype.kind == "S":
+    if object in (a.dtype, b.dtype) or a.dtype.kind == "S":
         return [bytes(x) for x in a.reshape(-1)] == [bytes(x) for x in b.reshape(-1)]
     return a.dtype == b.dtype and a.tobytes() == b.tobytes()

@@ -11,6 +11,7 @@ import numpy as np
 
 def estimator_dnn_graph(
     tf: Any,
+    *,
     hidden_units: Sequence[int] = (10, 10),
     n_classes: int = 3,
     n_features: int = 4,
@@ -55,8 +56,11 @@ def estimator_dnn_graph(
             session.run(train)
         values = {}
         for var in v1.global_variables():
-            name = var.op.name if not hasattr(var, "_save_slice_info") or var._save_slice_info is None \
+            name = (
+                var.op.name
+                if not hasattr(var, "_save_slice_info") or var._save_slice_info is None
                 else var._save_slice_info.full_name
+            )
             values.setdefault(name, []).append(var)
         out: dict[str, np.ndarray] = {}
         for name, parts in values.items():
@@ -66,7 +70,9 @@ def estimator_dnn_graph(
     return graph, saver, out
 
 
-def save_estimator_checkpoint(tf: Any, directory: Path, **kwargs: Any) -> tuple[Path, dict[str, np.ndarray]]:
+def save_estimator_checkpoint(
+    tf: Any, directory: Path, **kwargs: Any
+) -> tuple[Path, dict[str, np.ndarray]]:
     graph, saver, values = estimator_dnn_graph(tf, **kwargs)
     with graph.as_default():
         prefix = saver.save(graph.session, str(directory / "model.ckpt"), global_step=2)
@@ -103,8 +109,7 @@ def keras3_model(seed: int = 0, hidden: Sequence[int] = (8,), n_out: int = 3) ->
     model = keras.Sequential([*layers, keras.layers.Dense(n_out)])
     model.compile(optimizer="adam", loss="mse")
     rng = np.random.default_rng(seed)
-    model.fit(rng.standard_normal((16, 4)), rng.standard_normal((16, n_out)), epochs=1,
-              verbose=0)
+    model.fit(rng.standard_normal((16, 4)), rng.standard_normal((16, n_out)), epochs=1, verbose=0)
     return model
 
 
@@ -112,10 +117,12 @@ def tf_keras_model(seed: int = 0) -> Any:
     import tf_keras
 
     tf_keras.utils.set_random_seed(seed)
-    model = tf_keras.Sequential([
-        tf_keras.layers.Dense(8, activation="relu", input_shape=(4,)),
-        tf_keras.layers.Dense(3),
-    ])
+    model = tf_keras.Sequential(
+        [
+            tf_keras.layers.Dense(8, activation="relu", input_shape=(4,)),
+            tf_keras.layers.Dense(3),
+        ]
+    )
     model.compile(optimizer="adam", loss="mse")
     rng = np.random.default_rng(seed)
     model.fit(rng.standard_normal((16, 4)), rng.standard_normal((16, 3)), epochs=1, verbose=0)

@@ -8,10 +8,21 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import array_shapes
 
 FIXED_DTYPES = [
-    np.dtype(np.float16), np.dtype(ml_dtypes.bfloat16), np.dtype(np.float32),
-    np.dtype(np.float64), np.dtype(np.int8), np.dtype(np.int16), np.dtype(np.int32),
-    np.dtype(np.int64), np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.uint32),
-    np.dtype(np.uint64), np.dtype(np.bool_), np.dtype(np.complex64), np.dtype(np.complex128),
+    np.dtype(np.float16),
+    np.dtype(ml_dtypes.bfloat16),
+    np.dtype(np.float32),
+    np.dtype(np.float64),
+    np.dtype(np.int8),
+    np.dtype(np.int16),
+    np.dtype(np.int32),
+    np.dtype(np.int64),
+    np.dtype(np.uint8),
+    np.dtype(np.uint16),
+    np.dtype(np.uint32),
+    np.dtype(np.uint64),
+    np.dtype(np.bool_),
+    np.dtype(np.complex64),
+    np.dtype(np.complex128),
 ]
 
 shapes = array_shapes(min_dims=0, max_dims=4, min_side=0, max_side=6)
@@ -37,8 +48,8 @@ def tensors(draw: st.DrawFn) -> np.ndarray:
 
 
 # Names as people write them: scopes, digits, dots, dashes, a little Unicode.
-names = st.text(
-    alphabet=st.sampled_from("abcxyzABC019_/.-:é名"), min_size=1, max_size=30
-).filter(lambda s: not s.startswith("/"))
+names = st.text(alphabet=st.sampled_from("abcxyzABC019_/.-:é名"), min_size=1, max_size=30).filter(
+    lambda s: not s.startswith("/")
+)
 
 checkpoints = st.dictionaries(names, tensors(), min_size=1, max_size=5)

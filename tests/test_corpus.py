@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import CORPUS
 from helpers import same_bits
 
 from ckptmigrate import inspect_checkpoint, open_checkpoint, rewrite_checkpoint
 from ckptmigrate.formats.locate import locate
-from conftest import CORPUS
 
 V1_FILES = [
     "tf0.7-v1-basiclstm-seqrnn/commit-0548b37/model.ckpt",
@@ -40,8 +40,9 @@ def _tf_inventory(tf: Any, prefix: Path) -> dict[str, tuple[list[int], str]]:
     dtypes = reader.get_variable_to_dtype_map()
     listed = dict(tf.train.list_variables(str(prefix)))
     names = {"half": "float16"}
-    return {k: (list(shape), names.get(dtypes[k].name, dtypes[k].name))
-            for k, shape in listed.items()}
+    return {
+        k: (list(shape), names.get(dtypes[k].name, dtypes[k].name)) for k, shape in listed.items()
+    }
 
 
 @pytest.mark.corpus

@@ -78,7 +78,9 @@ def test_sharded_checkpoint(tf: Any, tmp_path: Path) -> None:
     assert_inspect_agrees_with_tf(tf, prefix)
     result = rewrite_checkpoint(prefix, tmp_path / "copy")
     assert sorted(p.name for p in (tmp_path / "copy").glob("*.data-*")) == [
-        "sharded.ckpt.data-00000-of-00002", "sharded.ckpt.data-00001-of-00002"]
+        "sharded.ckpt.data-00000-of-00002",
+        "sharded.ckpt.data-00001-of-00002",
+    ]
     reader = tf.train.load_checkpoint(str(result.prefix))
     for name, value in values.items():
         assert same_bits(reader.get_tensor(name), value)

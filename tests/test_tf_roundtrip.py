@@ -14,9 +14,11 @@ from strategies import checkpoints
 from ckptmigrate.formats.bundle_reader import BundleReader
 from ckptmigrate.formats.bundle_writer import BundleWriter
 
-PROPERTY = settings(max_examples=60, deadline=None,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                           HealthCheck.too_slow])
+PROPERTY = settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 
 
 def _fresh(tmp_path: Path) -> Path:
@@ -27,8 +29,9 @@ def _fresh(tmp_path: Path) -> Path:
 
 @PROPERTY
 @given(contents=checkpoints)
-def test_we_read_what_tensorflow_writes(tf: Any, tmp_path: Path,
-                                        contents: dict[str, np.ndarray]) -> None:
+def test_we_read_what_tensorflow_writes(
+    tf: Any, tmp_path: Path, contents: dict[str, np.ndarray]
+) -> None:
     prefix = tf_save(tf, _fresh(tmp_path) / "ckpt", contents)
     with BundleReader(prefix) as reader:
         assert sorted(reader.variable_keys()) == sorted(contents)
@@ -40,8 +43,9 @@ def test_we_read_what_tensorflow_writes(tf: Any, tmp_path: Path,
 
 @PROPERTY
 @given(contents=checkpoints)
-def test_tensorflow_reads_what_we_write(tf: Any, tmp_path: Path,
-                                        contents: dict[str, np.ndarray]) -> None:
+def test_tensorflow_reads_what_we_write(
+    tf: Any, tmp_path: Path, contents: dict[str, np.ndarray]
+) -> None:
     out = _fresh(tmp_path) / "out"
     with BundleWriter(out, "ckpt") as writer:
         for name, value in contents.items():
@@ -54,16 +58,34 @@ def test_tensorflow_reads_what_we_write(tf: Any, tmp_path: Path,
         assert same_bits(reader.get_tensor(name), value), name
     # RestoreV2 is the kernel tf.compat.v1.train.Saver.restore runs.
     names = sorted(contents)
-    restored = tf.raw_ops.RestoreV2(prefix=str(prefix), tensor_names=names,
-                                    shape_and_slices=[""] * len(names),
-                                    dtypes=[dtype_map[n] for n in names])
+    restored = tf.raw_ops.RestoreV2(
+        prefix=str(prefix),
+        tensor_names=names,
+        shape_and_slices=[""] * len(names),
+        dtypes=[dtype_map[n] for n in names],
+    )
     for name, tensor in zip(names, restored, strict=True):
         assert same_bits(tensor.numpy(), contents[name]), name
 
 
-@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32", "float64", "int8", "int16",
-                                   "int32", "int64", "uint8", "bool", "complex64", "complex128",
-                                   "string"])
+@pytest.mark.parametrize(
+    "dtype",
+    [
+        "float16",
+        "bfloat16",
+        "float32",
+        "float64",
+        "int8",
+        "int16",
+        "int32",
+        "int64",
+        "uint8",
+        "bool",
+        "complex64",
+        "complex128",
+        "string",
+    ],
+)
 def test_saver_restores_what_we_write(tf: Any, tmp_path: Path, dtype: str) -> None:
     rng = np.random.default_rng(7)
     if dtype == "string":
@@ -78,9 +100,12 @@ def test_saver_restores_what_we_write(tf: Any, tmp_path: Path, dtype: str) -> No
     graph = tf.Graph()
     with graph.as_default():
         var = tf.compat.v1.get_variable(
-            "scope/var", shape=value.shape, dtype=tf.as_dtype(dtype),
+            "scope/var",
+            shape=value.shape,
+            dtype=tf.as_dtype(dtype),
             initializer=tf.compat.v1.zeros_initializer() if dtype != "string" else None,
-            use_resource=dtype != "string")
+            use_resource=dtype != "string",
+        )
         saver = tf.compat.v1.train.Saver([var])
         with tf.compat.v1.Session(graph=graph) as session:
             saver.restore(session, str(prefix))

@@ -33,7 +33,9 @@ class TensorSlice:
         )
 
     def shape(self, full: tuple[int, ...]) -> tuple[int, ...]:
-        return tuple(dim if e.length is None else e.length for e, dim in zip(self.extents, full))
+        return tuple(
+            dim if e.length is None else e.length for e, dim in zip(self.extents, full, strict=True)
+        )
 
     def spec(self) -> str:
         """TF's text form, e.g. ``0,5:-`` (used in TensorFlow's own error messages)."""

@@ -7,6 +7,7 @@ the entry's recorded offset, so reading one tensor never touches the others.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -16,8 +17,8 @@ import numpy as np
 
 from .. import dtypes
 from ..errors import (
-    ChecksumMismatchError,
     CheckpointNotFoundError,
+    ChecksumMismatchError,
     CorruptCheckpointError,
     UnsupportedCheckpointError,
 )
@@ -49,7 +50,7 @@ class TensorInfo:
 
     @property
     def num_elements(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64))
+        return math.prod(self.shape)
 
 
 class BundleReader:
@@ -79,10 +80,13 @@ class BundleReader:
         try:
             data = self.index_file.read_bytes()
         except FileNotFoundError:
-            raise CheckpointNotFoundError("the index file is missing", path=self.index_file)
+            raise CheckpointNotFoundError(
+                "the index file is missing", path=self.index_file
+            ) from None
         except OSError as e:
-            raise CheckpointNotFoundError(f"cannot read the index: {e.strerror}",
-                                          path=self.index_file) from e
+            raise CheckpointNotFoundError(
+                f"cannot read the index: {e.strerror}", path=self.index_file
+            ) from e
         if not data:
             raise self._corrupt("the index file is empty")
         header: BundleHeader | None = None
@@ -113,31 +117,36 @@ class BundleReader:
     def _check_shards(self) -> None:
         needed = [0] * self.header.num_shards
         for key, entry in self.entries.items():
+            if any(d < 0 for d in entry.shape) or len(entry.shape) > 64:
+                raise self._corrupt(f"invalid shape {list(entry.shape)}", variable=key)
             if entry.slices:
                 continue
             if not 0 <= entry.shard_id < self.header.num_shards:
                 raise self._corrupt(
                     f"entry names shard {entry.shard_id} but the checkpoint has "
-                    f"{self.header.num_shards}", variable=key)
+                    f"{self.header.num_shards}",
+                    variable=key,
+                )
             if entry.offset < 0 or entry.size < 0:
                 raise self._corrupt("negative offset or size", variable=key)
             dtype = dtypes.from_enum(entry.dtype)
-            if dtype.itemsize is not None and any(d < 0 for d in entry.shape):
-                raise self._corrupt(f"invalid shape {list(entry.shape)}", variable=key)
             if dtype.itemsize is not None:
-                expected = int(np.prod(entry.shape, dtype=np.int64)) * dtype.itemsize
+                expected = math.prod(entry.shape) * dtype.itemsize
                 if expected != entry.size:
                     raise self._corrupt(
                         f"entry size {entry.size} does not match {dtype.name} "
-                        f"{list(entry.shape)} ({expected} bytes)", variable=key)
+                        f"{list(entry.shape)} ({expected} bytes)",
+                        variable=key,
+                    )
             needed[entry.shard_id] = max(needed[entry.shard_id], entry.offset + entry.size)
         for shard, end in enumerate(needed):
             path = self.data_file(shard)
             try:
                 size = path.stat().st_size
             except FileNotFoundError:
-                holders = [k for k, e in self.entries.items()
-                           if e.shard_id == shard and not e.slices]
+                holders = [
+                    k for k, e in self.entries.items() if e.shard_id == shard and not e.slices
+                ]
                 raise CorruptCheckpointError(
                     f"data shard {shard} of {self.header.num_shards} is missing "
                     f"({len(holders)} tensors are stored there"
@@ -174,10 +183,19 @@ class BundleReader:
             for i in range(len(entry.slices)):
                 part = self.entries.get(self.slice_key(key, i))
                 nbytes += part.size if part else 0
-            return TensorInfo(key, dtype, entry.shape, nbytes, None, None, None,
-                              tuple(s.spec() for s in entry.slices))
-        return TensorInfo(key, dtype, entry.shape, entry.size, entry.shard_id, entry.offset,
-                          entry.crc32c, ())
+            return TensorInfo(
+                key,
+                dtype,
+                entry.shape,
+                nbytes,
+                None,
+                None,
+                None,
+                tuple(s.spec() for s in entry.slices),
+            )
+        return TensorInfo(
+            key, dtype, entry.shape, entry.size, entry.shard_id, entry.offset, entry.crc32c, ()
+        )
 
     def infos(self) -> Iterator[TensorInfo]:
         for key in self.variable_keys():
@@ -210,7 +228,9 @@ class BundleReader:
             if n <= 0:
                 raise CorruptCheckpointError(
                     f"data ends before byte {entry.offset + entry.size}",
-                    path=self.data_file(entry.shard_id), variable=key)
+                    path=self.data_file(entry.shard_id),
+                    variable=key,
+                )
             done += n
         if verify and crc.value(buf) != crc.unmask(entry.crc32c):
             raise self._checksum_error(key, entry)
@@ -247,7 +267,9 @@ class BundleReader:
             if n <= 0:
                 raise CorruptCheckpointError(
                     f"data ends before byte {entry.offset + entry.size}",
-                    path=self.data_file(entry.shard_id), variable=key)
+                    path=self.data_file(entry.shard_id),
+                    variable=key,
+                )
             if verify:
                 checksum = crc.extend(checksum, view[:n])
             write(view[:n])
@@ -265,7 +287,7 @@ class BundleReader:
 
     def _decode(self, key: str, entry: BundleEntry, raw: bytearray, verify: bool) -> np.ndarray:
         dtype = dtypes.from_enum(entry.dtype)
-        count = int(np.prod(entry.shape, dtype=np.int64))
+        count = math.prod(entry.shape)
         if dtype.itemsize is not None:
             if verify and crc.value(raw) != crc.unmask(entry.crc32c):
                 raise self._checksum_error(key, entry)
@@ -273,6 +295,12 @@ class BundleReader:
             if self.big_endian != tensor_codec.NATIVE_IS_BIG:
                 tensor_codec.swap_bytes_inplace(array)
             return array.reshape(entry.shape)
+        if not raw and count:
+            raise ChecksumMismatchError(
+                f"{count} elements are declared but no bytes are stored",
+                path=self.data_file(entry.shard_id),
+                variable=key,
+            )
         try:
             if dtype.is_string:
                 elements, checksum = tensor_codec.decode_strings(raw, count, self.big_endian)
@@ -281,12 +309,14 @@ class BundleReader:
             else:
                 raise UnsupportedCheckpointError(
                     f"tensors of dtype {dtype.name} cannot be decoded",
-                    path=self.index_file, variable=key,
-                    hint="they can still be copied unchanged.")
+                    path=self.index_file,
+                    variable=key,
+                    hint="they can still be copied unchanged.",
+                )
         except ProtoError as e:
             raise ChecksumMismatchError(
-                f"string tensor is corrupt ({e})", path=self.data_file(entry.shard_id),
-                variable=key) from None
+                f"string tensor is corrupt ({e})", path=self.data_file(entry.shard_id), variable=key
+            ) from None
         if verify and raw and checksum != crc.unmask(entry.crc32c):
             raise self._checksum_error(key, entry)
         out = np.empty(count, dtype=object)
@@ -295,14 +325,25 @@ class BundleReader:
 
     def _read_partitioned(self, key: str, entry: BundleEntry, verify: bool) -> np.ndarray:
         dtype = dtypes.from_enum(entry.dtype)
+        info = self.info(key)
+        if dtype.itemsize is not None and info.num_elements * dtype.itemsize > info.nbytes:
+            raise self._corrupt(
+                f"slices {', '.join(info.slices)} hold {info.nbytes} bytes, less than the "
+                f"full shape {list(entry.shape)} needs",
+                variable=key,
+            )
         full = np.zeros(entry.shape, dtype=dtypes.numpy_dtype(dtype))
         for i, tslice in enumerate(entry.slices):
             part_key = self.slice_key(key, i)
-            if part_key not in self.entries:
-                raise self._corrupt(f"slice {tslice.spec()} is listed but not stored",
-                                    variable=key)
+            if part_key not in self.entries or self.entries[part_key].slices:
+                raise self._corrupt(f"slice {tslice.spec()} is listed but not stored", variable=key)
             part = self.read(part_key, verify)
-            full[tslice.bounds(entry.shape)] = part.reshape(tslice.shape(entry.shape))
+            try:
+                full[tslice.bounds(entry.shape)] = part.reshape(tslice.shape(entry.shape))
+            except ValueError as e:
+                raise self._corrupt(
+                    f"slice {tslice.spec()} does not fit {list(entry.shape)} ({e})", variable=key
+                ) from None
         return full
 
     def verify(self) -> int:
@@ -341,6 +382,7 @@ class CkptKeyError(CheckpointNotFoundError):
             f"Key {key} not found in checkpoint",
             path=reader.prefix,
             variable=key,
-            hint=f"did you mean {', '.join(close)}?" if close else
-            "`ckptmigrate inspect` lists the keys it holds.",
+            hint=f"did you mean {', '.join(close)}?"
+            if close
+            else "`ckptmigrate inspect` lists the keys it holds.",
         )

@@ -22,8 +22,15 @@ import numpy as np
 from .. import dtypes
 from ..errors import OutputError
 from . import crc, tensor_codec
-from .bundle_proto import BIG_ENDIAN, LITTLE_ENDIAN, BundleEntry, BundleHeader, TensorSlice
-from .bundle_proto import encode_entry, encode_header
+from .bundle_proto import (
+    BIG_ENDIAN,
+    LITTLE_ENDIAN,
+    BundleEntry,
+    BundleHeader,
+    TensorSlice,
+    encode_entry,
+    encode_header,
+)
 from .bundle_reader import HEADER_KEY, BundleReader
 from .checkpoint_state import STATE_FILENAME, render_state
 from .locate import data_path, index_path
@@ -36,8 +43,11 @@ def _key_bytes(key: str) -> bytes:
 
 def _output_error(e: OSError, path: Path) -> OutputError:
     if e.errno == errno.ENOSPC:
-        return OutputError("the disk is full; nothing was written to the destination",
-                           path=path, hint="free space or choose another output location.")
+        return OutputError(
+            "the disk is full; nothing was written to the destination",
+            path=path,
+            hint="free space or choose another output location.",
+        )
     return OutputError(f"cannot write: {e.strerror or e}", path=path)
 
 
@@ -63,8 +73,11 @@ class BundleWriter:
         self._check_destination()
         try:
             self.output_dir.parent.mkdir(parents=True, exist_ok=True)
-            self._staging = Path(tempfile.mkdtemp(
-                prefix=f".{self.output_dir.name}.ckptmigrate-", dir=self.output_dir.parent))
+            self._staging = Path(
+                tempfile.mkdtemp(
+                    prefix=f".{self.output_dir.name}.ckptmigrate-", dir=self.output_dir.parent
+                )
+            )
         except OSError as e:
             raise _output_error(e, self.output_dir) from e
         self._files: dict[int, BinaryIO] = {}
@@ -74,8 +87,11 @@ class BundleWriter:
 
     def _check_destination(self) -> None:
         if self.output_dir.exists() and not self._overwrite:
-            raise OutputError("the output already exists", path=self.output_dir,
-                              hint="choose a new path, or pass --force to replace it.")
+            raise OutputError(
+                "the output already exists",
+                path=self.output_dir,
+                hint="choose a new path, or pass --force to replace it.",
+            )
         if self.output_dir.exists() and not self.output_dir.is_dir():
             raise OutputError("the output exists and is not a directory", path=self.output_dir)
 
@@ -126,7 +142,9 @@ class BundleWriter:
             if self.big_endian != tensor_codec.NATIVE_IS_BIG:
                 data = data.copy()
                 tensor_codec.swap_bytes_inplace(data)
-            view = memoryview(data.reshape(-1).view(np.uint8)) if data.size else memoryview(b"")
+            view = (
+                memoryview(data.reshape(-1).view(np.uint8).data) if data.size else memoryview(b"")
+            )
             checksum = crc.value(view)
             self._append(shard, view)
             size = view.nbytes
@@ -139,11 +157,17 @@ class BundleWriter:
             self._append(shard, payload)
             size = len(payload)
         self._sizes[shard] += size
-        self._entries[key] = BundleEntry(dtype.enum, tuple(array.shape), shard, offset, size,
-                                         crc.mask(checksum))
+        self._entries[key] = BundleEntry(
+            dtype.enum, tuple(array.shape), shard, offset, size, crc.mask(checksum)
+        )
 
-    def add_stored(self, key: str, source: BundleReader, source_key: str | None = None,
-                   shard: int | None = None) -> None:
+    def add_stored(
+        self,
+        key: str,
+        source: BundleReader,
+        source_key: str | None = None,
+        shard: int | None = None,
+    ) -> None:
         """Copy a tensor's stored bytes from ``source`` unchanged (never decoded)."""
         self._claim(key)
         entry = source.entries[source_key or key]
@@ -155,18 +179,21 @@ class BundleWriter:
         offset = self._sizes[shard]
         source.copy_stored_bytes(source_key or key, lambda chunk: self._append(shard, chunk))
         self._sizes[shard] += entry.size
-        self._entries[key] = BundleEntry(entry.dtype, entry.shape, shard, offset, entry.size,
-                                         entry.crc32c)
+        self._entries[key] = BundleEntry(
+            entry.dtype, entry.shape, shard, offset, entry.size, entry.crc32c
+        )
 
-    def add_partitioned(self, key: str, dtype: dtypes.DType, shape: tuple[int, ...],
-                        slices: tuple[TensorSlice, ...]) -> None:
+    def add_partitioned(
+        self, key: str, dtype: dtypes.DType, shape: tuple[int, ...], slices: tuple[TensorSlice, ...]
+    ) -> None:
         """Register the full-tensor entry of a partitioned variable (its slices hold data)."""
         self._claim(key)
         self._entries[key] = BundleEntry(dtype.enum, shape, 0, 0, 0, 0, slices)
 
     def _write_index(self) -> None:
-        header = BundleHeader(num_shards=self.num_shards,
-                              endianness=BIG_ENDIAN if self.big_endian else LITTLE_ENDIAN)
+        header = BundleHeader(
+            num_shards=self.num_shards, endianness=BIG_ENDIAN if self.big_endian else LITTLE_ENDIAN
+        )
         path = index_path(self.staging_prefix)
         with path.open("wb") as f:
             table = TableWriter(f)

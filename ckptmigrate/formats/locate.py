@@ -79,7 +79,9 @@ def _from_state_file(state: Path, given: Path) -> CheckpointLocation:
     try:
         parsed = parse_state(state.read_text(encoding="utf-8", errors="surrogateescape"))
     except OSError as e:
-        raise CheckpointNotFoundError(f"cannot read the checkpoint state file: {e}", path=state)
+        raise CheckpointNotFoundError(
+            f"cannot read the checkpoint state file: {e}", path=state
+        ) from e
     if parsed is None:
         raise CheckpointNotFoundError(
             "this checkpoint state file has no model_checkpoint_path line",
@@ -98,8 +100,10 @@ def _from_state_file(state: Path, given: Path) -> CheckpointLocation:
         beside = directory / Path(recorded).name
         beside_fmt = _existing_format(beside)
         if beside_fmt is not None and beside != target:
-            note = (f"the state file {state} records {recorded!r}, which is missing; "
-                    f"using {beside} found beside it")
+            note = (
+                f"the state file {state} records {recorded!r}, which is missing; "
+                f"using {beside} found beside it"
+            )
             return CheckpointLocation(beside, beside_fmt, given, (note,))
         present = _prefixes_in(directory)
         hint = (
@@ -150,8 +154,9 @@ def _from_directory(directory: Path, given: Path) -> CheckpointLocation:
 
 def _describe_foreign_file(path: Path, head: bytes) -> CheckpointNotFoundError:
     if not head:
-        return CheckpointNotFoundError("the file is empty", path=path,
-                                       hint="was the copy or download interrupted?")
+        return CheckpointNotFoundError(
+            "the file is empty", path=path, hint="was the copy or download interrupted?"
+        )
     if head.startswith(_HDF5_SIGNATURE):
         return CheckpointNotFoundError(
             "this is an HDF5 file (a Keras .h5 / .weights.h5), not a TensorFlow checkpoint",
@@ -182,7 +187,9 @@ def _from_file(path: Path, given: Path) -> CheckpointLocation:
     name = path.name
     if name.endswith(INDEX_SUFFIX):
         prefix = path.with_name(name[: -len(INDEX_SUFFIX)])
-        return CheckpointLocation(prefix, "v2", given, (f"{path} is an index; using prefix {prefix}",))
+        return CheckpointLocation(
+            prefix, "v2", given, (f"{path} is an index; using prefix {prefix}",)
+        )
     if (match := _DATA_SUFFIX.search(name)) is not None:
         prefix = path.with_name(name[: match.start()])
         if not index_path(prefix).is_file():
@@ -235,8 +242,11 @@ def _missing(path: Path, given: Path) -> CheckpointNotFoundError:
             path=given,
         )
     if not directory.is_dir():
-        return CheckpointNotFoundError("no such file or directory", path=given,
-                                       hint=f"the directory {directory} does not exist.")
+        return CheckpointNotFoundError(
+            "no such file or directory",
+            path=given,
+            hint=f"the directory {directory} does not exist.",
+        )
     candidates = _prefixes_in(directory)
     close = difflib.get_close_matches(path.name, candidates, n=3, cutoff=0.5)
     if close:

@@ -101,7 +101,7 @@ def original_names(nodes: list[TrackableNode]) -> dict[str, str]:
 
 def slot_keys(nodes: list[TrackableNode]) -> set[str]:
     """Checkpoint keys saved by slot-variable nodes (optimizer state per variable)."""
-    keys = set()
+    keys: set[str] = set()
     for node in nodes:
         for slot in node.slot_variables:
             if 0 <= slot.slot_variable_node_id < len(nodes):

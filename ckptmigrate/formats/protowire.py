@@ -21,7 +21,7 @@ class ProtoError(ValueError):
     """Malformed wire data. Callers translate this into a user-facing error with a path."""
 
 
-def read_varint(buf: bytes | memoryview, pos: int) -> tuple[int, int]:
+def read_varint(buf: bytes | bytearray | memoryview, pos: int) -> tuple[int, int]:
     """Decode a base-128 varint at ``pos``; return (value, next position)."""
     result = 0
     shift = 0

@@ -111,7 +111,10 @@ def iter_table(data: bytes) -> Iterator[tuple[bytes, bytes]]:
         raise TableError(f"{len(data)} bytes is too short to be a table (footer is 48 bytes)")
     footer = data[-FOOTER_SIZE:]
     if not has_table_magic(footer):
-        raise TableError("the table magic number is missing from the last 8 bytes")
+        raise TableError(
+            "its last 8 bytes are not the table magic number: the file is "
+            "truncated, or is not an index"
+        )
     _, pos = _decode_handle(footer, 0)  # metaindex: no filters are used by TF
     index_handle, _ = _decode_handle(footer, pos)
     index = _read_block(data, index_handle, "index")

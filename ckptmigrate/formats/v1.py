@@ -76,8 +76,9 @@ class V1Reader:
             try:
                 total += self.read(key).nbytes
             except Exception as e:
-                raise CorruptCheckpointError(f"TensorFlow cannot read it: {e}", path=self.prefix,
-                                             variable=key) from e
+                raise CorruptCheckpointError(
+                    f"TensorFlow cannot read it: {e}", path=self.prefix, variable=key
+                ) from e
         return total
 
     def close(self) -> None:
