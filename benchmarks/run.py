@@ -264,23 +264,22 @@ def check_copy(command: Command) -> None:
             raise BenchmarkError(f"{command.name}: {copy} and {source} differ in size")
 
 
+def log_sample(label: str, command: Command, sample: Sample) -> None:
+    log(f"  {label:<8} {command.name:<24} {sample.seconds:8.3f} s {sample.rss_bytes / MB:8.0f} MB")
+
+
 def measure(commands: Sequence[Command], repeat: int, logs: Path) -> dict[str, Result]:
     """Warm every command up once, then run them interleaved ``repeat`` times."""
     for command in commands:
         sample = run_once(command, logs)
         check_copy(command)
-        log(
-            f"  warm-up  {command.name:<24} {sample.seconds:8.3f} s {sample.rss_bytes / MB:8.0f} MB"
-        )
+        log_sample("warm-up", command, sample)
     results = {c.name: Result(c) for c in commands}
     for i in range(repeat):
         for command in commands:
             sample = run_once(command, logs)
             results[command.name].samples.append(sample)
-            log(
-                f"  run {i + 1}/{repeat}  {command.name:<24} {sample.seconds:8.3f} s "
-                f"{sample.rss_bytes / MB:8.0f} MB"
-            )
+            log_sample(f"run {i + 1}/{repeat}", command, sample)
     for command in commands:
         clear_output(command)
     return results

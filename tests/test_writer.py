@@ -213,3 +213,29 @@ def test_source_is_never_modified_by_a_rewrite(tf: Any, tmp_path: Path) -> None:
     after = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in source.parent.iterdir()}
     assert before == after
     assert os.path.exists(tmp_path / "out" / "ckpt.index")
+
+
+def test_variant_tensors_pass_through_opaquely(tf: Any, tmp_path: Path) -> None:
+    prefix = tmp_path / "v"
+    tensor_list = tf.raw_ops.TensorListFromTensor(
+        tensor=tf.constant([[1.0, 2.0], [3.0, 4.0]]), element_shape=tf.constant([2])
+    )
+    tf.raw_ops.SaveV2(
+        prefix=str(prefix), tensor_names=["tl"], shape_and_slices=[""], tensors=[tensor_list]
+    )
+    with BundleReader(prefix) as reader:
+        assert reader.info("tl").dtype.name == "variant"
+        blobs = reader.read("tl")  # serialized VariantTensorDataProto, kept opaque
+        assert b"tensorflow::TensorList" in bytes(blobs.reshape(-1)[0])
+    copied = rewrite_checkpoint(prefix, tmp_path / "copy").prefix
+    with BundleWriter(tmp_path / "rebuilt", "ckpt") as writer:
+        writer.add_array("tl", blobs, BY_NAME["variant"])
+        rebuilt = writer.commit()
+    for path in (copied, rebuilt):
+        (restored,) = tf.raw_ops.RestoreV2(
+            prefix=str(path), tensor_names=["tl"], shape_and_slices=[""], dtypes=[tf.variant]
+        )
+        stacked = tf.raw_ops.TensorListStack(
+            input_handle=restored, element_dtype=tf.float32, element_shape=[2]
+        )
+        assert stacked.numpy().tolist() == [[1.0, 2.0], [3.0, 4.0]]
