@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
-
-import numpy as np
+from typing import TYPE_CHECKING, Protocol
 
 from .errors import CorruptCheckpointError
 from .formats.bundle_reader import BundleReader, TensorInfo
@@ -21,6 +19,9 @@ from .formats.object_graph import (
 from .formats.protowire import ProtoError
 from .formats.v1 import V1Reader
 from .names import Role, classify
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 class TensorSource(Protocol):
@@ -75,9 +76,12 @@ def open_checkpoint(path: str | Path) -> Checkpoint:
     reader = BundleReader(location.prefix) if location.format == "v2" else V1Reader(location.prefix)
     checkpoint = Checkpoint(location, reader)
     if OBJECT_GRAPH_KEY in reader.variable_keys():
-        graph_bytes = reader.read(OBJECT_GRAPH_KEY).reshape(-1)
+        if isinstance(reader, BundleReader):
+            elements = reader.read_elements(OBJECT_GRAPH_KEY)
+        else:
+            elements = [bytes(e) for e in reader.read(OBJECT_GRAPH_KEY).reshape(-1)]
         try:
-            nodes = parse_object_graph(bytes(graph_bytes[0]) if graph_bytes.size else b"")
+            nodes = parse_object_graph(elements[0] if elements else b"")
         except ProtoError as e:
             reader.close()
             raise CorruptCheckpointError(

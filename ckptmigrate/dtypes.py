@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cache
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @dataclass(frozen=True, slots=True)
@@ -15,6 +17,7 @@ class DType:
     enum: int
     name: str
     numpy_name: str | None  # None: no fixed-width numpy layout (string, variant)
+    itemsize: int | None = None  # bytes per element; None for string/variant/resource
 
     @property
     def is_string(self) -> bool:
@@ -24,10 +27,6 @@ class DType:
     def is_variant(self) -> bool:
         return self.enum == VARIANT
 
-    @property
-    def itemsize(self) -> int | None:
-        return None if self.numpy_name is None else numpy_dtype(self).itemsize
-
 
 STRING = 7
 VARIANT = 21
@@ -35,34 +34,34 @@ VARIANT = 21
 # Values from tensorflow/core/framework/types.proto. Quantized types are stored as their
 # underlying integers; float8 types come from ml_dtypes, as in TensorFlow itself.
 _TABLE = [
-    DType(1, "float32", "float32"),
-    DType(2, "float64", "float64"),
-    DType(3, "int32", "int32"),
-    DType(4, "uint8", "uint8"),
-    DType(5, "int16", "int16"),
-    DType(6, "int8", "int8"),
+    DType(1, "float32", "float32", 4),
+    DType(2, "float64", "float64", 8),
+    DType(3, "int32", "int32", 4),
+    DType(4, "uint8", "uint8", 1),
+    DType(5, "int16", "int16", 2),
+    DType(6, "int8", "int8", 1),
     DType(STRING, "string", None),
-    DType(8, "complex64", "complex64"),
-    DType(9, "int64", "int64"),
-    DType(10, "bool", "bool"),
-    DType(11, "qint8", "int8"),
-    DType(12, "quint8", "uint8"),
-    DType(13, "qint32", "int32"),
-    DType(14, "bfloat16", "bfloat16"),
-    DType(15, "qint16", "int16"),
-    DType(16, "quint16", "uint16"),
-    DType(17, "uint16", "uint16"),
-    DType(18, "complex128", "complex128"),
-    DType(19, "float16", "float16"),
+    DType(8, "complex64", "complex64", 8),
+    DType(9, "int64", "int64", 8),
+    DType(10, "bool", "bool", 1),
+    DType(11, "qint8", "int8", 1),
+    DType(12, "quint8", "uint8", 1),
+    DType(13, "qint32", "int32", 4),
+    DType(14, "bfloat16", "bfloat16", 2),
+    DType(15, "qint16", "int16", 2),
+    DType(16, "quint16", "uint16", 2),
+    DType(17, "uint16", "uint16", 2),
+    DType(18, "complex128", "complex128", 16),
+    DType(19, "float16", "float16", 2),
     DType(20, "resource", None),
     DType(VARIANT, "variant", None),
-    DType(22, "uint32", "uint32"),
-    DType(23, "uint64", "uint64"),
-    DType(24, "float8_e5m2", "float8_e5m2"),
-    DType(25, "float8_e4m3fn", "float8_e4m3fn"),
-    DType(26, "float8_e4m3fnuz", "float8_e4m3fnuz"),
-    DType(27, "float8_e4m3b11fnuz", "float8_e4m3b11fnuz"),
-    DType(28, "float8_e5m2fnuz", "float8_e5m2fnuz"),
+    DType(22, "uint32", "uint32", 4),
+    DType(23, "uint64", "uint64", 8),
+    DType(24, "float8_e5m2", "float8_e5m2", 1),
+    DType(25, "float8_e4m3fn", "float8_e4m3fn", 1),
+    DType(26, "float8_e4m3fnuz", "float8_e4m3fnuz", 1),
+    DType(27, "float8_e4m3b11fnuz", "float8_e4m3b11fnuz", 1),
+    DType(28, "float8_e5m2fnuz", "float8_e5m2fnuz", 1),
 ]
 BY_ENUM = {d.enum: d for d in _TABLE}
 BY_NAME = {d.name: d for d in _TABLE}
@@ -79,6 +78,8 @@ def from_enum(value: int) -> DType:
 
 @cache
 def numpy_dtype(dtype: DType) -> np.dtype[np.generic]:
+    import numpy as np
+
     if dtype.numpy_name is None:
         return np.dtype(object)
     if dtype.numpy_name in ("bfloat16",) or dtype.numpy_name.startswith("float8"):

@@ -66,7 +66,9 @@ def classify(key: str, slot_keys: Collection[str] = ()) -> Role:
     last = parts[-1]
     if last in _METADATA_NAMES and len(parts) == 1:
         return Role.METADATA
-    in_optimizer = parts[0] in _OPTIMIZER_SCOPES
+    if "_trainable_variables" in parts:
+        return Role.MODEL  # Keras 3 models reach their weights through the optimizer's list
+    in_optimizer = any(part in _OPTIMIZER_SCOPES for part in parts[:-1])
     if last == "global_step" or (last in _STEP_NAMES and (in_optimizer or len(parts) == 1)):
         return Role.STEP
     if in_optimizer or _TF1_OPTIMIZER_STATE.fullmatch(last):

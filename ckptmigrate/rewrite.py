@@ -44,7 +44,11 @@ def rewrite_checkpoint(
             )
             with writer:
                 copied = 0
-                for key, entry in reader.entries.items():
+                # Source layout order: an unchanged shard comes out byte-identical.
+                by_layout = sorted(
+                    reader.entries.items(), key=lambda item: (item[1].shard_id, item[1].offset)
+                )
+                for key, entry in by_layout:
                     if entry.slices:
                         info = reader.info(key)
                         writer.add_partitioned(key, info.dtype, entry.shape, entry.slices)

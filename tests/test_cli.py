@@ -108,3 +108,31 @@ def test_inspect_v2_never_imports_tensorflow(ckpt: Path) -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     ).stdout
     assert out.strip() == "False"
+
+
+@pytest.mark.parametrize(
+    ("key", "role"),
+    [
+        ("dnn/hiddenlayer_0/kernel", "model"),
+        ("dnn/hiddenlayer_0/kernel/t_0/Adagrad", "optimizer"),
+        ("linear/linear_model/Age/weights/part_0/Ftrl_1", "optimizer"),
+        ("layer1/weights/ExponentialMovingAverage", "optimizer"),
+        ("beta1_power", "optimizer"),
+        ("global_step", "step"),
+        ("model/layer-0/bias/.OPTIMIZER_SLOT/optimizer/m/.ATTRIBUTES/VARIABLE_VALUE", "optimizer"),
+        ("optimizer/iter/.ATTRIBUTES/VARIABLE_VALUE", "step"),
+        ("model/optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE", "step"),
+        ("optimizer/beta_1/.ATTRIBUTES/VARIABLE_VALUE", "optimizer"),
+        ("model/optimizer/_trainable_variables/0/.ATTRIBUTES/VARIABLE_VALUE", "model"),
+        ("save_counter/.ATTRIBUTES/VARIABLE_VALUE", "metadata"),
+        ("_CHECKPOINTABLE_OBJECT_GRAPH", "metadata"),
+        ("keras_api/metrics/0/total/.ATTRIBUTES/VARIABLE_VALUE", "metadata"),
+        ("layer_with_weights-0/kernel/.ATTRIBUTES/VARIABLE_VALUE", "model"),
+        ("rnn/basic_lstm_cell/weights", "model"),
+        ("Variable_3", "model"),
+    ],
+)
+def test_roles(key: str, role: str) -> None:
+    from ckptmigrate.names import classify
+
+    assert classify(key).value == role

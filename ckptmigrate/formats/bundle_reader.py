@@ -7,13 +7,13 @@ the entry's recorded offset, so reading one tensor never touches the others.
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from .. import dtypes
 from ..errors import (
@@ -29,10 +29,15 @@ from .ordered_code import encode_slice_key, is_slice_key
 from .protowire import ProtoError
 from .table import TableError, iter_table
 
+if TYPE_CHECKING:
+    import numpy as np
+
 HEADER_KEY = ""
 COPY_CHUNK = 8 << 20
 
 WriteFn = Callable[[memoryview], object]
+# copy_file_range refuses some file pairs (old kernels, some filesystems): copy by hand.
+_NO_KERNEL_COPY = {errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL, errno.EBADF}
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,17 +250,8 @@ class BundleReader:
             hint="re-copy the checkpoint; `ckptmigrate inspect --verify` checks every tensor.",
         )
 
-    def copy_stored_bytes(self, key: str, write: WriteFn, verify: bool = True) -> int:
-        """Stream a tensor's stored bytes to ``write`` in bounded chunks; returns the size."""
-        entry = self._entry(key)
-        if dtypes.from_enum(entry.dtype).itemsize is None:
-            # String/variant checksums cover decoded lengths, not the stored bytes: decode
-            # to verify (such tensors are small: names, configs, the object graph).
-            raw = self.read_stored_bytes(key, verify=False)
-            if verify:
-                self._decode(key, entry, raw, verify=True)
-            write(memoryview(raw))
-            return entry.size
+    def _stream(self, key: str, entry: BundleEntry, write: WriteFn | None, verify: bool) -> None:
+        """Read a fixed-width tensor in bounded chunks, checksumming and/or forwarding them."""
         fd = self._fd(entry.shard_id)
         buf = bytearray(min(COPY_CHUNK, entry.size))
         view = memoryview(buf)
@@ -272,10 +268,53 @@ class BundleReader:
                 )
             if verify:
                 checksum = crc.extend(checksum, view[:n])
-            write(view[:n])
+            if write is not None:
+                write(view[:n])
             done += n
         if verify and checksum != crc.unmask(entry.crc32c):
             raise self._checksum_error(key, entry)
+
+    def copy_stored_bytes(self, key: str, write: WriteFn, verify: bool = True) -> int:
+        """Stream a tensor's stored bytes to ``write`` in bounded chunks; returns the size."""
+        entry = self._entry(key)
+        if dtypes.from_enum(entry.dtype).itemsize is None:
+            # String/variant checksums cover decoded lengths, not the stored bytes: decode
+            # to verify (such tensors are small: names, configs, the object graph).
+            raw = self.read_stored_bytes(key, verify=False)
+            if verify:
+                self._decode_elements(key, entry, raw, verify=True)
+            write(memoryview(raw))
+            return entry.size
+        self._stream(key, entry, write, verify)
+        return entry.size
+
+    def copy_stored_to_fd(self, key: str, out_fd: int, verify: bool = True) -> int:
+        """Append a tensor's stored bytes to the file ``out_fd`` (at its current position).
+
+        The checksum is verified first (reading through a bounded buffer); the copy itself
+        is done by the kernel (copy_file_range) where it can, so the bytes never pass
+        through Python. Falls back to a chunked read/write copy."""
+        entry = self._entry(key)
+        if dtypes.from_enum(entry.dtype).itemsize is None or not hasattr(os, "copy_file_range"):
+            return self.copy_stored_bytes(key, lambda chunk: _write_all(out_fd, chunk), verify)
+        if verify:
+            self._stream(key, entry, None, verify=True)
+        fd = self._fd(entry.shard_id)
+        done = 0
+        try:
+            while done < entry.size:
+                n = os.copy_file_range(fd, out_fd, entry.size - done, entry.offset + done)
+                if n <= 0:
+                    raise CorruptCheckpointError(
+                        f"data ends before byte {entry.offset + entry.size}",
+                        path=self.data_file(entry.shard_id),
+                        variable=key,
+                    )
+                done += n
+        except OSError as e:
+            if done or e.errno not in _NO_KERNEL_COPY:
+                raise
+            self._stream(key, entry, lambda chunk: _write_all(out_fd, chunk), verify=False)
         return entry.size
 
     def read(self, key: str, verify: bool = True) -> np.ndarray:
@@ -285,16 +324,16 @@ class BundleReader:
             return self._read_partitioned(key, entry, verify)
         return self._decode(key, entry, self.read_stored_bytes(key, verify=False), verify)
 
-    def _decode(self, key: str, entry: BundleEntry, raw: bytearray, verify: bool) -> np.ndarray:
+    def read_elements(self, key: str, verify: bool = True) -> list[bytes]:
+        """The elements of a string or variant tensor, flattened (no numpy needed)."""
+        entry = self._entry(key)
+        return self._decode_elements(key, entry, self.read_stored_bytes(key, verify=False), verify)
+
+    def _decode_elements(
+        self, key: str, entry: BundleEntry, raw: bytearray, verify: bool
+    ) -> list[bytes]:
         dtype = dtypes.from_enum(entry.dtype)
         count = math.prod(entry.shape)
-        if dtype.itemsize is not None:
-            if verify and crc.value(raw) != crc.unmask(entry.crc32c):
-                raise self._checksum_error(key, entry)
-            array = np.frombuffer(raw, dtype=dtypes.numpy_dtype(dtype), count=count)
-            if self.big_endian != tensor_codec.NATIVE_IS_BIG:
-                tensor_codec.swap_bytes_inplace(array)
-            return array.reshape(entry.shape)
         if not raw and count:
             raise ChecksumMismatchError(
                 f"{count} elements are declared but no bytes are stored",
@@ -319,11 +358,27 @@ class BundleReader:
             ) from None
         if verify and raw and checksum != crc.unmask(entry.crc32c):
             raise self._checksum_error(key, entry)
+        return elements if elements else [b""] * count
+
+    def _decode(self, key: str, entry: BundleEntry, raw: bytearray, verify: bool) -> np.ndarray:
+        import numpy as np
+
+        dtype = dtypes.from_enum(entry.dtype)
+        count = math.prod(entry.shape)
+        if dtype.itemsize is not None:
+            if verify and crc.value(raw) != crc.unmask(entry.crc32c):
+                raise self._checksum_error(key, entry)
+            array = np.frombuffer(raw, dtype=dtypes.numpy_dtype(dtype), count=count)
+            if self.big_endian != tensor_codec.NATIVE_IS_BIG:
+                tensor_codec.swap_bytes_inplace(array)
+            return array.reshape(entry.shape)
         out = np.empty(count, dtype=object)
-        out[:] = elements if elements else [b""] * count
+        out[:] = self._decode_elements(key, entry, raw, verify)
         return out.reshape(entry.shape)
 
     def _read_partitioned(self, key: str, entry: BundleEntry, verify: bool) -> np.ndarray:
+        import numpy as np
+
         dtype = dtypes.from_enum(entry.dtype)
         info = self.info(key)
         if dtype.itemsize is not None and info.num_elements * dtype.itemsize > info.nbytes:
@@ -369,6 +424,12 @@ class BundleReader:
 
 def _discard(_: memoryview) -> None:
     pass
+
+
+def _write_all(fd: int, data: memoryview) -> None:
+    while data:
+        written = os.write(fd, data)
+        data = data[written:]
 
 
 class CkptKeyError(CheckpointNotFoundError):

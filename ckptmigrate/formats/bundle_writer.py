@@ -15,9 +15,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import BinaryIO
-
-import numpy as np
+from typing import IO, TYPE_CHECKING, Any, BinaryIO
 
 from .. import dtypes
 from ..errors import OutputError
@@ -35,6 +33,9 @@ from .bundle_reader import HEADER_KEY, BundleReader
 from .checkpoint_state import STATE_FILENAME, render_state
 from .locate import data_path, index_path
 from .table import TableWriter
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def _key_bytes(key: str) -> bytes:
@@ -133,6 +134,8 @@ class BundleWriter:
         shard: int = 0,
     ) -> None:
         """Add a tensor from its value; ``dtype`` defaults to the array's."""
+        import numpy as np
+
         self._claim(key)
         array = np.asarray(array)
         dtype = dtype or dtypes.from_numpy(array.dtype)
@@ -177,7 +180,10 @@ class BundleWriter:
             raise ValueError("raw copies need the source's byte order")
         shard = entry.shard_id if shard is None else shard
         offset = self._sizes[shard]
-        source.copy_stored_bytes(source_key or key, lambda chunk: self._append(shard, chunk))
+        try:
+            source.copy_stored_to_fd(source_key or key, self._shard_file(shard).fileno())
+        except OSError as e:
+            raise _output_error(e, self.output_dir) from e
         self._sizes[shard] += entry.size
         self._entries[key] = BundleEntry(
             entry.dtype, entry.shape, shard, offset, entry.size, entry.crc32c
@@ -203,7 +209,7 @@ class BundleWriter:
             table.finish()
             self._sync(f)
 
-    def _sync(self, f: BinaryIO) -> None:
+    def _sync(self, f: IO[Any]) -> None:
         if self.durable:
             f.flush()
             os.fsync(f.fileno())
@@ -218,7 +224,9 @@ class BundleWriter:
                 self._sync(f)
                 f.close()
             self._write_index()
-            (self._staging / STATE_FILENAME).write_text(render_state(self.prefix_name))
+            with (self._staging / STATE_FILENAME).open("w", encoding="utf-8") as state:
+                state.write(render_state(self.prefix_name))
+                self._sync(state)
             self._publish()
         except OSError as e:
             self.abort()

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import struct
 import sys
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from . import crc
 from .protowire import ProtoError, encode_varint, read_varint
+
+if TYPE_CHECKING:
+    import numpy as np
 
 NATIVE_IS_BIG = sys.byteorder == "big"
 _U32_MAX = 0xFFFFFFFF

@@ -5,15 +5,17 @@ beside it) and read through TensorFlow's own reader, imported only here and only
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from .. import dtypes
 from ..errors import CorruptCheckpointError, TensorFlowRequiredError
 from .bundle_reader import TensorInfo
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def import_tensorflow() -> Any:
@@ -49,7 +51,7 @@ class V1Reader:
         for key in sorted(shapes):
             dtype = dtypes.from_enum(int(tf_dtypes[key].as_datatype_enum))
             shape = tuple(int(d) for d in shapes[key])
-            count = int(np.prod(shape, dtype=np.int64))
+            count = math.prod(shape)
             nbytes = count * (dtype.itemsize or 0)
             self._infos[key] = TensorInfo(key, dtype, shape, nbytes, None, None, None, ())
 
@@ -63,6 +65,8 @@ class V1Reader:
         yield from self._infos.values()
 
     def read(self, key: str, verify: bool = True) -> np.ndarray:
+        import numpy as np
+
         value = self._reader.get_tensor(key)
         array = np.asarray(value)
         if array.dtype.kind == "S":
