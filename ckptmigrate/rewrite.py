@@ -7,6 +7,8 @@ partitioned-variable slices and the object graph, so TF2 checkpoints still resto
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,28 +36,7 @@ def rewrite_checkpoint(
         reader = checkpoint.reader
         name = checkpoint.prefix.name
         if isinstance(reader, BundleReader):
-            writer = BundleWriter(
-                output_dir,
-                name,
-                num_shards=reader.header.num_shards,
-                big_endian=reader.big_endian,
-                overwrite=overwrite,
-                durable=durable,
-            )
-            with writer:
-                copied = 0
-                # Source layout order: an unchanged shard comes out byte-identical.
-                by_layout = sorted(
-                    reader.entries.items(), key=lambda item: (item[1].shard_id, item[1].offset)
-                )
-                for key, entry in by_layout:
-                    if entry.slices:
-                        info = reader.info(key)
-                        writer.add_partitioned(key, info.dtype, entry.shape, entry.slices)
-                    else:
-                        writer.add_stored(key, reader)
-                        copied += entry.size
-                return RewriteResult(writer.commit(), len(reader.entries), copied)
+            return _copy_bundle(reader, output_dir, name, overwrite, durable)
         writer = BundleWriter(output_dir, name, overwrite=overwrite, durable=durable)
         with writer:
             copied = 0
@@ -66,3 +47,38 @@ def rewrite_checkpoint(
                 writer.add_array(key, value, info.dtype)
                 copied += value.nbytes
             return RewriteResult(writer.commit(), len(keys), copied)
+
+
+def _copy_bundle(
+    reader: BundleReader, output_dir: str | Path, name: str, overwrite: bool, durable: bool
+) -> RewriteResult:
+    writer = BundleWriter(
+        output_dir,
+        name,
+        num_shards=reader.header.num_shards,
+        big_endian=reader.big_endian,
+        overwrite=overwrite,
+        durable=durable,
+    )
+    # Source layout order: an unchanged shard comes out byte-identical.
+    by_layout = sorted(reader.entries.items(), key=lambda item: (item[1].shard_id, item[1].offset))
+    stored = [key for key, entry in by_layout if not entry.slices]
+    stop = threading.Event()
+    # Checksums are verified on the second core while the kernel copies on the first; the
+    # output is only published once both are done, so a bad tensor still aborts the copy.
+    with writer, ThreadPoolExecutor(max_workers=1) as pool:
+        verified = pool.submit(reader.verify_keys, stored, stop)
+        try:
+            copied = 0
+            for key, entry in by_layout:
+                if entry.slices:
+                    info = reader.info(key)
+                    writer.add_partitioned(key, info.dtype, entry.shape, entry.slices)
+                else:
+                    writer.add_stored(key, reader, verify=False)
+                    copied += entry.size
+            verified.result()
+        except BaseException:
+            stop.set()
+            raise
+        return RewriteResult(writer.commit(), len(reader.entries), copied)

@@ -239,3 +239,18 @@ def test_variant_tensors_pass_through_opaquely(tf: Any, tmp_path: Path) -> None:
             input_handle=restored, element_dtype=tf.float32, element_shape=[2]
         )
         assert stacked.numpy().tolist() == [[1.0, 2.0], [3.0, 4.0]]
+
+
+def test_rewrite_of_a_corrupt_tensor_fails_and_leaves_nothing(tf: Any, tmp_path: Path) -> None:
+    from ckptmigrate import ChecksumMismatchError
+
+    source = tf_save(
+        tf, tmp_path / "src" / "ckpt", {f"v{i}": np.full((64, 64), i, np.float32) for i in range(8)}
+    )
+    data_file = source.with_name("ckpt.data-00000-of-00001")
+    data = bytearray(data_file.read_bytes())
+    data[-3] ^= 0x40  # inside the last tensor in layout order
+    data_file.write_bytes(bytes(data))
+    with pytest.raises(ChecksumMismatchError, match="CRC32C"):
+        rewrite_checkpoint(source, tmp_path / "out")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]

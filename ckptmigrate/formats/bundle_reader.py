@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import math
 import os
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,6 +70,7 @@ class BundleReader:
         self.header, self.entries = self._read_index()
         self.big_endian = self.header.endianness == BIG_ENDIAN
         self._fds: dict[int, int] = {}
+        self._fd_lock = threading.Lock()
         self._check_shards()
 
     # -- index -------------------------------------------------------------------------
@@ -217,8 +219,11 @@ class BundleReader:
     def _fd(self, shard: int) -> int:
         fd = self._fds.get(shard)
         if fd is None:
-            fd = os.open(self.data_file(shard), os.O_RDONLY)
-            self._fds[shard] = fd
+            with self._fd_lock:  # readers may be shared by a copying and a verifying thread
+                fd = self._fds.get(shard)
+                if fd is None:
+                    fd = os.open(self.data_file(shard), os.O_RDONLY)
+                    self._fds[shard] = fd
         return fd
 
     def read_stored_bytes(self, key: str, verify: bool = True) -> bytearray:
@@ -250,10 +255,18 @@ class BundleReader:
             hint="re-copy the checkpoint; `ckptmigrate inspect --verify` checks every tensor.",
         )
 
-    def _stream(self, key: str, entry: BundleEntry, write: WriteFn | None, verify: bool) -> None:
-        """Read a fixed-width tensor in bounded chunks, checksumming and/or forwarding them."""
+    def _stream(
+        self,
+        key: str,
+        entry: BundleEntry,
+        write: WriteFn | None,
+        verify: bool,
+        scratch: bytearray | None = None,
+    ) -> None:
+        """Read a fixed-width tensor in bounded chunks, checksumming and/or forwarding them.
+        ``scratch`` is a reusable buffer (zero-filling a fresh one per tensor shows up)."""
         fd = self._fd(entry.shard_id)
-        buf = bytearray(min(COPY_CHUNK, entry.size))
+        buf = scratch if scratch is not None else bytearray(min(COPY_CHUNK, entry.size) or 1)
         view = memoryview(buf)
         checksum = 0
         done = 0
@@ -403,11 +416,22 @@ class BundleReader:
 
     def verify(self) -> int:
         """Check every stored tensor's CRC32C; returns the number of bytes checked."""
+        return self.verify_keys([k for k, e in self.entries.items() if not e.slices])
+
+    def verify_keys(self, keys: list[str], stop: threading.Event | None = None) -> int:
+        """Check the CRC32C of the given stored tensors (safe to run in another thread
+        while this reader copies); returns the bytes checked. ``stop`` ends it early."""
         total = 0
-        for key, entry in self.entries.items():
-            if entry.slices:
-                continue
-            total += self.copy_stored_bytes(key, _discard, verify=True)
+        scratch = bytearray(COPY_CHUNK)
+        for key in keys:
+            if stop is not None and stop.is_set():
+                break
+            entry = self._entry(key)
+            if dtypes.from_enum(entry.dtype).itemsize is None:
+                self.copy_stored_bytes(key, _discard, verify=True)
+            else:
+                self._stream(key, entry, None, verify=True, scratch=scratch)
+            total += entry.size
         return total
 
     def close(self) -> None:

@@ -170,8 +170,10 @@ class BundleWriter:
         source: BundleReader,
         source_key: str | None = None,
         shard: int | None = None,
+        verify: bool = True,
     ) -> None:
-        """Copy a tensor's stored bytes from ``source`` unchanged (never decoded)."""
+        """Copy a tensor's stored bytes from ``source`` unchanged (never decoded).
+        ``verify=False`` is for callers that check the CRC32C themselves."""
         self._claim(key)
         entry = source.entries[source_key or key]
         if entry.slices:
@@ -181,7 +183,9 @@ class BundleWriter:
         shard = entry.shard_id if shard is None else shard
         offset = self._sizes[shard]
         try:
-            source.copy_stored_to_fd(source_key or key, self._shard_file(shard).fileno())
+            source.copy_stored_to_fd(
+                source_key or key, self._shard_file(shard).fileno(), verify=verify
+            )
         except OSError as e:
             raise _output_error(e, self.output_dir) from e
         self._sizes[shard] += entry.size

@@ -1,0 +1,64 @@
+"""Inventories: the variables one side of a comparison holds or needs, without values.
+
+Every target loader and every checkpoint produce the same shape of data, so comparing is
+one pure function whatever the sources were.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from enum import Enum
+
+from .names import Role
+
+
+class Scheme(str, Enum):
+    """How variables are named: what a restore will look the values up by."""
+
+    TF1 = "tf1-names"  # tf.compat.v1.train.Saver: variable names (dnn/hiddenlayer_0/kernel)
+    TF2 = "tf2-object"  # tf.train.Checkpoint: object-graph paths (.../.ATTRIBUTES/...)
+    KERAS3 = "keras3-h5"  # Keras 3 .weights.h5 / .keras: layers/<name>/vars/<i>
+    KERAS2 = "keras2-h5"  # legacy tf-keras .h5: <layer>/<weight>:0
+
+    @property
+    def label(self) -> str:
+        return _SCHEME_LABELS[self]
+
+
+_SCHEME_LABELS = {
+    Scheme.TF1: "TF1 variable names (tf.compat.v1.train.Saver)",
+    Scheme.TF2: "TF2 object-based keys (tf.train.Checkpoint)",
+    Scheme.KERAS3: "Keras 3 weight paths (.weights.h5)",
+    Scheme.KERAS2: "legacy Keras H5 weight names",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class VariableSpec:
+    """One variable: the key a restore uses, its shape, dtype, role, and original name."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    role: Role = Role.MODEL
+    original_name: str | None = None
+
+    @property
+    def num_elements(self) -> int:
+        return math.prod(self.shape)
+
+
+@dataclass(frozen=True)
+class Inventory:
+    """What one side holds (a checkpoint) or needs (a target model)."""
+
+    kind: str  # "checkpoint", "metagraph", "saved_model", "keras", "builder", "spec", ...
+    source: str  # what the user passed, for messages
+    scheme: Scheme
+    variables: dict[str, VariableSpec]
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def parameters(self) -> int:
+        return sum(v.num_elements for v in self.variables.values())
