@@ -17,18 +17,24 @@ __all__ = [
     "ChecksumMismatchError",
     "CkptMigrateError",
     "CorruptCheckpointError",
+    "IncompatibleCheckpointError",
     "InspectReport",
     "OutputError",
+    "Report",
     "Role",
     "UnsupportedCheckpointError",
     "__version__",
+    "assert_compatible",
+    "check",
     "inspect_checkpoint",
     "open_checkpoint",
     "rewrite_checkpoint",
 ]
 
 if TYPE_CHECKING:
+    from .check import IncompatibleCheckpointError, assert_compatible, check
     from .checkpoint import Checkpoint, open_checkpoint
+    from .compare import Report
     from .errors import (
         CheckpointNotFoundError,
         ChecksumMismatchError,
@@ -58,6 +64,10 @@ _LAZY = {
     "inspect_checkpoint": "inspection",
     "Role": "names",
     "rewrite_checkpoint": "rewrite",
+    "check": "check",
+    "assert_compatible": "check",
+    "IncompatibleCheckpointError": "check",
+    "Report": "compare",
 }
 
 

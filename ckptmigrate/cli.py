@@ -115,5 +115,70 @@ def inspect(
         _stdout().print(inspect_table(report))
 
 
+@app.command()
+def check(
+    checkpoint: Annotated[str, typer.Argument(help="The checkpoint to restore from.")],
+    target: Annotated[
+        str,
+        typer.Option(
+            "--target",
+            "-t",
+            help="The model to restore into: a checkpoint, a .meta graph, a SavedModel, a Keras "
+            ".keras/.weights.h5/.h5 file, a builder pkg.module:function or file.py:function, or "
+            "a .yaml/.json spec.",
+        ),
+    ],
+    json_output: Annotated[bool, typer.Option("--json", help="Print a JSON object.")] = False,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Unused checkpoint entries fail the check too.")
+    ] = False,
+    ignore: Annotated[
+        list[str] | None,
+        typer.Option("--ignore", help="Leave out names matching this regex (repeatable)."),
+    ] = None,
+    min_match: Annotated[
+        float | None,
+        typer.Option(
+            "--min-match",
+            help="Fail when fewer than this fraction of target variables match.",
+            min=0.0,
+            max=1.0,
+        ),
+    ] = None,
+    values: Annotated[
+        bool,
+        typer.Option("--values", help="Checkpoint targets: compare the values of matched pairs."),
+    ] = False,
+    show_matched: Annotated[
+        bool, typer.Option("--show-matched", help="List matched variables too.")
+    ] = False,
+    traceback: TracebackOption = False,
+) -> None:
+    """Will CHECKPOINT restore into the --target model? Exit 0 yes, 1 no, 2 error.
+
+    Example: ckptmigrate check runs/model.ckpt-1000 --target new_model/model.ckpt-0.meta
+    """
+    from .check import check as run_check
+    from .render import check_text, to_json
+
+    report = _run(
+        lambda: run_check(
+            checkpoint,
+            target,
+            ignore=tuple(ignore or ()),
+            strict=strict,
+            min_match=min_match,
+            values=values,
+        ),
+        traceback,
+    )
+    if json_output:
+        sys.stdout.write(to_json(report.to_dict()) + "\n")
+    else:
+        _stdout().print(check_text(report, show_matched=show_matched))
+    failed = not report.ok or (values and report.values_differ)
+    raise typer.Exit(1 if failed else 0)
+
+
 def main() -> None:
     app()

@@ -8,7 +8,9 @@ from typing import Any
 from rich.console import Group, RenderableType
 from rich.text import Text
 
+from .compare import FAILING, Finding, Kind, Report, ValueDiff
 from .inspection import InspectReport
+from .inventory import VariableSpec
 from .names import VARIABLE_SUFFIX, Role, variable_path
 
 
@@ -144,3 +146,118 @@ _ROLE_STYLE = {
     Role.STEP: "magenta",
     Role.METADATA: "dim",
 }
+
+
+# -- check -----------------------------------------------------------------------------
+
+_KIND_STYLE = {
+    Kind.SHAPE_MISMATCH: "red",
+    Kind.DTYPE_MISMATCH: "red",
+    Kind.MISSING: "red",
+    Kind.UNUSED: "yellow",
+    Kind.MATCHED: "green",
+}
+_GROUP_LABELS = {
+    Role.MODEL: "model variables",
+    Role.OPTIMIZER: "optimizer slots",
+    Role.STEP: "step counters",
+    Role.METADATA: "checkpoint metadata",
+}
+
+
+def _spec_text(spec: VariableSpec | None) -> str:
+    return "-" if spec is None else f"{shape_text(spec.shape)} {spec.dtype}"
+
+
+def _finding_line(f: Finding) -> Text:
+    line = Text("    ")
+    line.append(f.name)
+    if f.checkpoint_name and f.checkpoint_name != f.name:
+        line.append(f"  <- {f.checkpoint_name}", style="dim")
+    if f.kind in (Kind.SHAPE_MISMATCH, Kind.DTYPE_MISMATCH):
+        line.append(f"  target {_spec_text(f.target)}, checkpoint {_spec_text(f.checkpoint)}")
+    elif f.kind is Kind.MISSING:
+        line.append(f"  target {_spec_text(f.target)}")
+    elif f.kind is Kind.UNUSED:
+        line.append(f"  {_spec_text(f.checkpoint)}")
+    elif f.values is not None:
+        line.append(f"  {_values_text(f.values)}", style="" if f.values.identical else "yellow")
+    return line
+
+
+def _values_text(values: ValueDiff) -> str:
+    if values.identical:
+        return "values identical"
+    if values.max_abs_diff is None:
+        return "values differ"
+    return f"values differ: max |diff| {values.max_abs_diff:.6g}, rms {values.rms_diff:.6g}"
+
+
+def check_text(report: Report, *, show_matched: bool = False) -> RenderableType:
+    """The check report: headline, then findings grouped by kind and role, then a verdict.
+    Model variables carry TensorFlow's error and a hint; slots and counters stay compact."""
+    parts: list[RenderableType] = []
+    head = Text()
+    head.append(report.headline, style="bold")
+    parts.append(head)
+    parts.append(Text(f"checkpoint: {report.checkpoint.source} ({report.checkpoint.scheme.label})"))
+    parts.append(
+        Text(
+            f"target:     {report.target.source} ({report.target.kind}, "
+            f"{report.target.scheme.label})"
+        )
+    )
+    parts.append(Text(f"compared:   {report.matching}"))
+    parts += [Text(f"note: {note}", style="dim") for note in report.notes]
+
+    differing = [f for f in report.findings if f.values is not None and not f.values.identical]
+    for kind in (Kind.SHAPE_MISMATCH, Kind.DTYPE_MISMATCH, Kind.MISSING, Kind.UNUSED, Kind.MATCHED):
+        group = [f for f in report.findings if f.kind is kind]
+        if not group:
+            continue
+        if kind is Kind.MATCHED and not show_matched:
+            if differing:
+                parts.append(Text(""))
+                parts.append(Text(f"matched, values differ ({len(differing)})", style="yellow"))
+                parts += [_finding_line(f) for f in differing]
+            continue
+        suffix = " (warning)" if kind is Kind.UNUSED and not report.options.strict else ""
+        parts.append(Text(""))
+        parts.append(
+            Text(f"{kind.label} ({len(group)}){suffix}", style=f"bold {_KIND_STYLE[kind]}")
+        )
+        for role in Role:
+            members = [f for f in group if f.role is role]
+            if not members:
+                continue
+            parts.append(Text(f"  {_GROUP_LABELS[role]} ({len(members)})"))
+            for f in members:
+                parts.append(_finding_line(f))
+                if role is Role.MODEL and f.kind is not Kind.MATCHED:
+                    if f.tensorflow_error:
+                        parts.append(Text(f"      TensorFlow: {f.tensorflow_error}", style="dim"))
+                    if f.hint:
+                        parts.append(Text(f"      hint: {f.hint}", style="cyan"))
+    parts.append(Text(""))
+    parts.append(verdict_text(report))
+    return Group(*parts)
+
+
+def verdict_text(report: Report) -> Text:
+    counts = {kind: report.count(kind) for kind in Kind}
+    problems = [f"{counts[k]} {k.label}" for k in FAILING if counts[k]]
+    if report.below_min_match:
+        problems.append(
+            f"match ratio {report.match_ratio:.2f} below --min-match {report.options.min_match}"
+        )
+    if report.options.strict and counts[Kind.UNUSED]:
+        problems.append(f"{counts[Kind.UNUSED]} unused (--strict)")
+    if problems:
+        return Text(
+            f"FAIL: a strict restore would not succeed ({', '.join(problems)})", style="bold red"
+        )
+    extra = f"; {counts[Kind.UNUSED]} checkpoint entries unused" if counts[Kind.UNUSED] else ""
+    return Text(
+        f"OK: every target variable restores with the same shape and dtype{extra}",
+        style="bold green",
+    )

@@ -1,0 +1,126 @@
+"""``check``: will this checkpoint restore into that model? The pre-restore sanity check."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .checkpoint import open_checkpoint
+from .compare import CheckOptions, Finding, Kind, Report, ValueDiff, compare
+from .errors import CkptMigrateError
+from .targets import load_target
+from .targets.checkpoint import load_checkpoint_inventory
+
+if TYPE_CHECKING:
+    import numpy as np
+
+CHECKPOINT_KINDS = ("checkpoint", "saved_model")
+
+
+class IncompatibleCheckpointError(CkptMigrateError):
+    """A restore would fail (or load too little); ``.report`` holds every finding."""
+
+    exit_code = 1
+
+    def __init__(self, report: Report) -> None:
+        self.report = report
+        problems = [
+            f
+            for f in report.findings
+            if f.kind is not Kind.MATCHED and (f.kind is not Kind.UNUSED or report.options.strict)
+        ]
+        lines = [
+            f"{f.kind.label}: {f.name}" + (f" ({f.tensorflow_error})" if f.tensorflow_error else "")
+            for f in problems[:20]
+        ]
+        more = f"; and {len(problems) - 20} more" if len(problems) > 20 else ""
+        below = (
+            f"; the match ratio {report.match_ratio:.2f} is below --min-match "
+            f"{report.options.min_match}"
+            if report.below_min_match
+            else ""
+        )
+        super().__init__(
+            f"not compatible with the target: {report.headline}{below}. " + "; ".join(lines) + more,
+            path=report.checkpoint.source,
+            hint="`ckptmigrate check CKPT --target T` prints the full report.",
+        )
+
+
+def check(
+    checkpoint: str | Path,
+    target: str | Path | Any,
+    *,
+    ignore: tuple[str, ...] | list[str] = (),
+    strict: bool = False,
+    min_match: float | None = None,
+    values: bool = False,
+) -> Report:
+    """Compare ``checkpoint`` with what a restore into ``target`` needs.
+
+    ``target`` is a path (checkpoint, .meta, SavedModel, Keras file, spec file), a builder
+    ``pkg.module:function``, or a live Keras model / tf.Module / tf.train.Checkpoint /
+    tf.compat.v1.Graph. ``values`` (checkpoint targets only) adds, per matched pair, whether
+    the values are identical and otherwise their max absolute and RMS difference."""
+    if min_match is not None and not 0.0 <= min_match <= 1.0:
+        raise CkptMigrateError(f"--min-match must be between 0 and 1, got {min_match}")
+    options = CheckOptions(ignore=tuple(ignore), strict=strict, min_match=min_match)
+    ckpt_inventory = load_checkpoint_inventory(checkpoint)
+    target_inventory = load_target(target)
+    report = compare(ckpt_inventory, target_inventory, options)
+    if values:
+        if target_inventory.kind not in CHECKPOINT_KINDS:
+            raise CkptMigrateError(
+                f"--values compares two checkpoints; the target is a {target_inventory.kind}",
+                path=target_inventory.source,
+                hint="pass a checkpoint as --target, or drop --values.",
+            )
+        report = _with_values(report, checkpoint, target_inventory.source)
+    return report
+
+
+def assert_compatible(checkpoint: str | Path, target: str | Path | Any, **kwargs: Any) -> Report:
+    """Like :func:`check`, but raise :class:`IncompatibleCheckpointError` unless ok."""
+    report = check(checkpoint, target, **kwargs)
+    if not report.ok or (report.values_differ and kwargs.get("values")):
+        raise IncompatibleCheckpointError(report)
+    return report
+
+
+def _with_values(report: Report, checkpoint: str | Path, target: str) -> Report:
+    findings = []
+    with open_checkpoint(checkpoint) as ckpt, open_checkpoint(target) as other:
+        for finding in report.findings:
+            if finding.kind is Kind.MATCHED and finding.checkpoint_name and finding.target:
+                a = ckpt.reader.read(finding.checkpoint_name)  # one pair in memory at a time
+                b = other.reader.read(finding.target.name)
+                findings.append(replace(finding, values=value_diff(a, b)))
+            else:
+                findings.append(finding)
+    return replace(report, findings=tuple(findings))
+
+
+def value_diff(a: np.ndarray, b: np.ndarray) -> ValueDiff:
+    import numpy as np
+
+    if object in (a.dtype, b.dtype):
+        same = [bytes(x) for x in a.reshape(-1)] == [bytes(x) for x in b.reshape(-1)]
+        return ValueDiff(same)
+    if a.tobytes() == b.tobytes():
+        return ValueDiff(True, 0.0, 0.0)
+    if a.dtype.kind == "b":
+        a, b = a.astype(np.int8), b.astype(np.int8)
+    diff = np.abs(
+        a.astype(np.complex128 if a.dtype.kind == "c" else np.float64)
+        - b.astype(np.complex128 if b.dtype.kind == "c" else np.float64)
+    )
+    if diff.size == 0:
+        return ValueDiff(True, 0.0, 0.0)
+    max_abs = float(np.max(diff))
+    rms = float(np.sqrt(np.mean(np.square(diff))))
+    return ValueDiff(False, max_abs, rms)
+
+
+def findings_of(report: Report, kind: Kind) -> list[Finding]:
+    return [f for f in report.findings if f.kind is kind]

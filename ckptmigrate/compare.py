@@ -1,0 +1,455 @@
+"""Compare what a checkpoint holds with what a target model needs. Pure: inventories in,
+a Report out; nothing here reads tensors, prints or exits."""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from enum import Enum
+from typing import Any
+
+from .formats.object_graph import OBJECT_GRAPH_KEY
+from .inventory import Inventory, Scheme, VariableSpec
+from .names import Role
+
+SCHEMA_VERSION = 1
+
+# TensorFlow's own spellings of dtypes in its error messages (DataTypeString).
+_TF_DTYPE_NAMES = {"float32": "float", "float64": "double", "float16": "half"}
+
+
+class Kind(str, Enum):
+    MATCHED = "matched"
+    SHAPE_MISMATCH = "shape_mismatch"
+    DTYPE_MISMATCH = "dtype_mismatch"
+    MISSING = "missing"
+    UNUSED = "unused"
+
+    @property
+    def label(self) -> str:
+        return _KIND_LABELS[self]
+
+
+_KIND_LABELS = {
+    Kind.MATCHED: "matched",
+    Kind.SHAPE_MISMATCH: "shape mismatch",
+    Kind.DTYPE_MISMATCH: "dtype mismatch",
+    Kind.MISSING: "missing from the checkpoint",
+    Kind.UNUSED: "unused in the checkpoint",
+}
+FAILING = (Kind.SHAPE_MISMATCH, Kind.DTYPE_MISMATCH, Kind.MISSING)
+
+
+@dataclass(frozen=True, slots=True)
+class ValueDiff:
+    identical: bool
+    max_abs_diff: float | None = None
+    rms_diff: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "identical": self.identical,
+            "max_abs_diff": self.max_abs_diff,
+            "rms_diff": self.rms_diff,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One variable's verdict. ``name`` is the target's name (the checkpoint's for unused)."""
+
+    kind: Kind
+    name: str
+    role: Role
+    checkpoint_name: str | None
+    target: VariableSpec | None
+    checkpoint: VariableSpec | None
+    tensorflow_error: str | None = None
+    hint: str | None = None
+    values: ValueDiff | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        def side(spec: VariableSpec | None) -> dict[str, Any] | None:
+            if spec is None:
+                return None
+            return {
+                "name": spec.name,
+                "shape": list(spec.shape),
+                "dtype": spec.dtype,
+                "original_name": spec.original_name,
+            }
+
+        return {
+            "kind": self.kind.value,
+            "name": self.name,
+            "role": self.role.value,
+            "checkpoint_name": self.checkpoint_name,
+            "target": side(self.target),
+            "checkpoint": side(self.checkpoint),
+            "tensorflow_error": self.tensorflow_error,
+            "hint": self.hint,
+            "values": None if self.values is None else self.values.to_dict(),
+        }
+
+
+@dataclass(frozen=True)
+class CheckOptions:
+    ignore: tuple[str, ...] = ()  # regexes searched in both sides' names
+    strict: bool = False  # unused checkpoint entries fail the check
+    min_match: float | None = None  # fail when matched/target variables is below this
+
+
+@dataclass(frozen=True)
+class Report:
+    checkpoint: Inventory
+    target: Inventory
+    matching: str  # how names were paired, in words
+    findings: tuple[Finding, ...]
+    options: CheckOptions = field(default_factory=CheckOptions)
+    notes: tuple[str, ...] = ()
+
+    def count(self, kind: Kind) -> int:
+        return sum(1 for f in self.findings if f.kind is kind)
+
+    @property
+    def target_variables(self) -> int:
+        return sum(1 for f in self.findings if f.kind is not Kind.UNUSED)
+
+    @property
+    def matched_parameters(self) -> int:
+        return sum(
+            f.target.num_elements
+            for f in self.findings
+            if f.kind is Kind.MATCHED and f.target is not None
+        )
+
+    @property
+    def target_parameters(self) -> int:
+        return sum(f.target.num_elements for f in self.findings if f.target is not None)
+
+    @property
+    def match_ratio(self) -> float:
+        n = self.target_variables
+        return self.count(Kind.MATCHED) / n if n else 1.0
+
+    @property
+    def below_min_match(self) -> bool:
+        return self.options.min_match is not None and self.match_ratio < self.options.min_match
+
+    @property
+    def values_differ(self) -> bool:
+        return any(f.values is not None and not f.values.identical for f in self.findings)
+
+    @property
+    def ok(self) -> bool:
+        """A strict restore of every target variable would succeed (and policy holds)."""
+        if any(f.kind in FAILING for f in self.findings) or self.below_min_match:
+            return False
+        return not (self.options.strict and self.count(Kind.UNUSED))
+
+    @property
+    def headline(self) -> str:
+        return (
+            f"matched {self.count(Kind.MATCHED)} of {self.target_variables} target "
+            f"variables ({self.matched_parameters:,} of {self.target_parameters:,} "
+            "parameters)"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        def side(inv: Inventory) -> dict[str, Any]:
+            return {
+                "kind": inv.kind,
+                "path": inv.source,
+                "scheme": inv.scheme.value,
+                "variables": len(inv.variables),
+                "parameters": inv.parameters,
+            }
+
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "ok": self.ok,
+            "checkpoint": side(self.checkpoint),
+            "target": side(self.target),
+            "scheme": self.matching,
+            "notes": list(self.notes),
+            "summary": {
+                "headline": self.headline,
+                "target_variables": self.target_variables,
+                **{kind.value: self.count(kind) for kind in Kind},
+                "matched_parameters": self.matched_parameters,
+                "target_parameters": self.target_parameters,
+                "match_ratio": round(self.match_ratio, 6),
+                "min_match": self.options.min_match,
+                "strict": self.options.strict,
+            },
+            "findings": [f.to_dict() for f in self.findings],
+        }
+
+
+# -- pairing names ---------------------------------------------------------------------
+
+KeyFn = Callable[[VariableSpec], str]
+
+
+def _by_name(v: VariableSpec) -> str:
+    return v.name
+
+
+def _by_original(v: VariableSpec) -> str:
+    return (v.original_name or v.name).removesuffix(":0")
+
+
+def _strip_first(key: str) -> str:
+    return key.split("/", 1)[1] if "/" in key else key
+
+
+@dataclass(frozen=True)
+class _Strategy:
+    description: str
+    ckpt_key: KeyFn
+    target_key: KeyFn
+    note: str | None = None
+
+
+def _strategies(ckpt: Inventory, target: Inventory) -> list[_Strategy]:
+    if ckpt.scheme == target.scheme:
+        base = [(f"by key ({target.scheme.label})", _by_name, _by_name)]
+    else:
+        base = [
+            (
+                f"by original variable name (checkpoint: {ckpt.scheme.label}; target: "
+                f"{target.scheme.label})",
+                _by_original,
+                _by_original,
+            )
+        ]
+
+    def strip_ckpt(key_fn: KeyFn) -> KeyFn:
+        return lambda v: _strip_first(key_fn(v))
+
+    out = []
+    for description, ck, tk in base:
+        out.append(_Strategy(description, ck, tk))
+        out.append(
+            _Strategy(
+                description,
+                strip_ckpt(ck),
+                tk,
+                "the checkpoint's names carry one more leading scope than the target's (e.g. "
+                "'model/'); compared without it: restore with that attribute name "
+                "(tf.train.Checkpoint(model=...)) or strip the scope with a map",
+            )
+        )
+        out.append(
+            _Strategy(
+                description,
+                ck,
+                strip_ckpt(tk),
+                "the target's names carry one more leading scope than the checkpoint's; "
+                "compared without it",
+            )
+        )
+    return out
+
+
+def _pair(
+    ckpt: Inventory,
+    target: Inventory,
+) -> tuple[_Strategy, dict[str, VariableSpec], dict[str, VariableSpec]]:
+    """Choose the naming strategy that pairs the most target variables; returns it with
+    key -> variable maps for both sides."""
+    best: tuple[int, int, _Strategy, dict[str, VariableSpec], dict[str, VariableSpec]] | None
+    best = None
+    for rank, strategy in enumerate(_strategies(ckpt, target)):
+        ck: dict[str, VariableSpec] = {}
+        for v in ckpt.variables.values():
+            ck.setdefault(strategy.ckpt_key(v), v)
+        tk: dict[str, VariableSpec] = {}
+        for v in target.variables.values():
+            tk.setdefault(strategy.target_key(v), v)
+        hits = sum(1 for key in tk if key in ck)
+        # Prefer more matches; among equals, the earlier (plainer) strategy.
+        if best is None or hits > best[0]:
+            best = (hits, rank, strategy, ck, tk)
+    assert best is not None
+    return best[2], best[3], best[4]
+
+
+# -- messages --------------------------------------------------------------------------
+
+
+def _dims(shape: tuple[int, ...]) -> str:
+    return "[" + ",".join(str(d) for d in shape) + "]"
+
+
+def _human(shape: tuple[int, ...]) -> str:
+    return "[" + ", ".join(str(d) for d in shape) + "]"
+
+
+def _py_shape(shape: tuple[int, ...]) -> str:
+    return str(tuple(shape))
+
+
+def tensorflow_error(
+    kind: Kind, target: VariableSpec, ckpt: VariableSpec | None, key: str, scheme: Scheme
+) -> str | None:
+    """The error TensorFlow raises restoring this variable, worded as TensorFlow words it."""
+    if kind is Kind.MISSING:
+        return f"Key {key} not found in checkpoint"
+    assert ckpt is not None
+    if kind is Kind.SHAPE_MISMATCH:
+        if scheme is Scheme.TF2:
+            name = (target.original_name or target.name) + ":0"
+            return (
+                f"Received incompatible tensor with shape {_py_shape(ckpt.shape)} when "
+                f"attempting to restore variable with shape {_py_shape(target.shape)} and "
+                f"name {name}."
+            )
+        return (
+            f"tensor_name = {key}; shape in shape_and_slice spec {_dims(target.shape)} "
+            f"does not match the shape stored in checkpoint: {_dims(ckpt.shape)}"
+        )
+    if kind is Kind.DTYPE_MISMATCH:
+        expected = _TF_DTYPE_NAMES.get(target.dtype, target.dtype)
+        original = _TF_DTYPE_NAMES.get(ckpt.dtype, ckpt.dtype)
+        return (
+            f"tensor_name = {key}; expected dtype {expected} does not equal original dtype "
+            f"{original}"
+        )
+    return None
+
+
+def _closest(name: str, candidates: Sequence[str]) -> str | None:
+    matches = difflib.get_close_matches(name, candidates, n=1, cutoff=0.5)
+    return matches[0] if matches else None
+
+
+class _Hints:
+    """'Did you mean': the closest unused checkpoint name, preferring the same shape."""
+
+    MAX_ANY_SHAPE = 5000  # beyond this many unused names, only same-shape candidates
+
+    def __init__(self, unused: dict[str, VariableSpec]) -> None:
+        self.unused = unused
+        self.by_shape: dict[tuple[int, ...], list[str]] = defaultdict(list)
+        for key, spec in unused.items():
+            self.by_shape[spec.shape].append(key)
+
+    def for_target(self, key: str, target: VariableSpec) -> str | None:
+        same = _closest(key, self.by_shape.get(target.shape, []))
+        if same is not None:
+            return f"did you mean {same!r} (unused, same shape {_human(target.shape)})?"
+        if len(self.unused) <= self.MAX_ANY_SHAPE:
+            other = _closest(key, list(self.unused))
+            if other is not None:
+                shape = _human(self.unused[other].shape)
+                return (
+                    f"the closest unused name is {other!r}, shape {shape}: rename and "
+                    f"reshape it with a map if it is the same variable"
+                )
+        return None
+
+
+# -- the comparison --------------------------------------------------------------------
+
+
+def _ignored(patterns: Sequence[re.Pattern[str]], v: VariableSpec) -> bool:
+    return any(
+        p.search(v.name) or (v.original_name and p.search(v.original_name)) for p in patterns
+    )
+
+
+def _without(inv: Inventory, patterns: Sequence[re.Pattern[str]]) -> tuple[Inventory, int]:
+    """The inventory without the object graph (not a variable) and ignored names, and how
+    many names the patterns left out."""
+    kept = {}
+    ignored = 0
+    for key, spec in inv.variables.items():
+        if key == OBJECT_GRAPH_KEY:
+            continue
+        if _ignored(patterns, spec):
+            ignored += 1
+            continue
+        kept[key] = spec
+    return replace(inv, variables=kept), ignored
+
+
+_KIND_ORDER = {
+    kind: i
+    for i, kind in enumerate(
+        [Kind.SHAPE_MISMATCH, Kind.DTYPE_MISMATCH, Kind.MISSING, Kind.UNUSED, Kind.MATCHED]
+    )
+}
+_ROLE_ORDER = {role: i for i, role in enumerate(Role)}
+
+
+def compare(
+    checkpoint: Inventory, target: Inventory, options: CheckOptions | None = None
+) -> Report:
+    """Every target variable's fate in a restore from ``checkpoint``, and what is left over."""
+    options = options or CheckOptions()
+    patterns = [re.compile(p) for p in options.ignore]
+    ckpt_inv, ckpt_ignored = _without(checkpoint, patterns)
+    target_inv, target_ignored = _without(target, patterns)
+    strategy, ckpt_by_key, target_by_key = _pair(ckpt_inv, target_inv)
+    used = {key for key in target_by_key if key in ckpt_by_key}
+    unused = {key: spec for key, spec in ckpt_by_key.items() if key not in used}
+    hints = _Hints(unused)
+    # Same scheme: TF looks a variable up by the target's own key. Across schemes (a TF2
+    # model restoring a name-based checkpoint, or a Saver restoring an object-based one)
+    # it goes through the variable's name.
+    restore_scheme = target_inv.scheme
+    same_scheme = ckpt_inv.scheme == target_inv.scheme
+
+    findings: list[Finding] = []
+    for key, tspec in target_by_key.items():
+        cspec = ckpt_by_key.get(key)
+        if cspec is None:
+            kind = Kind.MISSING
+        elif cspec.shape != tspec.shape:
+            kind = Kind.SHAPE_MISMATCH
+        elif cspec.dtype != tspec.dtype:
+            kind = Kind.DTYPE_MISMATCH
+        else:
+            kind = Kind.MATCHED
+        lookup = tspec.name if same_scheme else key
+        error = tensorflow_error(kind, tspec, cspec, lookup, restore_scheme)
+        hint = None
+        if kind is Kind.MISSING:
+            hint = hints.for_target(key, tspec)
+        elif kind is Kind.SHAPE_MISMATCH:
+            assert cspec is not None
+            hint = (
+                f"the checkpoint holds {_human(cspec.shape)}, the model needs "
+                f"{_human(tspec.shape)}: slice/pad/reshape it with a map, or drop it "
+                "and initialise"
+            )
+        elif kind is Kind.DTYPE_MISMATCH:
+            assert cspec is not None
+            hint = f"cast it from {cspec.dtype} to {tspec.dtype} with a map"
+        findings.append(
+            Finding(
+                kind,
+                tspec.name,
+                tspec.role,
+                None if cspec is None else cspec.name,
+                tspec,
+                cspec,
+                error,
+                hint,
+            )
+        )
+    for cspec in unused.values():
+        findings.append(Finding(Kind.UNUSED, cspec.name, cspec.role, cspec.name, None, cspec))
+    findings.sort(key=lambda f: (_KIND_ORDER[f.kind], _ROLE_ORDER[f.role], f.name))
+    notes = [*checkpoint.notes, *target.notes]
+    if strategy.note:
+        notes.append(strategy.note)
+    if patterns:
+        notes.append(
+            f"--ignore left out {ckpt_ignored} checkpoint and {target_ignored} target names"
+        )
+    return Report(checkpoint, target, strategy.description, tuple(findings), options, tuple(notes))

@@ -1,0 +1,48 @@
+"""A TF1 MetaGraph (`.meta`) as a target: the variables its Saver would restore."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..errors import CkptMigrateError
+from ..formats.v1 import import_tensorflow
+from ..inventory import Inventory, Scheme, VariableSpec
+from ..names import classify
+
+
+def graph_variables(graph: Any) -> dict[str, VariableSpec]:
+    """name -> spec for every global variable of a TF1 graph; a partitioned variable is
+    listed once, under its full name and full shape, as the Saver stores it."""
+    tf = import_tensorflow()
+    variables: dict[str, VariableSpec] = {}
+    for var in graph.get_collection(tf.compat.v1.GraphKeys.GLOBAL_VARIABLES):
+        info = getattr(var, "_save_slice_info", None)
+        if info is not None:
+            name, shape = info.full_name, tuple(int(d) for d in info.full_shape)
+        else:
+            name, shape = var.op.name, tuple(int(d) for d in var.shape)
+        dtype = var.dtype.base_dtype.name
+        variables[name] = VariableSpec(
+            name, shape, {"half": "float16"}.get(dtype, dtype), classify(name)
+        )
+    return variables
+
+
+def load_metagraph(path: Path) -> Inventory:
+    tf = import_tensorflow()
+    graph = tf.Graph()
+    with graph.as_default():
+        try:
+            tf.compat.v1.train.import_meta_graph(str(path), clear_devices=True)
+        except Exception as e:  # TF raises many types for a bad graph; translate once
+            raise CkptMigrateError(
+                f"TensorFlow cannot import this MetaGraph: {str(e).splitlines()[0]}",
+                path=path,
+                hint="graphs with custom ops need those ops' Python package imported; a spec "
+                "file or a builder function describes the model without the graph.",
+            ) from e
+    variables = graph_variables(graph)
+    if not variables:
+        raise CkptMigrateError("this MetaGraph has no variables", path=path)
+    return Inventory("metagraph", str(path), Scheme.TF1, variables)
