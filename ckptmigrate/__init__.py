@@ -32,7 +32,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from .check import IncompatibleCheckpointError, assert_compatible, check
+    from .checker import IncompatibleCheckpointError, assert_compatible, check
     from .checkpoint import Checkpoint, open_checkpoint
     from .compare import Report
     from .errors import (
@@ -64,9 +64,9 @@ _LAZY = {
     "inspect_checkpoint": "inspection",
     "Role": "names",
     "rewrite_checkpoint": "rewrite",
-    "check": "check",
-    "assert_compatible": "check",
-    "IncompatibleCheckpointError": "check",
+    "check": "checker",
+    "assert_compatible": "checker",
+    "IncompatibleCheckpointError": "checker",
     "Report": "compare",
 }
 

@@ -15,6 +15,7 @@ from .formats.object_graph import (
     original_names,
     parse_object_graph,
     slot_keys,
+    variable_aliases,
 )
 from .formats.protowire import ProtoError
 from .formats.v1 import V1Reader
@@ -47,6 +48,7 @@ class Checkpoint:
     object_graph: list[TrackableNode] | None = None
     original_names: dict[str, str] = field(default_factory=dict)
     slot_keys: set[str] = field(default_factory=set)
+    aliases: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def prefix(self) -> Path:
@@ -92,4 +94,5 @@ def open_checkpoint(path: str | Path) -> Checkpoint:
         checkpoint.object_graph = nodes
         checkpoint.original_names = original_names(nodes)
         checkpoint.slot_keys = slot_keys(nodes)
+        checkpoint.aliases = variable_aliases(nodes)
     return checkpoint

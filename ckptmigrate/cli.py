@@ -158,7 +158,7 @@ def check(
 
     Example: ckptmigrate check runs/model.ckpt-1000 --target new_model/model.ckpt-0.meta
     """
-    from .check import check as run_check
+    from .checker import check as run_check
     from .render import check_text, to_json
 
     report = _run(

@@ -191,15 +191,15 @@ class Report:
 
 # -- pairing names ---------------------------------------------------------------------
 
-KeyFn = Callable[[VariableSpec], str]
+KeyFn = Callable[[VariableSpec], list[str]]
 
 
-def _by_name(v: VariableSpec) -> str:
-    return v.name
+def _by_name(v: VariableSpec) -> list[str]:
+    return [v.name, *v.aliases]
 
 
-def _by_original(v: VariableSpec) -> str:
-    return (v.original_name or v.name).removesuffix(":0")
+def _by_original(v: VariableSpec) -> list[str]:
+    return [(v.original_name or v.name).removesuffix(":0")]
 
 
 def _strip_first(key: str) -> str:
@@ -209,14 +209,15 @@ def _strip_first(key: str) -> str:
 @dataclass(frozen=True)
 class _Strategy:
     description: str
-    ckpt_key: KeyFn
-    target_key: KeyFn
+    ckpt_keys: KeyFn
+    target_keys: KeyFn
     note: str | None = None
 
 
 def _strategies(ckpt: Inventory, target: Inventory) -> list[_Strategy]:
     if ckpt.scheme == target.scheme:
-        base = [(f"by key ({target.scheme.label})", _by_name, _by_name)]
+        how = "by key" if target.scheme is not Scheme.TF2 else "by object-graph path"
+        base = [(f"{how} ({target.scheme.label})", _by_name, _by_name)]
     else:
         base = [
             (
@@ -227,8 +228,8 @@ def _strategies(ckpt: Inventory, target: Inventory) -> list[_Strategy]:
             )
         ]
 
-    def strip_ckpt(key_fn: KeyFn) -> KeyFn:
-        return lambda v: _strip_first(key_fn(v))
+    def stripped(key_fn: KeyFn) -> KeyFn:
+        return lambda v: [_strip_first(k) for k in key_fn(v)]
 
     out = []
     for description, ck, tk in base:
@@ -236,7 +237,7 @@ def _strategies(ckpt: Inventory, target: Inventory) -> list[_Strategy]:
         out.append(
             _Strategy(
                 description,
-                strip_ckpt(ck),
+                stripped(ck),
                 tk,
                 "the checkpoint's names carry one more leading scope than the target's (e.g. "
                 "'model/'); compared without it: restore with that attribute name "
@@ -247,7 +248,7 @@ def _strategies(ckpt: Inventory, target: Inventory) -> list[_Strategy]:
             _Strategy(
                 description,
                 ck,
-                strip_ckpt(tk),
+                stripped(tk),
                 "the target's names carry one more leading scope than the checkpoint's; "
                 "compared without it",
             )
@@ -255,27 +256,48 @@ def _strategies(ckpt: Inventory, target: Inventory) -> list[_Strategy]:
     return out
 
 
-def _pair(
-    ckpt: Inventory,
-    target: Inventory,
-) -> tuple[_Strategy, dict[str, VariableSpec], dict[str, VariableSpec]]:
-    """Choose the naming strategy that pairs the most target variables; returns it with
-    key -> variable maps for both sides."""
-    best: tuple[int, int, _Strategy, dict[str, VariableSpec], dict[str, VariableSpec]] | None
-    best = None
-    for rank, strategy in enumerate(_strategies(ckpt, target)):
-        ck: dict[str, VariableSpec] = {}
-        for v in ckpt.variables.values():
-            ck.setdefault(strategy.ckpt_key(v), v)
-        tk: dict[str, VariableSpec] = {}
-        for v in target.variables.values():
-            tk.setdefault(strategy.target_key(v), v)
-        hits = sum(1 for key in tk if key in ck)
-        # Prefer more matches; among equals, the earlier (plainer) strategy.
-        if best is None or hits > best[0]:
-            best = (hits, rank, strategy, ck, tk)
+@dataclass
+class _Pairing:
+    strategy: _Strategy
+    pairs: dict[str, VariableSpec | None]  # target name -> checkpoint variable (or None)
+    match_keys: dict[str, str]  # target name -> the key it was looked up by
+
+    @property
+    def hits(self) -> int:
+        return sum(1 for c in self.pairs.values() if c is not None)
+
+
+def _pair_with(strategy: _Strategy, ckpt: Inventory, target: Inventory) -> _Pairing:
+    index: dict[str, VariableSpec] = {}
+    for v in ckpt.variables.values():
+        for key in strategy.ckpt_keys(v):
+            index.setdefault(key, v)
+    pairs: dict[str, VariableSpec | None] = {}
+    match_keys: dict[str, str] = {}
+    taken: set[str] = set()
+    for t in target.variables.values():
+        keys = strategy.target_keys(t)
+        match_keys[t.name] = keys[0]
+        pairs[t.name] = None
+        for key in keys:
+            c = index.get(key)
+            if c is not None and c.name not in taken:
+                pairs[t.name] = c
+                match_keys[t.name] = key
+                taken.add(c.name)
+                break
+    return _Pairing(strategy, pairs, match_keys)
+
+
+def _pair(ckpt: Inventory, target: Inventory) -> _Pairing:
+    """The naming strategy that pairs the most target variables (the plainest on ties)."""
+    best: _Pairing | None = None
+    for strategy in _strategies(ckpt, target):
+        pairing = _pair_with(strategy, ckpt, target)
+        if best is None or pairing.hits > best.hits:
+            best = pairing
     assert best is not None
-    return best[2], best[3], best[4]
+    return best
 
 
 # -- messages --------------------------------------------------------------------------
@@ -328,27 +350,38 @@ def _closest(name: str, candidates: Sequence[str]) -> str | None:
 
 
 class _Hints:
-    """'Did you mean': the closest unused checkpoint name, preferring the same shape."""
+    """'Did you mean': an unused checkpoint variable with the same original name, else the
+    closest by name, preferring the same shape."""
 
     MAX_ANY_SHAPE = 5000  # beyond this many unused names, only same-shape candidates
 
-    def __init__(self, unused: dict[str, VariableSpec]) -> None:
-        self.unused = unused
+    def __init__(self, unused: dict[str, VariableSpec], key_fn: KeyFn) -> None:
+        self.by_key = {key_fn(v)[0]: v for v in unused.values()}
+        self.by_original = {_by_original(v)[0]: v for v in unused.values() if v.original_name}
         self.by_shape: dict[tuple[int, ...], list[str]] = defaultdict(list)
-        for key, spec in unused.items():
+        for key, spec in self.by_key.items():
             self.by_shape[spec.shape].append(key)
 
     def for_target(self, key: str, target: VariableSpec) -> str | None:
+        if target.original_name:
+            twin = self.by_original.get(_by_original(target)[0])
+            if twin is not None:
+                return (
+                    f"the checkpoint's {twin.name!r} has the same original name "
+                    f"({twin.original_name}) and shape {_human(twin.shape)}: the object "
+                    "structure changed; rename it with a map"
+                )
         same = _closest(key, self.by_shape.get(target.shape, []))
         if same is not None:
-            return f"did you mean {same!r} (unused, same shape {_human(target.shape)})?"
-        if len(self.unused) <= self.MAX_ANY_SHAPE:
-            other = _closest(key, list(self.unused))
+            name = self.by_key[same].name
+            return f"did you mean {name!r} (unused, same shape {_human(target.shape)})?"
+        if len(self.by_key) <= self.MAX_ANY_SHAPE:
+            other = _closest(key, list(self.by_key))
             if other is not None:
-                shape = _human(self.unused[other].shape)
+                spec = self.by_key[other]
                 return (
-                    f"the closest unused name is {other!r}, shape {shape}: rename and "
-                    f"reshape it with a map if it is the same variable"
+                    f"the closest unused name is {spec.name!r}, shape {_human(spec.shape)}: "
+                    "rename and reshape it with a map if it is the same variable"
                 )
         return None
 
@@ -394,10 +427,11 @@ def compare(
     patterns = [re.compile(p) for p in options.ignore]
     ckpt_inv, ckpt_ignored = _without(checkpoint, patterns)
     target_inv, target_ignored = _without(target, patterns)
-    strategy, ckpt_by_key, target_by_key = _pair(ckpt_inv, target_inv)
-    used = {key for key in target_by_key if key in ckpt_by_key}
-    unused = {key: spec for key, spec in ckpt_by_key.items() if key not in used}
-    hints = _Hints(unused)
+    pairing = _pair(ckpt_inv, target_inv)
+    strategy = pairing.strategy
+    used = {c.name for c in pairing.pairs.values() if c is not None}
+    unused = {k: v for k, v in ckpt_inv.variables.items() if k not in used}
+    hints = _Hints(unused, strategy.ckpt_keys)
     # Same scheme: TF looks a variable up by the target's own key. Across schemes (a TF2
     # model restoring a name-based checkpoint, or a Saver restoring an object-based one)
     # it goes through the variable's name.
@@ -405,8 +439,9 @@ def compare(
     same_scheme = ckpt_inv.scheme == target_inv.scheme
 
     findings: list[Finding] = []
-    for key, tspec in target_by_key.items():
-        cspec = ckpt_by_key.get(key)
+    for tname, tspec in target_inv.variables.items():
+        cspec = pairing.pairs[tname]
+        key = pairing.match_keys[tname]
         if cspec is None:
             kind = Kind.MISSING
         elif cspec.shape != tspec.shape:

@@ -43,6 +43,8 @@ class VariableSpec:
     dtype: str
     role: Role = Role.MODEL
     original_name: str | None = None
+    # TF2 only: other object-graph paths (key-shaped) that reach the same value.
+    aliases: tuple[str, ...] = ()
 
     @property
     def num_elements(self) -> int:

@@ -9,64 +9,68 @@ from typing import Any
 import numpy as np
 
 
-def estimator_dnn_graph(
+def build_estimator_dnn(
     tf: Any,
     *,
     hidden_units: Sequence[int] = (10, 10),
     n_classes: int = 3,
     n_features: int = 4,
     partitioned: bool = True,
-    steps: int = 2,
+) -> Any:
+    """Build, in the current default graph, a tf.estimator DNNClassifier-shaped model
+    (dnn/hiddenlayer_N, dnn/logits, Adagrad slots, global_step, optionally a partitioned
+    embedding); returns the training op."""
+    v1 = tf.compat.v1
+    v1.set_random_seed(1)
+    global_step = v1.train.get_or_create_global_step()
+    rng = np.random.default_rng(0)
+    features = tf.constant(rng.standard_normal((8, n_features)), tf.float32)
+    labels = tf.constant(rng.integers(0, n_classes, 8), tf.int64)
+    net = features
+    with v1.variable_scope("dnn"):
+        if partitioned:
+            embedding = v1.get_variable(
+                "input_from_feature_columns/input_layer/ids_embedding/embedding_weights",
+                shape=[10, n_features],
+                partitioner=v1.fixed_size_partitioner(3),
+            )
+            net = net + tf.reduce_sum(embedding)
+        for i, units in enumerate(hidden_units):
+            with v1.variable_scope(f"hiddenlayer_{i}"):
+                kernel = v1.get_variable("kernel", [net.shape[-1], units])
+                bias = v1.get_variable("bias", [units], initializer=v1.zeros_initializer())
+                net = tf.nn.relu(tf.matmul(net, kernel) + bias)
+        with v1.variable_scope("logits"):
+            kernel = v1.get_variable("kernel", [net.shape[-1], n_classes])
+            bias = v1.get_variable("bias", [n_classes], initializer=v1.zeros_initializer())
+            logits = tf.matmul(net, kernel) + bias
+    loss = v1.losses.sparse_softmax_cross_entropy(labels, logits)
+    return v1.train.AdagradOptimizer(0.1).minimize(loss, global_step=global_step)
+
+
+def estimator_dnn_graph(
+    tf: Any, *, steps: int = 2, **model: Any
 ) -> tuple[Any, Any, dict[str, np.ndarray]]:
-    """A tf.estimator DNNClassifier-shaped graph (dnn/hiddenlayer_N, dnn/logits, Adagrad,
-    global_step, a partitioned embedding), trained for ``steps``; returns
-    (graph, saver, {variable name: value after training})."""
+    """build_estimator_dnn in a new graph and session, trained for ``steps``; returns
+    (graph with a .session, saver, {variable name: value after training})."""
     v1 = tf.compat.v1
     graph = tf.Graph()
     with graph.as_default():
-        v1.set_random_seed(1)
-        global_step = v1.train.get_or_create_global_step()
-        rng = np.random.default_rng(0)
-        features = tf.constant(rng.standard_normal((8, n_features)), tf.float32)
-        labels = tf.constant(rng.integers(0, n_classes, 8), tf.int64)
-        net = features
-        with v1.variable_scope("dnn"):
-            if partitioned:
-                embedding = v1.get_variable(
-                    "input_from_feature_columns/input_layer/ids_embedding/embedding_weights",
-                    shape=[10, n_features],
-                    partitioner=v1.fixed_size_partitioner(3),
-                )
-                net = net + tf.reduce_sum(embedding)
-            for i, units in enumerate(hidden_units):
-                with v1.variable_scope(f"hiddenlayer_{i}"):
-                    kernel = v1.get_variable("kernel", [net.shape[-1], units])
-                    bias = v1.get_variable("bias", [units], initializer=v1.zeros_initializer())
-                    net = tf.nn.relu(tf.matmul(net, kernel) + bias)
-            with v1.variable_scope("logits"):
-                kernel = v1.get_variable("kernel", [net.shape[-1], n_classes])
-                bias = v1.get_variable("bias", [n_classes], initializer=v1.zeros_initializer())
-                logits = tf.matmul(net, kernel) + bias
-        loss = v1.losses.sparse_softmax_cross_entropy(labels, logits)
-        train = v1.train.AdagradOptimizer(0.1).minimize(loss, global_step=global_step)
+        train = build_estimator_dnn(tf, **model)
         saver = v1.train.Saver()
         session = v1.Session(graph=graph)
         session.run(v1.global_variables_initializer())
         for _ in range(steps):
             session.run(train)
-        values = {}
+        values: dict[str, list[Any]] = {}
         for var in v1.global_variables():
-            name = (
-                var.op.name
-                if not hasattr(var, "_save_slice_info") or var._save_slice_info is None
-                else var._save_slice_info.full_name
-            )
-            values.setdefault(name, []).append(var)
+            info = getattr(var, "_save_slice_info", None)
+            values.setdefault(var.op.name if info is None else info.full_name, []).append(var)
         out: dict[str, np.ndarray] = {}
         for name, parts in values.items():
             arrays = session.run(parts)
             out[name] = arrays[0] if len(arrays) == 1 else np.concatenate(arrays, axis=0)
-        graph.session = session  # type: ignore[attr-defined]
+        graph.session = session
     return graph, saver, out
 
 
@@ -101,15 +105,21 @@ def save_sharded_checkpoint(tf: Any, directory: Path) -> tuple[Path, dict[str, n
     return Path(prefix), values
 
 
-def keras3_model(seed: int = 0, hidden: Sequence[int] = (8,), n_out: int = 3) -> Any:
+def keras3_model(seed: int = 0, units: Sequence[int] = (8, 3), train: bool = True) -> Any:
+    """A Keras 3 Sequential of Dense layers (relu between them) on 4 inputs; trained for
+    one epoch with Adam unless ``train`` is false."""
     import keras
 
     keras.utils.set_random_seed(seed)
-    layers = [keras.Input((4,))] + [keras.layers.Dense(u, activation="relu") for u in hidden]
-    model = keras.Sequential([*layers, keras.layers.Dense(n_out)])
+    layers = [keras.layers.Dense(u, activation="relu") for u in units[:-1]]
+    model = keras.Sequential([keras.Input((4,)), *layers, keras.layers.Dense(units[-1])])
+    if not train:
+        return model
     model.compile(optimizer="adam", loss="mse")
     rng = np.random.default_rng(seed)
-    model.fit(rng.standard_normal((16, 4)), rng.standard_normal((16, n_out)), epochs=1, verbose=0)
+    model.fit(
+        rng.standard_normal((16, 4)), rng.standard_normal((16, units[-1])), epochs=1, verbose=0
+    )
     return model
 
 

@@ -93,9 +93,14 @@ def test_keras3_model_through_tf_train_checkpoint(tf: Any, tmp_path: Path) -> No
     prefix = checkpoint.save(str(tmp_path / "k3" / "ckpt"))
     assert_inspect_agrees_with_tf(tf, Path(prefix))
     roles = {row.original_name: row.role for row in inspect_checkpoint(prefix).rows}
-    assert roles["sequential/dense/kernel"] is Role.MODEL
-    assert roles["adam/sequential_dense_kernel_momentum"] is Role.OPTIMIZER
-    assert roles["adam/iteration"] is Role.STEP
+
+    def role_of(suffix: str) -> Role:  # Keras numbers model names per process
+        (role,) = {r for name, r in roles.items() if name and name.endswith(suffix)}
+        return role
+
+    assert role_of("dense/kernel") is Role.MODEL
+    assert role_of("dense_kernel_momentum") is Role.OPTIMIZER
+    assert role_of("adam/iteration") is Role.STEP
     saved = [w.numpy().copy() for w in model.weights]
 
     result = rewrite_checkpoint(prefix, tmp_path / "copy")

@@ -107,3 +107,56 @@ def slot_keys(nodes: list[TrackableNode]) -> set[str]:
             if 0 <= slot.slot_variable_node_id < len(nodes):
                 keys.update(a.checkpoint_key for a in nodes[slot.slot_variable_node_id].attributes)
     return keys
+
+
+MAX_PATHS_PER_NODE = 8  # objects reachable many ways (shared layers) keep a few paths
+VARIABLE_ATTRIBUTE = "VARIABLE_VALUE"
+
+
+def _node_paths(nodes: list[TrackableNode]) -> dict[int, list[str]]:
+    """Every path (up to a few per node) from the root object along named children."""
+    from collections import deque
+
+    paths: dict[int, list[str]] = {0: [""]} if nodes else {}
+    queue = deque([(0, "")]) if nodes else deque()
+    while queue:
+        node, path = queue.popleft()
+        for child, name in nodes[node].children:
+            if not 0 <= child < len(nodes):
+                continue
+            child_path = f"{path}/{name}" if path else name
+            known = paths.setdefault(child, [])
+            if len(known) >= MAX_PATHS_PER_NODE:
+                continue  # also ends cycles: each node takes a bounded number of paths
+            known.append(child_path)
+            queue.append((child, child_path))
+    return paths
+
+
+def variable_aliases(nodes: list[TrackableNode]) -> dict[str, list[str]]:
+    """checkpoint key -> every key-shaped path a restore could reach the same value by.
+
+    TF2 restores by walking the object graph, not by comparing keys: a variable reachable
+    as ``model/layer-0/kernel`` and ``model/optimizer/_trainable_variables/0`` restores
+    through either, while its key records only the first path saved."""
+    paths = _node_paths(nodes)
+    suffix = "/.ATTRIBUTES/" + VARIABLE_ATTRIBUTE
+    aliases: dict[str, list[str]] = {}
+    for node_id, node in enumerate(nodes):
+        for attribute in node.attributes:
+            if attribute.name == VARIABLE_ATTRIBUTE and attribute.checkpoint_key:
+                found = [p + suffix for p in paths.get(node_id, [])]
+                aliases[attribute.checkpoint_key] = found
+    for optimizer_id, node in enumerate(nodes):
+        for slot in node.slot_variables:
+            if not 0 <= slot.slot_variable_node_id < len(nodes):
+                continue
+            found = [
+                f"{var_path}/.OPTIMIZER_SLOT/{opt_path}/{slot.slot_name}{suffix}"
+                for var_path in paths.get(slot.original_variable_node_id, [])
+                for opt_path in paths.get(optimizer_id, [])
+            ][:MAX_PATHS_PER_NODE]
+            for attribute in nodes[slot.slot_variable_node_id].attributes:
+                if attribute.checkpoint_key:
+                    aliases.setdefault(attribute.checkpoint_key, []).extend(found)
+    return aliases

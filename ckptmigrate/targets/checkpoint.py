@@ -14,12 +14,14 @@ def inventory_of(
     variables = {}
     for key in checkpoint.reader.variable_keys():
         info = checkpoint.reader.info(key)
+        aliases = tuple(a for a in checkpoint.aliases.get(key, ()) if a != key)
         variables[key] = VariableSpec(
             key,
             info.shape,
             info.dtype.name,
             checkpoint.role(key),
             checkpoint.original_names.get(key),
+            aliases,
         )
     scheme = Scheme.TF2 if checkpoint.is_object_based else Scheme.TF1
     notes = checkpoint.location.notes

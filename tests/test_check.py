@@ -1,0 +1,321 @@
+"""`check` end to end, with checkpoints and models made by TensorFlow and Keras."""
+
+from __future__ import annotations
+
+import json
+import os
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from helpers import tf_save
+from models import keras3_model, save_estimator_checkpoint, tf_keras_model
+from typer.testing import CliRunner
+
+from ckptmigrate import IncompatibleCheckpointError, assert_compatible, check
+from ckptmigrate.cli import app
+from ckptmigrate.compare import Kind
+
+runner = CliRunner()
+GOLDEN = Path(__file__).parent / "golden"
+HIDDEN = [
+    "dnn/hiddenlayer_0/bias",
+    "dnn/hiddenlayer_0/kernel",
+    "dnn/hiddenlayer_1/bias",
+    "dnn/hiddenlayer_1/kernel",
+    "dnn/logits/kernel",
+]
+
+
+def by_kind(report: Any, kind: Kind) -> dict[str, Any]:
+    return {f.name: f for f in report.findings if f.kind is kind}
+
+
+@pytest.fixture(scope="module")
+def estimator_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    import tensorflow as tf
+
+    root = tmp_path_factory.mktemp("estimator")
+    small, _ = save_estimator_checkpoint(tf, root / "h10", partitioned=False)
+    large, _ = save_estimator_checkpoint(tf, root / "h20", hidden_units=(20, 20), partitioned=False)
+    builder = root / "build_h20.py"
+    builder.write_text(
+        textwrap.dedent("""
+        import tensorflow as tf
+        from models import build_estimator_dnn
+
+        def build():
+            build_estimator_dnn(tf, hidden_units=(20, 20), partitioned=False)
+    """)
+    )
+    return {
+        "h10": small,
+        "h20": large,
+        "meta": Path(str(large) + ".meta"),
+        "builder": builder,
+        "root": root,
+    }
+
+
+@pytest.mark.parametrize("target_kind", ["meta", "checkpoint", "builder"])
+def test_estimator_10_vs_20(tf: Any, estimator_runs: dict[str, Path], target_kind: str) -> None:
+    target = {
+        "meta": str(estimator_runs["meta"]),
+        "checkpoint": str(estimator_runs["h20"]),
+        "builder": f"{estimator_runs['builder']}:build",
+    }[target_kind]
+    report = check(estimator_runs["h10"], target)
+    assert not report.ok
+    mismatched = by_kind(report, Kind.SHAPE_MISMATCH)
+    slots = [name + "/Adagrad" for name in HIDDEN]
+    assert sorted(mismatched) == sorted(HIDDEN + slots)
+    assert set(by_kind(report, Kind.MATCHED)) == {
+        "global_step",
+        "dnn/logits/bias",
+        "dnn/logits/bias/Adagrad",
+    }
+    assert not by_kind(report, Kind.MISSING)
+    assert not by_kind(report, Kind.UNUSED)
+    finding = mismatched["dnn/hiddenlayer_1/bias"]
+    assert finding.target.shape == (20,)
+    assert finding.checkpoint.shape == (10,)
+    assert finding.tensorflow_error == (
+        "tensor_name = dnn/hiddenlayer_1/bias; shape in shape_and_slice spec [20] does not "
+        "match the shape stored in checkpoint: [10]"
+    )
+    assert report.headline == "matched 3 of 13 target variables (7 of 1,167 parameters)"
+
+
+def test_tensorflow_error_text_is_what_tensorflow_raises(
+    tf: Any, estimator_runs: dict[str, Path]
+) -> None:
+    report = check(estimator_runs["h10"], estimator_runs["meta"])
+    for finding in by_kind(report, Kind.SHAPE_MISMATCH).values():
+        spec = (
+            " ".join(str(d) for d in finding.target.shape)
+            + " "
+            + ":".join(f"0,{d}" for d in finding.target.shape)
+        )
+        with pytest.raises(tf.errors.InvalidArgumentError) as raised:
+            tf.raw_ops.RestoreV2(
+                prefix=str(estimator_runs["h10"]),
+                tensor_names=[finding.name],
+                shape_and_slices=[spec],
+                dtypes=[tf.float32],
+            )
+        assert finding.tensorflow_error in str(raised.value)
+
+
+def test_estimator_cli_exit_codes_and_json(estimator_runs: dict[str, Path]) -> None:
+    failing = runner.invoke(
+        app,
+        ["check", str(estimator_runs["h10"]), "--target", str(estimator_runs["meta"]), "--json"],
+    )
+    assert failing.exit_code == 1
+    data = json.loads(failing.stdout)
+    assert data["ok"] is False
+    assert data["schema_version"] == 1
+    assert data["summary"]["shape_mismatch"] == 10
+    assert data["target"]["kind"] == "metagraph"
+    same = runner.invoke(
+        app, ["check", str(estimator_runs["h20"]), "--target", str(estimator_runs["meta"])]
+    )
+    assert same.exit_code == 0, same.stdout
+    assert "OK: every target variable restores" in same.stdout
+
+
+def test_same_model_passes_for_every_target_kind(
+    tf: Any, tmp_path: Path, estimator_runs: dict[str, Path]
+) -> None:
+    h20 = estimator_runs["h20"]
+    spec = tmp_path / "spec.yaml"
+    reader = tf.train.load_checkpoint(str(h20))
+    shapes, dtypes = reader.get_variable_to_shape_map(), reader.get_variable_to_dtype_map()
+    spec.write_text(
+        "variables:\n"
+        + "".join(
+            f"  {name}: {{shape: {list(shapes[name])}, dtype: {dtypes[name].name}}}\n"
+            for name in shapes
+        )
+    )
+    for target in (
+        h20,
+        estimator_runs["meta"],
+        f"{estimator_runs['builder']}:build",
+        spec,
+        str(h20) + ".index",
+        h20.parent,
+    ):
+        report = check(h20, target)
+        assert report.ok, (target, [f for f in report.findings if f.kind is not Kind.MATCHED])
+        assert report.count(Kind.MATCHED) == 13
+
+
+def test_saved_model_and_keras_targets_pass_against_themselves(tf: Any, tmp_path: Path) -> None:
+    model = keras3_model()
+    prefix = tf.train.Checkpoint(model).write(str(tmp_path / "ckpt" / "m"))
+    # live object, .keras archive: keys generated by TF from the model itself
+    assert check(prefix, model).ok
+    model.save(tmp_path / "m.keras")
+    assert check(prefix, tmp_path / "m.keras").ok
+    # a SavedModel's variables are a checkpoint, read without TensorFlow
+    module = tf.Module()
+    module.v = tf.Variable(np.ones((2, 3), np.float32))
+    tf.saved_model.save(module, str(tmp_path / "sm"))
+    assert check(tmp_path / "sm", tmp_path / "sm").ok
+
+
+def test_five_trained_layers_into_a_six_layer_model(tf: Any, tmp_path: Path) -> None:
+    trained = keras3_model(units=(8, 8, 8, 8, 3))  # 5 Dense layers, trained
+    prefix = tf.train.Checkpoint(model=trained).write(str(tmp_path / "five" / "ckpt"))
+    bigger = keras3_model(units=(8, 8, 8, 8, 3, 2), train=False)  # the same + a new layer
+    report = check(prefix, bigger)
+    matched = by_kind(report, Kind.MATCHED)
+    missing = by_kind(report, Kind.MISSING)
+    assert len(matched) == 10  # kernel + bias of the 5 trained layers
+    assert len(missing) == 2  # the new layer's kernel and bias
+    assert not by_kind(report, Kind.SHAPE_MISMATCH)
+    assert not by_kind(report, Kind.DTYPE_MISMATCH)
+    assert {f.role.value for f in by_kind(report, Kind.UNUSED).values()} <= {
+        "optimizer",
+        "step",
+    }  # only the optimizer state of the trained run is left over
+    assert any("scope" in note for note in report.notes)  # model/ prefix aligned, and said
+
+
+def test_tf_keras_checkpoint_against_keras3_model(tf: Any, tmp_path: Path) -> None:
+    pytest.importorskip("tf_keras")
+    old = tf_keras_model()
+    old.save_weights(str(tmp_path / "x.ckpt"))
+    new = keras3_model(train=False)
+    report = check(tmp_path / "x.ckpt", new)
+    assert not report.ok
+    missing = by_kind(report, Kind.MISSING)
+    assert len(missing) == 4  # Keras 3 looks values up along other object paths
+    hints = [f.hint or "" for f in missing.values()]
+    # every hint points at the tf-keras variable of the same shape
+    assert all("layer_with_weights-" in h for h in hints), hints
+    # the Keras 3 .weights.h5 of the same architecture, compared by inferred names
+    new.save_weights(tmp_path / "new.weights.h5")
+    by_name = check(tmp_path / "x.ckpt", tmp_path / "new.weights.h5")
+    assert by_name.count(Kind.MATCHED) == 4, by_name.findings
+    assert "original variable name" in by_name.matching
+
+
+def test_values_compare_two_checkpoints(tf: Any, tmp_path: Path) -> None:
+    base = {
+        "a": np.arange(6, dtype=np.float32).reshape(2, 3),
+        "b": np.ones(3, np.int64),
+        "s": np.array([b"x"], dtype=object),
+    }
+    first = tf_save(tf, tmp_path / "one", base)
+    changed = dict(base, a=base["a"] + np.float32(0.5))
+    second = tf_save(tf, tmp_path / "two", changed)
+    report = check(first, second, values=True)
+    assert report.ok  # shapes and dtypes fit...
+    values = {f.name: f.values for f in report.findings}
+    assert values["b"].identical
+    assert values["s"].identical
+    assert not values["a"].identical
+    assert values["a"].max_abs_diff == pytest.approx(0.5)
+    assert values["a"].rms_diff == pytest.approx(0.5)
+    result = runner.invoke(app, ["check", str(first), "--target", str(second), "--values"])
+    assert result.exit_code == 1  # ...but with --values, differing values fail the check
+    assert "max |diff| 0.5" in result.stdout
+
+
+def test_policy_options(tf: Any, tmp_path: Path) -> None:
+    ckpt = tf_save(
+        tf,
+        tmp_path / "c",
+        {
+            "w": np.ones(2, np.float32),
+            "extra": np.ones(1, np.float32),
+            "opt/w/Adam": np.ones(2, np.float32),
+        },
+    )
+    target = tf_save(
+        tf, tmp_path / "t", {"w": np.ones(2, np.float32), "new": np.ones(4, np.float32)}
+    )
+    assert not check(ckpt, target).ok  # 'new' is missing
+    assert check(ckpt, target, ignore=["^new$"]).ok
+    assert not check(ckpt, target, ignore=["^new$"], strict=True).ok  # 2 unused
+    assert check(ckpt, target, ignore=["^new$", "extra", "Adam"], strict=True).ok
+    low = check(ckpt, target, ignore=["^new$"], min_match=0.5)
+    assert low.ok  # 1 of 1 matched
+    assert not check(ckpt, target, min_match=0.9).ok
+    result = runner.invoke(
+        app, ["check", str(ckpt), "--target", str(target), "--ignore", "^new$", "--strict"]
+    )
+    assert result.exit_code == 1
+    assert "unused in the checkpoint (2)" in result.stdout
+
+
+def test_assert_compatible_raises_a_typed_error(estimator_runs: dict[str, Path]) -> None:
+    with pytest.raises(IncompatibleCheckpointError) as raised:
+        assert_compatible(estimator_runs["h10"], estimator_runs["h20"])
+    assert raised.value.exit_code == 1
+    assert "shape mismatch: dnn/hiddenlayer_0/kernel" in str(raised.value)
+    assert raised.value.report.count(Kind.SHAPE_MISMATCH) == 10
+    assert assert_compatible(estimator_runs["h20"], estimator_runs["h20"]).ok
+
+
+def test_dtype_mismatch_and_missing_hint(tf: Any, tmp_path: Path) -> None:
+    ckpt = tf_save(
+        tf,
+        tmp_path / "c",
+        {"dense/kernel": np.ones((4, 3), np.float64), "dense_1/kernl": np.ones((3, 2), np.float32)},
+    )
+    target = tf_save(
+        tf,
+        tmp_path / "t",
+        {
+            "dense/kernel": np.ones((4, 3), np.float32),
+            "dense_1/kernel": np.ones((3, 2), np.float32),
+        },
+    )
+    report = check(ckpt, target)
+    dtype = by_kind(report, Kind.DTYPE_MISMATCH)["dense/kernel"]
+    assert dtype.tensorflow_error == (
+        "tensor_name = dense/kernel; expected dtype float does not equal original dtype double"
+    )
+    missing = by_kind(report, Kind.MISSING)["dense_1/kernel"]
+    assert missing.tensorflow_error == "Key dense_1/kernel not found in checkpoint"
+    assert missing.hint == "did you mean 'dense_1/kernl' (unused, same shape [3, 2])?"
+
+
+def test_bad_targets_are_clean_errors(tmp_path: Path, estimator_runs: dict[str, Path]) -> None:
+    ckpt = str(estimator_runs["h10"])
+    cases = {
+        "nothing-here": "cannot use this as a target",
+        "nomodule_xyz:build": "importing the builder failed",
+        f"{estimator_runs['builder']}:nope": "has no function 'nope'",
+    }
+    bad_spec = tmp_path / "bad.yaml"
+    bad_spec.write_text("variables:\n  w: {shape: [2], dtype: float33}\n")
+    cases[str(bad_spec)] = "unknown dtype 'float33'"
+    for target, message in cases.items():
+        result = runner.invoke(app, ["check", ckpt, "--target", target])
+        assert result.exit_code == 2, (target, result.output)
+        assert message in result.stderr, (target, result.stderr)
+        assert "Traceback" not in result.stderr
+
+
+def _normalise(text: str, root: Path) -> str:
+    return text.replace(str(root), "<tmp>")
+
+
+@pytest.mark.parametrize("fmt", ["txt", "json"])
+def test_golden_reports(estimator_runs: dict[str, Path], fmt: str) -> None:
+    args = ["check", str(estimator_runs["h10"]), "--target", str(estimator_runs["h20"])]
+    result = runner.invoke(
+        app, args + (["--json"] if fmt == "json" else []), env={"NO_COLOR": "1", "COLUMNS": "200"}
+    )
+    assert result.exit_code == 1
+    actual = _normalise(result.stdout, estimator_runs["root"])
+    golden = GOLDEN / f"check_estimator_10_vs_20.{fmt}"
+    if os.environ.get("CKPTMIGRATE_REGEN_GOLDEN"):
+        golden.write_text(actual)
+    assert actual == golden.read_text()
