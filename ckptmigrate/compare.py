@@ -378,12 +378,35 @@ class _Hints:
         if len(self.by_key) <= self.MAX_ANY_SHAPE:
             other = _closest(key, list(self.by_key))
             if other is not None:
-                spec = self.by_key[other]
-                return (
-                    f"the closest unused name is {spec.name!r}, shape {_human(spec.shape)}: "
-                    "rename and reshape it with a map if it is the same variable"
-                )
+                return _reshape_hint(target, self.by_key[other])
         return None
+
+
+def _reshape_hint(target: VariableSpec, candidate: VariableSpec) -> str:
+    hint = f"the closest unused name is {candidate.name!r}, shape {_human(candidate.shape)}"
+    axes = [
+        i for i, (a, b) in enumerate(zip(target.shape, candidate.shape, strict=False)) if a != b
+    ]
+    fused = (
+        len(target.shape) == len(candidate.shape)
+        and len(axes) == 1
+        and candidate.shape[axes[0]] > target.shape[axes[0]]
+    )
+    if not fused:
+        return hint + ": rename and reshape it with a map if it is the same variable"
+    axis = axes[0]
+    hint += (
+        f": it may hold this variable fused with others along axis {axis} (TF1 RNN "
+        "cells fuse the input and recurrent kernels into one [input + units, "
+        f"gates * units] matrix); split it along axis {axis} with a map"
+    )
+    names = f"{target.name} {target.original_name or ''} {candidate.name}".lower()
+    if "lstm" in names:
+        hint += (
+            "; TF1 LSTM cells also order the gates i, j, f, o where Keras uses "
+            "i, f, c, o, so the gate blocks need reordering"
+        )
+    return hint
 
 
 # -- the comparison --------------------------------------------------------------------

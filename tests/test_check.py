@@ -319,3 +319,36 @@ def test_golden_reports(estimator_runs: dict[str, Path], fmt: str) -> None:
     if os.environ.get("CKPTMIGRATE_REGEN_GOLDEN"):
         golden.write_text(actual)
     assert actual == golden.read_text()
+
+
+def test_tf1_basic_lstm_cell_against_a_keras_lstm(tf: Any, tmp_path: Path) -> None:
+    legacy = pytest.importorskip("tf_keras.src.layers.rnn.legacy_cells")
+    import keras
+
+    v1 = tf.compat.v1
+    graph = tf.Graph()
+    with graph.as_default():
+        inputs = v1.placeholder(tf.float32, [None, 5, 3])
+        v1.nn.dynamic_rnn(legacy.BasicLSTMCell(4), inputs, dtype=tf.float32)
+        saver = v1.train.Saver()
+        with v1.Session(graph=graph) as session:
+            session.run(v1.global_variables_initializer())
+            prefix = saver.save(session, str(tmp_path / "lstm.ckpt"))
+    model = keras.Sequential([keras.Input((5, 3)), keras.layers.LSTM(4)])
+    report = check(prefix, model)
+    assert not report.ok
+    assert "original variable name" in report.matching  # TF1 names against TF2 keys
+    missing = {
+        f.target.original_name.split("/")[-1]: f for f in by_kind(report, Kind.MISSING).values()
+    }
+    assert set(missing) == {"kernel", "recurrent_kernel", "bias"}
+    assert set(by_kind(report, Kind.UNUSED)) == {
+        "rnn/basic_lstm_cell/kernel",
+        "rnn/basic_lstm_cell/bias",
+    }
+    assert "'rnn/basic_lstm_cell/bias' (unused, same shape [16])" in missing["bias"].hint
+    for name in ("kernel", "recurrent_kernel"):
+        hint = missing[name].hint
+        assert "'rnn/basic_lstm_cell/kernel', shape [7, 16]" in hint
+        assert "split it along axis 0" in hint
+        assert "i, j, f, o" in hint
