@@ -1,5 +1,6 @@
 """`make demo`: build an Estimator-style checkpoint with TensorFlow, then show ckptmigrate
-reading it (inspect, verify), rewriting it, and TensorFlow restoring the rewrite.
+reading it (inspect, verify), checking it against a wider model (the [10] vs [20] story),
+rewriting it, and TensorFlow reading the rewrite.
 
 Run with ``python -m ckptmigrate.demo [OUTPUT_DIR]`` (default ./demo-output).
 """
@@ -15,9 +16,9 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
-def _build_checkpoint(directory: Path) -> Path:
-    """A tf.estimator DNNClassifier-shaped model, hidden units [10, 10], 3 classes, trained
-    a few Adagrad steps and saved with tf.compat.v1.train.Saver."""
+def _build_checkpoint(directory: Path, hidden: tuple[int, ...] = (10, 10), steps: int = 20) -> Path:
+    """A tf.estimator DNNClassifier-shaped model, 3 classes, trained ``steps`` Adagrad steps
+    and saved with tf.compat.v1.train.Saver (which also writes the .meta graph)."""
     import numpy as np
     import tensorflow as tf
 
@@ -31,13 +32,13 @@ def _build_checkpoint(directory: Path) -> Path:
         y = tf.constant(rng.integers(0, 3, 32), tf.int64)
         net = x
         with v1.variable_scope("dnn"):
-            for i, units in enumerate((10, 10)):
+            for i, units in enumerate(hidden):
                 with v1.variable_scope(f"hiddenlayer_{i}"):
                     kernel = v1.get_variable("kernel", [net.shape[-1], units])
                     bias = v1.get_variable("bias", [units], initializer=v1.zeros_initializer())
                     net = tf.nn.relu(tf.matmul(net, kernel) + bias)
             with v1.variable_scope("logits"):
-                kernel = v1.get_variable("kernel", [10, 3])
+                kernel = v1.get_variable("kernel", [hidden[-1], 3])
                 bias = v1.get_variable("bias", [3], initializer=v1.zeros_initializer())
                 logits = tf.matmul(net, kernel) + bias
         loss = v1.losses.sparse_softmax_cross_entropy(y, logits)
@@ -45,7 +46,7 @@ def _build_checkpoint(directory: Path) -> Path:
         saver = v1.train.Saver()
         with v1.Session(graph=graph) as session:
             session.run(v1.global_variables_initializer())
-            for _ in range(20):
+            for _ in range(steps):
                 session.run(train)
             return Path(saver.save(session, str(directory / "model.ckpt"), global_step=step))
 
@@ -63,9 +64,12 @@ def _restore_and_compare(original: Path, rewritten: Path) -> int:
     return len(names)
 
 
-def _cli(*args: str) -> None:
+def _cli(*args: str, expect: int = 0) -> None:
     print(f"\n$ ckptmigrate {' '.join(args)}", flush=True)
-    subprocess.run([sys.executable, "-m", "ckptmigrate", *args], check=True)
+    code = subprocess.run([sys.executable, "-m", "ckptmigrate", *args], check=False).returncode
+    print(f"(exit code {code})")
+    if code != expect:
+        raise SystemExit(f"demo failed: expected exit code {expect}, got {code}")
 
 
 def main() -> None:
@@ -74,8 +78,14 @@ def main() -> None:
     out.mkdir(parents=True)
     print(f"Building an Estimator-style DNN checkpoint with TensorFlow in {out}/run ...")
     prefix = _build_checkpoint(out / "run")
+    print(f"... and the [20, 20] model it should now restore into, in {out}/wide ...")
+    wide = _build_checkpoint(out / "wide", hidden=(20, 20), steps=0)
     _cli("inspect", str(out / "run"))
     _cli("inspect", str(prefix), "--filter", "hiddenlayer_0", "--verify")
+    print("\nWill the [10, 10] checkpoint restore into the [20, 20] model? (exit 1: no)")
+    _cli("check", str(prefix), "--target", f"{wide}.meta", expect=1)
+    print("\nAnd into the model it was trained with? (exit 0: yes)")
+    _cli("check", str(prefix), "--target", f"{prefix}.meta")
 
     from ckptmigrate import rewrite_checkpoint
 
@@ -83,7 +93,7 @@ def main() -> None:
     result = rewrite_checkpoint(prefix, out / "rewritten")
     count = _restore_and_compare(prefix, result.prefix)
     print(f"TensorFlow reads all {count} tensors of {result.prefix} bit for bit.")
-    print("\n(check and convert arrive with the next issues; this demo will grow with them.)")
+    print("\n(convert, which fixes the mismatches above with a map, arrives next.)")
 
 
 if __name__ == "__main__":

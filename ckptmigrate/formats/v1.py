@@ -26,9 +26,9 @@ def import_tensorflow() -> Any:
     chatter off the user's terminal unless they asked for TF logging."""
     if "tensorflow" in sys.modules:
         return sys.modules["tensorflow"]
-    quiet = "TF_CPP_MIN_LOG_LEVEL" not in os.environ
-    if quiet:
-        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    # Users who want TF's logs set TF_CPP_MIN_LOG_LEVEL to 0 or 1; otherwise stay quiet.
+    quiet = os.environ.get("TF_CPP_MIN_LOG_LEVEL") not in ("0", "1")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:
         with _stderr_silenced(quiet):
             import tensorflow as tf
