@@ -7,21 +7,20 @@ Run with ``python -m ckptmigrate.demo [OUTPUT_DIR]`` (default ./demo-output).
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+from .formats.v1 import import_tensorflow
 
 
 def _build_checkpoint(directory: Path, hidden: tuple[int, ...] = (10, 10), steps: int = 20) -> Path:
     """A tf.estimator DNNClassifier-shaped model, 3 classes, trained ``steps`` Adagrad steps
     and saved with tf.compat.v1.train.Saver (which also writes the .meta graph)."""
     import numpy as np
-    import tensorflow as tf
 
+    tf = import_tensorflow()
     v1 = tf.compat.v1
     graph = tf.Graph()
     with graph.as_default():
@@ -53,8 +52,8 @@ def _build_checkpoint(directory: Path, hidden: tuple[int, ...] = (10, 10), steps
 
 def _restore_and_compare(original: Path, rewritten: Path) -> int:
     import numpy as np
-    import tensorflow as tf
 
+    tf = import_tensorflow()
     before = tf.train.load_checkpoint(str(original))
     after = tf.train.load_checkpoint(str(rewritten))
     names = sorted(before.get_variable_to_shape_map())
