@@ -352,3 +352,42 @@ def test_tf1_basic_lstm_cell_against_a_keras_lstm(tf: Any, tmp_path: Path) -> No
         assert "'rnn/basic_lstm_cell/kernel', shape [7, 16]" in hint
         assert "split it along axis 0" in hint
         assert "i, j, f, o" in hint
+
+
+def test_legacy_h5_target_matches_the_same_tf_keras_model(tf: Any, tmp_path: Path) -> None:
+    pytest.importorskip("tf_keras")
+    model = tf_keras_model()
+    model.save_weights(str(tmp_path / "x.ckpt"))
+    model.save(str(tmp_path / "full.h5"))  # legacy HDF5, full model with optimizer
+    model.save_weights(str(tmp_path / "weights.h5"))  # legacy HDF5, weights only
+    for target in ("full.h5", "weights.h5"):
+        report = check(tmp_path / "x.ckpt", tmp_path / target, ignore=["optimizer"])
+        assert report.ok, (target, report.findings)
+        assert report.target.scheme.value == "keras2-h5"
+        assert report.count(Kind.MATCHED) == 4
+
+
+@pytest.mark.corpus
+@pytest.mark.parametrize(
+    "relative",
+    [
+        "keras-churn-ann-3formats/weightsh5-commit-HEAD/model.weights.h5",
+        "keras-churn-ann-3formats/h5-commit-5c5a7dd/model.h5",
+        "keras2-h5-fullmodel-pcf-ann/model.h5",
+        "keras2.8-h5-lstm-genre-variants/model_weights.h5",
+        "keras2-h5-weights+json-optionspricing-variants/model_weights.h5",
+    ],
+)
+def test_real_keras_files_are_read_as_targets(corpus: Path, relative: str) -> None:
+    from ckptmigrate.targets import load_target
+
+    inventory = load_target(corpus / relative)
+    import h5py
+
+    with h5py.File(corpus / relative) as f:
+        datasets: list[str] = []
+        f.visititems(lambda name, obj: datasets.append(name) if hasattr(obj, "shape") else None)
+    model_weights = [v for v in inventory.variables.values() if v.role.value == "model"]
+    assert model_weights
+    assert len(inventory.variables) <= len(datasets)
+    assert all(v.original_name for v in model_weights)
