@@ -180,5 +180,87 @@ def check(
     raise typer.Exit(1 if failed else 0)
 
 
+@app.command()
+def convert(
+    checkpoint: Annotated[str, typer.Argument(help="The checkpoint to convert (read only).")],
+    map_file: Annotated[
+        str, typer.Option("--map", "-m", help="A YAML map file, or the name of a bundled map.")
+    ],
+    output: Annotated[
+        str | None, typer.Option("--output", "-o", help="The new checkpoint directory to write.")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the plan; write nothing.")
+    ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace the output directory if it exists.")
+    ] = False,
+    strict: Annotated[
+        bool,
+        typer.Option("--strict", help="A rule that matches nothing is an error, not a warning."),
+    ] = False,
+    require_all: Annotated[
+        bool,
+        typer.Option(
+            "--require-all", help="Every variable needs a rule that renames, keeps or drops it."
+        ),
+    ] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="Print a JSON object.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    traceback: TracebackOption = False,
+) -> None:
+    """Apply a YAML map to CHECKPOINT and write a new checkpoint that restores.
+
+    Example: ckptmigrate convert runs/model.ckpt-1000 --map widen.yaml -o runs-widened
+    """
+    from .mapping.convert import convert as run_convert
+    from .mapping.convert import plan as run_plan
+    from .render import plan_text, to_json
+
+    if dry_run:
+        the_plan = _run(
+            lambda: run_plan(checkpoint, map_file, strict=strict, require_all=require_all),
+            traceback,
+        )
+        if json_output:
+            sys.stdout.write(to_json(the_plan.to_dict()) + "\n")
+        else:
+            _stdout().print(plan_text(the_plan))
+        return
+    if output is None:
+        sys.stderr.write("error: --output/-o is required (or use --dry-run)\n")
+        raise typer.Exit(2)
+    result = _run(
+        lambda: run_convert(
+            checkpoint, map_file, output, force=force, strict=strict, require_all=require_all
+        ),
+        traceback,
+    )
+    if json_output:
+        sys.stdout.write(
+            to_json(
+                {
+                    **result.plan.to_dict(),
+                    "output": str(result.prefix),
+                    "copied": result.copied,
+                    "transformed": result.transformed,
+                    "initialised": result.initialised,
+                }
+            )
+            + "\n"
+        )
+        return
+    for warning in result.plan.warnings:
+        sys.stderr.write(f"warning: {warning}\n")
+    if not quiet:
+        _stdout().print(
+            f"wrote {result.prefix}: {result.copied} copied unchanged, {result.transformed} "
+            f"transformed, {result.initialised} initialised, {len(result.plan.dropped)} "
+            "dropped",
+            markup=False,
+            highlight=False,
+        )
+
+
 def main() -> None:
     app()

@@ -11,6 +11,8 @@ from rich.text import Text
 from .compare import FAILING, Finding, Kind, Report, ValueDiff
 from .inspection import InspectReport
 from .inventory import VariableSpec
+from .mapping.ops import describe
+from .mapping.plan import Plan
 from .names import VARIABLE_SUFFIX, Role, variable_path
 
 
@@ -261,3 +263,39 @@ def verdict_text(report: Report) -> Text:
         f"OK: every target variable restores with the same shape and dtype{extra}",
         style="bold green",
     )
+
+
+# -- convert ---------------------------------------------------------------------------
+
+
+def plan_text(the_plan: Plan) -> RenderableType:
+    """The dry-run: every output variable with its source, operations and shapes, then
+    what is dropped, then warnings."""
+    parts: list[RenderableType] = [
+        Text(f"plan for {the_plan.checkpoint} with {the_plan.map.path}", style="bold")
+    ]
+    rows: list[list[Cell]] = []
+    for v in the_plan.outputs:
+        before = f"{shape_text(v.source_shape)} {v.source_dtype}" if v.source else "-"
+        after = f"{shape_text(v.shape)} {v.dtype}"
+        if v.init is not None:
+            how = f"init ({v.init.fill.kind})"
+        elif v.raw_copy:
+            how = "copy" if not v.renamed_by else "rename (copy)"
+        else:
+            how = "; ".join(describe(s.op) for s in v.steps)
+        rows.append(
+            [
+                (variable_path(v.name), ""),
+                (variable_path(v.source or "-"), "dim"),
+                (before, ""),
+                (after, ""),
+                (how, "cyan"),
+            ]
+        )
+    parts += [Text(""), columns(["output", "from", "before", "after", "operations"], rows)]
+    if the_plan.dropped:
+        parts.append(Text(f"dropped ({len(the_plan.dropped)})", style="bold yellow"))
+        parts += [Text(f"    {variable_path(d.source)}  ({d.rule})") for d in the_plan.dropped]
+    parts += [Text(f"warning: {w}", style="yellow") for w in the_plan.warnings]
+    return Group(*parts)

@@ -200,6 +200,17 @@ class BundleWriter:
         self._claim(key)
         self._entries[key] = BundleEntry(dtype.enum, shape, 0, 0, 0, 0, slices)
 
+    def add_file(self, name: str, data: bytes) -> None:
+        """Stage an extra file beside the checkpoint (e.g. a provenance record)."""
+        if "/" in name or name.startswith(".") or name == STATE_FILENAME:
+            raise ValueError(f"bad extra file name {name!r}")
+        try:
+            with (self._staging / name).open("wb") as f:
+                f.write(data)
+                self._sync(f)
+        except OSError as e:
+            raise _output_error(e, self.output_dir) from e
+
     def _write_index(self) -> None:
         header = BundleHeader(
             num_shards=self.num_shards, endianness=BIG_ENDIAN if self.big_endian else LITTLE_ENDIAN

@@ -1,0 +1,210 @@
+"""What map operations do to shapes (at plan time) and to values (at convert time)."""
+
+from __future__ import annotations
+
+import math
+import zlib
+from typing import TYPE_CHECKING, Any
+
+from .. import dtypes
+from .schema import Cast, Fill, Pad, Reshape, Slice, Transpose
+
+if TYPE_CHECKING:
+    import numpy as np
+
+ShapeOp = Slice | Pad | Reshape | Transpose | Cast
+
+
+class OpError(ValueError):
+    """An operation that cannot apply to this variable; the planner adds rule and name."""
+
+
+def _shape_probe(shape: tuple[int, ...]) -> np.ndarray:
+    import numpy as np
+
+    # A zero-stride view has any shape at no memory cost: numpy then does the index maths.
+    return np.lib.stride_tricks.as_strided(np.zeros(1, np.int8), shape, (0,) * len(shape))
+
+
+def result_shape(op: ShapeOp, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The shape ``op`` produces from ``shape``, or OpError saying why it can't."""
+    if isinstance(op, Slice):
+        try:
+            return tuple(int(d) for d in _shape_probe(shape)[op.index].shape)
+        except IndexError as e:
+            raise OpError(f"slice {op.text} does not fit shape {list(shape)}: {e}") from None
+    if isinstance(op, Pad):
+        if len(op.shape) != len(shape):
+            raise OpError(
+                f"pad to {list(op.shape)} has rank {len(op.shape)}, the variable "
+                f"{list(shape)} rank {len(shape)}"
+            )
+        smaller = [i for i, (new, old) in enumerate(zip(op.shape, shape, strict=True)) if new < old]
+        if smaller:
+            raise OpError(
+                f"pad only grows: {list(op.shape)} is smaller than {list(shape)} on "
+                f"axis {smaller[0]} (use slice to shrink)"
+            )
+        return op.shape
+    if isinstance(op, Reshape):
+        total = math.prod(shape)
+        known = math.prod(d for d in op.shape if d != -1)
+        if -1 in op.shape:
+            if known == 0 or total % known:
+                raise OpError(
+                    f"cannot reshape {list(shape)} ({total} elements) to {list(op.shape)}"
+                )
+            return tuple(total // known if d == -1 else d for d in op.shape)
+        if known != total:
+            raise OpError(
+                f"cannot reshape {list(shape)} ({total} elements) to {list(op.shape)} "
+                f"({known} elements)"
+            )
+        return op.shape
+    if isinstance(op, Transpose):
+        if len(op.perm) != len(shape):
+            raise OpError(
+                f"transpose {list(op.perm)} needs rank {len(op.perm)}, the variable "
+                f"{list(shape)} has rank {len(shape)}"
+            )
+        return tuple(shape[i] for i in op.perm)
+    return shape  # Cast
+
+
+def result_dtype(op: ShapeOp, dtype: str) -> str:
+    if isinstance(op, Cast):
+        if dtypes.BY_NAME[dtype].itemsize is None:
+            raise OpError(f"cannot cast a {dtype} tensor")
+        return op.dtype
+    return dtype
+
+
+def _rng(fill: Fill, name: str) -> np.random.Generator:
+    import numpy as np
+
+    # Unseeded fills still reproduce run to run: the seed comes from the variable's name.
+    seed = fill.seed if fill.seed is not None else zlib.crc32(name.encode())
+    return np.random.default_rng(seed)
+
+
+def _fans(shape: tuple[int, ...]) -> tuple[int, int]:
+    # Keras' glorot convention: rank-2 (in, out); convolutions multiply by the receptive field.
+    if len(shape) == 0:
+        return 1, 1
+    if len(shape) == 1:
+        return shape[0], shape[0]
+    receptive = math.prod(shape[:-2])
+    return shape[-2] * receptive, shape[-1] * receptive
+
+
+def make_fill(
+    fill: Fill, shape: tuple[int, ...], dtype: str, name: str, existing: np.ndarray | None = None
+) -> np.ndarray:
+    """New values: constants, seeded random initialisers, or the mean of ``existing``."""
+    import numpy as np
+
+    target = dtypes.numpy_dtype(dtypes.BY_NAME[dtype])
+    if fill.kind in ("zeros", "ones", "constant"):
+        value = {"zeros": 0.0, "ones": 1.0}.get(fill.kind, fill.value)
+        return np.full(shape, value).astype(target)
+    if fill.kind == "mean":
+        base = 0.0 if existing is None or existing.size == 0 else float(np.mean(existing))
+        return np.full(shape, base).astype(target)
+    rng = _rng(fill, name)
+    if fill.kind == "normal":
+        values = rng.normal(fill.mean, fill.stddev, size=shape)
+    elif fill.kind == "truncated_normal":
+        values = rng.normal(0.0, 1.0, size=shape)
+        outside = np.abs(values) > 2.0
+        while outside.any():  # redraw beyond two standard deviations, as TF's initialiser
+            values[outside] = rng.normal(0.0, 1.0, size=int(outside.sum()))
+            outside = np.abs(values) > 2.0
+        values = fill.mean + fill.stddev * values
+    else:  # glorot_uniform
+        fan_in, fan_out = _fans(shape)
+        limit = math.sqrt(6.0 / max(1, fan_in + fan_out))
+        values = rng.uniform(-limit, limit, size=shape)
+    return np.asarray(values).astype(target)
+
+
+def apply(op: ShapeOp, value: np.ndarray, name: str) -> np.ndarray:
+    """Apply one operation to a value (a new array; the input is not modified)."""
+    import numpy as np
+
+    if isinstance(op, Slice):
+        return np.array(value[op.index])
+    if isinstance(op, Pad):
+        existing = value if op.fill.kind == "mean" else None
+        out = make_fill(op.fill, op.shape, _dtype_name(value), name, existing)
+        out[tuple(slice(0, d) for d in value.shape)] = value
+        return out
+    if isinstance(op, Reshape):
+        return np.array(value.reshape(op.shape))
+    if isinstance(op, Transpose):
+        return np.ascontiguousarray(np.transpose(value, op.perm))
+    return cast(value, op)
+
+
+def _dtype_name(value: np.ndarray) -> str:
+    return dtypes.from_numpy(value.dtype).name
+
+
+def cast(value: np.ndarray, op: Cast) -> np.ndarray:
+    """Cast, refusing values that overflow or lose precision unless the rule allows it."""
+    import numpy as np
+
+    target = dtypes.numpy_dtype(dtypes.BY_NAME[op.dtype])
+    with np.errstate(all="ignore"):
+        out = value.astype(target)
+        back = out.astype(value.dtype)
+        real = np.real(value).astype(np.float64) if value.dtype.kind != "b" else value
+        finite = np.isfinite(real) if value.dtype.kind != "b" else np.ones(value.shape, bool)
+        if target.kind in "iu":
+            info = np.iinfo(target)  # type: ignore[type-var]
+            over = ~finite | (real < info.min) | (real > info.max)
+        elif target.kind == "b":
+            over = np.zeros(value.shape, bool)
+        else:
+            over = finite & ~np.isfinite(np.real(out).astype(np.float64))
+    _refuse(over, value, f"casting to {op.dtype} overflows", "allow_overflow", op.allow_overflow)
+    same = back == value
+    if value.dtype.kind in "fc":
+        same |= np.isnan(real) & np.isnan(np.real(back).astype(np.float64))
+    _refuse(
+        ~same & ~over,
+        value,
+        f"casting to {op.dtype} changes",
+        "allow_precision_loss",
+        op.allow_precision_loss,
+    )
+    return out
+
+
+def _refuse(bad: np.ndarray, value: np.ndarray, what: str, flag: str, allowed: bool) -> None:
+    import numpy as np
+
+    if allowed or not bad.any():
+        return
+    example = value.reshape(-1)[int(np.argmax(bad.reshape(-1)))]
+    raise OpError(f"{what} {int(bad.sum())} value(s), e.g. {example!r} ({flag}: true to accept)")
+
+
+def describe(op: Any) -> str:
+    """One-line wording of an operation for plans and provenance."""
+    from .schema import Drop, Rename
+
+    if isinstance(op, Rename):
+        return f"rename -> {op.text}"
+    if isinstance(op, Drop):
+        return "drop"
+    if isinstance(op, Slice):
+        return f"slice {op.text}"
+    if isinstance(op, Pad):
+        return f"pad to {list(op.shape)} with {op.fill.kind}"
+    if isinstance(op, Reshape):
+        return f"reshape to {list(op.shape)}"
+    if isinstance(op, Transpose):
+        return f"transpose {list(op.perm)}"
+    if isinstance(op, Cast):
+        return f"cast to {op.dtype}"
+    return type(op).__name__.lower()

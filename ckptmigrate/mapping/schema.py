@@ -1,0 +1,420 @@
+"""The map language: YAML in, validated frozen rules out. Every problem is found here, at
+load time, with file:line:column, before any checkpoint is opened.
+
+A map is ``version: 1``, an optional ``description`` and an ordered list of ``rules``. A rule
+selects variables by exact ``name`` or by regex ``match`` (full match) and applies one
+operation; ``keep`` (an allow-list) and ``init`` (a new variable) stand alone.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .. import dtypes
+from .located import MapError, Node, Where, load_located, read_map_text
+from .template import Template, TemplateError, parse_template
+
+MAP_VERSION = 1
+BUNDLED_DIR = Path(__file__).resolve().parents[2] / "mappings"
+
+FILL_KINDS = ("zeros", "ones", "constant", "normal", "truncated_normal", "glorot_uniform", "mean")
+OPERATIONS = ("rename", "drop", "slice", "pad", "reshape", "transpose", "cast")
+RULE_KEYS = ("name", "match", "keep", "init", "note", *OPERATIONS)
+TOP_KEYS = ("version", "description", "rules")
+
+
+@dataclass(frozen=True, slots=True)
+class Fill:
+    kind: str = "zeros"
+    value: float = 0.0
+    mean: float = 0.0
+    stddev: float = 0.05
+    seed: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Selector:
+    text: str
+    pattern: re.Pattern[str]
+    is_regex: bool
+
+    def match(self, name: str) -> re.Match[str] | None:
+        return self.pattern.fullmatch(name)
+
+
+@dataclass(frozen=True, slots=True)
+class Rename:
+    template: Template
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Drop:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Slice:
+    index: tuple[Any, ...]  # ints, slices, Ellipsis
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Pad:
+    shape: tuple[int, ...]
+    fill: Fill
+
+
+@dataclass(frozen=True, slots=True)
+class Reshape:
+    shape: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Transpose:
+    perm: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Cast:
+    dtype: str
+    allow_overflow: bool = False
+    allow_precision_loss: bool = False
+
+
+Operation = Rename | Drop | Slice | Pad | Reshape | Transpose | Cast
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    number: int  # 1-based position in the map, as users count
+    where: Where
+    selector: Selector
+    op: Operation
+    note: str | None = None
+
+    @property
+    def label(self) -> str:
+        return f"rule {self.number} ({self.where})"
+
+
+@dataclass(frozen=True, slots=True)
+class KeepRule:
+    number: int
+    where: Where
+    patterns: tuple[Selector, ...]
+    note: str | None = None
+
+    @property
+    def label(self) -> str:
+        return f"rule {self.number} ({self.where})"
+
+
+@dataclass(frozen=True, slots=True)
+class InitRule:
+    number: int
+    where: Where
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    fill: Fill
+    note: str | None = None
+
+    @property
+    def label(self) -> str:
+        return f"rule {self.number} ({self.where})"
+
+
+AnyRule = Rule | KeepRule | InitRule
+
+
+@dataclass(frozen=True)
+class Map:
+    path: str
+    description: str | None
+    rules: tuple[AnyRule, ...]
+    sha256: str
+
+
+# -- helpers ---------------------------------------------------------------------------
+
+
+def _unknown_key(where: Where, key: str, allowed: tuple[str, ...], what: str) -> MapError:
+    close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]!r}?" if close else f"{what} keys are: {', '.join(allowed)}."
+    return MapError(where, f"unknown key {key!r} in {what}", hint=hint)
+
+
+def _check_keys(node: Node, allowed: tuple[str, ...], what: str) -> dict[str, Node]:
+    mapping = node.expect_mapping(what)
+    for key in mapping:
+        if key not in allowed:
+            where = (node.key_where or {}).get(key, node.where)
+            raise _unknown_key(where, key, allowed, what)
+    return mapping
+
+
+def _int_list(node: Node, what: str, minimum: int = 0) -> tuple[int, ...]:
+    items = node.expect_list(what)
+    out = []
+    for item in items:
+        if not isinstance(item.value, int) or isinstance(item.value, bool) or item.value < minimum:
+            raise MapError(
+                item.where, f"{what} must hold integers >= {minimum}, got {item.value!r}"
+            )
+        out.append(item.value)
+    return tuple(out)
+
+
+def _text(node: Node, what: str) -> str:
+    if not isinstance(node.value, str) or not node.value:
+        raise MapError(node.where, f"{what} must be non-empty text, got {node.value!r}")
+    return node.value
+
+
+def _dtype(node: Node) -> str:
+    name = _text(node, "dtype")
+    if name not in dtypes.BY_NAME or dtypes.BY_NAME[name].itemsize is None:
+        fixed = [n for n, d in dtypes.BY_NAME.items() if d.itemsize is not None]
+        close = difflib.get_close_matches(name, fixed, n=1, cutoff=0.6)
+        raise MapError(
+            node.where,
+            f"{name!r} is not a dtype that can be cast to or created",
+            hint=f"did you mean {close[0]!r}?"
+            if close
+            else "e.g. float32, float16, bfloat16, int64.",
+        )
+    return dtypes.BY_NAME[name].name
+
+
+def _regex(node: Node, what: str) -> re.Pattern[str]:
+    text = _text(node, what)
+    try:
+        return re.compile(text)
+    except re.error as e:
+        raise MapError(
+            node.where,
+            f"{what} {text!r} is not a valid regular expression: {e}",
+            hint="quote the pattern in YAML and escape literal dots as \\.",
+        ) from None
+
+
+def _number(node: Node, what: str) -> float:
+    if isinstance(node.value, bool) or not isinstance(node.value, int | float):
+        raise MapError(node.where, f"{what} must be a number, got {node.value!r}")
+    return float(node.value)
+
+
+def _fill(node: Node | None, extra: dict[str, Node], allow_mean: bool) -> Fill:
+    """A fill named by ``fill:`` with its parameters as sibling keys."""
+    if node is None:
+        return Fill()
+    kind = _text(node, "fill")
+    kinds = FILL_KINDS if allow_mean else tuple(k for k in FILL_KINDS if k != "mean")
+    if kind not in kinds:
+        close = difflib.get_close_matches(kind, kinds, n=1, cutoff=0.6)
+        raise MapError(
+            node.where,
+            f"unknown fill {kind!r}",
+            hint=f"did you mean {close[0]!r}?" if close else f"fills are: {', '.join(kinds)}.",
+        )
+    fill = Fill(kind)
+    if "value" in extra:
+        fill = Fill(kind, value=_number(extra["value"], "value"))
+    elif kind == "constant":
+        raise MapError(node.where, "fill: constant needs a value: key")
+    mean = _number(extra["mean"], "mean") if "mean" in extra else 0.0
+    stddev = _number(extra["stddev"], "stddev") if "stddev" in extra else 0.05
+    if stddev < 0:
+        raise MapError(extra["stddev"].where, "stddev must not be negative")
+    seed = None
+    if "seed" in extra:
+        if not isinstance(extra["seed"].value, int) or isinstance(extra["seed"].value, bool):
+            raise MapError(extra["seed"].where, "seed must be an integer")
+        seed = extra["seed"].value
+    return Fill(kind, fill.value, mean, stddev, seed)
+
+
+_FILL_PARAMS = ("fill", "value", "mean", "stddev", "seed")
+_INDEX_PART = re.compile(r"^\s*(-?\d+)?\s*(?::\s*(-?\d+)?\s*(?::\s*(-?\d+)?\s*)?)?$")
+
+
+def parse_index(text: str) -> tuple[Any, ...]:
+    """A numpy basic index written as text: ``[:, :3]``, ``[..., 0:2]``, ``[1]``."""
+    body = text.strip()
+    if not (body.startswith("[") and body.endswith("]")):
+        raise ValueError("write the index in brackets, e.g. '[:, :3]'")
+    parts = [p.strip() for p in body[1:-1].split(",")] if body[1:-1].strip() else []
+    out: list[Any] = []
+    for part in parts:
+        if part == "...":
+            if Ellipsis in out:
+                raise ValueError("only one ... is allowed")
+            out.append(Ellipsis)
+            continue
+        match = _INDEX_PART.match(part)
+        if not part or match is None:
+            raise ValueError(f"{part!r} is not an index, a start:stop:step slice or ...")
+        start, stop, step = (None if g is None else int(g) for g in match.groups())
+        if ":" not in part:
+            out.append(start)
+        else:
+            if step == 0:
+                raise ValueError("a slice step cannot be 0")
+            out.append(slice(start, stop, step))
+    return tuple(out)
+
+
+def _operation(name: str, node: Node, selector: Selector, rule: dict[str, Node]) -> Operation:
+    if name == "rename":
+        text = _text(node, "rename")
+        try:
+            return Rename(parse_template(text, selector.pattern), text)
+        except TemplateError as e:
+            raise MapError(node.where, f"bad rename template {text!r}: {e}") from None
+    if name == "drop":
+        if node.value is not True:
+            raise MapError(node.where, "drop takes `true` (other rules can't be undone)")
+        return Drop()
+    if name == "slice":
+        text = _text(node, "slice")
+        try:
+            return Slice(parse_index(text), text)
+        except ValueError as e:
+            raise MapError(node.where, f"bad slice {text!r}: {e}") from None
+    if name == "pad":
+        body = _check_keys(node, ("shape", *_FILL_PARAMS), "pad")
+        if "shape" not in body:
+            raise MapError(node.where, "pad needs the shape to grow to: {shape: [...]}")
+        return Pad(
+            _int_list(body["shape"], "pad shape"), _fill(body.get("fill"), body, allow_mean=True)
+        )
+    if name == "reshape":
+        items = node.expect_list("reshape")
+        shape = []
+        for item in items:
+            if not isinstance(item.value, int) or isinstance(item.value, bool) or item.value < -1:
+                raise MapError(item.where, f"reshape sizes are integers >= -1, got {item.value!r}")
+            shape.append(item.value)
+        if shape.count(-1) > 1:
+            raise MapError(node.where, "reshape allows one -1")
+        return Reshape(tuple(shape))
+    if name == "transpose":
+        perm = _int_list(node, "transpose")
+        if sorted(perm) != list(range(len(perm))):
+            raise MapError(
+                node.where, f"transpose needs a permutation of 0..{len(perm) - 1}, got {list(perm)}"
+            )
+        return Transpose(perm)
+    assert name == "cast"
+    if isinstance(node.value, str):
+        return Cast(_dtype(node))
+    body = _check_keys(node, ("dtype", "allow_overflow", "allow_precision_loss"), "cast")
+    if "dtype" not in body:
+        raise MapError(node.where, "cast needs a dtype")
+    flags = {}
+    for flag in ("allow_overflow", "allow_precision_loss"):
+        if flag in body:
+            if not isinstance(body[flag].value, bool):
+                raise MapError(body[flag].where, f"{flag} is true or false")
+            flags[flag] = body[flag].value
+    return Cast(_dtype(body["dtype"]), **flags)
+
+
+def _selector(node: Node, is_regex: bool) -> Selector:
+    if is_regex:
+        return Selector(node.value, _regex(node, "match"), True)
+    text = _text(node, "name")
+    return Selector(text, re.compile(re.escape(text)), False)
+
+
+def _rule(number: int, node: Node) -> AnyRule:
+    body = _check_keys(node, RULE_KEYS, f"rule {number}")
+    note = body["note"].value if "note" in body else None
+    if "keep" in body:
+        extra = set(body) - {"keep", "note"}
+        if extra:
+            raise MapError(node.where, f"keep stands alone (drop {', '.join(sorted(extra))})")
+        items = body["keep"].value if isinstance(body["keep"].value, list) else [body["keep"]]
+        return KeepRule(number, node.where, tuple(_selector(i, True) for i in items), note)
+    if "init" in body:
+        extra = set(body) - {"init", "note"}
+        if extra:
+            raise MapError(node.where, f"init stands alone (drop {', '.join(sorted(extra))})")
+        init = _check_keys(body["init"], ("name", "shape", "dtype", *_FILL_PARAMS), "init")
+        for required in ("name", "shape"):
+            if required not in init:
+                raise MapError(body["init"].where, f"init needs {required}")
+        dtype = _dtype(init["dtype"]) if "dtype" in init else "float32"
+        return InitRule(
+            number,
+            node.where,
+            _text(init["name"], "init name"),
+            _int_list(init["shape"], "init shape"),
+            dtype,
+            _fill(init.get("fill"), init, allow_mean=False),
+            note,
+        )
+    if ("name" in body) == ("match" in body):
+        raise MapError(
+            node.where, f"rule {number} needs exactly one of `name` (exact) or `match` (regex)"
+        )
+    selector = _selector(body["match"], True) if "match" in body else _selector(body["name"], False)
+    ops = [key for key in body if key in OPERATIONS]
+    if len(ops) != 1:
+        raise MapError(
+            node.where,
+            f"rule {number} needs exactly one operation, found "
+            f"{len(ops) or 'none'}" + (f" ({', '.join(ops)})" if ops else ""),
+            hint=f"operations: {', '.join(OPERATIONS)}; split into several rules.",
+        )
+    return Rule(
+        number, node.where, selector, _operation(ops[0], body[ops[0]], selector, body), note
+    )
+
+
+def parse_map(text: str, path: str = "<map>") -> Map:
+    root = load_located(text, path)
+    top = _check_keys(root, TOP_KEYS, "the map")
+    if "version" not in top:
+        raise MapError(root.where, "the map needs `version: 1`")
+    if top["version"].value != MAP_VERSION:
+        raise MapError(
+            top["version"].where,
+            f"unsupported map version {top['version'].value!r}",
+            hint=f"this ckptmigrate reads version {MAP_VERSION}.",
+        )
+    if "rules" not in top:
+        raise MapError(root.where, "the map has no `rules:` list")
+    rules = tuple(_rule(i, node) for i, node in enumerate(top["rules"].expect_list("rules"), 1))
+    description = top["description"].value if "description" in top else None
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return Map(path, description, rules, digest)
+
+
+def resolve_map_path(spec: str | Path) -> Path:
+    """A path, or the name of a bundled map in mappings/ (with or without .yaml)."""
+    path = Path(spec)
+    if path.is_file():
+        return path
+    name = str(spec).removesuffix(".yaml")
+    bundled = BUNDLED_DIR / f"{name}.yaml"
+    if "/" not in name and bundled.is_file():
+        return bundled
+    names = sorted(p.stem for p in BUNDLED_DIR.glob("*.yaml")) if BUNDLED_DIR.is_dir() else []
+    raise MapError(
+        str(spec),
+        "no such map file or bundled map",
+        hint=f"bundled maps: {', '.join(names)}." if names else None,
+    )
+
+
+def load_map(spec: str | Path) -> Map:
+    """Load and validate a map file (or a bundled map by name)."""
+    path = resolve_map_path(spec)
+    return parse_map(read_map_text(path), str(path))
