@@ -8,9 +8,17 @@ What it measures, each against a plain-TensorFlow (or coreutils) baseline:
    write them all with ``tf.raw_ops.SaveV2``) and vs ``cp -r`` of the checkpoint directory.
 4. The same rewrite on a checkpoint 1/4 the size (same variable size, 1/4 of the variables),
    to show whether its peak RSS stays flat as checkpoints grow.
+5. ``ckptmigrate check A --target B`` vs one Python process calling ``tf.train.list_variables``
+   on A and on B, where B is a second checkpoint of the same model (same names, shapes and
+   dtypes, other values), so the check must exit 0.
+6. The same check on two checkpoints of 10,000 small variables (absolute target: under
+   1 s), and ``ckptmigrate inspect`` on one of them, against the same TensorFlow listings.
+7. Whether the check path imports TensorFlow (``python -X importtime``; it must not).
 
 How: a TensorFlow subprocess first writes the checkpoints (float32 variables of shape
-[rows, 1024] with ``tf.train.Checkpoint.write``). Every measured command then runs as its own
+[rows, 1024] with ``tf.train.Checkpoint.write``; the second checkpoint of the same model
+negates every value; the 10,000-variable model has one child ``layer_{i}`` per variable,
+each holding a [4] ``kernel``). Every measured command then runs as its own
 process, launched with ``subprocess.Popen`` and reaped with ``os.wait4``, so the wall time
 includes interpreter start-up and imports and the peak RSS (``ru_maxrss``) is that process's
 own. The page cache cannot be dropped without root, so each command runs once as a warm-up
@@ -52,6 +60,10 @@ INSPECT_WALL_RATIO = 0.10
 INSPECT_RSS_BYTES = 100 * MB
 REWRITE_VS_CP = 1.5
 RSS_FLAT_RATIO = 1.10
+CHECK_WALL_RATIO = 0.10
+MANY_VARIABLES = 10_000  # variables of the many-small-variables checkpoints
+MANY_ELEMENTS = 4  # float32 elements of each of them
+MANY_CHECK_SECONDS = 1.0
 
 # -- the programs the subprocesses run ----------------------------------------------------
 
@@ -60,18 +72,41 @@ import json, sys
 import numpy as np
 import tensorflow as tf
 
-root, count, quarter, rows, cols = sys.argv[1], *map(int, sys.argv[2:])
+root, count, quarter, rows, cols, many, small = sys.argv[1], *map(int, sys.argv[2:])
+report = {"tensorflow": tf.__version__}
+listings = {}
+
+def module(**children):
+    model = tf.Module()
+    for name, child in children.items():
+        setattr(model, name, child)
+    return model
+
+def write(name, model, twin_of=None):
+    prefix = tf.train.Checkpoint(model=model).write(f"{root}/{name}/ckpt")
+    listed = tf.train.list_variables(prefix)
+    if twin_of is not None and listed != listings[twin_of]:
+        sys.exit(f"{name} does not have the names and shapes of {twin_of}")
+    listings[name] = listed
+    report[name] = {"prefix": prefix, "keys": len(listed),
+                    "elements": sum(int(np.prod(shape)) for _, shape in listed)}
+
 rng = np.random.default_rng(0)
 kernels = [tf.Variable(rng.standard_normal((rows, cols), dtype=np.float32), name=f"k{i}")
            for i in range(count)]
-report = {"tensorflow": tf.__version__}
-for name, used in (("full", kernels), ("quarter", kernels[:quarter])):
-    model = tf.Module()
-    model.kernels = used
-    prefix = tf.train.Checkpoint(model=model).write(f"{root}/{name}/ckpt")
-    listed = tf.train.list_variables(prefix)
-    report[name] = {"prefix": prefix, "keys": len(listed),
-                    "elements": sum(int(np.prod(shape)) for _, shape in listed)}
+full = module(kernels=kernels)
+write("full", full)
+write("quarter", module(kernels=kernels[:quarter]))
+for kernel in kernels:
+    kernel.assign(-kernel)  # the same model with other values
+write("twin", full, twin_of="full")
+layers = [module(kernel=tf.Variable(np.full(small, i, np.float32), name=f"layer_{i}/kernel"))
+          for i in range(many)]
+model = module(**{f"layer_{i}": layer for i, layer in enumerate(layers)})
+write("many", model)
+for layer in layers:
+    layer.kernel.assign(-layer.kernel - 1)
+write("many_twin", model, twin_of="many")
 print(json.dumps(report))
 """
 
@@ -80,6 +115,13 @@ import sys
 import tensorflow as tf
 
 print(len(tf.train.list_variables(sys.argv[1])))
+"""
+
+TF_LIST_BOTH_SCRIPT = """
+import sys
+import tensorflow as tf
+
+print(*(len(tf.train.list_variables(prefix)) for prefix in sys.argv[1:]))
 """
 
 CKPT_READ_SCRIPT = """
@@ -301,16 +343,37 @@ def plan(size_gib: float, variables: int) -> Layout:
     return Layout(variables, max(1, variables // 4), rows)
 
 
+def run_helper(argv: Sequence[str], exit_code: int = 0) -> subprocess.CompletedProcess[str]:
+    """Run an unmeasured helper that must exit with ``exit_code``; stderr goes in the error."""
+    done = subprocess.run(argv, env=child_env(), capture_output=True, text=True, check=False)
+    if done.returncode != exit_code:
+        raise BenchmarkError(
+            f"{' '.join(argv[:2])} exited with {done.returncode}, expected {exit_code}:\n"
+            f"{done.stderr[-2000:]}"
+        )
+    return done
+
+
 def run_quietly(argv: Sequence[str]) -> str:
     """Run an unmeasured helper; its stdout, or its stderr in the error if it fails."""
-    done = subprocess.run(argv, env=child_env(), capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise BenchmarkError(f"{argv[0]} exited with {done.returncode}:\n{done.stderr[-2000:]}")
-    return done.stdout
+    return run_helper(argv).stdout
 
 
-def build(layout: Layout, root: Path) -> tuple[Built, Built, str]:
-    """Write the full and the 1/4-size checkpoint with TensorFlow; returns TF's version."""
+@dataclass(frozen=True)
+class Checkpoints:
+    """Everything the build step wrote. ``twin`` and ``many_twin`` are checkpoints of the
+    same model as ``full`` and ``many``: the same names, shapes and dtypes, other values."""
+
+    full: Built
+    quarter: Built
+    twin: Built
+    many: Built
+    many_twin: Built
+    tf_version: str
+
+
+def build(layout: Layout, root: Path) -> Checkpoints:
+    """Write every checkpoint with TensorFlow, in one process."""
     argv = [
         sys.executable,
         "-c",
@@ -320,6 +383,8 @@ def build(layout: Layout, root: Path) -> tuple[Built, Built, str]:
         str(layout.quarter_variables),
         str(layout.rows),
         str(COLUMNS),
+        str(MANY_VARIABLES),
+        str(MANY_ELEMENTS),
     ]
     report = json.loads(run_quietly(argv).splitlines()[-1])
 
@@ -327,8 +392,14 @@ def build(layout: Layout, root: Path) -> tuple[Built, Built, str]:
         entry = report[name]
         return Built(Path(entry["prefix"]), variables, int(entry["keys"]), int(entry["elements"]))
 
-    full = built("full", layout.variables)
-    return full, built("quarter", layout.quarter_variables), str(report["tensorflow"])
+    return Checkpoints(
+        full=built("full", layout.variables),
+        quarter=built("quarter", layout.quarter_variables),
+        twin=built("twin", layout.variables),
+        many=built("many", MANY_VARIABLES),
+        many_twin=built("many_twin", MANY_VARIABLES),
+        tf_version=str(report["tensorflow"]),
+    )
 
 
 def check_inspect_json(cli: Path, checkpoint: Built) -> None:
@@ -339,6 +410,59 @@ def check_inspect_json(cli: Path, checkpoint: Built) -> None:
         raise BenchmarkError(f"inspect --json lists {listed} variables, TF {checkpoint.keys}")
 
 
+def check_check_json(cli: Path, checkpoint: Built, target: Built) -> None:
+    """``check --json`` exits 0 and matches every target variable (a sanity check, not timed).
+
+    The measured runs only see the exit code; this makes sure 0 does not come from
+    comparing too little."""
+    argv = [str(cli), "check", str(checkpoint.prefix), "--target", str(target.prefix), "--json"]
+    summary = json.loads(run_quietly(argv))["summary"]
+    if (summary["matched"], summary["target_variables"]) != (target.variables,) * 2:
+        raise BenchmarkError(
+            f"check --json matched {summary['matched']} of {summary['target_variables']} "
+            f"target variables, expected all {target.variables}"
+        )
+
+
+def check_check_fails(cli: Path, checkpoint: Built, target: Built) -> None:
+    """``check`` exits 1 when the checkpoint lacks target variables (a sanity check)."""
+    run_helper([str(cli), "check", str(checkpoint.prefix), "--target", str(target.prefix)], 1)
+
+
+@dataclass(frozen=True)
+class ImportCheck:
+    """What ``python -X importtime`` saw one ``ckptmigrate check`` import."""
+
+    modules: int
+    seconds: float  # the import time of the top-level imports, their children included
+    tensorflow: tuple[str, ...]  # the TensorFlow modules among them: must be none
+
+    def render(self) -> str:
+        if self.tensorflow:
+            shown = ", ".join(self.tensorflow[:3])
+            return f"yes ({len(self.tensorflow)} modules: {shown}, ...)"
+        return f"no ({self.modules} modules imported in {fmt_seconds(self.seconds)})"
+
+
+def check_imports(checkpoint: Built, target: Built) -> ImportCheck:
+    """Run ``python -X importtime -m ckptmigrate check`` once and read its import log."""
+    argv = [sys.executable, "-X", "importtime", "-m", "ckptmigrate", "check"]
+    argv += [str(checkpoint.prefix), "--target", str(target.prefix)]
+    modules: list[str] = []
+    microseconds = 0
+    for line in run_helper(argv).stderr.splitlines():
+        if not line.startswith("import time:") or line.endswith("imported package"):
+            continue
+        _, cumulative, name = line.split("|")
+        modules.append(name.strip())
+        if not name.startswith("  "):  # one space after the bar: a top-level import
+            microseconds += int(cumulative)
+    if not modules:
+        raise BenchmarkError("python -X importtime printed no import log")
+    tensorflow = tuple(m for m in modules if m.split(".")[0].startswith("tensorflow"))
+    return ImportCheck(len(modules), microseconds / 1e6, tensorflow)
+
+
 # -- the measured commands ----------------------------------------------------------------
 
 
@@ -346,11 +470,30 @@ def python(script: str, *args: str | Path) -> tuple[str, ...]:
     return (sys.executable, "-c", script, *map(str, args))
 
 
-def inspect_commands(cli: Path, ckpt: Built) -> list[Command]:
+def inspect_commands(cli: Path, ckpt: Built, suffix: str = "") -> list[Command]:
     return [
-        Command("ckptmigrate inspect", (str(cli), "inspect", str(ckpt.prefix))),
-        Command("tf list_variables", python(TF_LIST_SCRIPT, ckpt.prefix), str(ckpt.keys)),
+        Command(f"ckptmigrate inspect{suffix}", (str(cli), "inspect", str(ckpt.prefix))),
+        Command(f"tf list_variables{suffix}", python(TF_LIST_SCRIPT, ckpt.prefix), str(ckpt.keys)),
     ]
+
+
+def check_commands(cli: Path, ckpt: Built, target: Built, suffix: str = "") -> list[Command]:
+    """``check`` must exit 0 (``run_once`` fails on any other exit code)."""
+    return [
+        Command(
+            f"ckptmigrate check{suffix}",
+            (str(cli), "check", str(ckpt.prefix), "--target", str(target.prefix)),
+        ),
+        Command(
+            f"tf list_variables x2{suffix}",
+            python(TF_LIST_BOTH_SCRIPT, ckpt.prefix, target.prefix),
+            f"{ckpt.keys} {target.keys}",
+        ),
+    ]
+
+
+def many_commands(cli: Path, ckpt: Built, target: Built) -> list[Command]:
+    return check_commands(cli, ckpt, target, " 10k") + inspect_commands(cli, ckpt, " 10k")
 
 
 def read_commands(ckpt: Built) -> list[Command]:
@@ -452,9 +595,21 @@ def rss_flat_row(full: Result, quarter: Result, full_size: int, quarter_size: in
     ]
 
 
-def table_rows(results: dict[str, Result], full: Built, quarter: Built) -> list[list[str]]:
+def seconds_target(ours: Result, limit: float) -> Target:
+    return Target(f"< {limit:g} s", ours.seconds < limit)
+
+
+def imports_row(imports: ImportCheck) -> list[str]:
+    target = Target("no", not imports.tensorflow)
+    label = "`ckptmigrate check` imports TensorFlow (`python -X importtime`)"
+    return [label, imports.render(), "—", "—", target.render(), "—", "—"]
+
+
+def table_rows(
+    results: dict[str, Result], ckpts: Checkpoints, imports: ImportCheck
+) -> list[list[str]]:
     """The table body, one row per comparison, in the order of the module docstring."""
-    r = results
+    r, full, quarter, many = results, ckpts.full, ckpts.quarter, ckpts.many
     inspect, tf_list = r["ckptmigrate inspect"], r["tf list_variables"]
     inspect_targets = [
         ratio_target(inspect, tf_list, INSPECT_WALL_RATIO),
@@ -486,6 +641,35 @@ def table_rows(results: dict[str, Result], full: Built, quarter: Built) -> list[
         )
     )
     rows.append(rss_flat_row(r["rewrite durable"], quarter_rewrite, full.nbytes, quarter.nbytes))
+    check, tf_list_both = r["ckptmigrate check"], r["tf list_variables x2"]
+    rows.append(
+        comparison_row(
+            f"`ckptmigrate check A --target B`, two {fmt_size(full.nbytes)} checkpoints of the "
+            "same model (exit 0) vs `tf.train.list_variables` on both",
+            check,
+            tf_list_both,
+            [ratio_target(check, tf_list_both, CHECK_WALL_RATIO)],
+        )
+    )
+    many_label = f"{many.variables:,} variables of [{MANY_ELEMENTS}] ({fmt_size(many.nbytes)})"
+    many_check = r["ckptmigrate check 10k"]
+    rows.append(
+        comparison_row(
+            f"`ckptmigrate check C --target D`, two checkpoints of {many_label} (exit 0) vs "
+            "`tf.train.list_variables` on both",
+            many_check,
+            r["tf list_variables x2 10k"],
+            [seconds_target(many_check, MANY_CHECK_SECONDS)],
+        )
+    )
+    rows.append(
+        comparison_row(
+            f"`ckptmigrate inspect C`, {many_label} vs `tf.train.list_variables`",
+            r["ckptmigrate inspect 10k"],
+            r["tf list_variables 10k"],
+        )
+    )
+    rows.append(imports_row(imports))
     return rows
 
 
@@ -577,24 +761,35 @@ def run_benchmarks(args: argparse.Namespace, work: Path) -> str:
     logs, out = work / "logs", work / "out"
     logs.mkdir()
     log(f"building checkpoints with TensorFlow in {work} ...")
-    full, quarter, tf_version = build(layout, work / "src")
+    ckpts = build(layout, work / "src")
+    full, quarter, many = ckpts.full, ckpts.quarter, ckpts.many
     log(
-        f"  {fmt_size(full.nbytes)} ({full.keys} keys), 1/4-size {fmt_size(quarter.nbytes)} "
-        f"({quarter.keys} keys)"
+        f"  {fmt_size(full.nbytes)} ({full.keys} keys) twice, 1/4-size "
+        f"{fmt_size(quarter.nbytes)} ({quarter.keys} keys), {fmt_size(many.nbytes)} "
+        f"({many.keys} keys) twice"
     )
     check_inspect_json(cli, full)
+    check_inspect_json(cli, many)
+    check_check_json(cli, full, ckpts.twin)
+    check_check_json(cli, many, ckpts.many_twin)
+    check_check_fails(cli, quarter, full)
+    imports = check_imports(full, ckpts.twin)
+    if imports.tensorflow:
+        log(f"warning: `ckptmigrate check` imports TensorFlow: {', '.join(imports.tensorflow)}")
     results: dict[str, Result] = {}
     groups = [
         ("inspect", inspect_commands(cli, full)),
         ("read", read_commands(full)),
         ("rewrite", rewrite_commands(full, out)),
         ("rewrite 1/4 size", quarter_commands(quarter, out)),
+        ("check", check_commands(cli, full, ckpts.twin)),
+        (f"{many.variables:,} variables", many_commands(cli, many, ckpts.many_twin)),
     ]
     for title, commands in groups:
         log(f"measuring {title} ...")
         results.update(measure(commands, args.repeat, logs))
-    header = header_line(full, layout, tf_version, args.repeat)
-    return markdown(header, table_rows(results, full, quarter))
+    header = header_line(full, layout, ckpts.tf_version, args.repeat)
+    return markdown(header, table_rows(results, ckpts, imports))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

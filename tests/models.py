@@ -110,9 +110,16 @@ def keras3_model(seed: int = 0, units: Sequence[int] = (8, 3), train: bool = Tru
     one epoch with Adam unless ``train`` is false."""
     import keras
 
+    keras.backend.clear_session()  # fresh name counters: variable names are compared
     keras.utils.set_random_seed(seed)
-    layers = [keras.layers.Dense(u, activation="relu") for u in units[:-1]]
-    model = keras.Sequential([keras.Input((4,)), *layers, keras.layers.Dense(units[-1])])
+    # Explicit names: Keras numbers layers per process, and tests compare names.
+    layers = [
+        keras.layers.Dense(
+            u, activation="relu" if i < len(units) - 1 else None, name=_dense_name(i)
+        )
+        for i, u in enumerate(units)
+    ]
+    model = keras.Sequential([keras.Input((4,)), *layers], name="sequential")
     if not train:
         return model
     model.compile(optimizer="adam", loss="mse")
@@ -126,6 +133,7 @@ def keras3_model(seed: int = 0, units: Sequence[int] = (8, 3), train: bool = Tru
 def tf_keras_model(seed: int = 0) -> Any:
     import tf_keras
 
+    tf_keras.backend.clear_session()  # fresh name counters: variable names are compared
     tf_keras.utils.set_random_seed(seed)
     model = tf_keras.Sequential(
         [
@@ -137,3 +145,7 @@ def tf_keras_model(seed: int = 0) -> Any:
     rng = np.random.default_rng(seed)
     model.fit(rng.standard_normal((16, 4)), rng.standard_normal((16, 3)), epochs=1, verbose=0)
     return model
+
+
+def _dense_name(index: int) -> str:
+    return "dense" if index == 0 else f"dense_{index}"
