@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING, Any
 from .checkpoint import open_checkpoint
 from .compare import CheckOptions, Finding, Kind, Report, ValueDiff, compare
 from .errors import CkptMigrateError
+from .inventory import Inventory, VariableSpec
 from .targets import load_target
-from .targets.checkpoint import load_checkpoint_inventory
+from .targets.checkpoint import inventory_of, load_checkpoint_inventory
 
 if TYPE_CHECKING:
     import numpy as np
@@ -56,17 +57,22 @@ def check(
     strict: bool = False,
     min_match: float | None = None,
     values: bool = False,
+    map: Any = None,
 ) -> Report:
     """Compare ``checkpoint`` with what a restore into ``target`` needs.
 
     ``target`` is a path (checkpoint, .meta, SavedModel, Keras file, spec file), a builder
     ``pkg.module:function``, or a live Keras model / tf.Module / tf.train.Checkpoint /
     tf.compat.v1.Graph. ``values`` (checkpoint targets only) adds, per matched pair, whether
-    the values are identical and otherwise their max absolute and RMS difference."""
+    the values are identical and otherwise their max absolute and RMS difference. ``map``
+    (a map file, bundled map name or loaded Map) checks the checkpoint as that map would
+    convert it, without writing anything."""
     if min_match is not None and not 0.0 <= min_match <= 1.0:
         raise CkptMigrateError(f"--min-match must be between 0 and 1, got {min_match}")
     options = CheckOptions(ignore=tuple(ignore), strict=strict, min_match=min_match)
-    ckpt_inventory = load_checkpoint_inventory(checkpoint)
+    ckpt_inventory = (
+        load_checkpoint_inventory(checkpoint) if map is None else _mapped_inventory(checkpoint, map)
+    )
     target_inventory = load_target(target)
     report = compare(ckpt_inventory, target_inventory, options)
     if values:
@@ -76,8 +82,41 @@ def check(
                 path=target_inventory.source,
                 hint="pass a checkpoint as --target, or drop --values.",
             )
+        if map is not None:
+            raise CkptMigrateError(
+                "--values compares stored values; it cannot be combined with --map",
+                hint="convert first, then check --values.",
+            )
         report = _with_values(report, checkpoint, target_inventory.source)
     return report
+
+
+def _mapped_inventory(checkpoint: str | Path, mapping: Any) -> Inventory:
+    """The checkpoint as the map would convert it: names, shapes, dtypes of the outputs."""
+    from .checkpoint import open_checkpoint
+    from .mapping.plan import plan_conversion
+    from .mapping.schema import Map, load_map
+
+    the_map = mapping if isinstance(mapping, Map) else load_map(mapping)
+    with open_checkpoint(checkpoint) as ckpt:
+        base = inventory_of(ckpt)
+        the_plan = plan_conversion(ckpt, the_map)
+    variables = {
+        v.name: VariableSpec(
+            v.name,
+            v.shape,
+            v.dtype,
+            v.role,
+            base.variables[v.source].original_name if v.source else None,
+        )
+        for v in the_plan.outputs
+    }
+    notes = (
+        *base.notes,
+        f"checked as converted by the map {the_map.path}",
+        *(f"map warning: {w}" for w in the_plan.warnings),
+    )
+    return Inventory(base.kind, base.source, base.scheme, variables, notes)
 
 
 def assert_compatible(checkpoint: str | Path, target: str | Path | Any, **kwargs: Any) -> Report:

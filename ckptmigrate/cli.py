@@ -152,6 +152,10 @@ def check(
     show_matched: Annotated[
         bool, typer.Option("--show-matched", help="List matched variables too.")
     ] = False,
+    map_file: Annotated[
+        str | None,
+        typer.Option("--map", "-m", help="Check the checkpoint as this map would convert it."),
+    ] = None,
     traceback: TracebackOption = False,
 ) -> None:
     """Will CHECKPOINT restore into the --target model? Exit 0 yes, 1 no, 2 error.
@@ -169,6 +173,7 @@ def check(
             strict=strict,
             min_match=min_match,
             values=values,
+            map=map_file,
         ),
         traceback,
     )

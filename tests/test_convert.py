@@ -1,0 +1,512 @@
+"""convert: maps are validated with locations, operations do what they say, and TensorFlow
+restores what we write."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from helpers import same_bits, tf_save
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from models import estimator_dnn_graph, save_estimator_checkpoint
+from typer.testing import CliRunner
+
+from ckptmigrate import OutputError, check
+from ckptmigrate.cli import app
+from ckptmigrate.compare import Kind
+from ckptmigrate.mapping.convert import PROVENANCE_FILE, convert, plan
+from ckptmigrate.mapping.located import MapError
+from ckptmigrate.mapping.ops import OpError, apply, make_fill
+from ckptmigrate.mapping.schema import Cast, Fill, Pad, parse_map
+
+runner = CliRunner()
+
+
+def write_map(tmp_path: Path, body: str, name: str = "map.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(body).lstrip())
+    return path
+
+
+@pytest.fixture
+def small(tf: Any, tmp_path: Path) -> Path:
+    return tf_save(
+        tf,
+        tmp_path / "src" / "model.ckpt",
+        {
+            "dense/kernel": np.arange(12, dtype=np.float32).reshape(4, 3),
+            "dense/bias": np.array([1.0, 2.0, 3.0], np.float32),
+            "dense/kernel/Adam": np.full((4, 3), 0.5, np.float32),
+            "dense/kernel/Adam_1": np.full((4, 3), 0.25, np.float32),
+            "global_step": np.array(9, np.int64),
+        },
+    )
+
+
+# -- validation ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "where", "message"),
+    [
+        (
+            "version: 1\nrules:\n  - name: a\n    renam: b\n",
+            ":4:5",
+            "unknown key 'renam' in rule 1 Hint: did you mean 'rename'?",
+        ),
+        (
+            "version: 1\nrules:\n  - match: 'a(['\n    drop: true\n",
+            ":3:12",
+            "is not a valid regular expression",
+        ),
+        (
+            "version: 1\nrules:\n  - match: 'layer_(\\d+)'\n    rename: 'layer_{2}'\n",
+            ":4:13",
+            "refers to group 2, but the pattern has 1 group(s)",
+        ),
+        (
+            "version: 1\nrules:\n  - name: a\n    slice: '[:, ::0]'\n",
+            ":4:12",
+            "a slice step cannot be 0",
+        ),
+        (
+            "version: 1\nrules:\n  - name: a\n    cast: float33\n",
+            ":4:11",
+            "'float33' is not a dtype",
+        ),
+        ("rules: []\n", ":1:1", "the map needs `version: 1`"),
+        ("version: 2\nrules: []\n", ":1:10", "unsupported map version 2"),
+        (
+            "version: 1\nrules:\n  - name: a\n    drop: true\n    rename: b\n",
+            ":3:5",
+            "needs exactly one operation, found 2 (drop, rename)",
+        ),
+        (
+            "version: 1\nrules:\n  - name: a\n    pad: {shape: [2], fill: glorot}\n",
+            ":4:29",
+            "unknown fill 'glorot' Hint: did you mean 'glorot_uniform'?",
+        ),
+        (
+            "version: 1\nrules:\n  - name: a\n    transpose: [0, 0]\n",
+            ":4:16",
+            "transpose needs a permutation of 0..1",
+        ),
+        ("version: 1\nrules: [\n", ":3:1", "not valid YAML"),
+    ],
+)
+def test_bad_maps_are_refused_with_location(body: str, where: str, message: str) -> None:
+    with pytest.raises(MapError) as raised:
+        parse_map(body, "m.yaml")
+    text = str(raised.value)
+    assert text.startswith(f"m.yaml{where}: "), text
+    assert message in text, text
+
+
+def test_plan_time_errors_name_rule_and_variable(small: Path, tmp_path: Path) -> None:
+    cases = {
+        "  - name: dense/bias\n    slice: '[5]'\n": "rule 1, variable 'dense/bias': slice [5] "
+        "does not fit shape [3]",
+        "  - name: dense/bias\n    pad: {shape: [2]}\n": "pad only grows",
+        "  - name: dense/bias\n    reshape: [2, 2]\n": "cannot reshape [3] (3 elements)",
+        "  - match: 'dense/(kernel|bias)'\n    rename: same\n": "two variables would both be "
+        "written as 'same'",
+    }
+    for rules, message in cases.items():
+        path = write_map(tmp_path, "version: 1\nrules:\n" + rules)
+        with pytest.raises(
+            MapError,
+            match=message.replace("[", r"\[")
+            .replace("]", r"\]")
+            .replace("(", r"\(")
+            .replace(")", r"\)"),
+        ):
+            plan(small, path)
+
+
+def test_rule_matching_nothing_warns_then_fails_with_strict(small: Path, tmp_path: Path) -> None:
+    path = write_map(
+        tmp_path,
+        """
+        version: 1
+        rules:
+          - name: dense/kernal
+            drop: true
+    """,
+    )
+    warned = plan(small, path)
+    assert len(warned.warnings) == 1
+    assert "matches nothing; closest names: dense/kernel" in warned.warnings[0]
+    assert "perhaps you misspelled it?" in warned.warnings[0]
+    with pytest.raises(MapError, match="matches nothing"):
+        plan(small, path, strict=True)
+
+
+def test_require_all(small: Path, tmp_path: Path) -> None:
+    partial = write_map(tmp_path, "version: 1\nrules:\n  - name: global_step\n    drop: true\n")
+    with pytest.raises(MapError, match="--require-all: 4 variable"):
+        plan(small, partial, require_all=True)  # only global_step has a rule
+    full = write_map(
+        tmp_path,
+        """
+        version: 1
+        rules:
+          - name: global_step
+            drop: true
+          - keep: ['dense/.*']
+    """,
+        "full.yaml",
+    )
+    assert plan(small, full, require_all=True).outputs
+
+
+# -- operations ------------------------------------------------------------------------
+
+
+def test_ops_match_numpy() -> None:
+    from ckptmigrate.mapping.schema import Reshape, Slice, Transpose, parse_index
+
+    value = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
+    assert np.array_equal(
+        apply(Slice(parse_index("[:, 1:, ::2]"), ""), value, "v"), value[:, 1:, ::2]
+    )
+    assert np.array_equal(apply(Slice(parse_index("[..., -1]"), ""), value, "v"), value[..., -1])
+    assert np.array_equal(apply(Reshape((4, -1)), value, "v"), value.reshape(4, 6))
+    assert np.array_equal(apply(Transpose((2, 0, 1)), value, "v"), value.transpose(2, 0, 1))
+    padded = apply(Pad((3, 3, 5), Fill("constant", value=7.0)), value, "v")
+    assert np.array_equal(padded[:2, :, :4], value)
+    assert (padded[2] == 7).all()
+    assert (padded[:, :, 4] == 7).all()
+    mean = apply(Pad((2, 3, 6), Fill("mean")), value, "v")
+    assert (mean[:, :, 4:] == value.mean()).all()
+
+
+def test_fills_are_seeded_and_shaped() -> None:
+    glorot = make_fill(Fill("glorot_uniform", seed=3), (20, 30), "float32", "w")
+    assert np.abs(glorot).max() <= np.sqrt(6 / 50)
+    assert same_bits(glorot, make_fill(Fill("glorot_uniform", seed=3), (20, 30), "float32", "x"))
+    unseeded = make_fill(Fill("normal", stddev=0.1), (100,), "float32", "name-a")
+    assert same_bits(unseeded, make_fill(Fill("normal", stddev=0.1), (100,), "float32", "name-a"))
+    assert not same_bits(unseeded, make_fill(Fill("normal", stddev=0.1), (100,), "float32", "b"))
+    truncated = make_fill(
+        Fill("truncated_normal", stddev=0.5, mean=1.0, seed=1), (1000,), "float64", "t"
+    )
+    assert np.abs(truncated - 1.0).max() <= 1.0
+    assert make_fill(Fill("ones"), (2,), "int64", "o").dtype == np.int64
+
+
+def test_cast_refuses_overflow_and_precision_loss() -> None:
+    big = np.array([1.0, 70000.0], np.float32)
+    with pytest.raises(OpError, match="overflows 1 value"):
+        apply(Cast("float16"), big, "v")
+    assert np.isinf(apply(Cast("float16", allow_overflow=True), big, "v")[1])
+    fine = np.array([0.1], np.float32)
+    with pytest.raises(OpError, match="changes 1 value"):
+        apply(Cast("float16"), fine, "v")
+    assert apply(Cast("float16", allow_precision_loss=True), fine, "v").dtype == np.float16
+    assert apply(Cast("float64"), fine, "v").dtype == np.float64  # widening is exact
+    with pytest.raises(OpError, match="overflows"):
+        apply(Cast("int8"), np.array([300], np.int64), "v")
+
+
+# -- end to end, TF restores what we write -----------------------------------------------
+
+WIDEN = """
+version: 1
+description: Estimator DNN [10, 10] -> [20, 20] and 3 -> 2 classes, optimizer state dropped
+rules:
+  - match: '.*/Adagrad'
+    drop: true
+  - name: dnn/hiddenlayer_0/kernel
+    pad: {shape: [4, 20], fill: glorot_uniform, seed: 1}
+  - match: 'dnn/hiddenlayer_\\d+/bias'
+    pad: {shape: [20], fill: zeros}
+  - name: dnn/hiddenlayer_1/kernel
+    pad: {shape: [20, 20], fill: normal, stddev: 0.01, seed: 2}
+  - name: dnn/logits/kernel
+    pad: {shape: [20, 3], fill: zeros}
+  - name: dnn/logits/kernel
+    slice: '[:, :2]'
+  - name: dnn/logits/bias
+    slice: '[:2]'
+"""
+
+
+def _model_vars_restored(tf: Any, prefix: Path, **model: Any) -> dict[str, np.ndarray]:
+    graph, _, _ = estimator_dnn_graph(tf, steps=0, **model)
+    with graph.as_default():
+        model_vars = [v for v in tf.compat.v1.global_variables() if "Adagrad" not in v.op.name]
+        tf.compat.v1.train.Saver(model_vars).restore(graph.session, str(prefix))
+        values = dict(
+            zip([v.op.name for v in model_vars], graph.session.run(model_vars), strict=True)
+        )
+        graph.session.close()
+    return values
+
+
+def test_widen_estimator_and_restore_with_saver(tf: Any, tmp_path: Path) -> None:
+    source, before = save_estimator_checkpoint(tf, tmp_path / "h10", partitioned=False)
+    mapping = write_map(tmp_path, WIDEN)
+    result = convert(source, mapping, tmp_path / "out")
+    assert result.copied == 1  # global_step, untouched
+    assert result.transformed == 6
+    restored = _model_vars_restored(
+        tf, result.prefix, hidden_units=(20, 20), n_classes=2, partitioned=False
+    )
+    kernel0 = restored["dnn/hiddenlayer_0/kernel"]
+    assert same_bits(kernel0[:, :10], before["dnn/hiddenlayer_0/kernel"])  # copied cells
+    fill = make_fill(
+        parse_map(WIDEN).rules[1].op.fill,
+        (4, 20),
+        "float32",  # type: ignore[union-attr]
+        "dnn/hiddenlayer_0/kernel",
+    )
+    assert same_bits(kernel0[:, 10:], fill[:, 10:])  # new cells: exactly the seeded fill
+    assert (restored["dnn/hiddenlayer_1/bias"][10:] == 0).all()
+    assert same_bits(restored["dnn/hiddenlayer_1/bias"][:10], before["dnn/hiddenlayer_1/bias"])
+    assert same_bits(restored["dnn/logits/kernel"][:10], before["dnn/logits/kernel"][:, :2])
+    assert same_bits(restored["dnn/logits/bias"], before["dnn/logits/bias"][:2])
+    assert int(restored["global_step"]) == int(before["global_step"])
+    provenance = json.loads((tmp_path / "out" / PROVENANCE_FILE).read_text())
+    assert provenance["counts"] == {"copied": 1, "transformed": 6, "initialised": 0}
+    assert len(provenance["dropped"]) == 6
+    assert provenance["map_sha256"] == result.plan.map.sha256
+
+
+def test_insert_a_layer_in_front_with_rename_arithmetic(tf: Any, tmp_path: Path) -> None:
+    source, before = save_estimator_checkpoint(
+        tf, tmp_path / "two", hidden_units=(10, 10), partitioned=False
+    )
+    mapping = write_map(
+        tmp_path,
+        """
+        version: 1
+        rules:
+          - match: 'dnn/hiddenlayer_(\\d+)/(.*)'
+            rename: 'dnn/hiddenlayer_{1+1}/{2}'
+          - match: 'dnn/hiddenlayer_1/kernel(/.*)?'
+            drop: true
+          - init: {name: dnn/hiddenlayer_0/kernel, shape: [4, 10], fill: glorot_uniform}
+          - init: {name: dnn/hiddenlayer_0/bias, shape: [10], fill: zeros}
+          - init: {name: dnn/hiddenlayer_1/kernel, shape: [10, 10], fill: glorot_uniform}
+          - match: '.*/Adagrad'
+            drop: true
+    """,
+    )
+    result = convert(source, mapping, tmp_path / "out")
+    renamed = result.plan.to_dict()["outputs"]
+    assert {o["name"] for o in renamed} >= {"dnn/hiddenlayer_2/kernel", "dnn/hiddenlayer_2/bias"}
+    restored = _model_vars_restored(tf, result.prefix, hidden_units=(10, 10, 10), partitioned=False)
+    assert same_bits(restored["dnn/hiddenlayer_2/kernel"], before["dnn/hiddenlayer_1/kernel"])
+    assert same_bits(restored["dnn/hiddenlayer_1/bias"], before["dnn/hiddenlayer_0/bias"])
+    assert (restored["dnn/hiddenlayer_0/bias"] == 0).all()
+
+
+def test_rename_only_copies_stored_bytes_and_slots_follow(
+    small: Path, tmp_path: Path, tf: Any
+) -> None:
+    mapping = write_map(
+        tmp_path,
+        """
+        version: 1
+        rules:
+          - match: 'dense/(.*)'
+            rename: 'encoder/dense/{1}'
+    """,
+    )
+    result = convert(small, mapping, tmp_path / "out")
+    assert result.transformed == 0
+    assert result.copied == 5
+    names = dict(tf.train.list_variables(str(result.prefix)))
+    assert set(names) == {
+        "encoder/dense/kernel",
+        "encoder/dense/bias",
+        "encoder/dense/kernel/Adam",
+        "encoder/dense/kernel/Adam_1",
+        "global_step",
+    }
+    src, out = tf.train.load_checkpoint(str(small)), tf.train.load_checkpoint(str(result.prefix))
+    assert same_bits(
+        out.get_tensor("encoder/dense/kernel/Adam_1"), src.get_tensor("dense/kernel/Adam_1")
+    )
+
+
+def test_slot_follows_its_variable_through_rename_but_own_rules_win(
+    small: Path, tmp_path: Path
+) -> None:
+    mapping = write_map(
+        tmp_path,
+        """
+        version: 1
+        rules:
+          - match: '.*/Adam_1'
+            drop: true
+          - name: dense/kernel
+            rename: dense/w
+    """,
+    )
+    outputs = {o.name: o.source for o in plan(small, mapping).outputs}
+    assert outputs["dense/w"] == "dense/kernel"
+    assert outputs["dense/w/Adam"] == "dense/kernel/Adam"
+    assert "dense/w/Adam_1" not in outputs
+
+
+def test_partitioned_variable_renamed_restores(tf: Any, tmp_path: Path) -> None:
+    source, before = save_estimator_checkpoint(tf, tmp_path / "p", partitioned=True)
+    mapping = write_map(
+        tmp_path,
+        """
+        version: 1
+        rules:
+          - match: 'dnn/input_from_feature_columns/(.*)'
+            rename: 'dnn/features/{1}'
+    """,
+    )
+    result = convert(source, mapping, tmp_path / "out")
+    old = "dnn/input_from_feature_columns/input_layer/ids_embedding/embedding_weights"
+    new = "dnn/features/input_layer/ids_embedding/embedding_weights"
+    assert dict(tf.train.list_variables(str(result.prefix)))[new] == [10, 4]
+    graph = tf.Graph()
+    with graph.as_default():
+        var = tf.compat.v1.get_variable(
+            new, shape=[10, 4], partitioner=tf.compat.v1.fixed_size_partitioner(3)
+        )
+        with tf.compat.v1.Session(graph=graph) as session:
+            tf.compat.v1.train.Saver(list(var)).restore(session, str(result.prefix))
+            assert same_bits(session.run(tf.concat(list(var), 0)), before[old])
+
+
+def test_check_with_map_predicts_the_converted_checkpoint(tf: Any, tmp_path: Path) -> None:
+    source, _ = save_estimator_checkpoint(tf, tmp_path / "h10", partitioned=False)
+    target, _ = save_estimator_checkpoint(
+        tf, tmp_path / "h20", hidden_units=(20, 20), n_classes=2, partitioned=False
+    )
+    mapping = write_map(tmp_path, WIDEN)
+    predicted = check(source, target, map=mapping, ignore=["Adagrad"])
+    assert predicted.ok, predicted.findings
+    converted = convert(source, mapping, tmp_path / "out")
+    actual = check(converted.prefix, target, ignore=["Adagrad"])
+    assert actual.ok
+    assert actual.count(Kind.MATCHED) == predicted.count(Kind.MATCHED)
+
+
+# -- safety ----------------------------------------------------------------------------
+
+
+def test_output_rules(small: Path, tmp_path: Path) -> None:
+    mapping = write_map(tmp_path, "version: 1\nrules:\n  - keep: ['.*']\n")
+    with pytest.raises(OutputError, match="inside it"):
+        convert(small, mapping, small.parent / "converted")
+    with pytest.raises(OutputError, match="contains the source"):
+        convert(small, mapping, tmp_path, force=True)
+    (tmp_path / "taken").mkdir()
+    with pytest.raises(OutputError, match="already exists"):
+        convert(small, mapping, tmp_path / "taken")
+    assert convert(small, mapping, tmp_path / "taken", force=True).copied == 5
+
+
+def test_failure_mid_conversion_writes_nothing(tf: Any, tmp_path: Path) -> None:
+    source = tf_save(
+        tf, tmp_path / "src" / "c", {"a": np.ones(3, np.float32), "z": np.array([1e6], np.float32)}
+    )
+    mapping = write_map(tmp_path, "version: 1\nrules:\n  - match: '.*'\n    cast: float16\n")
+    with pytest.raises(MapError, match="overflows"):
+        convert(source, mapping, tmp_path / "out")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["map.yaml", "src"]
+
+
+def test_cli_convert_dry_run_json_and_errors(small: Path, tmp_path: Path) -> None:
+    mapping = write_map(
+        tmp_path,
+        """
+        version: 1
+        rules:
+          - match: '.*/Adam(_1)?'
+            drop: true
+          - name: dense/bias
+            pad: {shape: [5], fill: ones}
+    """,
+    )
+    dry = runner.invoke(
+        app, ["convert", str(small), "--map", str(mapping), "--dry-run"], env={"NO_COLOR": "1"}
+    )
+    assert dry.exit_code == 0, dry.output
+    assert "pad to [5] with ones" in dry.stdout
+    assert "dropped (2)" in dry.stdout
+    assert not (tmp_path / "out").exists()
+    data = json.loads(
+        runner.invoke(
+            app, ["convert", str(small), "--map", str(mapping), "--dry-run", "--json"]
+        ).stdout
+    )
+    bias = next(o for o in data["outputs"] if o["name"] == "dense/bias")
+    assert bias["shape"] == [5]
+    assert bias["operations"][0]["shape_before"] == [3]
+    done = runner.invoke(
+        app, ["convert", str(small), "--map", str(mapping), "-o", str(tmp_path / "out")]
+    )
+    assert done.exit_code == 0
+    assert "2 copied unchanged, 1 transformed, 0 initialised, 2 dropped" in done.stdout
+    bad = write_map(tmp_path, "version: 1\nrules:\n  - nme: x\n    drop: true\n", "bad.yaml")
+    failed = runner.invoke(
+        app, ["convert", str(small), "--map", str(bad), "-o", str(tmp_path / "out2")]
+    )
+    assert failed.exit_code == 2
+    assert f"{bad}:3:5: unknown key 'nme'" in failed.stderr
+    assert not (tmp_path / "out2").exists()
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(data=st.data())
+def test_random_rename_drop_keep_agrees_with_a_tf_resave(
+    tf: Any, tmp_path: Path, data: st.DataObject
+) -> None:
+    import tempfile
+
+    work = Path(tempfile.mkdtemp(dir=tmp_path))
+    names = data.draw(
+        st.lists(st.sampled_from(["a", "b", "c", "d"]), min_size=1, max_size=4, unique=True)
+    )
+    values = {f"scope/{n}": np.full((2,), i, np.float32) for i, n in enumerate(names)}
+    source = tf_save(tf, work / "src" / "ckpt", values)
+    rules, expected = [], dict(values)
+    for _ in range(data.draw(st.integers(1, 4))):
+        kind = data.draw(st.sampled_from(["rename", "drop", "keep"]))
+        target = data.draw(st.sampled_from(names))
+        if kind == "drop":
+            rules.append(f"  - match: '(.*/)?{target}'\n    drop: true\n")
+            expected = {k: v for k, v in expected.items() if k.split("/")[-1] != target}
+        elif kind == "keep":
+            rules.append(f"  - keep: ['(.*/)?{target}']\n")
+            expected = {k: v for k, v in expected.items() if k.split("/")[-1] == target}
+        else:
+            rules.append(f"  - match: '(.*)/{target}'\n    rename: 'moved/{{1}}/{target}'\n")
+            expected = {
+                (f"moved/{k.rsplit('/', 1)[0]}/{target}" if k.split("/")[-1] == target else k): v
+                for k, v in expected.items()
+            }
+    mapping = write_map(work, "version: 1\nrules:\n" + "".join(rules))
+    # The oracle: apply the same renames to TF's listing and re-save with TF itself.
+    reader = tf.train.load_checkpoint(str(source))
+    oracle = {
+        name: reader.get_tensor(old)
+        for name, old in (
+            (k, next(o for o, v in values.items() if v is expected[k])) for k in expected
+        )
+    }
+    if oracle:
+        tf_save(tf, work / "oracle" / "ckpt", oracle)
+    result = convert(source, mapping, work / "out")
+    ours = dict(tf.train.list_variables(str(result.prefix)))
+    assert set(ours) == set(oracle)
+    mine = tf.train.load_checkpoint(str(result.prefix))
+    for name, value in oracle.items():
+        assert same_bits(mine.get_tensor(name), value)
