@@ -19,6 +19,7 @@ __all__ = [
     "CorruptCheckpointError",
     "IncompatibleCheckpointError",
     "InspectReport",
+    "MapError",
     "OutputError",
     "Report",
     "Role",
@@ -26,8 +27,11 @@ __all__ = [
     "__version__",
     "assert_compatible",
     "check",
+    "convert",
     "inspect_checkpoint",
+    "load_map",
     "open_checkpoint",
+    "plan",
     "rewrite_checkpoint",
 ]
 
@@ -46,6 +50,9 @@ if TYPE_CHECKING:
     from .formats.bundle_reader import BundleReader
     from .formats.bundle_writer import BundleWriter
     from .inspection import InspectReport, inspect_checkpoint
+    from .mapping.convert import convert, plan
+    from .mapping.located import MapError
+    from .mapping.schema import load_map
     from .names import Role
     from .rewrite import rewrite_checkpoint
 
@@ -68,6 +75,10 @@ _LAZY = {
     "assert_compatible": "checker",
     "IncompatibleCheckpointError": "checker",
     "Report": "compare",
+    "convert": "mapping.convert",
+    "plan": "mapping.convert",
+    "load_map": "mapping.schema",
+    "MapError": "mapping.located",
 }
 
 

@@ -510,3 +510,32 @@ def test_random_rename_drop_keep_agrees_with_a_tf_resave(
     mine = tf.train.load_checkpoint(str(result.prefix))
     for name, value in oracle.items():
         assert same_bits(mine.get_tensor(name), value)
+
+
+def test_json_schema_accepts_valid_maps_and_rejects_typos() -> None:
+    import jsonschema
+    import yaml
+
+    schema = json.loads((Path(__file__).parents[1] / "mappings" / "schema.json").read_text())
+    jsonschema.Draft7Validator.check_schema(schema)
+    validator = jsonschema.Draft7Validator(schema)
+    good = yaml.safe_load(WIDEN)
+    assert not list(validator.iter_errors(good))
+    more = yaml.safe_load("""
+        version: 1
+        rules:
+          - keep: ['a.*']
+          - init: {name: x, shape: [2], dtype: float16, fill: normal, stddev: 0.1, seed: 1}
+          - {name: x, cast: {dtype: float32, allow_precision_loss: true}}
+          - {match: 'l_(\\d+)', rename: 'l_{1+1}', note: shift}
+    """)
+    assert not list(validator.iter_errors(more))
+    for bad in (
+        {"version": 1, "rules": [{"name": "a", "renam": "b"}]},
+        {"version": 1, "rules": [{"name": "a", "drop": True, "rename": "b"}]},
+        {"version": 1, "rules": [{"name": "a", "cast": "float33"}]},
+        {"rules": []},
+    ):
+        assert list(validator.iter_errors(bad)), bad
+        with pytest.raises(MapError):
+            parse_map(json.dumps(bad))  # the loader refuses what the schema refuses
