@@ -6,11 +6,13 @@ Heavy imports (numpy, TensorFlow) happen inside commands so ``--help`` stays ins
 
 from __future__ import annotations
 
+import contextlib
+import math
 import os
 import signal
 import sys
-from collections.abc import Callable
-from typing import Annotated, TypeVar
+from collections.abc import Callable, Iterator
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -235,12 +237,19 @@ def convert(
     if output is None:
         sys.stderr.write("error: --output/-o is required (or use --dry-run)\n")
         raise typer.Exit(2)
-    result = _run(
-        lambda: run_convert(
-            checkpoint, map_file, output, force=force, strict=strict, require_all=require_all
-        ),
-        traceback,
-    )
+    with _progress(enabled=not quiet and not json_output) as advance:
+        result = _run(
+            lambda: run_convert(
+                checkpoint,
+                map_file,
+                output,
+                force=force,
+                strict=strict,
+                require_all=require_all,
+                on_variable=advance,
+            ),
+            traceback,
+        )
     if json_output:
         sys.stdout.write(
             to_json(
@@ -265,6 +274,35 @@ def convert(
             markup=False,
             highlight=False,
         )
+
+
+@contextlib.contextmanager
+def _progress(enabled: bool) -> Iterator[Callable[[Any], None]]:
+    """A Rich progress line (variables and bytes written) on stderr, only for a terminal."""
+    console = Console(stderr=True)
+    if not enabled or not console.is_terminal:
+        yield lambda variable: None
+        return
+    from rich.progress import Progress, SpinnerColumn, TextColumn
+
+    from . import dtypes
+    from .render import human_bytes
+
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("converting: {task.completed:.0f} variables, {task.fields[written]}"),
+        console=console,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("convert", total=None, written="0 B")
+        total = 0
+
+        def advance(variable: Any) -> None:
+            nonlocal total
+            total += math.prod(variable.shape) * (dtypes.BY_NAME[variable.dtype].itemsize or 0)
+            bar.update(task, advance=1, written=human_bytes(total))
+
+        yield advance
 
 
 def main() -> None:
