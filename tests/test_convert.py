@@ -539,3 +539,107 @@ def test_json_schema_accepts_valid_maps_and_rejects_typos() -> None:
         assert list(validator.iter_errors(bad)), bad
         with pytest.raises(MapError):
             parse_map(json.dumps(bad))  # the loader refuses what the schema refuses
+
+
+def _restore_into_graph(
+    tf: Any, prefix: Path, shapes: dict[str, tuple[int, ...]]
+) -> dict[str, np.ndarray]:
+    """TF1 Saver restore into variables built for the new shapes (TF is the oracle)."""
+    graph = tf.Graph()
+    with graph.as_default():
+        variables = {
+            name: tf.compat.v1.get_variable(name, shape=list(shape))
+            for name, shape in shapes.items()
+        }
+        with tf.compat.v1.Session(graph=graph) as session:
+            tf.compat.v1.train.Saver(list(variables.values())).restore(session, str(prefix))
+            return dict(zip(variables, session.run(list(variables.values())), strict=True))
+
+
+def test_split_concat_resize_remap_and_from(tf: Any, tmp_path: Path) -> None:
+    rng = np.random.default_rng(5)
+    qkv = rng.standard_normal((4, 12)).astype(np.float32)
+    positions = rng.standard_normal((8, 3)).astype(np.float32)
+    embedding = np.arange(8, dtype=np.float32).reshape(4, 2)
+    source = tf_save(
+        tf,
+        tmp_path / "a" / "ckpt",
+        {"attn/qkv/kernel": qkv, "pos/embeddings": positions, "words/embeddings": embedding},
+    )
+    head = rng.standard_normal((2, 5)).astype(np.float32)
+    tf_save(
+        tf, tmp_path / "b" / "ckpt", {"head/kernel": head, "head/unused": np.ones(1, np.float32)}
+    )
+    (tmp_path / "old.txt").write_text("a\nb\nc\nd\n")
+    (tmp_path / "new.txt").write_text("d\nx\na\n")
+    mapping = write_map(
+        tmp_path,
+        """
+        version: 1
+        rules:
+          - match: '(.*)/qkv/kernel'
+            split: {axis: 1, into: ['{1}/q/kernel', '{1}/k/kernel', '{1}/v/kernel']}
+          - concat: {sources: [attn/q/kernel, attn/v/kernel], axis: 1, into: attn/qv/kernel}
+          - name: pos/embeddings
+            resize: {shape: [15, 3]}
+          - name: words/embeddings
+            remap_rows: {old_vocab: old.txt, new_vocab: new.txt, fill: constant, value: -1}
+          - from: {checkpoint: b/ckpt, match: 'head/kernel'}
+    """,
+    )
+    result = convert(source, mapping, tmp_path / "out")
+    restored = _restore_into_graph(
+        tf,
+        result.prefix,
+        {
+            "attn/k/kernel": (4, 4),
+            "attn/qv/kernel": (4, 8),
+            "pos/embeddings": (15, 3),
+            "words/embeddings": (3, 2),
+            "head/kernel": (2, 5),
+        },
+    )
+    assert same_bits(restored["attn/k/kernel"], qkv[:, 4:8])
+    assert same_bits(restored["attn/qv/kernel"], np.concatenate([qkv[:, :4], qkv[:, 8:]], 1))
+    expected = np.stack(
+        [np.interp(np.linspace(0, 7, 15), np.arange(8), positions[:, c]) for c in range(3)], axis=1
+    ).astype(np.float32)
+    np.testing.assert_allclose(restored["pos/embeddings"], expected, rtol=1e-6)
+    assert same_bits(restored["pos/embeddings"][[0, -1]], positions[[0, -1]])
+    assert restored["words/embeddings"].tolist() == [[6, 7], [-1, -1], [0, 1]]
+    assert same_bits(restored["head/kernel"], head)
+    names = {name for name, _ in tf.train.list_variables(str(result.prefix))}
+    assert names == {
+        "attn/k/kernel",
+        "attn/qv/kernel",
+        "pos/embeddings",
+        "words/embeddings",
+        "head/kernel",
+    }
+    assert result.copied == 1  # head/kernel from the second checkpoint, as stored bytes
+
+
+def test_new_operation_errors(small: Path, tmp_path: Path) -> None:
+    cases = {
+        "  - name: dense/kernel\n    split: {axis: 1, into: [a, b]}\n": (
+            "axis 1 of [4, 3] (3) does not split into 2 equal parts"
+        ),
+        "  - concat: {sources: [dense/kernel, dense/bias], axis: 0, into: x}\n": (
+            "they must agree except on axis 0"
+        ),
+        "  - concat: {sources: [dense/kernel, nope], into: x}\n": "'nope' do(es) not exist",
+        "  - name: dense/bias\n    resize: {shape: [2, 2]}\n": "has rank 2",
+    }
+    for rules, message in cases.items():
+        path = write_map(tmp_path, "version: 1\nrules:\n" + rules)
+        with pytest.raises(MapError) as raised:
+            plan(small, path)
+        assert message in str(raised.value)
+    missing_vocab = write_map(
+        tmp_path,
+        "version: 1\nrules:\n  - name: dense/bias\n"
+        "    remap_rows: {old_vocab: nope.txt, new_vocab: nope.txt}\n",
+        "v.yaml",
+    )
+    with pytest.raises(MapError, match="cannot read the old_vocab file"):
+        plan(small, missing_vocab)

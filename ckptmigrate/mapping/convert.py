@@ -8,6 +8,7 @@ with a provenance record inside it; the source is only ever opened for reading.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from dataclasses import dataclass
@@ -103,11 +104,12 @@ def convert(
             big_endian=bundle.big_endian if bundle else False,
         )
         counts = {"copied": 0, "transformed": 0, "initialised": 0}
-        with writer:
+        with writer, contextlib.ExitStack() as stack:
+            sources = _Sources(ckpt, stack)
             for key in the_plan.passthrough:
                 _copy(writer, ckpt, key, key)
             for variable in the_plan.outputs:
-                kind = _write(writer, ckpt, variable)
+                kind = _write(writer, sources, variable)
                 counts[kind] += 1
                 if on_variable is not None:
                     on_variable(variable)
@@ -135,23 +137,49 @@ def _copy(writer: BundleWriter, ckpt: Checkpoint, source: str, name: str) -> Non
         )
 
 
-def _write(writer: BundleWriter, ckpt: Checkpoint, variable: PlannedVariable) -> str:
+class _Sources:
+    """The source checkpoint and any second ones `from` rules name, opened once each."""
+
+    def __init__(self, main: Checkpoint, stack: contextlib.ExitStack) -> None:
+        self.main = main
+        self.stack = stack
+        self.others: dict[str, Checkpoint] = {}
+
+    def get(self, origin: str | None) -> Checkpoint:
+        if origin is None:
+            return self.main
+        if origin not in self.others:
+            self.others[origin] = self.stack.enter_context(open_checkpoint(origin))
+        return self.others[origin]
+
+
+def _write(writer: BundleWriter, sources: _Sources, variable: PlannedVariable) -> str:
+    if variable.raw_copy:
+        assert variable.source is not None
+        _copy(writer, sources.get(variable.origin), variable.source, variable.name)
+        return "copied"
+    value = _value(sources, variable)
+    writer.add_array(variable.name, value, dtypes.BY_NAME[variable.dtype])
+    return "initialised" if variable.init is not None else "transformed"
+
+
+def _value(sources: _Sources, variable: PlannedVariable) -> Any:
+    """A transformed variable's value: read (or filled, or concatenated), then each step."""
+    import numpy as np
+
     if variable.init is not None:
         rule = variable.init
         value = make_fill(rule.fill, rule.shape, rule.dtype, variable.name)
-        for step in variable.steps:
-            value = _step(step, value, variable)
-        writer.add_array(variable.name, value, dtypes.BY_NAME[variable.dtype])
-        return "initialised"
-    assert variable.source is not None
-    if variable.raw_copy:
-        _copy(writer, ckpt, variable.source, variable.name)
-        return "copied"
-    value = ckpt.reader.read(variable.source)
+    elif variable.parts:
+        value = np.concatenate(
+            [_value(sources, p) for p in variable.parts], axis=variable.concat_axis
+        )
+    else:
+        assert variable.source is not None
+        value = sources.get(variable.origin).reader.read(variable.source)
     for step in variable.steps:
         value = _step(step, value, variable)
-    writer.add_array(variable.name, value, dtypes.BY_NAME[variable.dtype])
-    return "transformed"
+    return value
 
 
 def _step(step: Any, value: Any, variable: PlannedVariable) -> Any:

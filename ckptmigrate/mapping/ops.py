@@ -7,12 +7,12 @@ import zlib
 from typing import TYPE_CHECKING, Any
 
 from .. import dtypes
-from .schema import Cast, Fill, Pad, Reshape, Slice, Transpose
+from .schema import Cast, Fill, Pad, RemapRows, Reshape, Resize, Slice, SplitPart, Transpose
 
 if TYPE_CHECKING:
     import numpy as np
 
-ShapeOp = Slice | Pad | Reshape | Transpose | Cast
+ShapeOp = Slice | Pad | Reshape | Transpose | Cast | Resize | RemapRows | SplitPart
 
 
 class OpError(ValueError):
@@ -68,7 +68,57 @@ def result_shape(op: ShapeOp, shape: tuple[int, ...]) -> tuple[int, ...]:
                 f"{list(shape)} has rank {len(shape)}"
             )
         return tuple(shape[i] for i in op.perm)
+    if isinstance(op, Resize):
+        if len(op.shape) != len(shape):
+            raise OpError(
+                f"resize to {list(op.shape)} has rank {len(op.shape)}, the variable "
+                f"{list(shape)} rank {len(shape)} (reshape first for a grid)"
+            )
+        if any(d == 0 for d in shape):
+            raise OpError(f"cannot interpolate an empty tensor {list(shape)}")
+        return op.shape
+    if isinstance(op, RemapRows):
+        axis = _axis(op.axis, shape)
+        if shape[axis] != len(op.old_vocab):
+            raise OpError(
+                f"axis {op.axis} has {shape[axis]} rows but the old vocabulary "
+                f"{op.old_path} has {len(op.old_vocab)} tokens"
+            )
+        return (*shape[:axis], len(op.new_vocab), *shape[axis + 1 :])
+    if isinstance(op, SplitPart):
+        axis = _axis(op.axis, shape)
+        return (*shape[:axis], op.stop - op.start, *shape[axis + 1 :])
     return shape  # Cast
+
+
+def _axis(axis: int, shape: tuple[int, ...]) -> int:
+    if not -len(shape) <= axis < len(shape):
+        raise OpError(f"axis {axis} is out of range for shape {list(shape)}")
+    return axis % len(shape)
+
+
+def split_bounds(
+    axis: int, shape: tuple[int, ...], parts: int, sizes: tuple[int, ...] | None
+) -> list[tuple[int, int]]:
+    """[start, stop) of each part of a split along ``axis``."""
+    length = shape[_axis(axis, shape)]
+    if sizes is None:
+        if length % parts:
+            raise OpError(
+                f"axis {axis} of {list(shape)} ({length}) does not split into "
+                f"{parts} equal parts (give sizes:)"
+            )
+        sizes = (length // parts,) * parts
+    if sum(sizes) != length:
+        raise OpError(
+            f"split sizes {list(sizes)} add up to {sum(sizes)}, axis {axis} of "
+            f"{list(shape)} is {length}"
+        )
+    bounds, start = [], 0
+    for size in sizes:
+        bounds.append((start, start + size))
+        start += size
+    return bounds
 
 
 def result_dtype(op: ShapeOp, dtype: str) -> str:
@@ -142,7 +192,55 @@ def apply(op: ShapeOp, value: np.ndarray, name: str) -> np.ndarray:
         return np.array(value.reshape(op.shape))
     if isinstance(op, Transpose):
         return np.ascontiguousarray(np.transpose(value, op.perm))
+    if isinstance(op, SplitPart):
+        index = [slice(None)] * value.ndim
+        index[op.axis] = slice(op.start, op.stop)
+        return np.array(value[tuple(index)])
+    if isinstance(op, Resize):
+        return resize(value, op.shape, op.method)
+    if isinstance(op, RemapRows):
+        return remap_rows(value, op, name)
     return cast(value, op)
+
+
+def resize(value: np.ndarray, shape: tuple[int, ...], method: str) -> np.ndarray:
+    """Separable interpolation, one axis at a time, corners aligned (the first and last
+    rows keep their values), e.g. position embeddings for a longer sequence."""
+    import numpy as np
+
+    out: Any = value.astype(np.complex128 if value.dtype.kind == "c" else np.float64)
+    for axis, size in enumerate(shape):
+        old = out.shape[axis]
+        if old == size:
+            continue
+        where = np.linspace(0.0, old - 1, size) if size > 1 else np.zeros(1)
+        if method == "nearest" or old == 1:
+            out = np.take(out, np.rint(where).astype(np.int64), axis=axis)
+            continue
+        low = np.floor(where).astype(np.int64)
+        high = np.minimum(low + 1, old - 1)
+        weight_shape = [1] * out.ndim
+        weight_shape[axis] = size
+        weight = (where - low).reshape(weight_shape)
+        out = np.take(out, low, axis=axis) * (1 - weight) + np.take(out, high, axis=axis) * weight
+    result: np.ndarray = np.asarray(out).astype(value.dtype)
+    return result
+
+
+def remap_rows(value: np.ndarray, op: RemapRows, name: str) -> np.ndarray:
+    """Row i of the result is the old row of new_vocab[i]; new tokens get the fill."""
+    import numpy as np
+
+    axis = op.axis % value.ndim
+    moved = np.moveaxis(value, axis, 0)
+    shape = (len(op.new_vocab), *moved.shape[1:])
+    out = make_fill(op.fill, shape, _dtype_name(value), name, existing=moved)
+    old_index = {token: i for i, token in enumerate(op.old_vocab)}
+    pairs = [(i, old_index[t]) for i, t in enumerate(op.new_vocab) if t in old_index]
+    if pairs:
+        new_rows, old_rows = zip(*pairs, strict=True)
+        out[list(new_rows)] = moved[list(old_rows)]
+    return np.ascontiguousarray(np.moveaxis(out, 0, axis))
 
 
 def _dtype_name(value: np.ndarray) -> str:
@@ -207,4 +305,10 @@ def describe(op: Any) -> str:
         return f"transpose {list(op.perm)}"
     if isinstance(op, Cast):
         return f"cast to {op.dtype}"
+    if isinstance(op, SplitPart):
+        return f"split part [{op.start}:{op.stop}] of axis {op.axis}"
+    if isinstance(op, Resize):
+        return f"resize to {list(op.shape)} ({op.method})"
+    if isinstance(op, RemapRows):
+        return f"remap rows {op.old_path} -> {op.new_path} ({op.fill.kind} for new tokens)"
     return type(op).__name__.lower()

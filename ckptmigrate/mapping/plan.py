@@ -17,8 +17,20 @@ from ..checkpoint import Checkpoint
 from ..formats.object_graph import OBJECT_GRAPH_KEY
 from ..names import OPTIMIZER_SLOT_MARKER, VARIABLE_SUFFIX, Role
 from .located import MapError
-from .ops import OpError, ShapeOp, describe, result_dtype, result_shape
-from .schema import AnyRule, Drop, InitRule, KeepRule, Map, Rename, Rule
+from .ops import OpError, ShapeOp, describe, result_dtype, result_shape, split_bounds
+from .schema import (
+    AnyRule,
+    ConcatRule,
+    Drop,
+    FromRule,
+    InitRule,
+    KeepRule,
+    Map,
+    Rename,
+    Rule,
+    Split,
+    SplitPart,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,11 +65,14 @@ class PlannedVariable:
     steps: tuple[Step, ...] = ()
     renamed_by: tuple[str, ...] = ()
     init: InitRule | None = None
+    origin: str | None = None  # another checkpoint (a `from` rule); None: the source
+    parts: tuple[PlannedVariable, ...] = ()  # the inputs of a concat, in order
+    concat_axis: int = 0
 
     @property
     def raw_copy(self) -> bool:
         """Only renamed or kept: copied as stored bytes, never decoded."""
-        return self.init is None and not self.steps
+        return self.init is None and not self.steps and not self.parts
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -74,6 +89,8 @@ class PlannedVariable:
             "init": None
             if self.init is None
             else {"rule": self.init.label, "fill": self.init.fill.kind},
+            "origin": self.origin,
+            "concat": [p.to_dict() for p in self.parts] if self.parts else None,
         }
 
 
@@ -126,6 +143,10 @@ class _State:
     handled: bool = False
     init: InitRule | None = None
     produced_by: str = "the checkpoint"
+    origin: str | None = None
+    parts: list[_State] | None = None
+    concat_axis: int = 0
+    consumed_by: str | None = None  # split or concatenated into other variables
 
 
 def _display(key: str) -> str:
@@ -176,21 +197,24 @@ def _fail(rule: AnyRule, name: str, message: str) -> MapError:
     return MapError(rule.where, f"rule {rule.number}, variable {name!r}: {message}")
 
 
-def _apply_rule(rule: Rule, state: _State, name_before: str, owner_before: str | None) -> bool:
-    """Apply ``rule`` to one variable; returns whether it matched (itself or via its owner)."""
+def _apply_rule(
+    rule: Rule, state: _State, name_before: str, owner_before: str | None
+) -> list[_State] | None:
+    """Apply ``rule`` to one variable (itself or via its owner); None if it didn't match,
+    else the variables it creates (a split's parts)."""
     match = rule.selector.match(name_before)
     via_owner = False
     if match is None and owner_before is not None and state.owner is not None:
         match = rule.selector.match(owner_before)
         via_owner = match is not None
     if match is None:
-        return False
+        return None
     state.handled = True
     op = rule.op
     if isinstance(op, Drop):
         state.alive = False
         state.dropped_by = rule.label
-        return True
+        return []
     if isinstance(op, Rename):
         try:
             rendered = op.template.render(match)
@@ -201,18 +225,139 @@ def _apply_rule(rule: Rule, state: _State, name_before: str, owner_before: str |
         state.name = rendered + state.suffix if via_owner else rendered
         state.renamed_by.append(rule.label)
         state.produced_by = rule.label
-        return True
+        return []
     if via_owner and state.shape != (state.owner.shape if state.owner else None):
-        return True  # a slot of another shape than its variable keeps its own shape
+        return []  # a slot of another shape than its variable keeps its own shape
+    if isinstance(op, Split):
+        return _split(rule, op, state, name_before, match, via_owner=via_owner)
+    _add_step(rule, op, state, name_before)
+    return []
+
+
+def _add_step(rule: AnyRule, op: ShapeOp, state: _State, name: str) -> None:
     try:
         shape = result_shape(op, state.shape)
         dtype = result_dtype(op, state.dtype)
     except OpError as e:
-        raise _fail(rule, name_before, str(e)) from None
+        raise _fail(rule, name, str(e)) from None
     state.steps.append(Step(rule.label, op, state.shape, shape, state.dtype, dtype))
     state.shape, state.dtype = shape, dtype
     state.produced_by = rule.label
-    return True
+
+
+def _split(
+    rule: Rule, op: Split, state: _State, name: str, match: Any, *, via_owner: bool
+) -> list[_State]:
+    try:
+        bounds = split_bounds(op.axis, state.shape, len(op.into), op.sizes)
+        names = [t.render(match) + (state.suffix if via_owner else "") for t in op.into]
+    except (OpError, ValueError) as e:
+        raise _fail(rule, name, str(e)) from None
+    parts = []
+    for part_name, (start, stop) in zip(names, bounds, strict=True):
+        part = _State(
+            part_name,
+            state.source,
+            state.role,
+            state.shape,
+            state.dtype,
+            state.source_shape,
+            state.source_dtype,
+            steps=list(state.steps),
+            renamed_by=[*state.renamed_by, rule.label],
+            handled=True,
+            origin=state.origin,
+            produced_by=rule.label,
+        )
+        _add_step(rule, SplitPart(op.axis % len(state.shape), start, stop), part, name)
+        parts.append(part)
+    state.alive = False
+    state.consumed_by = rule.label
+    return parts
+
+
+def _concat(rule: ConcatRule, alive: list[_State]) -> _State:
+    by_name = {s.name: s for s in alive}
+    missing = [n for n in rule.sources if n not in by_name]
+    if missing:
+        raise MapError(
+            rule.where,
+            f"concat: {', '.join(map(repr, missing))} do(es) not exist at this point of the map",
+        )
+    parts = [by_name[n] for n in rule.sources]
+    first = parts[0]
+    rank = len(first.shape)
+    if not -rank <= rule.axis < rank:
+        raise MapError(rule.where, f"concat axis {rule.axis} is out of range for rank {rank}")
+    axis = rule.axis % rank
+    for part in parts[1:]:
+        same_rest = len(part.shape) == rank and all(
+            a == b
+            for i, (a, b) in enumerate(zip(part.shape, first.shape, strict=True))
+            if i != axis
+        )
+        if not same_rest or part.dtype != first.dtype:
+            raise MapError(
+                rule.where,
+                f"concat: {part.name!r} is {list(part.shape)} "
+                f"{part.dtype}, {first.name!r} is {list(first.shape)} {first.dtype}; "
+                f"they must agree except on axis {axis}",
+            )
+    shape = tuple(
+        sum(p.shape[axis] for p in parts) if i == axis else d for i, d in enumerate(first.shape)
+    )
+    for part in parts:
+        part.alive = False
+        part.consumed_by = rule.label
+    return _State(
+        rule.into,
+        None,
+        first.role,
+        shape,
+        first.dtype,
+        shape,
+        first.dtype,
+        handled=True,
+        produced_by=rule.label,
+        parts=parts,
+        concat_axis=axis,
+    )
+
+
+def _from(rule: FromRule, alive: list[_State]) -> list[_State]:
+    from ..checkpoint import open_checkpoint
+
+    with open_checkpoint(rule.checkpoint) as other:
+        keys = [k for k in other.reader.variable_keys() if k != OBJECT_GRAPH_KEY]
+        taken = {s.name for s in alive}
+        states = []
+        for key in keys:
+            name = _display(key)
+            if not rule.selector.match(name):
+                continue
+            if name in taken:
+                raise MapError(
+                    rule.where,
+                    f"from: {name!r} from {rule.checkpoint} already "
+                    "exists at this point of the map",
+                    hint="drop or rename the existing one first.",
+                )
+            info = other.reader.info(key)
+            states.append(
+                _State(
+                    name,
+                    key,
+                    other.role(key),
+                    info.shape,
+                    info.dtype.name,
+                    info.shape,
+                    info.dtype.name,
+                    handled=True,
+                    origin=str(other.prefix),
+                    produced_by=rule.label,
+                )
+            )
+    return states
 
 
 def _closest_names(selector_text: str, names: list[str]) -> str:
@@ -268,16 +413,25 @@ def plan_conversion(
                 )
             )
             matched = 1
+        elif isinstance(rule, ConcatRule):
+            states.append(_concat(rule, alive))
+            matched = 1
+        elif isinstance(rule, FromRule):
+            brought = _from(rule, alive)
+            states.extend(brought)
+            matched = len(brought)
         else:
             for state in alive:
                 owner = state.owner
                 owner_before = before.get(id(owner)) if owner is not None else None
-                if _apply_rule(rule, state, before[id(state)], owner_before):
+                created = _apply_rule(rule, state, before[id(state)], owner_before)
+                if created is not None:
                     matched += 1
+                    states.extend(created)
         if matched == 0:
             text = (
                 rule.selector.text
-                if isinstance(rule, Rule)
+                if isinstance(rule, Rule | FromRule)
                 else ", ".join(p.text for p in rule.patterns)
                 if isinstance(rule, KeepRule)
                 else ""
@@ -305,28 +459,12 @@ def plan_conversion(
             )
     _check_object_graph(checkpoint, states, mapping)
     outputs = tuple(
-        sorted(
-            (
-                PlannedVariable(
-                    _key_for(checkpoint, s),
-                    s.source,
-                    s.role,
-                    s.shape,
-                    s.dtype,
-                    s.source_shape,
-                    s.source_dtype,
-                    tuple(s.steps),
-                    tuple(s.renamed_by),
-                    s.init,
-                )
-                for s in states
-                if s.alive
-            ),
-            key=lambda v: v.name,
-        )
+        sorted((_planned(checkpoint, s) for s in states if s.alive), key=lambda v: v.name)
     )
     dropped = tuple(
-        Dropped(s.source, s.dropped_by or "") for s in states if not s.alive and s.source
+        Dropped(s.source, s.dropped_by or "")
+        for s in states
+        if not s.alive and s.source and s.consumed_by is None and s.origin is None
     )
     return Plan(
         str(checkpoint.location.given),
@@ -338,8 +476,26 @@ def plan_conversion(
     )
 
 
+def _planned(checkpoint: Checkpoint, s: _State) -> PlannedVariable:
+    return PlannedVariable(
+        _key_for(checkpoint, s),
+        s.source,
+        s.role,
+        s.shape,
+        s.dtype,
+        s.source_shape,
+        s.source_dtype,
+        tuple(s.steps),
+        tuple(s.renamed_by),
+        s.init,
+        s.origin,
+        tuple(_planned(checkpoint, p) for p in s.parts or ()),
+        s.concat_axis,
+    )
+
+
 def _key_for(checkpoint: Checkpoint, state: _State) -> str:
-    if checkpoint.is_object_based and state.source is not None:
+    if checkpoint.is_object_based and state.source is not None and state.origin is None:
         return state.name + VARIABLE_SUFFIX
     return state.name
 

@@ -23,8 +23,21 @@ MAP_VERSION = 1
 BUNDLED_DIR = Path(__file__).resolve().parents[2] / "mappings"
 
 FILL_KINDS = ("zeros", "ones", "constant", "normal", "truncated_normal", "glorot_uniform", "mean")
-OPERATIONS = ("rename", "drop", "slice", "pad", "reshape", "transpose", "cast")
-RULE_KEYS = ("name", "match", "keep", "init", "note", *OPERATIONS)
+OPERATIONS = (
+    "rename",
+    "drop",
+    "slice",
+    "pad",
+    "reshape",
+    "transpose",
+    "cast",
+    "split",
+    "resize",
+    "remap_rows",
+)
+STANDALONE = ("keep", "init", "concat", "from")
+RULE_KEYS = ("name", "match", "note", *STANDALONE, *OPERATIONS)
+RESIZE_METHODS = ("linear", "nearest")
 TOP_KEYS = ("version", "description", "rules")
 
 
@@ -87,7 +100,44 @@ class Cast:
     allow_precision_loss: bool = False
 
 
-Operation = Rename | Drop | Slice | Pad | Reshape | Transpose | Cast
+@dataclass(frozen=True, slots=True)
+class Split:
+    """One variable into several along ``axis``: equal parts, or ``sizes``."""
+
+    axis: int
+    into: tuple[Template, ...]
+    into_text: tuple[str, ...]
+    sizes: tuple[int, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SplitPart:
+    """The planner's record of one output of a Split: elements [start, stop) of ``axis``."""
+
+    axis: int
+    start: int
+    stop: int
+
+
+@dataclass(frozen=True, slots=True)
+class Resize:
+    shape: tuple[int, ...]
+    method: str = "linear"
+
+
+@dataclass(frozen=True, slots=True)
+class RemapRows:
+    """Move each row (along ``axis``) to its token's index in the new vocabulary."""
+
+    old_vocab: tuple[str, ...]
+    new_vocab: tuple[str, ...]
+    axis: int
+    fill: Fill
+    old_path: str
+    new_path: str
+
+
+Operation = Rename | Drop | Slice | Pad | Reshape | Transpose | Cast | Split | Resize | RemapRows
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +180,36 @@ class InitRule:
         return f"rule {self.number} ({self.where})"
 
 
-AnyRule = Rule | KeepRule | InitRule
+@dataclass(frozen=True, slots=True)
+class ConcatRule:
+    number: int
+    where: Where
+    sources: tuple[str, ...]
+    axis: int
+    into: str
+    note: str | None = None
+
+    @property
+    def label(self) -> str:
+        return f"rule {self.number} ({self.where})"
+
+
+@dataclass(frozen=True, slots=True)
+class FromRule:
+    """Bring variables from a second checkpoint into the flow, under their own names."""
+
+    number: int
+    where: Where
+    checkpoint: str
+    selector: Selector
+    note: str | None = None
+
+    @property
+    def label(self) -> str:
+        return f"rule {self.number} ({self.where})"
+
+
+AnyRule = Rule | KeepRule | InitRule | ConcatRule | FromRule
 
 
 @dataclass(frozen=True)
@@ -270,7 +349,61 @@ def parse_index(text: str) -> tuple[Any, ...]:
     return tuple(out)
 
 
-def _operation(name: str, node: Node, selector: Selector, rule: dict[str, Node]) -> Operation:
+def _split(node: Node, selector: Selector) -> Split:
+    body = _check_keys(node, ("axis", "into", "sizes"), "split")
+    if "into" not in body:
+        raise MapError(node.where, "split needs `into:` the names of the parts")
+    texts = tuple(_text(item, "split into") for item in body["into"].expect_list("split into"))
+    if len(texts) < 2:
+        raise MapError(body["into"].where, "split needs at least two parts")
+    try:
+        templates = tuple(parse_template(t, selector.pattern) for t in texts)
+    except TemplateError as e:
+        raise MapError(body["into"].where, f"bad name template in split: {e}") from None
+    axis = body["axis"].value if "axis" in body else 0
+    if not isinstance(axis, int) or isinstance(axis, bool):
+        raise MapError(body["axis"].where, "axis must be an integer")
+    sizes = None
+    if "sizes" in body:
+        sizes = _int_list(body["sizes"], "split sizes", minimum=1)
+        if len(sizes) != len(texts):
+            raise MapError(body["sizes"].where, f"{len(sizes)} sizes for {len(texts)} parts")
+    return Split(axis, templates, texts, sizes)
+
+
+def _vocab(node: Node, base_dir: Path, what: str) -> tuple[tuple[str, ...], str]:
+    path = base_dir / _text(node, what)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as e:
+        raise MapError(
+            node.where, f"cannot read the {what} file {path}: {e.strerror or e}"
+        ) from None
+    tokens = tuple(line.rstrip("\r") for line in lines)
+    if len(set(tokens)) != len(tokens):
+        raise MapError(node.where, f"the {what} file {path} lists a token twice")
+    return tokens, str(path)
+
+
+def _remap_rows(node: Node, base_dir: Path) -> RemapRows:
+    body = _check_keys(node, ("old_vocab", "new_vocab", "axis", *_FILL_PARAMS), "remap_rows")
+    for required in ("old_vocab", "new_vocab"):
+        if required not in body:
+            raise MapError(
+                node.where,
+                f"remap_rows needs {required}: (a file, one token a line, relative to the map)",
+            )
+    old, old_path = _vocab(body["old_vocab"], base_dir, "old_vocab")
+    new, new_path = _vocab(body["new_vocab"], base_dir, "new_vocab")
+    axis = body["axis"].value if "axis" in body else 0
+    if not isinstance(axis, int) or isinstance(axis, bool):
+        raise MapError(body["axis"].where, "axis must be an integer")
+    return RemapRows(
+        old, new, axis, _fill(body.get("fill"), body, allow_mean=True), old_path, new_path
+    )
+
+
+def _operation(name: str, node: Node, selector: Selector, base_dir: Path) -> Operation:
     if name == "rename":
         text = _text(node, "rename")
         try:
@@ -311,6 +444,22 @@ def _operation(name: str, node: Node, selector: Selector, rule: dict[str, Node])
                 node.where, f"transpose needs a permutation of 0..{len(perm) - 1}, got {list(perm)}"
             )
         return Transpose(perm)
+    if name == "split":
+        return _split(node, selector)
+    if name == "resize":
+        body = _check_keys(node, ("shape", "method"), "resize")
+        if "shape" not in body:
+            raise MapError(node.where, "resize needs the shape to interpolate to")
+        method = _text(body["method"], "method") if "method" in body else "linear"
+        if method not in RESIZE_METHODS:
+            raise MapError(
+                body["method"].where,
+                f"unknown resize method {method!r}",
+                hint=f"methods: {', '.join(RESIZE_METHODS)}.",
+            )
+        return Resize(_int_list(body["shape"], "resize shape", minimum=1), method)
+    if name == "remap_rows":
+        return _remap_rows(node, base_dir)
     assert name == "cast"
     if isinstance(node.value, str):
         return Cast(_dtype(node))
@@ -333,7 +482,7 @@ def _selector(node: Node, is_regex: bool) -> Selector:
     return Selector(text, re.compile(re.escape(text)), False)
 
 
-def _rule(number: int, node: Node) -> AnyRule:
+def _rule(number: int, node: Node, base_dir: Path) -> AnyRule:
     body = _check_keys(node, RULE_KEYS, f"rule {number}")
     note = body["note"].value if "note" in body else None
     if "keep" in body:
@@ -342,6 +491,37 @@ def _rule(number: int, node: Node) -> AnyRule:
             raise MapError(node.where, f"keep stands alone (drop {', '.join(sorted(extra))})")
         items = body["keep"].value if isinstance(body["keep"].value, list) else [body["keep"]]
         return KeepRule(number, node.where, tuple(_selector(i, True) for i in items), note)
+    if "concat" in body:
+        extra = set(body) - {"concat", "note"}
+        if extra:
+            raise MapError(node.where, f"concat stands alone (drop {', '.join(sorted(extra))})")
+        spec = _check_keys(body["concat"], ("sources", "axis", "into"), "concat")
+        for required in ("sources", "into"):
+            if required not in spec:
+                raise MapError(body["concat"].where, f"concat needs {required}")
+        sources = tuple(_text(i, "concat source") for i in spec["sources"].expect_list("sources"))
+        if len(sources) < 2:
+            raise MapError(spec["sources"].where, "concat needs at least two sources")
+        axis = spec["axis"].value if "axis" in spec else 0
+        if not isinstance(axis, int) or isinstance(axis, bool):
+            raise MapError(spec["axis"].where, "axis must be an integer")
+        return ConcatRule(number, node.where, sources, axis, _text(spec["into"], "into"), note)
+    if "from" in body:
+        extra = set(body) - {"from", "note"}
+        if extra:
+            raise MapError(node.where, f"from stands alone (drop {', '.join(sorted(extra))})")
+        spec = _check_keys(body["from"], ("checkpoint", "name", "match"), "from")
+        if "checkpoint" not in spec:
+            raise MapError(
+                body["from"].where, "from needs checkpoint: (a path, relative to the map)"
+            )
+        if ("name" in spec) == ("match" in spec):
+            raise MapError(body["from"].where, "from needs exactly one of name or match")
+        selector = (
+            _selector(spec["match"], True) if "match" in spec else _selector(spec["name"], False)
+        )
+        path = base_dir / _text(spec["checkpoint"], "checkpoint")
+        return FromRule(number, node.where, str(path), selector, note)
     if "init" in body:
         extra = set(body) - {"init", "note"}
         if extra:
@@ -374,11 +554,14 @@ def _rule(number: int, node: Node) -> AnyRule:
             hint=f"operations: {', '.join(OPERATIONS)}; split into several rules.",
         )
     return Rule(
-        number, node.where, selector, _operation(ops[0], body[ops[0]], selector, body), note
+        number, node.where, selector, _operation(ops[0], body[ops[0]], selector, base_dir), note
     )
 
 
-def parse_map(text: str, path: str = "<map>") -> Map:
+def parse_map(text: str, path: str = "<map>", base_dir: Path | None = None) -> Map:
+    """Parse map text; relative files it names (vocabularies, checkpoints) are looked up
+    in ``base_dir`` (the map's own directory when loaded from a file)."""
+    base = base_dir if base_dir is not None else Path.cwd()
     root = load_located(text, path)
     top = _check_keys(root, TOP_KEYS, "the map")
     if "version" not in top:
@@ -391,7 +574,9 @@ def parse_map(text: str, path: str = "<map>") -> Map:
         )
     if "rules" not in top:
         raise MapError(root.where, "the map has no `rules:` list")
-    rules = tuple(_rule(i, node) for i, node in enumerate(top["rules"].expect_list("rules"), 1))
+    rules = tuple(
+        _rule(i, node, base) for i, node in enumerate(top["rules"].expect_list("rules"), 1)
+    )
     description = top["description"].value if "description" in top else None
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
     return Map(path, description, rules, digest)
@@ -417,4 +602,4 @@ def resolve_map_path(spec: str | Path) -> Path:
 def load_map(spec: str | Path) -> Map:
     """Load and validate a map file (or a bundled map by name)."""
     path = resolve_map_path(spec)
-    return parse_map(read_map_text(path), str(path))
+    return parse_map(read_map_text(path), str(path), path.parent)
