@@ -528,6 +528,11 @@ def test_json_schema_accepts_valid_maps_and_rejects_typos() -> None:
           - init: {name: x, shape: [2], dtype: float16, fill: normal, stddev: 0.1, seed: 1}
           - {name: x, cast: {dtype: float32, allow_precision_loss: true}}
           - {match: 'l_(\\d+)', rename: 'l_{1+1}', note: shift}
+          - {match: '(.*)/qkv', split: {axis: 1, into: ['{1}/q', '{1}/k']}}
+          - concat: {sources: [a, b], axis: 0, into: c}
+          - from: {checkpoint: other/ckpt, match: 'head/.*'}
+          - {name: p, resize: {shape: [4, 2], method: nearest}}
+          - {name: e, remap_rows: {old_vocab: o.txt, new_vocab: n.txt, fill: zeros}}
     """)
     assert not list(validator.iter_errors(more))
     for bad in (
