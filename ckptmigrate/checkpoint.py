@@ -49,6 +49,7 @@ class Checkpoint:
     original_names: dict[str, str] = field(default_factory=dict)
     slot_keys: set[str] = field(default_factory=set)
     aliases: dict[str, list[str]] = field(default_factory=dict)
+    object_graph_bytes: bytes | None = None
 
     @property
     def prefix(self) -> Path:
@@ -92,6 +93,7 @@ def open_checkpoint(path: str | Path) -> Checkpoint:
                 variable=OBJECT_GRAPH_KEY,
             ) from None
         checkpoint.object_graph = nodes
+        checkpoint.object_graph_bytes = elements[0] if elements else b""
         checkpoint.original_names = original_names(nodes)
         checkpoint.slot_keys = slot_keys(nodes)
         checkpoint.aliases = variable_aliases(nodes)

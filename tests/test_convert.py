@@ -400,7 +400,9 @@ def test_check_with_map_predicts_the_converted_checkpoint(tf: Any, tmp_path: Pat
 def test_output_rules(small: Path, tmp_path: Path) -> None:
     mapping = write_map(tmp_path, "version: 1\nrules:\n  - keep: ['.*']\n")
     with pytest.raises(OutputError, match="inside it"):
-        convert(small, mapping, small.parent / "converted")
+        convert(small.parent, mapping, small.parent / "converted")  # a directory source
+    with pytest.raises(OutputError, match="inside it"):
+        convert(small, mapping, small.parent, force=True)
     with pytest.raises(OutputError, match="contains the source"):
         convert(small, mapping, tmp_path, force=True)
     (tmp_path / "taken").mkdir()
@@ -648,3 +650,84 @@ def test_new_operation_errors(small: Path, tmp_path: Path) -> None:
     )
     with pytest.raises(MapError, match="cannot read the old_vocab file"):
         plan(small, missing_vocab)
+
+
+def _tf_keras_three_layers(seed: int) -> Any:
+    tf_keras = pytest.importorskip("tf_keras")
+    tf_keras.backend.clear_session()
+    tf_keras.utils.set_random_seed(seed)
+    model = tf_keras.Sequential(
+        [
+            tf_keras.Input((4,)),
+            tf_keras.layers.Dense(4, name="a"),
+            tf_keras.layers.Dense(4, name="b"),
+            tf_keras.layers.Dense(2, name="c"),
+        ]
+    )
+    model.compile(optimizer="adam", loss="mse")
+    rng = np.random.default_rng(seed)
+    model.fit(rng.standard_normal((8, 4)), rng.standard_normal((8, 2)), epochs=1, verbose=0)
+    return model
+
+
+def test_object_based_drop_and_move_rewrite_the_object_graph(tf: Any, tmp_path: Path) -> None:
+    from ckptmigrate.formats.object_graph import rebuild_object_graph
+
+    model = _tf_keras_three_layers(0)
+    model.save_weights(str(tmp_path / "x.ckpt"))
+    saved = {w.name: w.numpy().copy() for w in model.weights}
+    from ckptmigrate import open_checkpoint
+
+    with open_checkpoint(tmp_path / "x.ckpt") as ckpt:
+        graph = ckpt.object_graph_bytes
+        keys = ckpt.reader.variable_keys()
+    assert graph is not None
+    assert rebuild_object_graph(graph, {k: k for k in keys}) == graph  # identity is exact
+
+    mapping = write_map(
+        tmp_path,
+        """
+        version: 1
+        rules:
+          - match: 'optimizer/.*'
+            drop: true
+          - match: 'layer_with_weights-0/(.*)'
+            rename: 'swap/{1}'
+          - match: 'layer_with_weights-1/(.*)'
+            rename: 'layer_with_weights-0/{1}'
+          - match: 'swap/(.*)'
+            rename: 'layer_with_weights-1/{1}'
+    """,
+    )
+    result = convert(tmp_path / "x.ckpt", mapping, tmp_path / "out")
+    assert {name for name, _ in tf.train.list_variables(str(result.prefix))} == {
+        "_CHECKPOINTABLE_OBJECT_GRAPH",
+        *(
+            f"layer_with_weights-{i}/{w}/.ATTRIBUTES/VARIABLE_VALUE"
+            for i in range(3)
+            for w in ("kernel", "bias")
+        ),
+    }
+    fresh = _tf_keras_three_layers(1)
+    status = fresh.load_weights(str(result.prefix))
+    status.assert_existing_objects_matched()
+    layers = {layer.name: layer for layer in fresh.layers}
+    assert same_bits(layers["a"].kernel.numpy(), saved["b/kernel:0"])  # moved by the map
+    assert same_bits(layers["b"].kernel.numpy(), saved["a/kernel:0"])
+    assert same_bits(layers["c"].bias.numpy(), saved["c/bias:0"])
+
+
+def test_object_based_rename_to_a_missing_object_is_refused(tf: Any, tmp_path: Path) -> None:
+    model = _tf_keras_three_layers(0)
+    model.save_weights(str(tmp_path / "x.ckpt"))
+    mapping = write_map(
+        tmp_path,
+        """
+        version: 1
+        rules:
+          - match: 'layer_with_weights-2/(.*)'
+            rename: 'layer_with_weights-3/{1}'
+    """,
+    )
+    with pytest.raises(MapError, match="no object at 'layer_with_weights-3/"):
+        plan(tmp_path / "x.ckpt", mapping)

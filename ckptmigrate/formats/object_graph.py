@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .protowire import LEN, VARINT, ProtoError, iter_fields
+from .protowire import LEN, VARINT, MessageWriter, ProtoError, iter_fields
 
 OBJECT_GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
 
@@ -160,3 +160,123 @@ def variable_aliases(nodes: list[TrackableNode]) -> dict[str, list[str]]:
                 if attribute.checkpoint_key:
                     aliases.setdefault(attribute.checkpoint_key, []).extend(found)
     return aliases
+
+
+class ObjectGraphEditError(ValueError):
+    """A change the object graph cannot express (no object at the new path, two values
+    for one object); the message names the key and the path."""
+
+
+_VARIABLE_SUFFIX = "/.ATTRIBUTES/" + VARIABLE_ATTRIBUTE
+_SLOT_MARKER = "/.OPTIMIZER_SLOT/"
+
+Field = tuple[int, int, int | bytes]
+
+
+def _encode_fields(fields: list[Field]) -> bytes:
+    out = MessageWriter()
+    for number, wire, value in fields:
+        out.raw(number, wire, value)
+    return out.getvalue()
+
+
+def _attribute(fields: list[Field]) -> dict[int, str]:
+    return {
+        n: v.decode("utf-8", "surrogateescape")
+        for n, w, v in fields
+        if w == LEN and isinstance(v, bytes) and n in (1, 2, 3)
+    }
+
+
+def _with_key(fields: list[Field], key: str) -> list[Field]:
+    encoded = key.encode("utf-8", "surrogateescape")
+    out = [f for f in fields if f[0] != 3]
+    out.append((3, LEN, encoded))
+    return sorted(out, key=lambda f: f[0])
+
+
+def rebuild_object_graph(data: bytes, outputs: dict[str, str | None]) -> bytes:
+    """The object graph for a checkpoint whose variables are ``outputs`` (new key -> the
+    source key it came from, None for new variables). Values move to the objects their new
+    keys name; slot references follow moved variables; removed keys leave their objects."""
+    nodes = parse_object_graph(data)
+    top = list(iter_fields(data))
+    raw_nodes = [list(iter_fields(_msg(v))) for n, w, v in top if n == 1 and w == LEN]
+    paths = _node_paths(nodes)
+    at_path = {p: node for node, ps in paths.items() for p in ps}
+    owner: dict[str, tuple[int, list[Field]]] = {}  # source key -> (node, attribute fields)
+    for node_id, fields in enumerate(raw_nodes):
+        for number, wire, value in fields:
+            if number == 2 and wire == LEN:
+                attribute = list(iter_fields(_msg(value)))
+                key = _attribute(attribute).get(3)
+                if key:
+                    owner[key] = (node_id, attribute)
+    unchanged = {new for new, old in outputs.items() if new == old}
+    kept: list[list[Field]] = []
+    for fields in raw_nodes:  # every attribute not kept in place is taken off its object
+        kept.append(
+            [
+                f
+                for f in fields
+                if not (
+                    f[0] == 2
+                    and f[1] == LEN
+                    and _attribute(list(iter_fields(_msg(f[2])))).get(3) not in unchanged
+                )
+            ]
+        )
+    moved: dict[int, int] = {}
+    occupied = {owner[key][0] for key in unchanged if key in owner and _SLOT_MARKER not in key}
+    for new, old in sorted(outputs.items()):
+        if new == old:
+            continue
+        if _SLOT_MARKER in new:
+            if old is None or old not in owner:
+                raise ObjectGraphEditError(
+                    f"{new!r} is a new optimizer slot; slots can only be renamed with their "
+                    "variable"
+                )
+            node_id, attribute = owner[old]
+            kept[node_id].append((2, LEN, _encode_fields(_with_key(attribute, new))))
+            continue
+        if not new.endswith(_VARIABLE_SUFFIX):
+            raise ObjectGraphEditError(f"{new!r} is not an object-based variable key")
+        path = new[: -len(_VARIABLE_SUFFIX)]
+        target = at_path.get(path)
+        if target is None:
+            raise ObjectGraphEditError(
+                f"no object at {path!r} in the checkpoint's object graph, so nothing would "
+                f"restore {new!r}"
+            )
+        if target in occupied:
+            raise ObjectGraphEditError(f"the object at {path!r} would hold two values")
+        occupied.add(target)
+        if old is not None and old in owner:
+            attribute = _with_key(owner[old][1], new)
+            moved[owner[old][0]] = target
+        else:
+            name = path.encode("utf-8", "surrogateescape")
+            attribute = [
+                (1, LEN, VARIABLE_ATTRIBUTE.encode()),
+                (2, LEN, name),
+                (3, LEN, new.encode("utf-8", "surrogateescape")),
+            ]
+        kept[target].append((2, LEN, _encode_fields(attribute)))
+    rebuilt_nodes = []
+    for fields in kept:
+        rebuilt: list[Field] = []
+        for number, wire, value in fields:
+            if number == 3 and wire == LEN and moved:  # a slot reference: follow moves
+                ref: list[Field] = [
+                    (n, w, moved.get(v, v) if n == 1 and isinstance(v, int) else v)
+                    for n, w, v in iter_fields(_msg(value))
+                ]
+                rebuilt.append((number, wire, _encode_fields(ref)))
+            else:
+                rebuilt.append((number, wire, value))
+        rebuilt.sort(key=lambda f: f[0])
+        rebuilt_nodes.append(_encode_fields(rebuilt))
+    out: list[Field] = [(1, LEN, node) for node in rebuilt_nodes]
+    out += [f for f in top if not (f[0] == 1 and f[1] == LEN)]
+    return _encode_fields(out)

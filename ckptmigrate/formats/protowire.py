@@ -119,5 +119,19 @@ class MessageWriter:
         self._out += value
         return self
 
+    def raw(self, field: int, wire: int, value: int | bytes) -> MessageWriter:
+        """Re-emit a field as iter_fields yielded it."""
+        if wire == LEN and isinstance(value, bytes):
+            return self.bytes_(field, value)
+        if wire == VARINT and isinstance(value, int):
+            return self.varint(field, value)
+        if wire == FIXED32 and isinstance(value, int):
+            return self.fixed32(field, value)
+        if wire == FIXED64 and isinstance(value, int):
+            self._out += encode_varint(field << 3 | FIXED64)
+            self._out += struct.pack("<Q", value)
+            return self
+        raise ProtoError(f"cannot encode field {field} of wire type {wire}")
+
     def getvalue(self) -> bytes:
         return bytes(self._out)

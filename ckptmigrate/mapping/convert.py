@@ -20,6 +20,7 @@ from ..checkpoint import Checkpoint, open_checkpoint
 from ..errors import OutputError
 from ..formats.bundle_reader import BundleReader
 from ..formats.bundle_writer import BundleWriter
+from ..formats.object_graph import OBJECT_GRAPH_KEY
 from ..formats.ordered_code import encode_slice_key
 from .located import MapError
 from .ops import OpError, apply, make_fill
@@ -54,10 +55,13 @@ def plan(
         return plan_conversion(ckpt, _as_map(mapping), strict=strict, require_all=require_all)
 
 
-def _check_output(output: Path, source: Path, force: bool) -> None:
+def _check_output(output: Path, given: Path, prefix: Path, force: bool) -> None:
+    """Refuse outputs that are, contain or sit inside the source: replacing them (--force)
+    would destroy it. A source given as a directory owns everything under it."""
     out = output.resolve()
-    source_dir = source.resolve().parent
-    if out == source_dir or source_dir in out.parents:
+    source_dir = prefix.resolve().parent
+    given_dir = given.resolve() if given.is_dir() else None
+    if out == source_dir or (given_dir is not None and given_dir in (out, *out.parents)):
         raise OutputError(
             "the output is the source checkpoint's directory or inside it",
             path=output,
@@ -93,7 +97,7 @@ def convert(
     output = Path(output)
     with open_checkpoint(checkpoint) as ckpt:
         the_plan = plan_conversion(ckpt, mapping, strict=strict, require_all=require_all)
-        _check_output(output, ckpt.prefix, force)
+        _check_output(output, ckpt.location.given, ckpt.prefix, force)
         reader = ckpt.reader
         bundle = reader if isinstance(reader, BundleReader) else None
         writer = BundleWriter(
@@ -108,6 +112,11 @@ def convert(
             sources = _Sources(ckpt, stack)
             for key in the_plan.passthrough:
                 _copy(writer, ckpt, key, key)
+            if the_plan.object_graph is not None:
+                import numpy as np
+
+                graph = np.array(the_plan.object_graph, dtype=object)
+                writer.add_array(OBJECT_GRAPH_KEY, graph, dtypes.BY_NAME["string"])
             for variable in the_plan.outputs:
                 kind = _write(writer, sources, variable)
                 counts[kind] += 1

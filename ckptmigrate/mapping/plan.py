@@ -14,7 +14,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..checkpoint import Checkpoint
-from ..formats.object_graph import OBJECT_GRAPH_KEY
+from ..formats.object_graph import (
+    OBJECT_GRAPH_KEY,
+    ObjectGraphEditError,
+    rebuild_object_graph,
+)
 from ..names import OPTIMIZER_SLOT_MARKER, VARIABLE_SUFFIX, Role
 from .located import MapError
 from .ops import OpError, ShapeOp, describe, result_dtype, result_shape, split_bounds
@@ -111,6 +115,7 @@ class Plan:
     dropped: tuple[Dropped, ...]
     warnings: tuple[str, ...] = ()
     passthrough: tuple[str, ...] = field(default_factory=tuple)  # e.g. the object graph
+    object_graph: bytes | None = None  # TF2: the rewritten object graph, when it changed
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -457,7 +462,6 @@ def plan_conversion(
                 f"renames, keeps or drops: {shown}{more}",
                 hint="add a rule for them (keep: [...] or drop: true).",
             )
-    _check_object_graph(checkpoint, states, mapping)
     outputs = tuple(
         sorted((_planned(checkpoint, s) for s in states if s.alive), key=lambda v: v.name)
     )
@@ -466,13 +470,15 @@ def plan_conversion(
         for s in states
         if not s.alive and s.source and s.consumed_by is None and s.origin is None
     )
+    graph = _object_graph(checkpoint, outputs, mapping)
     return Plan(
         str(checkpoint.location.given),
         mapping,
         outputs,
         dropped,
         tuple(warnings),
-        tuple(passthrough),
+        () if graph is not None else tuple(passthrough),
+        graph,
     )
 
 
@@ -517,21 +523,26 @@ def _check_unique(states: list[_State], mapping: Map) -> None:
         seen[state.name] = state
 
 
-def _check_object_graph(checkpoint: Checkpoint, states: list[_State], mapping: Map) -> None:
-    if not checkpoint.is_object_based:
-        return
-    for state in states:
-        if state.source is None:
-            continue
-        renamed = state.alive and state.name != _display(state.source)
-        if renamed or not state.alive:
-            what = "renames" if renamed else "drops"
-            raise MapError(
-                mapping.path,
-                f"this object-based (TF2) checkpoint's object graph records "
-                f"{_display(state.source)!r}; the map {what} it, and rewriting the object "
-                "graph to match is not supported yet",
-                hint="value operations (slice, pad, cast, ...) work on TF2 checkpoints; for "
-                "renames and drops, convert a name-based checkpoint or wait for --target "
-                "conversion.",
-            )
+def _object_graph(
+    checkpoint: Checkpoint, outputs: tuple[PlannedVariable, ...], mapping: Map
+) -> bytes | None:
+    """TF2: the object graph rewritten for the outputs (None when nothing moved)."""
+    if not checkpoint.is_object_based or checkpoint.object_graph_bytes is None:
+        return None
+    sources = {
+        v.name: v.source if v.origin is None and v.init is None and not v.parts else None
+        for v in outputs
+    }
+    originals = set(checkpoint.reader.variable_keys()) - {OBJECT_GRAPH_KEY}
+    if all(new == old for new, old in sources.items()) and set(sources) == originals:
+        return None
+    try:
+        return rebuild_object_graph(checkpoint.object_graph_bytes, sources)
+    except ObjectGraphEditError as e:
+        raise MapError(
+            mapping.path,
+            f"this object-based (TF2) checkpoint restores through its object graph, and the "
+            f"map asks for a change it cannot express: {e}",
+            hint="map onto object paths the checkpoint already has (inspect lists them), or "
+            "convert against the target model (--target, planned) to write its own graph.",
+        ) from None
