@@ -212,6 +212,12 @@ def convert(
             "--require-all", help="Every variable needs a rule that renames, keeps or drops it."
         ),
     ] = False,
+    copy: Annotated[
+        bool,
+        typer.Option(
+            "--copy", help="Copy unchanged shards instead of reflinking or hard-linking them."
+        ),
+    ] = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print a JSON object.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
     traceback: TracebackOption = False,
@@ -246,6 +252,7 @@ def convert(
                 force=force,
                 strict=strict,
                 require_all=require_all,
+                copy=copy,
                 on_variable=advance,
             ),
             traceback,
@@ -259,6 +266,7 @@ def convert(
                     "copied": result.copied,
                     "transformed": result.transformed,
                     "initialised": result.initialised,
+                    "shards_carried_over": list(result.linked_shards),
                 }
             )
             + "\n"
@@ -270,7 +278,12 @@ def convert(
         _stdout().print(
             f"wrote {result.prefix}: {result.copied} copied unchanged, {result.transformed} "
             f"transformed, {result.initialised} initialised, {len(result.plan.dropped)} "
-            "dropped",
+            "dropped"
+            + (
+                f"; unchanged shards carried over by {', '.join(result.linked_shards)}"
+                if result.linked_shards
+                else ""
+            ),
             markup=False,
             highlight=False,
         )

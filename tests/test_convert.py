@@ -731,3 +731,53 @@ def test_object_based_rename_to_a_missing_object_is_refused(tf: Any, tmp_path: P
     )
     with pytest.raises(MapError, match="no object at 'layer_with_weights-3/"):
         plan(tmp_path / "x.ckpt", mapping)
+
+
+def test_unchanged_shards_are_linked_unless_copy(tf: Any, tmp_path: Path) -> None:
+    from models import save_sharded_checkpoint
+
+    (tmp_path / "src").mkdir()
+    source, values = save_sharded_checkpoint(tf, tmp_path / "src")
+    rename = write_map(
+        tmp_path,
+        """
+        version: 1
+        rules:
+          - match: 'dev(\\d)/(.*)'
+            rename: 'device_{1}/{2}'
+    """,
+    )
+    linked = convert(source, rename, tmp_path / "linked")
+    assert len(linked.linked_shards) == 2
+    assert set(linked.linked_shards) <= {"reflink", "hard link", "copy"}
+    shards = sorted(source.parent.glob("sharded.ckpt.data-*"))
+    for shard in shards:
+        out = linked.prefix.with_name(linked.prefix.name + shard.name[len("sharded.ckpt") :])
+        assert out.read_bytes() == shard.read_bytes()
+    reader = tf.train.load_checkpoint(str(linked.prefix))
+    for name, value in values.items():
+        assert same_bits(reader.get_tensor(name.replace("dev", "device_")), value)
+    copied = convert(source, rename, tmp_path / "copied", copy=True)
+    assert copied.linked_shards == ()
+    assert copied.copied == 4
+    for shard in sorted((tmp_path / "copied").glob("*.data-*")):
+        assert all(shard.stat().st_ino != s.stat().st_ino for s in shards)
+    # One changed tensor: only its shard is rewritten; the other is carried over.
+    partial = write_map(
+        tmp_path,
+        """
+        version: 1
+        rules:
+          - name: dev1/w0
+            cast: float64
+    """,
+        "partial.yaml",
+    )
+    mixed = convert(source, partial, tmp_path / "mixed")
+    assert len(mixed.linked_shards) == 1
+    reader = tf.train.load_checkpoint(str(mixed.prefix))
+    assert reader.get_tensor("dev1/w0").dtype == np.float64
+    assert same_bits(reader.get_tensor("dev0/w1"), values["dev0/w1"])
+    assert (tmp_path / "src" / "sharded.ckpt.index").exists()
+    with open(shards[0], "rb") as f:  # the source is intact
+        assert f.read() == shards[0].read_bytes()

@@ -84,6 +84,7 @@ class BundleWriter:
         self._files: dict[int, BinaryIO] = {}
         self._sizes = [0] * num_shards
         self._entries: dict[str, BundleEntry] = {}
+        self._linked: set[int] = set()
         self._done = False
 
     def _check_destination(self) -> None:
@@ -107,6 +108,8 @@ class BundleWriter:
     def _shard_file(self, shard: int) -> BinaryIO:
         if not 0 <= shard < self.num_shards:
             raise ValueError(f"shard {shard} out of range for {self.num_shards} shards")
+        if shard in self._linked:
+            raise ValueError(f"shard {shard} is linked to a source file; write to another")
         f = self._files.get(shard)
         if f is None:
             path = data_path(self.staging_prefix, shard, self.num_shards)
@@ -193,6 +196,29 @@ class BundleWriter:
             entry.dtype, entry.shape, shard, offset, entry.size, entry.crc32c
         )
 
+    def link_shard(self, shard: int, source_file: Path, *, allow_hard_link: bool = True) -> str:
+        """Make output shard ``shard`` the source data file itself, without copying bytes:
+        a reflink (copy-on-write clone) where the filesystem can, else a hard link (the
+        output then shares the source's inode; checkpoint files are never rewritten in
+        place), else a copy. Returns which was used. Entries are added with add_linked."""
+        if shard in self._files or shard in self._linked:
+            raise ValueError(f"shard {shard} already has data")
+        target = data_path(self.staging_prefix, shard, self.num_shards)
+        try:
+            method = _clone(source_file, target, allow_hard_link)
+            self._sizes[shard] = target.stat().st_size
+        except OSError as e:
+            raise _output_error(e, self.output_dir) from e
+        self._linked.add(shard)
+        return method
+
+    def add_linked(self, key: str, entry: BundleEntry) -> None:
+        """Register a tensor already in a linked shard, at its recorded offset."""
+        self._claim(key)
+        if entry.shard_id not in self._linked:
+            raise ValueError(f"shard {entry.shard_id} is not linked")
+        self._entries[key] = entry
+
     def add_partitioned(
         self, key: str, dtype: dtypes.DType, shape: tuple[int, ...], slices: tuple[TensorSlice, ...]
     ) -> None:
@@ -235,6 +261,8 @@ class BundleWriter:
             raise RuntimeError("the writer is already committed or aborted")
         try:
             for shard in range(self.num_shards):
+                if shard in self._linked:
+                    continue
                 f = self._shard_file(shard)  # creates empty shards too: readers expect them
                 self._sync(f)
                 f.close()
@@ -285,6 +313,29 @@ class BundleWriter:
     def __exit__(self, *exc: object) -> None:
         if not self._done:
             self.abort()
+
+
+_FICLONE = 0x40049409  # linux/fs.h: _IOW(0x94, 9, int)
+
+
+def _clone(source: Path, target: Path, allow_hard_link: bool) -> str:
+    import fcntl
+
+    with source.open("rb") as src, target.open("wb") as dst:
+        try:
+            fcntl.ioctl(dst.fileno(), _FICLONE, src.fileno())
+            return "reflink"
+        except OSError:
+            pass
+    if allow_hard_link:
+        target.unlink()
+        try:
+            os.link(source, target)
+            return "hard link"
+        except OSError:
+            pass
+    shutil.copyfile(source, target)  # kernel-side copy (copy_file_range/sendfile) on Linux
+    return "copy"
 
 
 def _fsync_dir(path: Path) -> None:

@@ -21,7 +21,7 @@ from ..errors import OutputError
 from ..formats.bundle_reader import BundleReader
 from ..formats.bundle_writer import BundleWriter
 from ..formats.object_graph import OBJECT_GRAPH_KEY
-from ..formats.ordered_code import encode_slice_key
+from ..formats.ordered_code import decode_slice_key, encode_slice_key, is_slice_key
 from .located import MapError
 from .ops import OpError, apply, make_fill
 from .plan import Plan, PlannedVariable, plan_conversion
@@ -37,6 +37,42 @@ class ConvertResult:
     copied: int  # tensors copied as stored bytes
     transformed: int
     initialised: int
+    linked_shards: tuple[str, ...] = ()  # how each wholly unchanged shard was carried over
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Which source shards are carried over whole, and where everything else goes."""
+
+    num_shards: int = 1
+    linked: frozenset[int] = frozenset()
+    free: int = 0  # the output shard new and changed tensors are written to
+
+    @staticmethod
+    def plan(reader: BundleReader | None, the_plan: Plan, copy: bool) -> _Layout:
+        """A shard all of whose tensors survive byte for byte (renamed or kept) need not be
+        rewritten: it is reflinked or hard-linked (unless ``copy``)."""
+        if reader is None or copy:
+            return _Layout()
+        count = reader.header.num_shards
+        unchanged = {v.source for v in the_plan.outputs if v.raw_copy and v.origin is None}
+        unchanged |= set(the_plan.passthrough)
+        touched = set()
+        for key, entry in reader.entries.items():
+            if entry.slices:
+                continue
+            owner = decode_slice_key(key)[0] if is_slice_key(key) else key
+            if owner not in unchanged:
+                touched.add(entry.shard_id)
+        linked = frozenset(range(count)) - touched
+        if not linked:
+            return _Layout()
+        if len(linked) < count:
+            return _Layout(count, linked, min(set(range(count)) - linked))
+        rest = the_plan.object_graph is not None or any(
+            not v.raw_copy or v.origin is not None for v in the_plan.outputs
+        )
+        return _Layout(count + 1, linked, count) if rest else _Layout(count, linked, 0)
 
 
 def _as_map(mapping: Map | str | Path) -> Map:
@@ -89,10 +125,13 @@ def convert(
     force: bool = False,
     strict: bool = False,
     require_all: bool = False,
+    copy: bool = False,
     durable: bool = True,
     on_variable: Any = None,
 ) -> ConvertResult:
-    """Apply ``mapping`` to ``checkpoint``, writing a new checkpoint directory ``output``."""
+    """Apply ``mapping`` to ``checkpoint``, writing a new checkpoint directory ``output``.
+    Shards whose tensors all survive unchanged are reflinked or hard-linked, unless
+    ``copy``."""
     mapping = _as_map(mapping)
     output = Path(output)
     with open_checkpoint(checkpoint) as ckpt:
@@ -100,58 +139,82 @@ def convert(
         _check_output(output, ckpt.location.given, ckpt.prefix, force)
         reader = ckpt.reader
         bundle = reader if isinstance(reader, BundleReader) else None
+        layout = _Layout.plan(bundle, the_plan, copy)
         writer = BundleWriter(
             output,
             ckpt.prefix.name,
+            num_shards=layout.num_shards,
             overwrite=force,
             durable=durable,
             big_endian=bundle.big_endian if bundle else False,
         )
         counts = {"copied": 0, "transformed": 0, "initialised": 0}
         with writer, contextlib.ExitStack() as stack:
-            sources = _Sources(ckpt, stack)
+            links = [
+                writer.link_shard(s, bundle.data_file(s))
+                for s in sorted(layout.linked)
+                if bundle is not None
+            ]
+            sources = _Sources(ckpt, stack, layout)
             for key in the_plan.passthrough:
-                _copy(writer, ckpt, key, key)
+                _copy(writer, ckpt, key, key, layout)
             if the_plan.object_graph is not None:
                 import numpy as np
 
                 graph = np.array(the_plan.object_graph, dtype=object)
-                writer.add_array(OBJECT_GRAPH_KEY, graph, dtypes.BY_NAME["string"])
+                writer.add_array(
+                    OBJECT_GRAPH_KEY, graph, dtypes.BY_NAME["string"], shard=layout.free
+                )
             for variable in the_plan.outputs:
                 kind = _write(writer, sources, variable)
                 counts[kind] += 1
                 if on_variable is not None:
                     on_variable(variable)
-            writer.add_file(PROVENANCE_FILE, _provenance(the_plan, ckpt, counts))
+            writer.add_file(PROVENANCE_FILE, _provenance(the_plan, ckpt, counts, links))
             prefix = writer.commit()
-    return ConvertResult(prefix, the_plan, **counts)
+    return ConvertResult(prefix, the_plan, **counts, linked_shards=tuple(links))
 
 
-def _copy(writer: BundleWriter, ckpt: Checkpoint, source: str, name: str) -> None:
+def _copy(
+    writer: BundleWriter,
+    ckpt: Checkpoint,
+    source: str,
+    name: str,
+    layout: _Layout,
+    *,
+    main: bool = True,
+) -> None:
     reader = ckpt.reader
     if not isinstance(reader, BundleReader):
         info = reader.info(source)
-        writer.add_array(name, reader.read(source), info.dtype)
+        writer.add_array(name, reader.read(source), info.dtype, shard=layout.free)
         return
+
+    def carry(new_key: str, old_key: str) -> None:
+        entry = reader.entries[old_key]
+        if main and entry.shard_id in layout.linked:
+            writer.add_linked(new_key, entry)
+        else:
+            writer.add_stored(new_key, reader, source_key=old_key, shard=layout.free)
+
     entry = reader.entries[source]
     if not entry.slices:
-        writer.add_stored(name, reader, source_key=source, shard=0)
+        carry(name, source)
         return
     # A partitioned variable: its slices are stored under keys that embed the name.
     writer.add_partitioned(name, dtypes.from_enum(entry.dtype), entry.shape, entry.slices)
     for i, tslice in enumerate(entry.slices):
         extents = [(e.start, e.length) for e in tslice.extents]
-        writer.add_stored(
-            encode_slice_key(name, extents), reader, source_key=reader.slice_key(source, i), shard=0
-        )
+        carry(encode_slice_key(name, extents), reader.slice_key(source, i))
 
 
 class _Sources:
     """The source checkpoint and any second ones `from` rules name, opened once each."""
 
-    def __init__(self, main: Checkpoint, stack: contextlib.ExitStack) -> None:
+    def __init__(self, main: Checkpoint, stack: contextlib.ExitStack, layout: _Layout) -> None:
         self.main = main
         self.stack = stack
+        self.layout = layout
         self.others: dict[str, Checkpoint] = {}
 
     def get(self, origin: str | None) -> Checkpoint:
@@ -165,10 +228,19 @@ class _Sources:
 def _write(writer: BundleWriter, sources: _Sources, variable: PlannedVariable) -> str:
     if variable.raw_copy:
         assert variable.source is not None
-        _copy(writer, sources.get(variable.origin), variable.source, variable.name)
+        _copy(
+            writer,
+            sources.get(variable.origin),
+            variable.source,
+            variable.name,
+            sources.layout,
+            main=variable.origin is None,
+        )
         return "copied"
     value = _value(sources, variable)
-    writer.add_array(variable.name, value, dtypes.BY_NAME[variable.dtype])
+    writer.add_array(
+        variable.name, value, dtypes.BY_NAME[variable.dtype], shard=sources.layout.free
+    )
     return "initialised" if variable.init is not None else "transformed"
 
 
@@ -198,13 +270,16 @@ def _step(step: Any, value: Any, variable: PlannedVariable) -> Any:
         raise MapError(step.rule, f"variable {variable.source or variable.name!r}: {e}") from None
 
 
-def _provenance(the_plan: Plan, ckpt: Checkpoint, counts: dict[str, int]) -> bytes:
+def _provenance(
+    the_plan: Plan, ckpt: Checkpoint, counts: dict[str, int], links: list[str]
+) -> bytes:
     record = {
         "ckptmigrate_version": __version__,
         "source_checkpoint": str(ckpt.prefix.resolve()),
         "map": os.path.abspath(the_plan.map.path),
         "map_sha256": the_plan.map.sha256,
         "counts": counts,
+        "shards_carried_over": links,
         "renamed": {v.source: v.name for v in the_plan.outputs if v.source and v.renamed_by},
         "transformed": {
             v.name: [s.to_dict()["operation"] for s in v.steps] for v in the_plan.outputs if v.steps
