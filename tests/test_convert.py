@@ -781,3 +781,75 @@ def test_unchanged_shards_are_linked_unless_copy(tf: Any, tmp_path: Path) -> Non
     assert (tmp_path / "src" / "sharded.ckpt.index").exists()
     with open(shards[0], "rb") as f:  # the source is intact
         assert f.read() == shards[0].read_bytes()
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+def test_real_signal_mid_conversion_leaves_nothing(tf: Any, tmp_path: Path, sig: str) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    source = tf_save(
+        tf, tmp_path / "src" / "ckpt", {f"v{i}": np.full((64, 64), i, np.float32) for i in range(4)}
+    )
+    before = {p.name: p.read_bytes() for p in source.parent.iterdir()}
+    mapping = write_map(tmp_path, "version: 1\nrules:\n  - match: '.*'\n    cast: float64\n")
+    out = tmp_path / "out"
+    # The real CLI in a real process, slowed after its first tensor so the signal lands
+    # mid-write.
+    script = textwrap.dedent(f"""
+        import sys, time
+        import ckptmigrate.mapping.convert as convert
+        real = convert._write
+        def slow(*args, **kwargs):
+            kind = real(*args, **kwargs)
+            print("wrote one", flush=True)
+            time.sleep(30)
+            return kind
+        convert._write = slow
+        sys.argv = ["ckptmigrate", "convert", {str(source)!r}, "--map", {str(mapping)!r},
+                    "-o", {str(out)!r}, "--quiet"]
+        from ckptmigrate.cli import main
+        main()
+    """)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "wrote one"
+    proc.send_signal(getattr(signal, sig))
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted; nothing was written" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["map.yaml", "src"]
+    assert {p.name: p.read_bytes() for p in source.parent.iterdir()} == before
+
+
+def test_full_disk_mid_conversion_is_exit_2_and_leaves_nothing(tf: Any, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    source = tf_save(
+        tf,
+        tmp_path / "src" / "ckpt",
+        {f"v{i}": np.full((128, 128), i, np.float32) for i in range(4)},
+    )
+    mapping = write_map(tmp_path, "version: 1\nrules:\n  - match: '.*'\n    cast: float64\n")
+    out = tmp_path / "out"
+    # RLIMIT_FSIZE makes the kernel refuse writes past 200 kB (EFBIG), as a full disk would.
+    script = textwrap.dedent(f"""
+        import resource, signal, sys
+        resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        sys.argv = ["ckptmigrate", "convert", {str(source)!r}, "--map", {str(mapping)!r},
+                    "-o", {str(out)!r}]
+        from ckptmigrate.cli import main
+        main()
+    """)
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "cannot write" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["map.yaml", "src"]
