@@ -17,7 +17,8 @@ from .formats.v1 import import_tensorflow
 
 def _build_checkpoint(directory: Path, hidden: tuple[int, ...] = (10, 10), steps: int = 20) -> Path:
     """A tf.estimator DNNClassifier-shaped model, 3 classes, trained ``steps`` Adagrad steps
-    and saved with tf.compat.v1.train.Saver (which also writes the .meta graph)."""
+    and saved with tf.compat.v1.train.Saver (which also writes the .meta graph). With
+    ``steps=0`` it is the fresh model to fine-tune: no optimizer state yet."""
     import numpy as np
 
     tf = import_tensorflow()
@@ -41,13 +42,41 @@ def _build_checkpoint(directory: Path, hidden: tuple[int, ...] = (10, 10), steps
                 bias = v1.get_variable("bias", [3], initializer=v1.zeros_initializer())
                 logits = tf.matmul(net, kernel) + bias
         loss = v1.losses.sparse_softmax_cross_entropy(y, logits)
-        train = v1.train.AdagradOptimizer(0.1).minimize(loss, global_step=step)
+        train = v1.train.AdagradOptimizer(0.1).minimize(loss, global_step=step) if steps else None
         saver = v1.train.Saver()
         with v1.Session(graph=graph) as session:
             session.run(v1.global_variables_initializer())
             for _ in range(steps):
                 session.run(train)
             return Path(saver.save(session, str(directory / "model.ckpt"), global_step=step))
+
+
+WIDEN_MAP = """\
+version: 1
+description: the [10, 10] Estimator DNN into the [20, 20] model; optimizer state starts fresh
+rules:
+  - match: '.*/Adagrad'
+    drop: true
+    note: Adagrad accumulators of the old shapes; the new run builds its own
+  - name: dnn/hiddenlayer_0/kernel
+    pad: {shape: [4, 20], fill: glorot_uniform, seed: 1}
+  - name: dnn/hiddenlayer_1/kernel
+    pad: {shape: [20, 20], fill: glorot_uniform, seed: 2}
+  - match: 'dnn/hiddenlayer_\\d+/bias'
+    pad: {shape: [20], fill: zeros}
+  - name: dnn/logits/kernel
+    pad: {shape: [20, 3], fill: zeros}
+"""
+
+
+def _restore_with_saver(meta: Path, checkpoint_dir: Path) -> int:
+    tf = import_tensorflow()
+    graph = tf.Graph()
+    with graph.as_default():
+        saver = tf.compat.v1.train.import_meta_graph(str(meta))
+        with tf.compat.v1.Session(graph=graph) as session:
+            saver.restore(session, tf.train.latest_checkpoint(str(checkpoint_dir)))
+            return len(tf.compat.v1.global_variables())
 
 
 def _restore_and_compare(original: Path, rewritten: Path) -> int:
@@ -77,7 +106,7 @@ def main() -> None:
     out.mkdir(parents=True)
     print(f"Building an Estimator-style DNN checkpoint with TensorFlow in {out}/run ...")
     prefix = _build_checkpoint(out / "run")
-    print(f"... and the [20, 20] model it should now restore into, in {out}/wide ...")
+    print(f"... and the fresh [20, 20] model to fine-tune, in {out}/wide ...")
     wide = _build_checkpoint(out / "wide", hidden=(20, 20), steps=0)
     _cli("inspect", str(out / "run"))
     _cli("inspect", str(prefix), "--filter", "hiddenlayer_0", "--verify")
@@ -86,13 +115,23 @@ def main() -> None:
     print("\nAnd into the model it was trained with? (exit 0: yes)")
     _cli("check", str(prefix), "--target", f"{prefix}.meta")
 
+    widen = out / "widen.yaml"
+    widen.write_text(WIDEN_MAP)
+    print(f"\nA map that widens the hidden layers ({widen}):\n\n{WIDEN_MAP}")
+    _cli("convert", str(prefix), "--map", str(widen), "--dry-run")
+    _cli("convert", str(prefix), "--map", str(widen), "-o", str(out / "widened"))
+    print("\nThe converted checkpoint restores into the [20, 20] model: (exit 0)")
+    _cli("check", str(out / "widened"), "--target", f"{wide}.meta")
+    restored = _restore_with_saver(Path(f"{wide}.meta"), out / "widened")
+    print(f"TensorFlow's Saver restored all {restored} variables of the [20, 20] model from it.")
+
     from ckptmigrate import rewrite_checkpoint
 
     print("\nRewriting it unchanged with the streaming writer ...")
     result = rewrite_checkpoint(prefix, out / "rewritten")
     count = _restore_and_compare(prefix, result.prefix)
     print(f"TensorFlow reads all {count} tensors of {result.prefix} bit for bit.")
-    print("\n(convert, which fixes the mismatches above with a map, arrives next.)")
+    print("\n(suggest, which writes such a map for you, and convert --verify arrive next.)")
 
 
 if __name__ == "__main__":
