@@ -65,6 +65,17 @@ def _run(action: Callable[[], T], traceback: bool = False) -> T:
         signal.signal(signal.SIGTERM, previous)
 
 
+def _emit(renderable: Any) -> None:
+    """Print a report: styled on a terminal, plain text otherwise."""
+    from .render import plain_text
+
+    console = _stdout()
+    if console.is_terminal:
+        console.print(renderable, soft_wrap=True)
+    else:
+        sys.stdout.write(plain_text(renderable))
+
+
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"ckptmigrate {__version__}")
@@ -114,7 +125,7 @@ def inspect(
     if json_output:
         sys.stdout.write(to_json(report.to_dict()) + "\n")
     else:
-        _stdout().print(inspect_table(report))
+        _emit(inspect_table(report))
 
 
 @app.command()
@@ -182,7 +193,7 @@ def check(
     if json_output:
         sys.stdout.write(to_json(report.to_dict()) + "\n")
     else:
-        _stdout().print(check_text(report, show_matched=show_matched))
+        _emit(check_text(report, show_matched=show_matched))
     failed = not report.ok or (values and report.values_differ)
     raise typer.Exit(1 if failed else 0)
 
@@ -238,7 +249,7 @@ def convert(
         if json_output:
             sys.stdout.write(to_json(the_plan.to_dict()) + "\n")
         else:
-            _stdout().print(plan_text(the_plan))
+            _emit(plan_text(the_plan))
         return
     if output is None:
         sys.stderr.write("error: --output/-o is required (or use --dry-run)\n")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Group, RenderableType
 from rich.text import Text
@@ -11,9 +11,10 @@ from rich.text import Text
 from .compare import FAILING, Finding, Kind, Report, ValueDiff
 from .inspection import InspectReport
 from .inventory import VariableSpec
-from .mapping.ops import describe
-from .mapping.plan import Plan
 from .names import VARIABLE_SUFFIX, Role, variable_path
+
+if TYPE_CHECKING:
+    from .mapping.plan import Plan
 
 
 def human_bytes(n: int) -> str:
@@ -271,6 +272,8 @@ def verdict_text(report: Report) -> Text:
 def plan_text(the_plan: Plan) -> RenderableType:
     """The dry-run: every output variable with its source, operations and shapes, then
     what is dropped, then warnings."""
+    from .mapping.ops import describe  # convert's modules stay off inspect/check paths
+
     parts: list[RenderableType] = [
         Text(f"plan for {the_plan.checkpoint} with {the_plan.map.path}", style="bold")
     ]
@@ -299,3 +302,13 @@ def plan_text(the_plan: Plan) -> RenderableType:
         parts += [Text(f"    {variable_path(d.source)}  ({d.rule})") for d in the_plan.dropped]
     parts += [Text(f"warning: {w}", style="yellow") for w in the_plan.warnings]
     return Group(*parts)
+
+
+def plain_text(renderable: RenderableType) -> str:
+    """The text of our renderers' output without styling, for pipes and files: Rich's
+    layout pass costs most of a second on a 10,000-row table and changes nothing there."""
+    if isinstance(renderable, Group):
+        return "".join(plain_text(part) for part in renderable.renderables)
+    if isinstance(renderable, Text):
+        return renderable.plain if renderable.plain.endswith("\n") else renderable.plain + "\n"
+    raise TypeError(f"cannot render {type(renderable).__name__} as plain text")

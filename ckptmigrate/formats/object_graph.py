@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .protowire import LEN, VARINT, MessageWriter, ProtoError, iter_fields
+from . import messages
+from .protowire import LEN, MessageWriter, ProtoError, iter_fields
 
 OBJECT_GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
 
@@ -36,57 +37,39 @@ class TrackableNode:
     slot_variables: tuple[SlotReference, ...]
 
 
-def _text(value: int | bytes) -> str:
-    if not isinstance(value, bytes):
-        raise ProtoError("expected a string")
-    return value.decode("utf-8", "surrogateescape")
-
-
-def _num(value: int | bytes) -> int:
-    if not isinstance(value, int):
-        raise ProtoError("expected a number")
-    return value
-
-
 def _msg(value: int | bytes) -> bytes:
     if not isinstance(value, bytes):
         raise ProtoError("expected a message")
     return value
 
 
+def _str(raw: bytes) -> str:
+    return raw.decode("utf-8", "surrogateescape")
+
+
 def parse_object_graph(data: bytes) -> list[TrackableNode]:
-    nodes = []
-    for number, wire, value in iter_fields(data):
-        if number != 1 or wire != LEN:
-            continue
-        children, attributes, slots = [], [], []
-        for field, fwire, fvalue in iter_fields(_msg(value)):
-            if field == 1 and fwire == LEN:
-                node_id, local = 0, ""
-                for n, w, v in iter_fields(_msg(fvalue)):
-                    if n == 1 and w == VARINT:
-                        node_id = _num(v)
-                    elif n == 2 and w == LEN:
-                        local = _text(v)
-                children.append((node_id, local))
-            elif field == 2 and fwire == LEN:
-                parts = {1: "", 2: "", 3: ""}
-                for n, w, v in iter_fields(_msg(fvalue)):
-                    if n in parts and w == LEN:
-                        parts[n] = _text(v)
-                attributes.append(SerializedTensor(parts[1], parts[2], parts[3]))
-            elif field == 3 and fwire == LEN:
-                original, slot_name, slot_node = 0, "", 0
-                for n, w, v in iter_fields(_msg(fvalue)):
-                    if n == 1 and w == VARINT:
-                        original = _num(v)
-                    elif n == 2 and w == LEN:
-                        slot_name = _text(v)
-                    elif n == 3 and w == VARINT:
-                        slot_node = _num(v)
-                slots.append(SlotReference(original, slot_name, slot_node))
-        nodes.append(TrackableNode(tuple(children), tuple(attributes), tuple(slots)))
-    return nodes
+    """The graph's nodes, decoded by protobuf's C parser (a 20,000-node graph of a
+    10,000-variable checkpoint takes tens of milliseconds)."""
+    try:
+        graph = messages.parse("TrackableObjectGraph", data)
+    except Exception as e:  # google.protobuf.message.DecodeError, without importing it
+        raise ProtoError(f"not a TrackableObjectGraph ({e})") from None
+    return [
+        TrackableNode(
+            tuple((c.node_id, _str(c.local_name)) for c in node.children),
+            tuple(
+                SerializedTensor(_str(a.name), _str(a.full_name), _str(a.checkpoint_key))
+                for a in node.attributes
+            ),
+            tuple(
+                SlotReference(
+                    s.original_variable_node_id, _str(s.slot_name), s.slot_variable_node_id
+                )
+                for s in node.slot_variables
+            ),
+        )
+        for node in graph.nodes
+    ]
 
 
 def original_names(nodes: list[TrackableNode]) -> dict[str, str]:

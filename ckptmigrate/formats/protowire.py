@@ -23,6 +23,8 @@ class ProtoError(ValueError):
 
 def read_varint(buf: bytes | bytearray | memoryview, pos: int) -> tuple[int, int]:
     """Decode a base-128 varint at ``pos``; return (value, next position)."""
+    if pos < len(buf) and buf[pos] < 0x80:  # most tags, lengths and small ints: one byte
+        return buf[pos], pos + 1
     result = 0
     shift = 0
     end = len(buf)
@@ -43,36 +45,53 @@ def to_signed64(value: int) -> int:
     return value - (1 << 64) if value >= 1 << 63 else value
 
 
-def iter_fields(buf: bytes | memoryview) -> Iterator[tuple[int, int, int | bytes]]:
-    """Yield (field number, wire type, value); LEN values are bytes, others ints."""
+def iter_fields(buf: bytes | memoryview) -> list[tuple[int, int, int | bytes]]:
+    """Every (field number, wire type, value) in order; LEN values are bytes, others ints.
+
+    Returns a list rather than yielding: checkpoints with tens of thousands of entries call
+    this hundreds of thousands of times, and the one-byte fast paths are most of the work."""
+    out: list[tuple[int, int, int | bytes]] = []
     pos = 0
     end = len(buf)
     while pos < end:
-        tag, pos = read_varint(buf, pos)
+        tag = buf[pos]
+        if tag < 0x80:
+            pos += 1
+        else:
+            tag, pos = read_varint(buf, pos)
         field, wire = tag >> 3, tag & 7
         if field == 0:
             raise ProtoError("field number 0")
-        if wire == VARINT:
-            value, pos = read_varint(buf, pos)
-            yield field, wire, value
-        elif wire == LEN:
-            length, pos = read_varint(buf, pos)
+        if wire == LEN:
+            if pos < end and buf[pos] < 0x80:
+                length = buf[pos]
+                pos += 1
+            else:
+                length, pos = read_varint(buf, pos)
             if pos + length > end:
                 raise ProtoError("length-delimited field runs past the end")
-            yield field, wire, bytes(buf[pos : pos + length])
+            out.append((field, wire, bytes(buf[pos : pos + length])))
             pos += length
+        elif wire == VARINT:
+            if pos < end and buf[pos] < 0x80:
+                out.append((field, wire, buf[pos]))
+                pos += 1
+            else:
+                value, pos = read_varint(buf, pos)
+                out.append((field, wire, value))
         elif wire == FIXED32:
             if pos + 4 > end:
                 raise ProtoError("truncated fixed32")
-            yield field, wire, struct.unpack_from("<I", buf, pos)[0]
+            out.append((field, wire, struct.unpack_from("<I", buf, pos)[0]))
             pos += 4
         elif wire == FIXED64:
             if pos + 8 > end:
                 raise ProtoError("truncated fixed64")
-            yield field, wire, struct.unpack_from("<Q", buf, pos)[0]
+            out.append((field, wire, struct.unpack_from("<Q", buf, pos)[0]))
             pos += 8
         else:
             raise ProtoError(f"unsupported wire type {wire}")
+    return out
 
 
 def iter_packed_varints(buf: bytes) -> Iterator[int]:
