@@ -19,35 +19,19 @@ def _build_checkpoint(directory: Path, hidden: tuple[int, ...] = (10, 10), steps
     """A tf.estimator DNNClassifier-shaped model, 3 classes, trained ``steps`` Adagrad steps
     and saved with tf.compat.v1.train.Saver (which also writes the .meta graph). With
     ``steps=0`` it is the fresh model to fine-tune: no optimizer state yet."""
-    import numpy as np
+    from .examples import build_estimator_dnn
 
     tf = import_tensorflow()
     v1 = tf.compat.v1
     graph = tf.Graph()
     with graph.as_default():
-        v1.set_random_seed(0)
-        step = v1.train.get_or_create_global_step()
-        rng = np.random.default_rng(0)
-        x = tf.constant(rng.standard_normal((32, 4)), tf.float32)
-        y = tf.constant(rng.integers(0, 3, 32), tf.int64)
-        net = x
-        with v1.variable_scope("dnn"):
-            for i, units in enumerate(hidden):
-                with v1.variable_scope(f"hiddenlayer_{i}"):
-                    kernel = v1.get_variable("kernel", [net.shape[-1], units])
-                    bias = v1.get_variable("bias", [units], initializer=v1.zeros_initializer())
-                    net = tf.nn.relu(tf.matmul(net, kernel) + bias)
-            with v1.variable_scope("logits"):
-                kernel = v1.get_variable("kernel", [hidden[-1], 3])
-                bias = v1.get_variable("bias", [3], initializer=v1.zeros_initializer())
-                logits = tf.matmul(net, kernel) + bias
-        loss = v1.losses.sparse_softmax_cross_entropy(y, logits)
-        train = v1.train.AdagradOptimizer(0.1).minimize(loss, global_step=step) if steps else None
+        train = build_estimator_dnn(tf, hidden_units=hidden, partitioned=False, optimizer=steps > 0)
         saver = v1.train.Saver()
         with v1.Session(graph=graph) as session:
             session.run(v1.global_variables_initializer())
             for _ in range(steps):
                 session.run(train)
+            step = v1.train.get_global_step(graph)
             return Path(saver.save(session, str(directory / "model.ckpt"), global_step=step))
 
 

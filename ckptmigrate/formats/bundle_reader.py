@@ -236,15 +236,19 @@ class BundleReader:
         while done < entry.size:
             n = os.preadv(fd, [view[done:]], entry.offset + done)
             if n <= 0:
-                raise CorruptCheckpointError(
-                    f"data ends before byte {entry.offset + entry.size}",
-                    path=self.data_file(entry.shard_id),
-                    variable=key,
-                )
+                raise self._truncated(key, entry)
             done += n
         if verify and crc.value(buf) != crc.unmask(entry.crc32c):
             raise self._checksum_error(key, entry)
         return buf
+
+    def _truncated(self, key: str, entry: BundleEntry) -> CorruptCheckpointError:
+        return CorruptCheckpointError(
+            f"data ends before byte {entry.offset + entry.size}",
+            path=self.data_file(entry.shard_id),
+            variable=key,
+            hint="the shard was truncated after the index was written; re-copy it.",
+        )
 
     def _checksum_error(self, key: str, entry: BundleEntry) -> ChecksumMismatchError:
         return ChecksumMismatchError(
@@ -274,11 +278,7 @@ class BundleReader:
             want = min(len(buf), entry.size - done)
             n = os.preadv(fd, [view[:want]], entry.offset + done)
             if n <= 0:
-                raise CorruptCheckpointError(
-                    f"data ends before byte {entry.offset + entry.size}",
-                    path=self.data_file(entry.shard_id),
-                    variable=key,
-                )
+                raise self._truncated(key, entry)
             if verify:
                 checksum = crc.extend(checksum, view[:n])
             if write is not None:
@@ -318,11 +318,7 @@ class BundleReader:
             while done < entry.size:
                 n = os.copy_file_range(fd, out_fd, entry.size - done, entry.offset + done)
                 if n <= 0:
-                    raise CorruptCheckpointError(
-                        f"data ends before byte {entry.offset + entry.size}",
-                        path=self.data_file(entry.shard_id),
-                        variable=key,
-                    )
+                    raise self._truncated(key, entry)
                 done += n
         except OSError as e:
             if done or e.errno not in _NO_KERNEL_COPY:

@@ -140,33 +140,37 @@ class RemapRows:
 Operation = Rename | Drop | Slice | Pad | Reshape | Transpose | Cast | Split | Resize | RemapRows
 
 
+class _Numbered:
+    """What every rule has: its position in the map and where it is written."""
+
+    __slots__ = ()
+    number: int
+    where: Where
+
+    @property
+    def label(self) -> str:
+        return f"rule {self.number} ({self.where})"
+
+
 @dataclass(frozen=True, slots=True)
-class Rule:
+class Rule(_Numbered):
     number: int  # 1-based position in the map, as users count
     where: Where
     selector: Selector
     op: Operation
     note: str | None = None
 
-    @property
-    def label(self) -> str:
-        return f"rule {self.number} ({self.where})"
-
 
 @dataclass(frozen=True, slots=True)
-class KeepRule:
+class KeepRule(_Numbered):
     number: int
     where: Where
     patterns: tuple[Selector, ...]
     note: str | None = None
 
-    @property
-    def label(self) -> str:
-        return f"rule {self.number} ({self.where})"
-
 
 @dataclass(frozen=True, slots=True)
-class InitRule:
+class InitRule(_Numbered):
     number: int
     where: Where
     name: str
@@ -175,13 +179,9 @@ class InitRule:
     fill: Fill
     note: str | None = None
 
-    @property
-    def label(self) -> str:
-        return f"rule {self.number} ({self.where})"
-
 
 @dataclass(frozen=True, slots=True)
-class ConcatRule:
+class ConcatRule(_Numbered):
     number: int
     where: Where
     sources: tuple[str, ...]
@@ -189,13 +189,9 @@ class ConcatRule:
     into: str
     note: str | None = None
 
-    @property
-    def label(self) -> str:
-        return f"rule {self.number} ({self.where})"
-
 
 @dataclass(frozen=True, slots=True)
-class FromRule:
+class FromRule(_Numbered):
     """Bring variables from a second checkpoint into the flow, under their own names."""
 
     number: int
@@ -203,10 +199,6 @@ class FromRule:
     checkpoint: str
     selector: Selector
     note: str | None = None
-
-    @property
-    def label(self) -> str:
-        return f"rule {self.number} ({self.where})"
 
 
 AnyRule = Rule | KeepRule | InitRule | ConcatRule | FromRule
