@@ -7,18 +7,29 @@ What it measures, each against a plain-TensorFlow (or coreutils) baseline:
 3. ``rewrite_checkpoint`` (with and without fsync) vs a TensorFlow re-save (load every tensor,
    write them all with ``tf.raw_ops.SaveV2``) and vs ``cp -r`` of the checkpoint directory.
 4. The same rewrite on a checkpoint 1/4 the size (same variable size, 1/4 of the variables),
-   to show whether its peak RSS stays flat as checkpoints grow.
-5. ``ckptmigrate check A --target B`` vs one Python process calling ``tf.train.list_variables``
+   to show whether its peak RSS stays flat as checkpoints grow (no time target: the
+   ≤ 1.5 × ``cp -r`` target is for the full-size rewrite).
+5. ``ckptmigrate convert`` on E, a name-based (TF1-style) checkpoint with the same variables
+   under names ``layer_{i}/kernel`` (renaming keys of an object-based checkpoint needs object
+   paths from its object graph): a rename-only map, whose unchanged shard is reflinked or
+   hard-linked, vs a TensorFlow script that loads every tensor, renames and re-saves with
+   ``tf.raw_ops.SaveV2``; the same map with ``--copy`` vs ``cp -r``; and slicing every
+   variable to [:, :512] and zero-padding it to [rows, 1536] vs a TensorFlow + numpy script
+   doing the same (all tensors kept, one ``SaveV2`` at the end), for time and peak RSS.
+6. ``ckptmigrate check A --target B`` vs one Python process calling ``tf.train.list_variables``
    on A and on B, where B is a second checkpoint of the same model (same names, shapes and
    dtypes, other values), so the check must exit 0.
-6. The same check on two checkpoints of 10,000 small variables (absolute target: under
+7. The same check on two checkpoints of 10,000 small variables (absolute target: under
    1 s), and ``ckptmigrate inspect`` on one of them, against the same TensorFlow listings.
-7. Whether the check path imports TensorFlow (``python -X importtime``; it must not).
+8. Whether the check path imports TensorFlow (``python -X importtime``; it must not).
 
 How: a TensorFlow subprocess first writes the checkpoints (float32 variables of shape
 [rows, 1024] with ``tf.train.Checkpoint.write``; the second checkpoint of the same model
 negates every value; the 10,000-variable model has one child ``layer_{i}`` per variable,
-each holding a [4] ``kernel``). Every measured command then runs as its own
+each holding a [4] ``kernel``); E is written with ``tf.raw_ops.SaveV2`` from the variables of
+the first checkpoint. Before timing, one unmeasured ``convert`` of each map is checked with
+``tf.train.list_variables`` (renamed names, padded shapes). Every measured command then
+runs as its own
 process, launched with ``subprocess.Popen`` and reaped with ``os.wait4``, so the wall time
 includes interpreter start-up and imports and the peak RSS (``ru_maxrss``) is that process's
 own. The page cache cannot be dropped without root, so each command runs once as a warm-up
@@ -64,6 +75,24 @@ CHECK_WALL_RATIO = 0.10
 MANY_VARIABLES = 10_000  # variables of the many-small-variables checkpoints
 MANY_ELEMENTS = 4  # float32 elements of each of them
 MANY_CHECK_SECONDS = 1.0
+CONVERT_LINK_RATIO = 0.05  # rename-only convert (shards linked) ÷ TF rename + re-save
+CONVERT_COPY_VS_CP = 1.5  # rename-only convert --copy ÷ cp -r
+CONVERT_TRANSFORM_RATIO = 1.0  # slice + pad convert ÷ TF + numpy script: wall time
+CONVERT_TRANSFORM_RSS_RATIO = 0.25  # ... and peak RSS
+SLICE_COLUMNS = COLUMNS // 2  # slice every variable to [:, :SLICE_COLUMNS] ...
+PAD_COLUMNS = COLUMNS + SLICE_COLUMNS  # ... then zero-pad it to [rows, PAD_COLUMNS]
+RENAME_MAP = """version: 1
+rules:
+  - match: 'layer_(\\d+)/(.*)'
+    rename: 'renamed_{1}/{2}'
+"""
+SLICE_PAD_MAP = """version: 1
+rules:
+  - match: '.*'
+    slice: '[:, :%(slice)d]'
+  - match: '.*'
+    pad: {shape: [%(rows)d, %(columns)d], fill: zeros}
+"""
 
 # -- the programs the subprocesses run ----------------------------------------------------
 
