@@ -81,17 +81,10 @@ CONVERT_TRANSFORM_RATIO = 1.0  # slice + pad convert ÷ TF + numpy script: wall 
 CONVERT_TRANSFORM_RSS_RATIO = 0.25  # ... and peak RSS
 SLICE_COLUMNS = COLUMNS // 2  # slice every variable to [:, :SLICE_COLUMNS] ...
 PAD_COLUMNS = COLUMNS + SLICE_COLUMNS  # ... then zero-pad it to [rows, PAD_COLUMNS]
-RENAME_MAP = """version: 1
+RENAME_MAP = r"""version: 1
 rules:
-  - match: 'layer_(\\d+)/(.*)'
+  - match: 'layer_(\d+)/(.*)'
     rename: 'renamed_{1}/{2}'
-"""
-SLICE_PAD_MAP = """version: 1
-rules:
-  - match: '.*'
-    slice: '[:, :%(slice)d]'
-  - match: '.*'
-    pad: {shape: [%(rows)d, %(columns)d], fill: zeros}
 """
 
 # -- the programs the subprocesses run ----------------------------------------------------
@@ -111,8 +104,7 @@ def module(**children):
         setattr(model, name, child)
     return model
 
-def write(name, model, twin_of=None):
-    prefix = tf.train.Checkpoint(model=model).write(f"{root}/{name}/ckpt")
+def record(name, prefix, twin_of=None):
     listed = tf.train.list_variables(prefix)
     if twin_of is not None and listed != listings[twin_of]:
         sys.exit(f"{name} does not have the names and shapes of {twin_of}")
@@ -120,12 +112,19 @@ def write(name, model, twin_of=None):
     report[name] = {"prefix": prefix, "keys": len(listed),
                     "elements": sum(int(np.prod(shape)) for _, shape in listed)}
 
+def write(name, model, twin_of=None):
+    record(name, tf.train.Checkpoint(model=model).write(f"{root}/{name}/ckpt"), twin_of)
+
 rng = np.random.default_rng(0)
 kernels = [tf.Variable(rng.standard_normal((rows, cols), dtype=np.float32), name=f"k{i}")
            for i in range(count)]
 full = module(kernels=kernels)
 write("full", full)
 write("quarter", module(kernels=kernels[:quarter]))
+names = [f"layer_{i}/kernel" for i in range(count)]  # a name-based copy of "full"
+tf.raw_ops.SaveV2(prefix=f"{root}/named/ckpt", tensor_names=names,
+                  shape_and_slices=[""] * count, tensors=[k.read_value() for k in kernels])
+record("named", f"{root}/named/ckpt")
 for kernel in kernels:
     kernel.assign(-kernel)  # the same model with other values
 write("twin", full, twin_of="full")
@@ -198,6 +197,44 @@ tensors = [reader.get_tensor(key) for key in keys]
 tf.raw_ops.SaveV2(prefix=f"{sys.argv[2]}/ckpt", tensor_names=keys,
                   shape_and_slices=[""] * len(keys), tensors=tensors)
 print(len(keys))
+"""
+
+TF_RENAME_SCRIPT = """
+import re, sys
+import tensorflow as tf
+
+reader = tf.train.load_checkpoint(sys.argv[1])
+keys = sorted(reader.get_variable_to_shape_map())
+names = [re.sub(r"^layer_(\\d+)/", r"renamed_\\1/", key) for key in keys]  # as RENAME_MAP
+tensors = [reader.get_tensor(key) for key in keys]
+tf.raw_ops.SaveV2(prefix=f"{sys.argv[2]}/ckpt", tensor_names=names,
+                  shape_and_slices=[""] * len(keys), tensors=tensors)
+print(len(keys))
+"""
+
+TF_SLICE_PAD_SCRIPT = """
+import sys
+import numpy as np
+import tensorflow as tf
+
+keep, rows, columns = map(int, sys.argv[3:])
+reader = tf.train.load_checkpoint(sys.argv[1])
+keys = sorted(reader.get_variable_to_shape_map())
+tensors = []
+for key in keys:
+    value = reader.get_tensor(key)[:, :keep]
+    pad = [(0, rows - value.shape[0]), (0, columns - value.shape[1])]
+    tensors.append(np.pad(value, pad))  # zeros
+tf.raw_ops.SaveV2(prefix=f"{sys.argv[2]}/ckpt", tensor_names=keys,
+                  shape_and_slices=[""] * len(keys), tensors=tensors)
+print(len(keys))
+"""
+
+TF_LISTING_SCRIPT = """
+import json, sys
+import tensorflow as tf
+
+print(json.dumps(dict(tf.train.list_variables(sys.argv[1]))))
 """
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .checkpoint import open_checkpoint
-from .compare import CheckOptions, Finding, Kind, Report, ValueDiff, compare
+from .compare import CheckOptions, Kind, Report, ValueDiff, compare
 from .errors import CkptMigrateError
 from .inventory import Inventory, VariableSpec
 from .targets import load_target
@@ -159,7 +159,3 @@ def value_diff(a: np.ndarray, b: np.ndarray) -> ValueDiff:
     max_abs = float(np.max(diff))
     rms = float(np.sqrt(np.mean(np.square(diff))))
     return ValueDiff(False, max_abs, rms)
-
-
-def findings_of(report: Report, kind: Kind) -> list[Finding]:
-    return [f for f in report.findings if f.kind is kind]

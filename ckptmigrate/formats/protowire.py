@@ -7,7 +7,6 @@ consumes at least one byte, so a mutated index can raise :class:`ProtoError` but
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
 
 VARINT = 0
 FIXED64 = 1
@@ -92,13 +91,6 @@ def iter_fields(buf: bytes | memoryview) -> list[tuple[int, int, int | bytes]]:
         else:
             raise ProtoError(f"unsupported wire type {wire}")
     return out
-
-
-def iter_packed_varints(buf: bytes) -> Iterator[int]:
-    pos = 0
-    while pos < len(buf):
-        value, pos = read_varint(buf, pos)
-        yield value
 
 
 def encode_varint(value: int) -> bytes:
