@@ -8,7 +8,7 @@ What it measures, each against a plain-TensorFlow (or coreutils) baseline:
    write them all with ``tf.raw_ops.SaveV2``) and vs ``cp -r`` of the checkpoint directory.
 4. The same rewrite on a checkpoint 1/4 the size (same variable size, 1/4 of the variables),
    to show whether its peak RSS stays flat as checkpoints grow (no time target: the
-   ≤ 1.5 × ``cp -r`` target is for the full-size rewrite).
+   ≤ 1.5 times ``cp -r`` target is for the full-size rewrite).
 5. ``ckptmigrate convert`` on E, a name-based (TF1-style) checkpoint with the same variables
    under names ``layer_{i}/kernel`` (renaming keys of an object-based checkpoint needs object
    paths from its object graph): a rename-only map, whose unchanged shard is reflinked or
@@ -81,6 +81,7 @@ CONVERT_TRANSFORM_RATIO = 1.0  # slice + pad convert ÷ TF + numpy script: wall 
 CONVERT_TRANSFORM_RSS_RATIO = 0.25  # ... and peak RSS
 SLICE_COLUMNS = COLUMNS // 2  # slice every variable to [:, :SLICE_COLUMNS] ...
 PAD_COLUMNS = COLUMNS + SLICE_COLUMNS  # ... then zero-pad it to [rows, PAD_COLUMNS]
+RENAME_MAP_FILE = "rename.yaml"
 RENAME_MAP = r"""version: 1
 rules:
   - match: 'layer_(\d+)/(.*)'
@@ -428,10 +429,13 @@ def run_quietly(argv: Sequence[str]) -> str:
 @dataclass(frozen=True)
 class Checkpoints:
     """Everything the build step wrote. ``twin`` and ``many_twin`` are checkpoints of the
-    same model as ``full`` and ``many``: the same names, shapes and dtypes, other values."""
+    same model as ``full`` and ``many``: the same names, shapes and dtypes, other values.
+    ``named`` holds the values of ``full`` under names ``layer_{i}/kernel``, without an
+    object graph (written with ``SaveV2``), so a map can rename them."""
 
     full: Built
     quarter: Built
+    named: Built
     twin: Built
     many: Built
     many_twin: Built
@@ -461,6 +465,7 @@ def build(layout: Layout, root: Path) -> Checkpoints:
     return Checkpoints(
         full=built("full", layout.variables),
         quarter=built("quarter", layout.quarter_variables),
+        named=built("named", layout.variables),
         twin=built("twin", layout.variables),
         many=built("many", MANY_VARIABLES),
         many_twin=built("many_twin", MANY_VARIABLES),
@@ -493,6 +498,40 @@ def check_check_json(cli: Path, checkpoint: Built, target: Built) -> None:
 def check_check_fails(cli: Path, checkpoint: Built, target: Built) -> None:
     """``check`` exits 1 when the checkpoint lacks target variables (a sanity check)."""
     run_helper([str(cli), "check", str(checkpoint.prefix), "--target", str(target.prefix)], 1)
+
+
+def write_maps(directory: Path, rows: int) -> tuple[Path, Path]:
+    """The rename-only map and the slice + pad map, as YAML files."""
+    directory.mkdir()
+    rename, slice_pad = directory / RENAME_MAP_FILE, directory / "slice-pad.yaml"
+    rename.write_text(RENAME_MAP)
+    slice_pad.write_text(
+        "version: 1\nrules:\n"
+        f"  - match: '.*'\n    slice: '[:, :{SLICE_COLUMNS}]'\n"
+        f"  - match: '.*'\n    pad: {{shape: [{rows}, {PAD_COLUMNS}], fill: zeros}}\n"
+    )
+    return rename, slice_pad
+
+
+def check_convert(
+    cli: Path, checkpoint: Built, map_file: Path, output: Path, expected: dict[str, list[int]]
+) -> list[str]:
+    """One ``convert --json`` whose output ``tf.train.list_variables`` must list as exactly
+    ``expected`` (names and shapes; a sanity check, not timed). Returns how unchanged
+    shards were carried over."""
+    shutil.rmtree(output, ignore_errors=True)
+    argv = [str(cli), "convert", str(checkpoint.prefix), "--map", str(map_file)]
+    report = json.loads(run_quietly([*argv, "-o", str(output), "--json"]))
+    listed = json.loads(run_quietly(python(TF_LISTING_SCRIPT, output / PREFIX_NAME)))
+    shutil.rmtree(output)
+    if listed != expected:
+        pairs = [{(k, tuple(v)) for k, v in d.items()} for d in (listed, expected)]
+        wrong = sorted(pairs[0] ^ pairs[1])
+        raise BenchmarkError(
+            f"convert with {map_file.name}: TF lists {len(listed)} variables, expected "
+            f"{len(expected)}; not as expected: {wrong[:4]}"
+        )
+    return [str(method) for method in report["shards_carried_over"]]
 
 
 @dataclass(frozen=True)
@@ -602,6 +641,48 @@ def rewrite_commands(ckpt: Built, out: Path) -> list[Command]:
     ]
 
 
+def convert_command(
+    name: str, cli: Path, ckpt: Built, map_file: Path, output: Path, *flags: str
+) -> Command:
+    """``convert`` into ``output``; a rename-only map must leave the data shard's size."""
+    argv = (str(cli), "convert", str(ckpt.prefix), "--map", str(map_file), "-o", str(output))
+    copy_of = ckpt.directory if map_file.name == RENAME_MAP_FILE else None
+    return Command(name, (*argv, "--quiet", *flags), None, output, copy_of)
+
+
+def convert_rename_commands(cli: Path, ckpt: Built, rename: Path, out: Path) -> list[Command]:
+    return [
+        convert_command("convert rename", cli, ckpt, rename, out / "convert-rename"),
+        Command(
+            "tf rename + re-save",
+            python(TF_RENAME_SCRIPT, ckpt.prefix, out / "tf-rename"),
+            str(ckpt.keys),
+            out / "tf-rename",
+            ckpt.directory,
+        ),
+        convert_command(
+            "convert rename --copy", cli, ckpt, rename, out / "convert-rename-copy", "--copy"
+        ),
+        cp_command("cp -r E", ckpt, out / "cp-named"),
+    ]
+
+
+def convert_slice_pad_commands(
+    cli: Path, ckpt: Built, slice_pad: Path, rows: int, out: Path
+) -> list[Command]:
+    tf_output = out / "tf-slice-pad"
+    shape = (SLICE_COLUMNS, rows, PAD_COLUMNS)
+    return [
+        convert_command("convert slice+pad", cli, ckpt, slice_pad, out / "convert-slice-pad"),
+        Command(
+            "tf slice+pad",
+            python(TF_SLICE_PAD_SCRIPT, ckpt.prefix, tf_output, *map(str, shape)),
+            str(ckpt.keys),
+            tf_output,
+        ),
+    ]
+
+
 def quarter_commands(ckpt: Built, out: Path) -> list[Command]:
     return [
         rewrite_command("rewrite durable 1/4", ckpt, out / "durable-quarter", durable=True),
@@ -672,7 +753,11 @@ def imports_row(imports: ImportCheck) -> list[str]:
 
 
 def table_rows(
-    results: dict[str, Result], ckpts: Checkpoints, imports: ImportCheck
+    results: dict[str, Result],
+    ckpts: Checkpoints,
+    imports: ImportCheck,
+    rows_per_variable: int,
+    carried_over: Sequence[str],
 ) -> list[list[str]]:
     """The table body, one row per comparison, in the order of the module docstring."""
     r, full, quarter, many = results, ckpts.full, ckpts.quarter, ckpts.many
@@ -697,16 +782,10 @@ def table_rows(
         f"rewrite unchanged (durable), 1/4-size checkpoint ({fmt_size(quarter.nbytes)}, "
         f"{quarter.variables} variables) vs `cp -r`"
     )
-    quarter_rewrite, quarter_cp = r["rewrite durable 1/4"], r["cp -r 1/4"]
-    rows.append(
-        comparison_row(
-            quarter_label,
-            quarter_rewrite,
-            quarter_cp,
-            [ratio_target(quarter_rewrite, quarter_cp, REWRITE_VS_CP)],
-        )
-    )
+    quarter_rewrite = r["rewrite durable 1/4"]
+    rows.append(comparison_row(quarter_label, quarter_rewrite, r["cp -r 1/4"]))
     rows.append(rss_flat_row(r["rewrite durable"], quarter_rewrite, full.nbytes, quarter.nbytes))
+    rows += convert_rows(r, ckpts.named, rows_per_variable, carried_over)
     check, tf_list_both = r["ckptmigrate check"], r["tf list_variables x2"]
     rows.append(
         comparison_row(
@@ -737,6 +816,46 @@ def table_rows(
     )
     rows.append(imports_row(imports))
     return rows
+
+
+def convert_rows(
+    results: dict[str, Result], named: Built, rows: int, carried_over: Sequence[str]
+) -> list[list[str]]:
+    r = results
+    how = " and ".join(sorted(set(carried_over))) or "nothing"
+    rename, tf_rename = r["convert rename"], r["tf rename + re-save"]
+    copy, cp = r["convert rename --copy"], r["cp -r E"]
+    transform, tf_transform = r["convert slice+pad"], r["tf slice+pad"]
+    rss_ratio = transform.rss_bytes / tf_transform.rss_bytes
+    transform_targets = [
+        ratio_target(transform, tf_transform, CONVERT_TRANSFORM_RATIO),
+        Target(
+            f"RSS ≤ {CONVERT_TRANSFORM_RSS_RATIO:.2f}×", rss_ratio <= CONVERT_TRANSFORM_RSS_RATIO
+        ),
+    ]
+    return [
+        comparison_row(
+            f"`ckptmigrate convert E` ({fmt_size(named.nbytes)}, {named.variables} variables "
+            f"named `layer_N/kernel`), rename only, unchanged shard carried over by {how}, "
+            "vs TF load + rename + re-save (`SaveV2`)",
+            rename,
+            tf_rename,
+            [ratio_target(rename, tf_rename, CONVERT_LINK_RATIO)],
+        ),
+        comparison_row(
+            "`ckptmigrate convert E --copy`, rename only vs `cp -r`",
+            copy,
+            cp,
+            [ratio_target(copy, cp, CONVERT_COPY_VS_CP)],
+        ),
+        comparison_row(
+            f"`ckptmigrate convert E`, every variable sliced to [:, :{SLICE_COLUMNS}] and "
+            f"zero-padded to [{rows}, {PAD_COLUMNS}] vs TF + numpy (all kept, one `SaveV2`)",
+            transform,
+            tf_transform,
+            transform_targets,
+        ),
+    ]
 
 
 def rewrite_rows(label: str, ours: Result, results: dict[str, Result]) -> list[list[str]]:
@@ -826,6 +945,7 @@ def run_benchmarks(args: argparse.Namespace, work: Path) -> str:
     layout = plan(args.size_gib, args.variables)
     logs, out = work / "logs", work / "out"
     logs.mkdir()
+    out.mkdir()
     log(f"building checkpoints with TensorFlow in {work} ...")
     ckpts = build(layout, work / "src")
     full, quarter, many = ckpts.full, ckpts.quarter, ckpts.many
@@ -842,12 +962,24 @@ def run_benchmarks(args: argparse.Namespace, work: Path) -> str:
     imports = check_imports(full, ckpts.twin)
     if imports.tensorflow:
         log(f"warning: `ckptmigrate check` imports TensorFlow: {', '.join(imports.tensorflow)}")
+    named = ckpts.named
+    rename_map, slice_pad_map = write_maps(work / "maps", layout.rows)
+    renamed = {f"renamed_{i}/kernel": [layout.rows, COLUMNS] for i in range(named.variables)}
+    carried_over = check_convert(cli, named, rename_map, out / "check-rename", renamed)
+    padded = {f"layer_{i}/kernel": [layout.rows, PAD_COLUMNS] for i in range(named.variables)}
+    check_convert(cli, named, slice_pad_map, out / "check-slice-pad", padded)
+    log(f"  convert output checked; unchanged shards carried over by {carried_over}")
     results: dict[str, Result] = {}
     groups = [
         ("inspect", inspect_commands(cli, full)),
         ("read", read_commands(full)),
         ("rewrite", rewrite_commands(full, out)),
         ("rewrite 1/4 size", quarter_commands(quarter, out)),
+        ("convert rename", convert_rename_commands(cli, named, rename_map, out)),
+        (
+            "convert slice + pad",
+            convert_slice_pad_commands(cli, named, slice_pad_map, layout.rows, out),
+        ),
         ("check", check_commands(cli, full, ckpts.twin)),
         (f"{many.variables:,} variables", many_commands(cli, many, ckpts.many_twin)),
     ]
@@ -855,7 +987,8 @@ def run_benchmarks(args: argparse.Namespace, work: Path) -> str:
         log(f"measuring {title} ...")
         results.update(measure(commands, args.repeat, logs))
     header = header_line(full, layout, ckpts.tf_version, args.repeat)
-    return markdown(header, table_rows(results, ckpts, imports))
+    rows = table_rows(results, ckpts, imports, layout.rows, carried_over)
+    return markdown(header, rows)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -300,6 +300,18 @@ def convert(
         )
 
 
+@app.command("maps")
+def list_maps(traceback: TracebackOption = False) -> None:
+    """List the bundled maps, usable as `--map NAME`.
+
+    Example: ckptmigrate convert runs/model.ckpt-1000 --map strip-optimizer -o runs-slim
+    """
+    from .mapping.schema import bundled_maps
+
+    for name, description in _run(bundled_maps, traceback):
+        sys.stdout.write(f"{name}\t{description}\n")
+
+
 @contextlib.contextmanager
 def _progress(enabled: bool) -> Iterator[Callable[[Any], None]]:
     """A Rich progress line (variables and bytes written) on stderr, only for a terminal."""

@@ -207,10 +207,10 @@ def _apply_rule(
 ) -> list[_State] | None:
     """Apply ``rule`` to one variable (itself or via its owner); None if it didn't match,
     else the variables it creates (a split's parts)."""
-    match = rule.selector.match(name_before)
+    match = rule.selector.match(name_before, state.role)
     via_owner = False
     if match is None and owner_before is not None and state.owner is not None:
-        match = rule.selector.match(owner_before)
+        match = rule.selector.match(owner_before, state.owner.role)
         via_owner = match is not None
     if match is None:
         return None
@@ -387,10 +387,10 @@ def plan_conversion(
         matched = 0
         if isinstance(rule, KeepRule):
             for state in alive:
-                names = [before[id(state)]]
+                names = [(before[id(state)], state.role)]
                 if state.owner is not None and id(state.owner) in before:
-                    names.append(before[id(state.owner)])
-                if any(sel.match(n) for sel in rule.patterns for n in names):
+                    names.append((before[id(state.owner)], state.owner.role))
+                if any(sel.match(n, role) for sel in rule.patterns for n, role in names):
                     state.handled = True
                     matched += 1
                 else:
@@ -433,7 +433,8 @@ def plan_conversion(
                 if created is not None:
                     matched += 1
                     states.extend(created)
-        if matched == 0:
+        optional = isinstance(rule, Rule | KeepRule) and rule.optional
+        if matched == 0 and not optional:
             text = (
                 rule.selector.text
                 if isinstance(rule, Rule | FromRule)

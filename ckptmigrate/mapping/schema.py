@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import dtypes
+from ..names import Role
 from .located import MapError, Node, Where, load_located, read_map_text
 from .template import Template, TemplateError, parse_template
 
@@ -36,7 +37,7 @@ OPERATIONS = (
     "remap_rows",
 )
 STANDALONE = ("keep", "init", "concat", "from")
-RULE_KEYS = ("name", "match", "note", *STANDALONE, *OPERATIONS)
+RULE_KEYS = ("name", "match", "role", "optional", "note", *STANDALONE, *OPERATIONS)
 RESIZE_METHODS = ("linear", "nearest")
 TOP_KEYS = ("version", "description", "rules")
 
@@ -55,8 +56,11 @@ class Selector:
     text: str
     pattern: re.Pattern[str]
     is_regex: bool
+    roles: frozenset[Role] | None = None  # `role:` selects by role; the pattern is then .*
 
-    def match(self, name: str) -> re.Match[str] | None:
+    def match(self, name: str, role: Role | None = None) -> re.Match[str] | None:
+        if self.roles is not None and role not in self.roles:
+            return None
         return self.pattern.fullmatch(name)
 
 
@@ -159,6 +163,7 @@ class Rule(_Numbered):
     selector: Selector
     op: Operation
     note: str | None = None
+    optional: bool = False  # matching nothing is expected: no warning
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +172,7 @@ class KeepRule(_Numbered):
     where: Where
     patterns: tuple[Selector, ...]
     note: str | None = None
+    optional: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -467,6 +473,21 @@ def _operation(name: str, node: Node, selector: Selector, base_dir: Path) -> Ope
     return Cast(_dtype(body["dtype"]), **flags)
 
 
+def _role_selector(node: Node) -> Selector:
+    items = node.value if isinstance(node.value, list) else [node]
+    roles = set()
+    for item in items:
+        try:
+            roles.add(Role(item.value))
+        except ValueError:
+            choices = ", ".join(r.value for r in Role)
+            raise MapError(
+                item.where, f"unknown role {item.value!r}", hint=f"roles are: {choices}."
+            ) from None
+    text = "role: " + ", ".join(sorted(r.value for r in roles))
+    return Selector(text, re.compile(r".*", re.DOTALL), True, frozenset(roles))
+
+
 def _selector(node: Node, is_regex: bool) -> Selector:
     if is_regex:
         return Selector(node.value, _regex(node, "match"), True)
@@ -477,12 +498,19 @@ def _selector(node: Node, is_regex: bool) -> Selector:
 def _rule(number: int, node: Node, base_dir: Path) -> AnyRule:
     body = _check_keys(node, RULE_KEYS, f"rule {number}")
     note = body["note"].value if "note" in body else None
+    optional = False
+    if "optional" in body:
+        if not isinstance(body["optional"].value, bool):
+            raise MapError(body["optional"].where, "optional is true or false")
+        optional = body["optional"].value
     if "keep" in body:
-        extra = set(body) - {"keep", "note"}
+        extra = set(body) - {"keep", "note", "optional"}
         if extra:
             raise MapError(node.where, f"keep stands alone (drop {', '.join(sorted(extra))})")
         items = body["keep"].value if isinstance(body["keep"].value, list) else [body["keep"]]
-        return KeepRule(number, node.where, tuple(_selector(i, True) for i in items), note)
+        return KeepRule(
+            number, node.where, tuple(_selector(i, True) for i in items), note, optional
+        )
     if "concat" in body:
         extra = set(body) - {"concat", "note"}
         if extra:
@@ -532,11 +560,19 @@ def _rule(number: int, node: Node, base_dir: Path) -> AnyRule:
             _fill(init.get("fill"), init, allow_mean=False),
             note,
         )
-    if ("name" in body) == ("match" in body):
+    chosen = [key for key in ("name", "match", "role") if key in body]
+    if len(chosen) != 1:
         raise MapError(
-            node.where, f"rule {number} needs exactly one of `name` (exact) or `match` (regex)"
+            node.where,
+            f"rule {number} needs exactly one of `name` (exact), `match` (regex) or `role` "
+            "(model, optimizer, step, metadata)",
         )
-    selector = _selector(body["match"], True) if "match" in body else _selector(body["name"], False)
+    if "role" in body:
+        selector = _role_selector(body["role"])
+    elif "match" in body:
+        selector = _selector(body["match"], True)
+    else:
+        selector = _selector(body["name"], False)
     ops = [key for key in body if key in OPERATIONS]
     if len(ops) != 1:
         raise MapError(
@@ -546,7 +582,12 @@ def _rule(number: int, node: Node, base_dir: Path) -> AnyRule:
             hint=f"operations: {', '.join(OPERATIONS)}; split into several rules.",
         )
     return Rule(
-        number, node.where, selector, _operation(ops[0], body[ops[0]], selector, base_dir), note
+        number,
+        node.where,
+        selector,
+        _operation(ops[0], body[ops[0]], selector, base_dir),
+        note,
+        optional,
     )
 
 
@@ -595,3 +636,12 @@ def load_map(spec: str | Path) -> Map:
     """Load and validate a map file (or a bundled map by name)."""
     path = resolve_map_path(spec)
     return parse_map(read_map_text(path), str(path), path.parent)
+
+
+def bundled_maps() -> list[tuple[str, str]]:
+    """(name, description) of every map shipped in mappings/."""
+    out = []
+    for path in sorted(BUNDLED_DIR.glob("*.yaml")) if BUNDLED_DIR.is_dir() else []:
+        mapping = load_map(path)
+        out.append((path.stem, mapping.description or ""))
+    return out
