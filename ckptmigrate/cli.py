@@ -229,6 +229,10 @@ def convert(
             "--copy", help="Copy unchanged shards instead of reflinking or hard-linking them."
         ),
     ] = False,
+    durable: Annotated[
+        bool,
+        typer.Option("--durable", help="fsync every file before publishing the output (slower)."),
+    ] = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print a JSON object.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
     traceback: TracebackOption = False,
@@ -264,6 +268,7 @@ def convert(
                 strict=strict,
                 require_all=require_all,
                 copy=copy,
+                durable=durable,
                 on_variable=advance,
             ),
             traceback,

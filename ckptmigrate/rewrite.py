@@ -7,13 +7,11 @@ partitioned-variable slices and the object graph, so TF2 checkpoints still resto
 
 from __future__ import annotations
 
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from .checkpoint import open_checkpoint
-from .formats.bundle_reader import BundleReader
+from .formats.bundle_reader import BundleReader, verified_in_background
 from .formats.bundle_writer import BundleWriter
 
 
@@ -29,9 +27,10 @@ def rewrite_checkpoint(
     output_dir: str | Path,
     *,
     overwrite: bool = False,
-    durable: bool = True,
+    durable: bool = False,
 ) -> RewriteResult:
-    """Copy ``source`` to ``output_dir/<prefix name>``; nothing appears there on failure."""
+    """Copy ``source`` to ``output_dir/<prefix name>``; nothing appears there on failure.
+    ``durable`` fsyncs every file before publishing (TensorFlow's own savers don't)."""
     with open_checkpoint(source) as checkpoint:
         reader = checkpoint.reader
         name = checkpoint.prefix.name
@@ -63,22 +62,14 @@ def _copy_bundle(
     # Source layout order: an unchanged shard comes out byte-identical.
     by_layout = sorted(reader.entries.items(), key=lambda item: (item[1].shard_id, item[1].offset))
     stored = [key for key, entry in by_layout if not entry.slices]
-    stop = threading.Event()
-    # Checksums are verified on the second core while the kernel copies on the first; the
-    # output is only published once both are done, so a bad tensor still aborts the copy.
-    with writer, ThreadPoolExecutor(max_workers=1) as pool:
-        verified = pool.submit(reader.verify_keys, stored, stop)
-        try:
-            copied = 0
-            for key, entry in by_layout:
-                if entry.slices:
-                    info = reader.info(key)
-                    writer.add_partitioned(key, info.dtype, entry.shape, entry.slices)
-                else:
-                    writer.add_stored(key, reader, verify=False)
-                    copied += entry.size
-            verified.result()
-        except BaseException:
-            stop.set()
-            raise
+    with writer, verified_in_background(reader, stored) as finish:
+        copied = 0
+        for key, entry in by_layout:
+            if entry.slices:
+                info = reader.info(key)
+                writer.add_partitioned(key, info.dtype, entry.shape, entry.slices)
+            else:
+                writer.add_stored(key, reader, verify=False)
+                copied += entry.size
+        finish()  # a bad checksum aborts here, before anything is published
         return RewriteResult(writer.commit(), len(reader.entries), copied)

@@ -853,3 +853,30 @@ def test_full_disk_mid_conversion_is_exit_2_and_leaves_nothing(tf: Any, tmp_path
     assert "cannot write" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["map.yaml", "src"]
+
+
+def test_corrupt_source_tensor_aborts_convert_with_nothing_written(tf: Any, tmp_path: Path) -> None:
+    from ckptmigrate import ChecksumMismatchError
+
+    source = tf_save(
+        tf, tmp_path / "src" / "ckpt", {f"v{i}": np.full((64, 64), i, np.float32) for i in range(6)}
+    )
+    data_file = source.with_name("ckpt.data-00000-of-00001")
+    data = bytearray(data_file.read_bytes())
+    data[-7] ^= 0x08
+    data_file.write_bytes(bytes(data))
+    mapping = write_map(
+        tmp_path,
+        """
+        version: 1
+        rules:
+          - match: 'v(\\d)'
+            rename: 'w{1}'
+          - name: w0
+            cast: float64
+    """,
+    )
+    # v0 is transformed, so the shard is copied, not linked; the others are checked aside.
+    with pytest.raises(ChecksumMismatchError, match="CRC32C"):
+        convert(source, mapping, tmp_path / "out", durable=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["map.yaml", "src"]

@@ -7,11 +7,13 @@ the entry's recorded offset, so reading one tensor never touches the others.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import math
 import os
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -444,6 +446,22 @@ class BundleReader:
 
 def _discard(_: memoryview) -> None:
     pass
+
+
+@contextlib.contextmanager
+def verified_in_background(reader: BundleReader, keys: list[str]) -> Iterator[Callable[[], int]]:
+    """Check the CRC32C of ``keys`` on a second thread while the caller copies them
+    unverified (the kernel copies on one core, the checksums run on the other). Call the
+    yielded ``finish()`` before publishing anything: it waits and raises the first
+    checksum error. Leaving the block early stops the checking."""
+    stop = threading.Event()
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        future = pool.submit(reader.verify_keys, keys, stop)
+        try:
+            yield future.result
+        except BaseException:
+            stop.set()
+            raise
 
 
 def _write_all(fd: int, data: memoryview) -> None:

@@ -5,7 +5,9 @@ writes the index and the `checkpoint` state file last and renames the directory 
 Until then nothing exists at the destination, so an exception, Ctrl-C or a full disk
 leaves the destination untouched (``abort`` removes the staging directory).
 Memory use is bounded by the one tensor being added; unchanged tensors are streamed from
-the source in fixed-size chunks without being decoded.
+the source in fixed-size chunks without being decoded. ``durable=True`` also fsyncs every
+file and directory before the rename (off by default, as in TensorFlow's own savers: the
+publication is atomic either way, durability across power loss costs ~0.4 s per GiB here).
 """
 
 from __future__ import annotations
@@ -63,7 +65,7 @@ class BundleWriter:
         num_shards: int = 1,
         big_endian: bool = tensor_codec.NATIVE_IS_BIG,
         overwrite: bool = False,
-        durable: bool = True,
+        durable: bool = False,
     ) -> None:
         self.output_dir = Path(output_dir).absolute()
         self.prefix_name = prefix_name

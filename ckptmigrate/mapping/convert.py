@@ -11,14 +11,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from .. import __version__, dtypes
 from ..checkpoint import Checkpoint, open_checkpoint
 from ..errors import OutputError
-from ..formats.bundle_reader import BundleReader
+from ..formats.bundle_reader import BundleReader, verified_in_background
 from ..formats.bundle_writer import BundleWriter
 from ..formats.object_graph import OBJECT_GRAPH_KEY
 from ..formats.ordered_code import decode_slice_key, encode_slice_key, is_slice_key
@@ -47,6 +47,28 @@ class _Layout:
     num_shards: int = 1
     linked: frozenset[int] = frozenset()
     free: int = 0  # the output shard new and changed tensors are written to
+    checked_aside: frozenset[str] = frozenset()  # source keys verified on another thread
+
+    def with_checked_aside(self, reader: BundleReader | None, the_plan: Plan) -> _Layout:
+        """The stored tensors copied from the source but not carried over with a linked
+        shard: their checksums are verified alongside the copy instead of before it."""
+        if reader is None:
+            return self
+        keys: set[str] = set()
+        for v in the_plan.outputs:
+            if not v.raw_copy or v.origin is not None or v.source is None:
+                continue
+            entry = reader.entries[v.source]
+            parts = (
+                [reader.slice_key(v.source, i) for i in range(len(entry.slices))]
+                if entry.slices
+                else [v.source]
+            )
+            keys.update(k for k in parts if reader.entries[k].shard_id not in self.linked)
+        keys.update(
+            k for k in the_plan.passthrough if reader.entries[k].shard_id not in self.linked
+        )
+        return replace(self, checked_aside=frozenset(keys))
 
     @staticmethod
     def plan(reader: BundleReader | None, the_plan: Plan, copy: bool) -> _Layout:
@@ -126,12 +148,12 @@ def convert(
     strict: bool = False,
     require_all: bool = False,
     copy: bool = False,
-    durable: bool = True,
+    durable: bool = False,
     on_variable: Any = None,
 ) -> ConvertResult:
     """Apply ``mapping`` to ``checkpoint``, writing a new checkpoint directory ``output``.
     Shards whose tensors all survive unchanged are reflinked or hard-linked, unless
-    ``copy``."""
+    ``copy``. ``durable`` fsyncs every file before publishing (TensorFlow's savers don't)."""
     mapping = _as_map(mapping)
     output = Path(output)
     with open_checkpoint(checkpoint) as ckpt:
@@ -139,7 +161,7 @@ def convert(
         _check_output(output, ckpt.location.given, ckpt.prefix, force)
         reader = ckpt.reader
         bundle = reader if isinstance(reader, BundleReader) else None
-        layout = _Layout.plan(bundle, the_plan, copy)
+        layout = _Layout.plan(bundle, the_plan, copy).with_checked_aside(bundle, the_plan)
         writer = BundleWriter(
             output,
             ckpt.prefix.name,
@@ -149,7 +171,13 @@ def convert(
             big_endian=bundle.big_endian if bundle else False,
         )
         counts = {"copied": 0, "transformed": 0, "initialised": 0}
+        aside = sorted(layout.checked_aside)
         with writer, contextlib.ExitStack() as stack:
+            finish = (
+                stack.enter_context(verified_in_background(bundle, aside))
+                if bundle is not None
+                else (lambda: 0)
+            )
             links = [
                 writer.link_shard(s, bundle.data_file(s))
                 for s in sorted(layout.linked)
@@ -170,6 +198,7 @@ def convert(
                 counts[kind] += 1
                 if on_variable is not None:
                     on_variable(variable)
+            finish()  # a bad checksum aborts here, before anything is published
             writer.add_file(PROVENANCE_FILE, _provenance(the_plan, ckpt, counts, links))
             prefix = writer.commit()
     return ConvertResult(prefix, the_plan, **counts, linked_shards=tuple(links))
@@ -195,7 +224,10 @@ def _copy(
         if main and entry.shard_id in layout.linked:
             writer.add_linked(new_key, entry)
         else:
-            writer.add_stored(new_key, reader, source_key=old_key, shard=layout.free)
+            aside = main and old_key in layout.checked_aside
+            writer.add_stored(
+                new_key, reader, source_key=old_key, shard=layout.free, verify=not aside
+            )
 
     entry = reader.entries[source]
     if not entry.slices:
