@@ -9,7 +9,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .protowire import FIXED32, LEN, VARINT, MessageWriter, ProtoError, iter_fields, to_signed64
+from .protowire import (
+    FIXED32,
+    FIXED64,
+    LEN,
+    VARINT,
+    MessageWriter,
+    ProtoError,
+    iter_fields,
+    read_varint,
+    to_signed64,
+)
 
 LITTLE_ENDIAN = 0
 BIG_ENDIAN = 1
@@ -115,16 +125,26 @@ def encode_header(header: BundleHeader) -> bytes:
     return out.getvalue()
 
 
+def _decode_dim(value: bytes) -> int:
+    # Nearly every Dim is just field 1 (size) as a varint: decode that without the
+    # general field walk, which dominates reading 10,000-entry indexes otherwise.
+    if value and value[0] == 0x08:
+        size, pos = read_varint(value, 1)
+        if pos == len(value):
+            return to_signed64(size)
+    size = 0
+    for dnum, dwire, dval in iter_fields(value):
+        if dnum == 1 and dwire == VARINT:
+            size = to_signed64(_int_field(dval, "dim.size"))
+    return size
+
+
 def _decode_shape(buf: bytes) -> tuple[tuple[int, ...], bool]:
     dims: list[int] = []
     unknown_rank = False
     for number, wire, value in iter_fields(buf):
         if number == 2 and wire == LEN:
-            size = 0
-            for dnum, dwire, dval in iter_fields(_bytes_field(value, "dim")):
-                if dnum == 1 and dwire == VARINT:
-                    size = to_signed64(_int_field(dval, "dim.size"))
-            dims.append(size)
+            dims.append(_decode_dim(_bytes_field(value, "dim")))
         elif number == 3 and wire == VARINT:
             unknown_rank = bool(value)
     return tuple(dims), unknown_rank
@@ -169,25 +189,62 @@ def _encode_slice(tslice: TensorSlice) -> bytes:
 
 
 def decode_entry(buf: bytes) -> BundleEntry:
+    """Decode a BundleEntryProto. Written as one flat loop (no per-field helper calls):
+    a 10,000-variable checkpoint decodes 10,000 of these before anything else can run."""
     dtype = shard_id = offset = size = checksum = 0
     shape: tuple[int, ...] = ()
     unknown_rank = False
     slices = []
-    for number, wire, value in iter_fields(buf):
-        if number == 1 and wire == VARINT:
-            dtype = _int_field(value, "dtype")
-        elif number == 2 and wire == LEN:
-            shape, unknown_rank = _decode_shape(_bytes_field(value, "shape"))
-        elif number == 3 and wire == VARINT:
-            shard_id = to_signed64(_int_field(value, "shard_id"))
-        elif number == 4 and wire == VARINT:
-            offset = to_signed64(_int_field(value, "offset"))
-        elif number == 5 and wire == VARINT:
-            size = to_signed64(_int_field(value, "size"))
-        elif number == 6 and wire == FIXED32:
-            checksum = _int_field(value, "crc32c")
-        elif number == 7 and wire == LEN:
-            slices.append(_decode_slice(_bytes_field(value, "slice")))
+    pos, end = 0, len(buf)
+    try:
+        while pos < end:
+            tag = buf[pos]
+            if tag < 0x80:
+                pos += 1
+            else:
+                tag, pos = read_varint(buf, pos)
+            number, wire = tag >> 3, tag & 7
+            if wire == VARINT:
+                value = buf[pos]
+                if value < 0x80:
+                    pos += 1
+                else:
+                    value, pos = read_varint(buf, pos)
+                if number == 1:
+                    dtype = value
+                elif number == 3:
+                    shard_id = to_signed64(value)
+                elif number == 4:
+                    offset = to_signed64(value)
+                elif number == 5:
+                    size = to_signed64(value)
+            elif wire == LEN:
+                length = buf[pos]
+                if length < 0x80:
+                    pos += 1
+                else:
+                    length, pos = read_varint(buf, pos)
+                if pos + length > end:
+                    raise ProtoError("length-delimited field runs past the end")
+                if number == 2:
+                    shape, unknown_rank = _decode_shape(buf[pos : pos + length])
+                elif number == 7:
+                    slices.append(_decode_slice(buf[pos : pos + length]))
+                pos += length
+            elif wire == FIXED32:
+                if pos + 4 > end:
+                    raise ProtoError("truncated fixed32")
+                if number == 6:
+                    checksum = int.from_bytes(buf[pos : pos + 4], "little")
+                pos += 4
+            elif wire == FIXED64:
+                pos += 8
+            else:
+                raise ProtoError(f"unsupported wire type {wire}")
+    except IndexError:
+        raise ProtoError("truncated entry") from None
+    if pos != end:
+        raise ProtoError("truncated entry")
     return BundleEntry(dtype, shape, shard_id, offset, size, checksum, tuple(slices), unknown_rank)
 
 

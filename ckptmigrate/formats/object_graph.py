@@ -54,22 +54,36 @@ def parse_object_graph(data: bytes) -> list[TrackableNode]:
         graph = messages.parse("TrackableObjectGraph", data)
     except Exception as e:  # google.protobuf.message.DecodeError, without importing it
         raise ProtoError(f"not a TrackableObjectGraph ({e})") from None
-    return [
-        TrackableNode(
-            tuple((c.node_id, _str(c.local_name)) for c in node.children),
+    # Decoding inline (no helper call per string) matters at 20,000 nodes.
+    nodes = []
+    for node in graph.nodes:
+        children = tuple(
+            (c.node_id, c.local_name.decode("utf-8", "surrogateescape")) for c in node.children
+        )
+        attributes = (
             tuple(
-                SerializedTensor(_str(a.name), _str(a.full_name), _str(a.checkpoint_key))
+                SerializedTensor(
+                    a.name.decode("utf-8", "surrogateescape"),
+                    a.full_name.decode("utf-8", "surrogateescape"),
+                    a.checkpoint_key.decode("utf-8", "surrogateescape"),
+                )
                 for a in node.attributes
-            ),
+            )
+            if node.attributes
+            else ()
+        )
+        slots = (
             tuple(
                 SlotReference(
                     s.original_variable_node_id, _str(s.slot_name), s.slot_variable_node_id
                 )
                 for s in node.slot_variables
-            ),
+            )
+            if node.slot_variables
+            else ()
         )
-        for node in graph.nodes
-    ]
+        nodes.append(TrackableNode(children, attributes, slots))
+    return nodes
 
 
 def original_names(nodes: list[TrackableNode]) -> dict[str, str]:
