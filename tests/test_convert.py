@@ -758,7 +758,7 @@ def test_unchanged_shards_are_linked_unless_copy(tf: Any, tmp_path: Path) -> Non
     for name, value in values.items():
         assert same_bits(reader.get_tensor(name.replace("dev", "device_")), value)
     copied = convert(source, rename, tmp_path / "copied", copy=True)
-    assert copied.linked_shards == ()
+    assert copied.linked_shards == ("copy", "copy")  # whole-file kernel copies, no links
     assert copied.copied == 4
     for shard in sorted((tmp_path / "copied").glob("*.data-*")):
         assert all(shard.stat().st_ino != s.stat().st_ino for s in shards)
@@ -879,4 +879,20 @@ def test_corrupt_source_tensor_aborts_convert_with_nothing_written(tf: Any, tmp_
     # v0 is transformed, so the shard is copied, not linked; the others are checked aside.
     with pytest.raises(ChecksumMismatchError, match="CRC32C"):
         convert(source, mapping, tmp_path / "out", durable=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["map.yaml", "src"]
+
+
+def test_copy_mode_still_verifies_whole_copied_shards(tf: Any, tmp_path: Path) -> None:
+    from ckptmigrate import ChecksumMismatchError
+
+    source = tf_save(
+        tf, tmp_path / "src" / "ckpt", {f"v{i}": np.full((32, 32), i, np.float32) for i in range(4)}
+    )
+    data_file = source.with_name("ckpt.data-00000-of-00001")
+    data = bytearray(data_file.read_bytes())
+    data[100] ^= 0x01
+    data_file.write_bytes(bytes(data))
+    mapping = write_map(tmp_path, "version: 1\nrules:\n  - match: 'v(.)'\n    rename: 'w{1}'\n")
+    with pytest.raises(ChecksumMismatchError):
+        convert(source, mapping, tmp_path / "out", copy=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["map.yaml", "src"]

@@ -198,16 +198,17 @@ class BundleWriter:
             entry.dtype, entry.shape, shard, offset, entry.size, entry.crc32c
         )
 
-    def link_shard(self, shard: int, source_file: Path, *, allow_hard_link: bool = True) -> str:
+    def link_shard(self, shard: int, source_file: Path, *, allow_links: bool = True) -> str:
         """Make output shard ``shard`` the source data file itself, without copying bytes:
         a reflink (copy-on-write clone) where the filesystem can, else a hard link (the
         output then shares the source's inode; checkpoint files are never rewritten in
-        place), else a copy. Returns which was used. Entries are added with add_linked."""
+        place), else a copy; ``allow_links=False`` always copies (the kernel copies the
+        whole file). Returns which was used. Entries are added with add_linked."""
         if shard in self._files or shard in self._linked:
             raise ValueError(f"shard {shard} already has data")
         target = data_path(self.staging_prefix, shard, self.num_shards)
         try:
-            method = _clone(source_file, target, allow_hard_link)
+            method = _clone(source_file, target, allow_links)
             self._sizes[shard] = target.stat().st_size
         except OSError as e:
             raise _output_error(e, self.output_dir) from e
@@ -320,16 +321,16 @@ class BundleWriter:
 _FICLONE = 0x40049409  # linux/fs.h: _IOW(0x94, 9, int)
 
 
-def _clone(source: Path, target: Path, allow_hard_link: bool) -> str:
+def _clone(source: Path, target: Path, allow_links: bool) -> str:
     import fcntl
 
-    with source.open("rb") as src, target.open("wb") as dst:
-        try:
-            fcntl.ioctl(dst.fileno(), _FICLONE, src.fileno())
-            return "reflink"
-        except OSError:
-            pass
-    if allow_hard_link:
+    if allow_links:
+        with source.open("rb") as src, target.open("wb") as dst:
+            try:
+                fcntl.ioctl(dst.fileno(), _FICLONE, src.fileno())
+                return "reflink"
+            except OSError:
+                pass
         target.unlink()
         try:
             os.link(source, target)

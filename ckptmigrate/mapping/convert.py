@@ -48,6 +48,7 @@ class _Layout:
     linked: frozenset[int] = frozenset()
     free: int = 0  # the output shard new and changed tensors are written to
     checked_aside: frozenset[str] = frozenset()  # source keys verified on another thread
+    copy: bool = False  # carried-over shards are copied, not linked
 
     def with_checked_aside(self, reader: BundleReader | None, the_plan: Plan) -> _Layout:
         """The stored tensors copied from the source but not carried over with a linked
@@ -64,17 +65,22 @@ class _Layout:
                 if entry.slices
                 else [v.source]
             )
-            keys.update(k for k in parts if reader.entries[k].shard_id not in self.linked)
+            keys.update(
+                k for k in parts if (self.copy or reader.entries[k].shard_id not in self.linked)
+            )
         keys.update(
-            k for k in the_plan.passthrough if reader.entries[k].shard_id not in self.linked
+            k
+            for k in the_plan.passthrough
+            if (self.copy or reader.entries[k].shard_id not in self.linked)
         )
         return replace(self, checked_aside=frozenset(keys))
 
     @staticmethod
     def plan(reader: BundleReader | None, the_plan: Plan, copy: bool) -> _Layout:
         """A shard all of whose tensors survive byte for byte (renamed or kept) need not be
-        rewritten: it is reflinked or hard-linked (unless ``copy``)."""
-        if reader is None or copy:
+        rewritten tensor by tensor: it is reflinked or hard-linked, or with ``copy`` copied
+        whole by the kernel (its checksums are still verified alongside)."""
+        if reader is None:
             return _Layout()
         count = reader.header.num_shards
         unchanged = {v.source for v in the_plan.outputs if v.raw_copy and v.origin is None}
@@ -90,11 +96,13 @@ class _Layout:
         if not linked:
             return _Layout()
         if len(linked) < count:
-            return _Layout(count, linked, min(set(range(count)) - linked))
+            return _Layout(count, linked, min(set(range(count)) - linked), copy=copy)
         rest = the_plan.object_graph is not None or any(
             not v.raw_copy or v.origin is not None for v in the_plan.outputs
         )
-        return _Layout(count + 1, linked, count) if rest else _Layout(count, linked, 0)
+        if rest:
+            return _Layout(count + 1, linked, count, copy=copy)
+        return _Layout(count, linked, 0, copy=copy)
 
 
 def _as_map(mapping: Map | str | Path) -> Map:
@@ -179,7 +187,7 @@ def convert(
                 else (lambda: 0)
             )
             links = [
-                writer.link_shard(s, bundle.data_file(s))
+                writer.link_shard(s, bundle.data_file(s), allow_links=not layout.copy)
                 for s in sorted(layout.linked)
                 if bundle is not None
             ]
