@@ -210,6 +210,9 @@ class BundleWriter:
         try:
             method = _clone(source_file, target, allow_links)
             self._sizes[shard] = target.stat().st_size
+            if self.durable and method != "hard link":  # a link shares synced source blocks
+                with target.open("rb+") as copied:
+                    self._sync(copied)
         except OSError as e:
             raise _output_error(e, self.output_dir) from e
         self._linked.add(shard)
