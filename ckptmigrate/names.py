@@ -11,11 +11,18 @@ import re
 from collections.abc import Collection
 from enum import Enum
 
-from .formats.object_graph import OBJECT_GRAPH_KEY
+from .formats.object_graph import OBJECT_GRAPH_KEY, OPTIMIZER_SLOT_MARKER, VARIABLE_SUFFIX
 
-VARIABLE_SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
+__all__ = [
+    "ATTRIBUTES_MARKER",
+    "OPTIMIZER_SLOT_MARKER",
+    "VARIABLE_SUFFIX",
+    "Role",
+    "classify",
+    "variable_path",
+]
+
 ATTRIBUTES_MARKER = "/.ATTRIBUTES/"
-OPTIMIZER_SLOT_MARKER = "/.OPTIMIZER_SLOT/"
 
 
 class Role(str, Enum):

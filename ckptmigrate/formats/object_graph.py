@@ -108,6 +108,9 @@ def slot_keys(nodes: list[TrackableNode]) -> set[str]:
 
 MAX_PATHS_PER_NODE = 8  # objects reachable many ways (shared layers) keep a few paths
 VARIABLE_ATTRIBUTE = "VARIABLE_VALUE"
+# The key grammar of object-based checkpoints (names.py re-exports these).
+VARIABLE_SUFFIX = "/.ATTRIBUTES/" + VARIABLE_ATTRIBUTE
+OPTIMIZER_SLOT_MARKER = "/.OPTIMIZER_SLOT/"
 
 
 def _node_paths(nodes: list[TrackableNode]) -> dict[int, list[str]]:
@@ -137,7 +140,7 @@ def variable_aliases(nodes: list[TrackableNode]) -> dict[str, list[str]]:
     as ``model/layer-0/kernel`` and ``model/optimizer/_trainable_variables/0`` restores
     through either, while its key records only the first path saved."""
     paths = _node_paths(nodes)
-    suffix = "/.ATTRIBUTES/" + VARIABLE_ATTRIBUTE
+    suffix = VARIABLE_SUFFIX
     aliases: dict[str, list[str]] = {}
     for node_id, node in enumerate(nodes):
         for attribute in node.attributes:
@@ -149,7 +152,7 @@ def variable_aliases(nodes: list[TrackableNode]) -> dict[str, list[str]]:
             if not 0 <= slot.slot_variable_node_id < len(nodes):
                 continue
             found = [
-                f"{var_path}/.OPTIMIZER_SLOT/{opt_path}/{slot.slot_name}{suffix}"
+                f"{var_path}{OPTIMIZER_SLOT_MARKER}{opt_path}/{slot.slot_name}{suffix}"
                 for var_path in paths.get(slot.original_variable_node_id, [])
                 for opt_path in paths.get(optimizer_id, [])
             ][:MAX_PATHS_PER_NODE]
@@ -163,9 +166,6 @@ class ObjectGraphEditError(ValueError):
     """A change the object graph cannot express (no object at the new path, two values
     for one object); the message names the key and the path."""
 
-
-_VARIABLE_SUFFIX = "/.ATTRIBUTES/" + VARIABLE_ATTRIBUTE
-_SLOT_MARKER = "/.OPTIMIZER_SLOT/"
 
 Field = tuple[int, int, int | bytes]
 
@@ -224,11 +224,13 @@ def rebuild_object_graph(data: bytes, outputs: dict[str, str | None]) -> bytes:
             ]
         )
     moved: dict[int, int] = {}
-    occupied = {owner[key][0] for key in unchanged if key in owner and _SLOT_MARKER not in key}
+    occupied = {
+        owner[key][0] for key in unchanged if key in owner and OPTIMIZER_SLOT_MARKER not in key
+    }
     for new, old in sorted(outputs.items()):
         if new == old:
             continue
-        if _SLOT_MARKER in new:
+        if OPTIMIZER_SLOT_MARKER in new:
             if old is None or old not in owner:
                 raise ObjectGraphEditError(
                     f"{new!r} is a new optimizer slot; slots can only be renamed with their "
@@ -237,9 +239,9 @@ def rebuild_object_graph(data: bytes, outputs: dict[str, str | None]) -> bytes:
             node_id, attribute = owner[old]
             kept[node_id].append((2, LEN, _encode_fields(_with_key(attribute, new))))
             continue
-        if not new.endswith(_VARIABLE_SUFFIX):
+        if not new.endswith(VARIABLE_SUFFIX):
             raise ObjectGraphEditError(f"{new!r} is not an object-based variable key")
-        path = new[: -len(_VARIABLE_SUFFIX)]
+        path = new[: -len(VARIABLE_SUFFIX)]
         target = at_path.get(path)
         if target is None:
             raise ObjectGraphEditError(
