@@ -100,7 +100,7 @@ def _mapped_inventory(checkpoint: str | Path, mapping: Any) -> Inventory:
     the_map = mapping if isinstance(mapping, Map) else load_map(mapping)
     with open_checkpoint(checkpoint) as ckpt:
         base = inventory_of(ckpt)
-        the_plan = plan_conversion(ckpt, the_map)
+        the_plan = plan_conversion(ckpt, the_map, keep_object_graph=False)
     variables = {
         v.name: VariableSpec(
             v.name,

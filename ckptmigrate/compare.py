@@ -13,7 +13,7 @@ from typing import Any
 
 from .formats.object_graph import OBJECT_GRAPH_KEY
 from .inventory import Inventory, Scheme, VariableSpec
-from .names import Role
+from .names import Role, variable_path
 
 SCHEMA_VERSION = 1
 
@@ -98,6 +98,9 @@ class Finding:
 @dataclass(frozen=True)
 class CheckOptions:
     ignore: tuple[str, ...] = ()  # regexes searched in both sides' names
+    # The checkpoint will be rewritten under the target's keys (convert --target): pair
+    # by key or by original name, whatever TF's own restore would look up.
+    rekeyed: bool = False
     strict: bool = False  # unused checkpoint entries fail the check
     min_match: float | None = None  # fail when matched/target variables is below this
 
@@ -202,6 +205,12 @@ def _by_original(v: VariableSpec) -> list[str]:
     return [(v.original_name or v.name).removesuffix(":0")]
 
 
+def _by_either(v: VariableSpec) -> list[str]:
+    """Object paths (without the TF2 value suffix), then the original name: what a map
+    that renames onto the target's own keys or onto its variables' names produces."""
+    return [*(variable_path(k) for k in _by_name(v)), *_by_original(v)]
+
+
 def _strip_first(key: str) -> str:
     return key.split("/", 1)[1] if "/" in key else key
 
@@ -214,7 +223,7 @@ class _Strategy:
     note: str | None = None
 
 
-def _strategies(ckpt: Inventory, target: Inventory) -> list[_Strategy]:
+def _strategies(ckpt: Inventory, target: Inventory, rekeyed: bool) -> list[_Strategy]:
     if ckpt.scheme == target.scheme:
         how = "by key" if target.scheme is not Scheme.TF2 else "by object-graph path"
         base = [(f"{how} ({target.scheme.label})", _by_name, _by_name)]
@@ -231,6 +240,15 @@ def _strategies(ckpt: Inventory, target: Inventory) -> list[_Strategy]:
     def stripped(key_fn: KeyFn) -> KeyFn:
         return lambda v: [_strip_first(k) for k in key_fn(v)]
 
+    if rekeyed:
+        base.append(
+            (
+                f"by key or original variable name (checkpoint: {ckpt.scheme.label}; target: "
+                f"{target.scheme.label})",
+                _by_either,
+                _by_either,
+            )
+        )
     out = []
     for description, ck, tk in base:
         out.append(_Strategy(description, ck, tk))
@@ -289,10 +307,10 @@ def _pair_with(strategy: _Strategy, ckpt: Inventory, target: Inventory) -> _Pair
     return _Pairing(strategy, pairs, match_keys)
 
 
-def _pair(ckpt: Inventory, target: Inventory) -> _Pairing:
+def _pair(ckpt: Inventory, target: Inventory, rekeyed: bool) -> _Pairing:
     """The naming strategy that pairs the most target variables (the plainest on ties)."""
     best: _Pairing | None = None
-    for strategy in _strategies(ckpt, target):
+    for strategy in _strategies(ckpt, target, rekeyed):
         pairing = _pair_with(strategy, ckpt, target)
         if best is None or pairing.hits > best.hits:
             best = pairing
@@ -450,7 +468,7 @@ def compare(
     patterns = [re.compile(p) for p in options.ignore]
     ckpt_inv, ckpt_ignored = _without(checkpoint, patterns)
     target_inv, target_ignored = _without(target, patterns)
-    pairing = _pair(ckpt_inv, target_inv)
+    pairing = _pair(ckpt_inv, target_inv, options.rekeyed)
     strategy = pairing.strategy
     used = {c.name for c in pairing.pairs.values() if c is not None}
     unused = {k: v for k, v in ckpt_inv.variables.items() if k not in used}

@@ -375,9 +375,16 @@ def _closest_names(selector_text: str, names: list[str]) -> str:
 
 
 def plan_conversion(
-    checkpoint: Checkpoint, mapping: Map, *, strict: bool = False, require_all: bool = False
+    checkpoint: Checkpoint,
+    mapping: Map,
+    *,
+    strict: bool = False,
+    require_all: bool = False,
+    keep_object_graph: bool = True,
 ) -> Plan:
-    """The conversion ``mapping`` describes for ``checkpoint``, fully validated."""
+    """The conversion ``mapping`` describes for ``checkpoint``, fully validated.
+    ``keep_object_graph`` false: the output will not carry the source's object graph (it
+    is checked against, or written with, a target's), so renames need not fit it."""
     states, passthrough = _initial_states(checkpoint)
     source_names = [s.name for s in states]
     warnings: list[str] = []
@@ -471,7 +478,9 @@ def plan_conversion(
         for s in states
         if not s.alive and s.source and s.consumed_by is None and s.origin is None
     )
-    graph = _object_graph(checkpoint, outputs, mapping)
+    graph = _object_graph(checkpoint, outputs, mapping) if keep_object_graph else None
+    if not keep_object_graph:
+        passthrough = []
     return Plan(
         str(checkpoint.location.given),
         mapping,
