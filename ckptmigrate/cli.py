@@ -202,11 +202,36 @@ def check(
 def convert(
     checkpoint: Annotated[str, typer.Argument(help="The checkpoint to convert (read only).")],
     map_file: Annotated[
-        str, typer.Option("--map", "-m", help="A YAML map file, or the name of a bundled map.")
-    ],
+        str | None,
+        typer.Option("--map", "-m", help="A YAML map file, or the name of a bundled map."),
+    ] = None,
     output: Annotated[
         str | None, typer.Option("--output", "-o", help="The new checkpoint directory to write.")
     ] = None,
+    target: Annotated[
+        str | None,
+        typer.Option(
+            "--target",
+            "-t",
+            help="Write exactly what this model restores, under its own keys (a checkpoint, "
+            ".meta, SavedModel, .keras, builder module:function, or spec file).",
+        ),
+    ] = None,
+    root: Annotated[
+        str,
+        typer.Option(
+            "--root",
+            help="TF2 targets: the attribute the model is restored through, as in "
+            "tf.train.Checkpoint(model=...); '' for the model itself (model.save_weights).",
+        ),
+    ] = "model",
+    fill_missing_from_target: Annotated[
+        bool,
+        typer.Option(
+            "--fill-missing-from-target",
+            help="Target variables nothing supplies keep the target's initial values.",
+        ),
+    ] = False,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the plan; write nothing.")
     ] = False,
@@ -239,7 +264,12 @@ def convert(
 ) -> None:
     """Apply a YAML map to CHECKPOINT and write a new checkpoint that restores.
 
+    With --target, the output holds exactly the target model's variables under its own
+    keys (and a TF2 target's object graph), ready for its restore.
+
     Example: ckptmigrate convert runs/model.ckpt-1000 --map widen.yaml -o runs-widened
+
+    Example: ckptmigrate convert old/x.ckpt --map tf-keras-to-keras3 --target new.keras -o out
     """
     from .mapping.convert import convert as run_convert
     from .mapping.convert import plan as run_plan
@@ -247,7 +277,15 @@ def convert(
 
     if dry_run:
         the_plan = _run(
-            lambda: run_plan(checkpoint, map_file, strict=strict, require_all=require_all),
+            lambda: run_plan(
+                checkpoint,
+                map_file,
+                target=target,
+                root=root or None,
+                fill_missing_from_target=fill_missing_from_target,
+                strict=strict,
+                require_all=require_all,
+            ),
             traceback,
         )
         if json_output:
@@ -264,6 +302,9 @@ def convert(
                 checkpoint,
                 map_file,
                 output,
+                target=target,
+                root=root or None,
+                fill_missing_from_target=fill_missing_from_target,
                 force=force,
                 strict=strict,
                 require_all=require_all,

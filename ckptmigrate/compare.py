@@ -472,7 +472,11 @@ def compare(
     strategy = pairing.strategy
     used = {c.name for c in pairing.pairs.values() if c is not None}
     unused = {k: v for k, v in ckpt_inv.variables.items() if k not in used}
-    hints = _Hints(unused, strategy.ckpt_keys)
+    # A model variable's "did you mean" is another model variable, never an optimizer slot.
+    hints = {
+        role: _Hints({k: v for k, v in unused.items() if v.role is role}, strategy.ckpt_keys)
+        for role in {t.role for t in target_inv.variables.values()}
+    }
     # Same scheme: TF looks a variable up by the target's own key. Across schemes (a TF2
     # model restoring a name-based checkpoint, or a Saver restoring an object-based one)
     # it goes through the variable's name.
@@ -495,7 +499,7 @@ def compare(
         error = tensorflow_error(kind, tspec, cspec, lookup, restore_scheme)
         hint = None
         if kind is Kind.MISSING:
-            hint = hints.for_target(key, tspec)
+            hint = hints[tspec.role].for_target(key, tspec)
         elif kind is Kind.SHAPE_MISMATCH:
             assert cspec is not None
             hint = (

@@ -274,14 +274,17 @@ def plan_text(the_plan: Plan) -> RenderableType:
     what is dropped, then warnings."""
     from .mapping.ops import describe  # convert's modules stay off inspect/check paths
 
+    into = f" into the target {the_plan.target}" if the_plan.target else ""
     parts: list[RenderableType] = [
-        Text(f"plan for {the_plan.checkpoint} with {the_plan.map.path}", style="bold")
+        Text(f"plan for {the_plan.checkpoint} with {the_plan.map.path}{into}", style="bold")
     ]
     rows: list[list[Cell]] = []
     for v in the_plan.outputs:
         before = f"{shape_text(v.source_shape)} {v.source_dtype}" if v.source else "-"
         after = f"{shape_text(v.shape)} {v.dtype}"
-        if v.init is not None:
+        if v.from_target:
+            how = "the target's initial value"
+        elif v.init is not None:
             how = f"init ({v.init.fill.kind})"
         elif v.raw_copy:
             how = "copy" if not v.renamed_by else "rename (copy)"
@@ -290,7 +293,7 @@ def plan_text(the_plan: Plan) -> RenderableType:
         rows.append(
             [
                 (variable_path(v.name), ""),
-                (variable_path(v.source or "-"), "dim"),
+                (variable_path(v.source or "-") if not v.from_target else "(target)", "dim"),
                 (before, ""),
                 (after, ""),
                 (how, "cyan"),

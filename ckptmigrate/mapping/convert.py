@@ -17,7 +17,7 @@ from typing import Any
 
 from .. import __version__, dtypes
 from ..checkpoint import Checkpoint, open_checkpoint
-from ..errors import OutputError
+from ..errors import CkptMigrateError, OutputError
 from ..formats.bundle_reader import BundleReader, verified_in_background
 from ..formats.bundle_writer import BundleWriter
 from ..formats.object_graph import OBJECT_GRAPH_KEY
@@ -102,20 +102,80 @@ class _Layout:
         return _Layout(count, linked, 0, copy=copy)
 
 
-def _as_map(mapping: Map | str | Path) -> Map:
+NO_MAP = Map("(no map)", None, (), "")
+
+
+def _as_map(mapping: Map | str | Path | None) -> Map:
+    if mapping is None:
+        return NO_MAP
     return mapping if isinstance(mapping, Map) else load_map(mapping)
+
+
+def _target_model(target: Any, root: str | None) -> contextlib.AbstractContextManager[Any]:
+    if target is None:
+        return contextlib.nullcontext(None)
+    from ..targets.model import open_target_model  # TensorFlow may be needed: only then
+
+    return open_target_model(target, root=root)
+
+
+def _plan_for(
+    ckpt: Checkpoint,
+    mapping: Map,
+    target_model: Any,
+    *,
+    strict: bool,
+    require_all: bool,
+    fill_missing_from_target: bool,
+) -> Plan:
+    the_plan = plan_conversion(
+        ckpt,
+        mapping,
+        strict=strict,
+        require_all=require_all,
+        keep_object_graph=target_model is None,
+    )
+    if target_model is None:
+        if fill_missing_from_target:
+            raise CkptMigrateError("--fill-missing-from-target needs --target")
+        return the_plan
+    from ..targets.checkpoint import inventory_of
+    from .retarget import outputs_inventory, retarget
+
+    mapped = outputs_inventory(ckpt, the_plan, inventory_of(ckpt))
+    return retarget(
+        the_plan,
+        mapped,
+        target_model,
+        fill_missing_from_target=fill_missing_from_target,
+        strict=strict,
+    )[0]
 
 
 def plan(
     checkpoint: str | Path,
-    mapping: Map | str | Path,
+    mapping: Map | str | Path | None = None,
     *,
+    target: Any = None,
+    root: str | None = "model",
+    fill_missing_from_target: bool = False,
     strict: bool = False,
     require_all: bool = False,
 ) -> Plan:
     """What ``convert`` would do, without writing anything (``--dry-run``)."""
-    with open_checkpoint(checkpoint) as ckpt:
-        return plan_conversion(ckpt, _as_map(mapping), strict=strict, require_all=require_all)
+    if mapping is None and target is None:
+        raise CkptMigrateError(
+            "convert needs a map, a target, or both", hint="pass --map M and/or --target T."
+        )
+    with open_checkpoint(checkpoint) as ckpt, _target_model(target, root) as target_model:
+        return _plan_for(
+            ckpt,
+            _as_map(mapping),
+            target_model,
+            strict=strict,
+            require_all=require_all,
+            fill_missing_from_target=fill_missing_from_target,
+        )
 
 
 def _check_output(output: Path, given: Path, prefix: Path, force: bool) -> None:
@@ -146,9 +206,12 @@ def _check_output(output: Path, given: Path, prefix: Path, force: bool) -> None:
 
 def convert(
     checkpoint: str | Path,
-    mapping: Map | str | Path,
+    mapping: Map | str | Path | None,
     output: str | Path,
     *,
+    target: Any = None,
+    root: str | None = "model",
+    fill_missing_from_target: bool = False,
     force: bool = False,
     strict: bool = False,
     require_all: bool = False,
@@ -158,11 +221,27 @@ def convert(
 ) -> ConvertResult:
     """Apply ``mapping`` to ``checkpoint``, writing a new checkpoint directory ``output``.
     Shards whose tensors all survive unchanged are reflinked or hard-linked, unless
-    ``copy``. ``durable`` fsyncs every file before publishing (TensorFlow's savers don't)."""
+    ``copy``. ``durable`` fsyncs every file before publishing (TensorFlow's savers don't).
+
+    With ``target`` (a path, builder spec or live object, as ``check`` takes), the output
+    holds exactly the target's variables under its own keys (and a TF2 target's object
+    graph); ``root`` names the attribute a model is restored through
+    (``tf.train.Checkpoint(model=...)``; None: the model itself is the root)."""
+    if mapping is None and target is None:
+        raise CkptMigrateError(
+            "convert needs a map, a target, or both", hint="pass --map M and/or --target T."
+        )
     mapping = _as_map(mapping)
     output = Path(output)
-    with open_checkpoint(checkpoint) as ckpt:
-        the_plan = plan_conversion(ckpt, mapping, strict=strict, require_all=require_all)
+    with open_checkpoint(checkpoint) as ckpt, _target_model(target, root) as target_model:
+        the_plan = _plan_for(
+            ckpt,
+            mapping,
+            target_model,
+            strict=strict,
+            require_all=require_all,
+            fill_missing_from_target=fill_missing_from_target,
+        )
         _check_output(output, ckpt.location.given, ckpt.prefix, force)
         reader = ckpt.reader
         bundle = reader if isinstance(reader, BundleReader) else None
@@ -313,7 +392,8 @@ def _provenance(
     record = {
         "ckptmigrate_version": __version__,
         "source_checkpoint": str(ckpt.prefix.resolve()),
-        "map": os.path.abspath(the_plan.map.path),
+        "map": os.path.abspath(the_plan.map.path) if the_plan.map is not NO_MAP else None,
+        "target": the_plan.target,
         "map_sha256": the_plan.map.sha256,
         "counts": counts,
         "shards_carried_over": links,
@@ -323,5 +403,6 @@ def _provenance(
         },
         "dropped": [d.source for d in the_plan.dropped],
         "initialised": [v.name for v in the_plan.outputs if v.init is not None],
+        "from_target": [v.name for v in the_plan.outputs if v.from_target],
     }
     return (json.dumps(record, indent=2, sort_keys=True) + "\n").encode()

@@ -72,6 +72,7 @@ class PlannedVariable:
     origin: str | None = None  # another checkpoint (a `from` rule); None: the source
     parts: tuple[PlannedVariable, ...] = ()  # the inputs of a concat, in order
     concat_axis: int = 0
+    from_target: bool = False  # --fill-missing-from-target: the target's own initial value
 
     @property
     def raw_copy(self) -> bool:
@@ -95,6 +96,7 @@ class PlannedVariable:
             else {"rule": self.init.label, "fill": self.init.fill.kind},
             "origin": self.origin,
             "concat": [p.to_dict() for p in self.parts] if self.parts else None,
+            "from_target": self.from_target,
         }
 
 
@@ -116,6 +118,8 @@ class Plan:
     warnings: tuple[str, ...] = ()
     passthrough: tuple[str, ...] = field(default_factory=tuple)  # e.g. the object graph
     object_graph: bytes | None = None  # TF2: the rewritten object graph, when it changed
+    target: str | None = None  # convert --target: outputs are the target's keys
+    left_out: tuple[str, ...] = ()  # map outputs the target does not restore
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -127,6 +131,8 @@ class Plan:
             "dropped": [d.to_dict() for d in self.dropped],
             "passthrough": list(self.passthrough),
             "warnings": list(self.warnings),
+            "target": self.target,
+            "left_out": list(self.left_out),
         }
 
 

@@ -108,20 +108,25 @@ def load_keras_h5(path: Path) -> Inventory:
     return inventory
 
 
-def load_keras_archive(path: Path) -> Inventory:
+def load_keras_model(path: Path) -> Any:
+    """A `.keras` archive as a live Keras model (architecture and values)."""
     from ..formats.v1 import import_tensorflow
-    from .live import inventory_of_object
 
     import_tensorflow()
     import keras
 
     try:
-        model = keras.saving.load_model(str(path), compile=False)
+        return keras.saving.load_model(str(path), compile=False)
     except Exception as e:
         raise CkptMigrateError(
             f"Keras cannot load this model: {type(e).__name__}: {str(e).splitlines()[0]}",
             path=path,
             hint="custom layers must be importable; a builder function can construct it.",
         ) from e
-    inventory = inventory_of_object(model, str(path))
+
+
+def load_keras_archive(path: Path) -> Inventory:
+    from .live import inventory_of_object
+
+    inventory = inventory_of_object(load_keras_model(path), str(path))
     return Inventory("keras", str(path), inventory.scheme, inventory.variables, inventory.notes)

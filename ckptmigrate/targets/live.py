@@ -111,9 +111,9 @@ def _import_builder(spec: str) -> Any:
     return builder
 
 
-def load_builder(spec: str) -> Inventory:
-    """Call ``module:function`` (no arguments) and inventory what it returns. A function
-    that returns nothing is taken to build a TF1 graph, which is then inventoried."""
+def call_builder(spec: str) -> Any:
+    """Call ``module:function`` (no arguments): its model, or for a function that returns
+    nothing (TF1 code), the graph it built."""
     tf = import_tensorflow()
     builder = _import_builder(spec)
     graph = tf.Graph()
@@ -121,19 +121,24 @@ def load_builder(spec: str) -> Inventory:
         result = builder()  # eager first: Keras models, tf.Modules, tf.train.Checkpoints
     except Exception:
         result = None  # TF1 code (placeholders, sessions) fails eagerly: retry in a graph
-    if result is None:
-        try:
-            with graph.as_default():
-                builder()
-        except CkptMigrateError:
-            raise
-        except Exception as e:
-            raise CkptMigrateError(
-                f"the builder raised {type(e).__name__}: {e}",
-                path=spec,
-                hint="the function must take no arguments and return a model (or build a "
-                "TF1 graph and return None).",
-            ) from e
-        result = graph
-    inventory = inventory_of_object(result, spec)
+    if result is not None:
+        return result
+    try:
+        with graph.as_default():
+            builder()
+    except CkptMigrateError:
+        raise
+    except Exception as e:
+        raise CkptMigrateError(
+            f"the builder raised {type(e).__name__}: {e}",
+            path=spec,
+            hint="the function must take no arguments and return a model (or build a "
+            "TF1 graph and return None).",
+        ) from e
+    return graph
+
+
+def load_builder(spec: str) -> Inventory:
+    """The inventory of what ``module:function`` builds."""
+    inventory = inventory_of_object(call_builder(spec), spec)
     return Inventory("builder", spec, inventory.scheme, inventory.variables, inventory.notes)

@@ -1,0 +1,165 @@
+"""A target to convert *into*: the keys its restore looks up, exactly as TensorFlow makes them.
+
+``check`` needs only a target's inventory. ``convert --target`` writes what the target
+restores, so it also needs the keys TensorFlow generates for it, a TF2 target's object graph
+and, for ``--fill-missing-from-target``, its initial values. Every target TensorFlow can
+instantiate (a builder, a live object, a ``.keras`` archive, a TF1 ``.meta`` graph) is
+therefore saved once, initialised, to a temporary checkpoint: the *template*. A checkpoint
+or SavedModel target is its own template. A spec file has none: it only names keys.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..checkpoint import Checkpoint, open_checkpoint
+from ..errors import CkptMigrateError
+from ..formats.v1 import import_tensorflow
+from ..inventory import Inventory
+from . import load_target
+from .checkpoint import inventory_of
+from .keras_h5 import load_keras_model
+from .live import call_builder, is_builder_spec
+
+DEFAULT_ROOT = "model"
+
+
+@dataclass
+class TargetModel:
+    """What a conversion into a target needs to know about it."""
+
+    inventory: Inventory
+    template: Checkpoint | None  # the target's keys, object graph and initial values
+    rebuild: str | None  # how another process can load the target again (None: live object)
+    root: str | None  # TF2: the attribute the model hangs under (tf.train.Checkpoint(model=))
+    live: Any = None  # the instantiated target, when there is one
+
+    @property
+    def object_graph(self) -> bytes | None:
+        return None if self.template is None else self.template.object_graph_bytes
+
+
+@contextlib.contextmanager
+def open_target_model(
+    target: str | Path | Any, *, root: str | None = DEFAULT_ROOT
+) -> Iterator[TargetModel]:
+    """Instantiate ``target`` and save its template; everything lives until the block ends.
+
+    ``root``: for a model (not a ``tf.train.Checkpoint``), the name it is saved under, as in
+    ``tf.train.Checkpoint(model=model)``; ``None`` saves the model itself as the root, as
+    ``tf.train.Checkpoint(model)`` and tf-keras ``save_weights`` do."""
+    with contextlib.ExitStack() as stack:
+        live, rebuild, kind = _instantiate(target)
+        if live is None:
+            inventory = load_target(target)
+            template = None
+            if inventory.kind in ("checkpoint", "saved_model"):
+                template = stack.enter_context(open_checkpoint(_checkpoint_path(target)))
+            yield TargetModel(inventory, template, rebuild, None)
+            return
+        directory = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ckptmigrate-")))
+        prefix = _save_template(live, directory / "target", root, str(rebuild or kind))
+        template = stack.enter_context(open_checkpoint(prefix))
+        source = str(target) if rebuild else kind
+        inventory = inventory_of(template, kind, source)
+        effective_root = None if _is_graph(live) or _is_checkpoint(live) else root
+        yield TargetModel(inventory, template, rebuild, effective_root, live)
+
+
+def _checkpoint_path(target: str | Path | Any) -> Path:
+    path = Path(str(target)).expanduser()
+    if (path / "saved_model.pb").is_file():
+        return path / "variables" / "variables"
+    return path
+
+
+def _instantiate(target: str | Path | Any) -> tuple[Any, str | None, str]:
+    """(live object or None, a rebuildable description or None, inventory kind)."""
+    if not isinstance(target, str | Path):
+        return target, None, f"{type(target).__module__}.{type(target).__qualname__}"
+    text = str(target)
+    path = Path(text).expanduser()
+    if not path.exists() and is_builder_spec(text):
+        return call_builder(text), text, "builder"
+    if path.is_file() and path.name.lower().endswith(".keras"):
+        return load_keras_model(path), text, "keras"
+    if path.is_file() and path.name.lower().endswith(".meta"):
+        return _import_meta_graph(path), text, "metagraph"
+    return None, text, ""
+
+
+def _import_meta_graph(path: Path) -> Any:
+    tf = import_tensorflow()
+    graph = tf.Graph()
+    with graph.as_default():
+        try:
+            tf.compat.v1.train.import_meta_graph(str(path), clear_devices=True)
+        except Exception as e:  # TF raises many types for a bad graph; translate once
+            raise CkptMigrateError(
+                f"TensorFlow cannot import this MetaGraph: {str(e).splitlines()[0]}",
+                path=path,
+            ) from e
+    return graph
+
+
+def _is_graph(obj: Any) -> bool:
+    tf = import_tensorflow()
+    return isinstance(obj, tf.Graph)
+
+
+def _is_checkpoint(obj: Any) -> bool:
+    tf = import_tensorflow()
+    return isinstance(obj, tf.train.Checkpoint)
+
+
+def saver_root(obj: Any, root: str | None) -> Any:
+    """The tf.train.Checkpoint a TF2 target is saved and restored through."""
+    tf = import_tensorflow()
+    if isinstance(obj, tf.train.Checkpoint):
+        return obj
+    return tf.train.Checkpoint(**{root: obj}) if root else tf.train.Checkpoint(obj)
+
+
+def _save_template(obj: Any, prefix: Path, root: str | None, source: str) -> str:
+    tf = import_tensorflow()
+    try:
+        if isinstance(obj, tf.Graph):
+            return _save_graph(tf, obj, prefix, source)
+        weights = getattr(obj, "weights", None)
+        if weights is not None and not weights:
+            raise CkptMigrateError(
+                "the model has no variables yet",
+                path=source,
+                hint="build it first (call it on an input, or give keras.Input shapes).",
+            )
+        saver = saver_root(obj, root)
+        # Restoring through tf.train.Checkpoint creates its save counter, and
+        # assert_existing_objects_matched() then wants it in the checkpoint: include it.
+        _ = saver.save_counter
+        return str(saver.write(str(prefix)))
+    except CkptMigrateError:
+        raise
+    except Exception as e:
+        raise CkptMigrateError(
+            f"TensorFlow cannot save the target to learn its keys: {type(e).__name__}: "
+            f"{str(e).splitlines()[0] if str(e) else ''}",
+            path=source,
+            hint="pass a Keras model, a tf.Module, a tf.train.Checkpoint or a TF1 graph.",
+        ) from e
+
+
+def _save_graph(tf: Any, graph: Any, prefix: Path, source: str) -> str:
+    """A TF1 graph's Saver keys and initial values: initialise and save it."""
+    v1 = tf.compat.v1
+    with graph.as_default():
+        if not v1.global_variables():
+            raise CkptMigrateError("the graph has no variables", path=source)
+        saver = v1.train.Saver()
+        with v1.Session(graph=graph) as session:
+            session.run(v1.global_variables_initializer())
+            return str(saver.save(session, str(prefix), write_meta_graph=False))

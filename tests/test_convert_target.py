@@ -1,0 +1,249 @@
+"""`convert --target`: the output holds exactly what the target restores, under its keys.
+
+TensorFlow restores every output here (Saver, tf.train.Checkpoint) and the values are
+checked against the source and the map's fills."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from models import keras3_model, save_estimator_checkpoint
+from typer.testing import CliRunner
+
+from ckptmigrate import convert
+from ckptmigrate.cli import app
+from ckptmigrate.errors import CkptMigrateError
+from ckptmigrate.mapping.retarget import TargetMismatchError
+
+runner = CliRunner()
+
+WIDEN = """\
+version: 1
+description: the [10, 10] estimator into the [20, 20], 2-class model
+rules:
+  - match: 'dnn/hiddenlayer_0/kernel'
+    pad: {shape: [4, 20], fill: glorot_uniform, seed: 1}
+  - match: 'dnn/hiddenlayer_1/kernel'
+    pad: {shape: [20, 20], fill: glorot_uniform, seed: 2}
+  - match: 'dnn/hiddenlayer_(\\d+)/bias'
+    pad: {shape: [20], fill: zeros}
+  - name: 'dnn/logits/kernel'
+    pad: {shape: [20, 3], fill: zeros}
+  - name: 'dnn/logits/kernel'
+    slice: '[:, :2]'
+  - name: 'dnn/logits/bias'
+    slice: '[:2]'
+  - role: optimizer
+    drop: true
+"""
+
+
+def _builder(directory: Path, body: str) -> str:
+    """A builder module file in ``directory``; returns its ``file.py:build`` spec."""
+    path = directory / "build_target.py"
+    path.write_text(textwrap.dedent(body))
+    return f"{path}:build"
+
+
+def _saver_restore(tf: Any, build: Any, prefix: Path) -> dict[str, np.ndarray]:
+    """Build a TF1 graph with ``build``, restore ``prefix`` with a Saver, return the values."""
+    v1 = tf.compat.v1
+    graph = tf.Graph()
+    with graph.as_default():
+        build()
+        saver = v1.train.Saver()
+        with v1.Session(graph=graph) as session:
+            saver.restore(session, str(prefix))
+            return {v.op.name: session.run(v) for v in v1.global_variables()}
+
+
+def test_story_1_estimator_into_the_wider_two_class_model(tf: Any, tmp_path: Path) -> None:
+    from ckptmigrate.examples import build_estimator_dnn
+
+    source, before = save_estimator_checkpoint(tf, tmp_path / "h10", partitioned=False)
+    spec = _builder(
+        tmp_path,
+        """
+        import tensorflow as tf
+        from ckptmigrate.examples import build_estimator_dnn
+
+        def build():
+            build_estimator_dnn(
+                tf, hidden_units=(20, 20), n_classes=2, partitioned=False, optimizer=False
+            )
+        """,
+    )
+    map_path = tmp_path / "widen.yaml"
+    map_path.write_text(WIDEN)
+    result = convert(source, map_path, tmp_path / "out", target=spec)
+
+    after = _saver_restore(
+        tf,
+        lambda: build_estimator_dnn(
+            tf, hidden_units=(20, 20), n_classes=2, partitioned=False, optimizer=False
+        ),
+        result.prefix,
+    )
+    # exactly the target's variables: no Adagrad slots, global_step kept
+    assert set(after) == {
+        "global_step",
+        *(f"dnn/hiddenlayer_{i}/{w}" for i in (0, 1) for w in ("kernel", "bias")),
+        "dnn/logits/kernel",
+        "dnn/logits/bias",
+    }
+    assert after["global_step"] == before["global_step"]
+    old = before["dnn/hiddenlayer_0/kernel"]
+    new = after["dnn/hiddenlayer_0/kernel"]
+    assert new.shape == (4, 20)
+    np.testing.assert_array_equal(new[:, :10], old)  # copied cells bit for bit
+    assert np.all(new[:, 10:] != 0)
+    assert np.all(np.abs(new[:, 10:]) <= np.sqrt(6 / 24))
+    np.testing.assert_array_equal(after["dnn/hiddenlayer_1/bias"][10:], 0)
+    np.testing.assert_array_equal(
+        after["dnn/logits/kernel"][:10], before["dnn/logits/kernel"][:, :2]
+    )
+    np.testing.assert_array_equal(after["dnn/logits/kernel"][10:], 0)
+    np.testing.assert_array_equal(after["dnn/logits/bias"], before["dnn/logits/bias"][:2])
+    record = json.loads((tmp_path / "out" / "ckptmigrate-provenance.json").read_text())
+    assert record["target"] == spec
+
+
+def test_story_1_without_the_slice_names_every_misfit(tf: Any, tmp_path: Path) -> None:
+    source, _ = save_estimator_checkpoint(tf, tmp_path / "h10", partitioned=False)
+    spec = _builder(
+        tmp_path,
+        """
+        import tensorflow as tf
+        from ckptmigrate.examples import build_estimator_dnn
+
+        def build():
+            build_estimator_dnn(tf, hidden_units=(20, 20), n_classes=2, partitioned=False,
+                                optimizer=False)
+        """,
+    )
+    map_path = tmp_path / "widen.yaml"
+    map_path.write_text(WIDEN.replace("  - name: 'dnn/logits/bias'\n    slice: '[:2]'\n", ""))
+    with pytest.raises(TargetMismatchError) as caught:
+        convert(source, map_path, tmp_path / "out", target=spec)
+    message = str(caught.value)
+    assert "dnn/logits/bias is [3] float32 but dnn/logits/bias needs [2] float32" in message
+    assert not (tmp_path / "out").exists()
+    result = runner.invoke(
+        app, ["convert", str(source), "--map", str(map_path), "--target", spec, "-o", "o2"]
+    )
+    assert result.exit_code == 2
+    assert "would not fit the target" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_story_2_five_trained_layers_into_six(tf: Any, tmp_path: Path) -> None:
+    old = keras3_model(units=(8, 8, 8, 8, 3), train=True)
+    source = tf.train.Checkpoint(model=old).write(str(tmp_path / "five" / "ckpt"))
+    old_weights = [w.numpy() for w in old.weights]
+    new = keras3_model(units=(8, 8, 8, 8, 3, 2), train=False)
+    new_initial = [w.numpy() for w in new.weights]
+
+    with pytest.raises(TargetMismatchError, match=r"nothing supplies model/.*_operations/6"):
+        convert(source, None, tmp_path / "refused", target=new)
+    result = convert(source, None, tmp_path / "out", target=new, fill_missing_from_target=True)
+    assert any("optimizer" in w and "left out" in w for w in result.plan.warnings)
+
+    fresh = keras3_model(units=(8, 8, 8, 8, 3, 2), train=False)
+    status = tf.train.Checkpoint(model=fresh).restore(str(result.prefix))
+    status.assert_existing_objects_matched()
+    for i, w in enumerate(fresh.weights):
+        expected = old_weights[i] if i < 10 else new_initial[i]  # the 6th: target's init
+        np.testing.assert_array_equal(w.numpy(), expected, err_msg=w.path)
+    x = np.random.default_rng(1).standard_normal((5, 4)).astype(np.float32)
+    # the copied layers compute what they did (the 5th has a relu in the 6-layer model)
+    np.testing.assert_array_equal(np.maximum(old(x).numpy(), 0), _first_layers(fresh, 5)(x))
+
+
+def _first_layers(model: Any, count: int) -> Any:
+    import keras
+
+    inputs = keras.Input((4,))
+    net = inputs
+    for layer in model.layers[:count]:
+        net = layer(net)
+    return keras.Model(inputs, net)
+
+
+def test_story_3_tf1_saver_checkpoint_into_a_keras_model(tf: Any, tmp_path: Path) -> None:
+    import keras
+
+    v1 = tf.compat.v1
+    x = np.random.default_rng(0).standard_normal((6, 4)).astype(np.float32)
+    graph = tf.Graph()
+    with graph.as_default():
+        inputs = v1.placeholder(tf.float32, [None, 4])
+        net = inputs
+        for name, units in (("dense", 8), ("dense_1", 3)):  # tf.compat.v1.layers' names
+            with v1.variable_scope(name):
+                kernel = v1.get_variable("kernel", [net.shape[-1], units])
+                bias = v1.get_variable("bias", [units], initializer=v1.random_normal_initializer())
+            net = tf.matmul(net, kernel) + bias
+            net = tf.nn.relu(net) if name == "dense" else net
+        saver = v1.train.Saver()
+        with v1.Session(graph=graph) as session:
+            session.run(v1.global_variables_initializer())
+            expected = session.run(net, {inputs: x})
+            prefix = saver.save(session, str(tmp_path / "tf1" / "model.ckpt"))
+
+    model = keras3_model(units=(8, 3), train=False)
+    result = convert(prefix, None, tmp_path / "out", target=model)
+    restored = keras3_model(units=(8, 3), train=False)
+    status = tf.train.Checkpoint(model=restored).restore(str(result.prefix))
+    status.assert_consumed()  # every value in the output has its variable, and vice versa
+    np.testing.assert_allclose(restored(x).numpy(), expected, rtol=1e-6, atol=1e-6)
+    assert isinstance(restored, keras.Sequential)
+
+
+def test_root_option_writes_the_model_itself_as_root(tf: Any, tmp_path: Path) -> None:
+    old = keras3_model(units=(8, 3), train=False)
+    source = tf.train.Checkpoint(model=old).write(str(tmp_path / "src" / "ckpt"))
+    new = keras3_model(units=(8, 3), train=False, seed=5)
+    result = convert(source, None, tmp_path / "out", target=new, root=None)
+    restored = keras3_model(units=(8, 3), train=False, seed=7)
+    tf.train.Checkpoint(restored).restore(str(result.prefix)).assert_existing_objects_matched()
+    for a, b in zip(old.weights, restored.weights, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_checkpoint_target_and_cli_dry_run(tf: Any, tmp_path: Path) -> None:
+    source, before = save_estimator_checkpoint(tf, tmp_path / "h10", partitioned=False)
+    target, _ = save_estimator_checkpoint(
+        tf, tmp_path / "h20", hidden_units=(20, 20), n_classes=2, partitioned=False
+    )
+    map_path = tmp_path / "widen.yaml"
+    map_path.write_text(WIDEN)
+    args = ["convert", str(source), "--map", str(map_path), "--target", str(target)]
+    # The target trains with Adagrad: its slots are missing unless taken from the target.
+    refused = runner.invoke(app, [*args, "--dry-run"])
+    assert refused.exit_code == 2
+    assert "Adagrad" in refused.output
+    dry = runner.invoke(app, [*args, "--fill-missing-from-target", "--dry-run", "--json"])
+    assert dry.exit_code == 0, dry.output
+    planned = json.loads(dry.output)
+    assert planned["target"] == str(target)
+    from_target = {o["name"] for o in planned["outputs"] if o["from_target"]}
+    assert from_target
+    assert all("Adagrad" in n for n in from_target)
+    done = runner.invoke(app, [*args, "--fill-missing-from-target", "-o", str(tmp_path / "o")])
+    assert done.exit_code == 0, done.output
+    reader = tf.train.load_checkpoint(str(tmp_path / "o"))
+    stored = reader.get_variable_to_shape_map()
+    assert set(stored) == set(tf.train.load_checkpoint(str(target)).get_variable_to_shape_map())
+    np.testing.assert_array_equal(
+        reader.get_tensor("dnn/hiddenlayer_0/kernel")[:, :10], before["dnn/hiddenlayer_0/kernel"]
+    )
+
+
+def test_needs_a_map_or_a_target(tmp_path: Path) -> None:
+    with pytest.raises(CkptMigrateError, match="needs a map, a target, or both"):
+        convert(tmp_path / "x", None, tmp_path / "out")
