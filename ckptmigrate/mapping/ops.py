@@ -7,12 +7,37 @@ import zlib
 from typing import TYPE_CHECKING, Any
 
 from .. import dtypes
-from .schema import Cast, Fill, Pad, RemapRows, Reshape, Resize, Slice, SplitPart, Transpose
+from .schema import (
+    AddToBlock,
+    Cast,
+    Fill,
+    Pad,
+    RemapRows,
+    ReorderBlocks,
+    Reshape,
+    Resize,
+    SizeExpr,
+    Slice,
+    SplitPart,
+    SplitSize,
+    Transpose,
+)
 
 if TYPE_CHECKING:
     import numpy as np
 
-ShapeOp = Slice | Pad | Reshape | Transpose | Cast | Resize | RemapRows | SplitPart
+ShapeOp = (
+    Slice
+    | Pad
+    | Reshape
+    | Transpose
+    | Cast
+    | Resize
+    | RemapRows
+    | SplitPart
+    | ReorderBlocks
+    | AddToBlock
+)
 
 
 class OpError(ValueError):
@@ -88,7 +113,23 @@ def result_shape(op: ShapeOp, shape: tuple[int, ...]) -> tuple[int, ...]:
     if isinstance(op, SplitPart):
         axis = _axis(op.axis, shape)
         return (*shape[:axis], op.stop - op.start, *shape[axis + 1 :])
+    if isinstance(op, ReorderBlocks):
+        _block_size(op.axis, shape, len(op.order), "reorder_blocks")
+        return shape
+    if isinstance(op, AddToBlock):
+        _block_size(op.axis, shape, op.blocks, "add_to_block")
+        return shape
     return shape  # Cast
+
+
+def _block_size(axis: int, shape: tuple[int, ...], blocks: int, what: str) -> int:
+    length = shape[_axis(axis, shape)]
+    if length % blocks:
+        raise OpError(
+            f"{what}: axis {axis} of {list(shape)} ({length}) does not cut into {blocks} "
+            "equal blocks"
+        )
+    return length // blocks
 
 
 def _axis(axis: int, shape: tuple[int, ...]) -> int:
@@ -98,9 +139,10 @@ def _axis(axis: int, shape: tuple[int, ...]) -> int:
 
 
 def split_bounds(
-    axis: int, shape: tuple[int, ...], parts: int, sizes: tuple[int, ...] | None
+    axis: int, shape: tuple[int, ...], parts: int, sizes: tuple[SplitSize, ...] | None
 ) -> list[tuple[int, int]]:
-    """[start, stop) of each part of a split along ``axis``."""
+    """[start, stop) of each part of a split along ``axis``; sizes may be expressions over
+    the shape and one -1 (the rest), resolved here against this variable's shape."""
     length = shape[_axis(axis, shape)]
     if sizes is None:
         if length % parts:
@@ -108,25 +150,97 @@ def split_bounds(
                 f"axis {axis} of {list(shape)} ({length}) does not split into "
                 f"{parts} equal parts (give sizes:)"
             )
-        sizes = (length // parts,) * parts
-    if sum(sizes) != length:
+        resolved = [length // parts] * parts
+    else:
+        resolved = _resolve_sizes(axis, shape, sizes)
+    if sum(resolved) != length:
         raise OpError(
-            f"split sizes {list(sizes)} add up to {sum(sizes)}, axis {axis} of "
-            f"{list(shape)} is {length}"
+            f"split sizes {_sizes_text(sizes, resolved)} add up to {sum(resolved)}, "
+            f"axis {axis} of {list(shape)} is {length}"
         )
     bounds, start = [], 0
-    for size in sizes:
+    for size in resolved:
         bounds.append((start, start + size))
         start += size
     return bounds
 
 
+def _resolve_sizes(axis: int, shape: tuple[int, ...], sizes: tuple[SplitSize, ...]) -> list[int]:
+    resolved = [size_value(s, shape) if isinstance(s, SizeExpr) else s for s in sizes]
+    for size, value in zip(sizes, resolved, strict=True):
+        if isinstance(size, SizeExpr) and value < 1:
+            raise OpError(
+                f"split size {size.text!r} is {value} for shape {list(shape)}; parts need "
+                "at least one element"
+            )
+    if -1 not in sizes:
+        return resolved
+    # Every other size is >= 1 now, so "the rest" is whatever they leave of the axis.
+    length = shape[_axis(axis, shape)]
+    rest = length - sum(v for s, v in zip(sizes, resolved, strict=True) if s != -1)
+    if rest < 1:
+        raise OpError(
+            f"split sizes {_sizes_text(sizes, resolved)} leave {rest} for the -1 part, "
+            f"axis {axis} of {list(shape)} is {length}"
+        )
+    return [rest if s == -1 else v for s, v in zip(sizes, resolved, strict=True)]
+
+
+def _sizes_text(sizes: tuple[SplitSize, ...] | None, resolved: list[int]) -> str:
+    if sizes is None or not any(isinstance(s, SizeExpr) or s == -1 for s in sizes):
+        return str(resolved)
+    shown = [
+        f"{s.text}={v}" if isinstance(s, SizeExpr) else "-1" if s == -1 else str(v)
+        for s, v in zip(sizes, resolved, strict=True)
+    ]
+    return f"[{', '.join(shown)}]"
+
+
+def size_value(expr: SizeExpr, shape: tuple[int, ...]) -> int:
+    """Evaluate a split size expression against a shape (OpError if it does not apply)."""
+    return _evaluate(expr.text, expr.tree, shape)
+
+
+def _evaluate(text: str, tree: tuple[Any, ...], shape: tuple[int, ...]) -> int:
+    kind = tree[0]
+    if kind == "int":
+        return int(tree[1])
+    if kind == "dim":
+        axis = int(tree[1])
+        if axis >= len(shape):
+            raise OpError(
+                f"split size {text!r} reads dim{axis}, the variable {list(shape)} has "
+                f"rank {len(shape)}"
+            )
+        return shape[axis]
+    left, right = _evaluate(text, tree[1], shape), _evaluate(text, tree[2], shape)
+    if kind == "+":
+        return left + right
+    if kind == "-":
+        return left - right
+    if kind == "*":
+        return left * right
+    if right == 0 or left % right:
+        raise OpError(
+            f"split size {text!r} divides {left} by {right} for shape {list(shape)}, "
+            "which is not a whole number"
+        )
+    return left // right
+
+
 def result_dtype(op: ShapeOp, dtype: str) -> str:
+    if isinstance(op, AddToBlock) and dtypes.BY_NAME[dtype].name not in _ADDABLE:
+        raise OpError(f"add_to_block adds to floating-point variables, this one is {dtype}")
     if isinstance(op, Cast):
         if dtypes.BY_NAME[dtype].itemsize is None:
             raise OpError(f"cannot cast a {dtype} tensor")
         return op.dtype
     return dtype
+
+
+# Integers would need overflow and rounding rules; the constants this op exists for
+# (biases a cell adds at run time) are floating point.
+_ADDABLE = frozenset({"float16", "bfloat16", "float32", "float64", "complex64", "complex128"})
 
 
 def _rng(fill: Fill, name: str) -> np.random.Generator:
@@ -200,7 +314,34 @@ def apply(op: ShapeOp, value: np.ndarray, name: str) -> np.ndarray:
         return resize(value, op.shape, op.method)
     if isinstance(op, RemapRows):
         return remap_rows(value, op, name)
+    if isinstance(op, ReorderBlocks):
+        return reorder_blocks(value, op)
+    if isinstance(op, AddToBlock):
+        return add_to_block(value, op)
     return cast(value, op)
+
+
+def reorder_blocks(value: np.ndarray, op: ReorderBlocks) -> np.ndarray:
+    """Block i of the result is block op.order[i] of ``value`` along op.axis."""
+    import numpy as np
+
+    axis = op.axis % value.ndim
+    blocks = np.split(value, len(op.order), axis=axis)
+    return np.ascontiguousarray(np.concatenate([blocks[i] for i in op.order], axis=axis))
+
+
+def add_to_block(value: np.ndarray, op: AddToBlock) -> np.ndarray:
+    """``value`` with op.value added to block op.block of op.blocks along op.axis."""
+    import numpy as np
+
+    axis = op.axis % value.ndim
+    size = value.shape[axis] // op.blocks
+    out = np.array(value)
+    index = [slice(None)] * value.ndim
+    index[axis] = slice(op.block * size, (op.block + 1) * size)
+    # Added in the variable's own dtype, as the cell adds the constant at run time.
+    out[tuple(index)] += np.asarray(op.value).astype(value.dtype)
+    return out
 
 
 def resize(value: np.ndarray, shape: tuple[int, ...], method: str) -> np.ndarray:
@@ -311,4 +452,8 @@ def describe(op: Any) -> str:
         return f"resize to {list(op.shape)} ({op.method})"
     if isinstance(op, RemapRows):
         return f"remap rows {op.old_path} -> {op.new_path} ({op.fill.kind} for new tokens)"
+    if isinstance(op, ReorderBlocks):
+        return f"reorder {len(op.order)} blocks of axis {op.axis} as {list(op.order)}"
+    if isinstance(op, AddToBlock):
+        return f"add {op.value:g} to block {op.block} of {op.blocks} along axis {op.axis}"
     return type(op).__name__.lower()

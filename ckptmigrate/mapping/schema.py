@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,8 @@ OPERATIONS = (
     "split",
     "resize",
     "remap_rows",
+    "reorder_blocks",
+    "add_to_block",
 )
 STANDALONE = ("keep", "init", "concat", "from")
 RULE_KEYS = ("name", "match", "role", "optional", "note", *STANDALONE, *OPERATIONS)
@@ -105,13 +108,26 @@ class Cast:
 
 
 @dataclass(frozen=True, slots=True)
+class SizeExpr:
+    """A split size computed from the variable's shape at plan time: ``dim1/4``,
+    ``dim0 - dim1``. ``tree`` is ("int", n), ("dim", axis) or (operator, left, right);
+    ``/`` divides exactly (a remainder is an error, not a silent floor)."""
+
+    text: str
+    tree: tuple[Any, ...]
+
+
+SplitSize = int | SizeExpr  # -1 is "the rest of the axis"
+
+
+@dataclass(frozen=True, slots=True)
 class Split:
     """One variable into several along ``axis``: equal parts, or ``sizes``."""
 
     axis: int
     into: tuple[Template, ...]
     into_text: tuple[str, ...]
-    sizes: tuple[int, ...] | None = None
+    sizes: tuple[SplitSize, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +157,40 @@ class RemapRows:
     new_path: str
 
 
-Operation = Rename | Drop | Slice | Pad | Reshape | Transpose | Cast | Split | Resize | RemapRows
+@dataclass(frozen=True, slots=True)
+class ReorderBlocks:
+    """Cut ``axis`` into ``len(order)`` equal blocks; block i of the result is block
+    ``order[i]`` of the input (gate order of fused RNN kernels)."""
+
+    axis: int
+    order: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AddToBlock:
+    """Cut ``axis`` into ``blocks`` equal blocks and add ``value`` to block ``block``
+    (a constant a cell adds at run time, such as TF1 LSTM's forget_bias)."""
+
+    axis: int
+    blocks: int
+    block: int
+    value: float
+
+
+Operation = (
+    Rename
+    | Drop
+    | Slice
+    | Pad
+    | Reshape
+    | Transpose
+    | Cast
+    | Split
+    | Resize
+    | RemapRows
+    | ReorderBlocks
+    | AddToBlock
+)
 
 
 class _Numbered:
@@ -358,15 +407,149 @@ def _split(node: Node, selector: Selector) -> Split:
         templates = tuple(parse_template(t, selector.pattern) for t in texts)
     except TemplateError as e:
         raise MapError(body["into"].where, f"bad name template in split: {e}") from None
-    axis = body["axis"].value if "axis" in body else 0
-    if not isinstance(axis, int) or isinstance(axis, bool):
-        raise MapError(body["axis"].where, "axis must be an integer")
+    axis = _axis_key(body)
     sizes = None
     if "sizes" in body:
-        sizes = _int_list(body["sizes"], "split sizes", minimum=1)
+        sizes = _split_sizes(body["sizes"])
         if len(sizes) != len(texts):
             raise MapError(body["sizes"].where, f"{len(sizes)} sizes for {len(texts)} parts")
     return Split(axis, templates, texts, sizes)
+
+
+def _axis_key(body: dict[str, Node]) -> int:
+    axis = body["axis"].value if "axis" in body else 0
+    if not isinstance(axis, int) or isinstance(axis, bool):
+        raise MapError(body["axis"].where, "axis must be an integer")
+    return axis
+
+
+def _split_sizes(node: Node) -> tuple[SplitSize, ...]:
+    """Integers >= 1, at most one -1 (the rest), or expressions over the shape."""
+    sizes: list[SplitSize] = []
+    for item in node.expect_list("split sizes"):
+        value = item.value
+        if isinstance(value, str):
+            try:
+                sizes.append(SizeExpr(value.strip(), parse_size_expr(value)))
+            except ValueError as e:
+                raise MapError(item.where, f"bad split size {value!r}: {e}") from None
+        elif isinstance(value, int) and not isinstance(value, bool) and (value >= 1 or value == -1):
+            sizes.append(value)
+        else:
+            raise MapError(
+                item.where,
+                f"split sizes are integers >= 1, -1 (the rest) or expressions such as "
+                f"'dim1/4', got {value!r}",
+            )
+    if sizes.count(-1) > 1:
+        raise MapError(node.where, "split sizes allow one -1 (the rest of the axis)")
+    return tuple(sizes)
+
+
+_SIZE_TOKEN = re.compile(r"\s*(?:(\d+)|dim(\d+)|([-+*/()]))")
+
+
+def parse_size_expr(text: str) -> tuple[Any, ...]:
+    """Parse ``dim1/4``, ``dim0 - dim1``, ``(dim1 - 2) * 3``: integers, ``dimN`` (axis N of
+    the variable's shape), + - * / and parentheses. A hand-written parser, never eval."""
+    tokens: list[tuple[str, Any]] = []
+    pos, text = 0, text.rstrip()
+    while pos < len(text):
+        found = _SIZE_TOKEN.match(text, pos)
+        if found is None:
+            rest = text[pos:].strip()
+            raise ValueError(f"unexpected {rest[:10]!r}; use integers, dimN, + - * / ( )")
+        number, dim, symbol = found.groups()
+        if number is not None:
+            tokens.append(("int", int(number)))
+        elif dim is not None:
+            tokens.append(("dim", int(dim)))
+        else:
+            tokens.append(("op", symbol))
+        pos = found.end()
+    if not tokens:
+        raise ValueError("the expression is empty")
+    tree, used = _sum(tokens, 0)
+    if used != len(tokens):
+        raise ValueError(f"unexpected {_token_text(tokens[used])!r} after a complete expression")
+    return tree
+
+
+def _token_text(token: tuple[str, Any]) -> str:
+    kind, value = token
+    return f"dim{value}" if kind == "dim" else str(value)
+
+
+def _sum(tokens: list[tuple[str, Any]], at: int) -> tuple[tuple[Any, ...], int]:
+    tree, at = _product(tokens, at)
+    while at < len(tokens) and tokens[at] in (("op", "+"), ("op", "-")):
+        right, after = _product(tokens, at + 1)
+        tree, at = (tokens[at][1], tree, right), after
+    return tree, at
+
+
+def _product(tokens: list[tuple[str, Any]], at: int) -> tuple[tuple[Any, ...], int]:
+    tree, at = _atom(tokens, at)
+    while at < len(tokens) and tokens[at] in (("op", "*"), ("op", "/")):
+        right, after = _atom(tokens, at + 1)
+        tree, at = (tokens[at][1], tree, right), after
+    return tree, at
+
+
+def _atom(tokens: list[tuple[str, Any]], at: int) -> tuple[tuple[Any, ...], int]:
+    if at >= len(tokens):
+        raise ValueError("the expression ends early")
+    kind, value = tokens[at]
+    if kind in ("int", "dim"):
+        return (kind, value), at + 1
+    if value == "(":
+        tree, after = _sum(tokens, at + 1)
+        if after >= len(tokens) or tokens[after] != ("op", ")"):
+            raise ValueError("a ( is not closed")
+        return tree, after + 1
+    raise ValueError(f"unexpected {value!r}")
+
+
+def _reorder_blocks(node: Node) -> ReorderBlocks:
+    body = _check_keys(node, ("axis", "order"), "reorder_blocks")
+    if "order" not in body:
+        raise MapError(
+            node.where, "reorder_blocks needs `order:` e.g. [0, 2, 1, 3] (input block per output)"
+        )
+    order = _int_list(body["order"], "reorder_blocks order")
+    if len(order) < 2 or sorted(order) != list(range(len(order))):
+        raise MapError(
+            body["order"].where,
+            f"reorder_blocks order must be a permutation of 0..{max(len(order) - 1, 1)}, "
+            f"got {list(order)}",
+        )
+    return ReorderBlocks(_axis_key(body), order)
+
+
+def _add_to_block(node: Node) -> AddToBlock:
+    body = _check_keys(node, ("axis", "blocks", "block", "value"), "add_to_block")
+    for required in ("blocks", "block", "value"):
+        if required not in body:
+            raise MapError(
+                node.where,
+                f"add_to_block needs {required}: e.g. {{axis: 0, blocks: 4, block: 1, value: 1.0}}",
+            )
+    (blocks,) = _int_list(_single(body["blocks"]), "add_to_block blocks", minimum=1)
+    (block,) = _int_list(_single(body["block"]), "add_to_block block")
+    if block >= blocks:
+        raise MapError(
+            body["block"].where,
+            f"block {block} is out of range for {blocks} blocks (0..{blocks - 1})",
+        )
+    value = _number(body["value"], "add_to_block value")
+    if not math.isfinite(value):
+        raise MapError(body["value"].where, f"add_to_block value must be finite, got {value}")
+    return AddToBlock(_axis_key(body), blocks, block, value)
+
+
+def _single(node: Node) -> Node:
+    """A scalar as a one-item list node, to reuse _int_list's checks and wording."""
+    return Node([node], node.where)
 
 
 def _vocab(node: Node, base_dir: Path, what: str) -> tuple[tuple[str, ...], str]:
@@ -458,6 +641,10 @@ def _operation(name: str, node: Node, selector: Selector, base_dir: Path) -> Ope
         return Resize(_int_list(body["shape"], "resize shape", minimum=1), method)
     if name == "remap_rows":
         return _remap_rows(node, base_dir)
+    if name == "reorder_blocks":
+        return _reorder_blocks(node)
+    if name == "add_to_block":
+        return _add_to_block(node)
     assert name == "cast"
     if isinstance(node.value, str):
         return Cast(_dtype(node))
