@@ -32,7 +32,7 @@ from ckptmigrate.formats.keras_weights import (
 
 
 @functools.cache
-def _custom_layers() -> tuple[type, type]:
+def _custom_layers() -> tuple[type, type, type]:
     import keras
 
     @keras.saving.register_keras_serializable(package="ckptmigrate_tests")
@@ -70,7 +70,23 @@ def _custom_layers() -> tuple[type, type]:
         def call(self, x: Any) -> Any:
             return x
 
-    return Gate, TwoFlags
+    @keras.saving.register_keras_serializable(package="ckptmigrate_tests")
+    class Fussy(keras.layers.Layer):  # type: ignore[misc]
+        """Refuses (as Ctrl-C) to save while its weight holds a marker (its first element
+        1 or 2; it is initialised to 0): an interruption in the middle of layout discovery."""
+
+        def build(self, input_shape: Any) -> None:
+            self.w = self.add_weight(shape=(7,), initializer="zeros", name="w")
+
+        def call(self, x: Any) -> Any:
+            return x
+
+        def save_own_variables(self, store: Any) -> None:
+            if float(self.w.numpy()[0]) >= 1.0:
+                raise KeyboardInterrupt("interrupted while saving")
+            super().save_own_variables(store)
+
+    return Gate, TwoFlags, Fussy
 
 
 def _fresh(seed: int = 0) -> Any:
@@ -156,7 +172,7 @@ def typed(seed: int = 0) -> Any:
     """int32/bool variables of a custom layer, bfloat16 and float16 layers, and a trained
     Adam (its int64 iteration counter and bfloat16/float16 slots are saved too)."""
     keras = _fresh(seed)
-    gate, _ = _custom_layers()
+    gate, _, _ = _custom_layers()
     model = keras.Sequential(
         [
             keras.Input((4,)),
@@ -258,6 +274,14 @@ def test_written_weights_load_into_a_fresh_model(arch: str, tmp_path: Path) -> N
     assert all("seed_generator" in p for p in layout.unsaved), layout.unsaved
     if arch in ("lstm", "nested"):
         assert layout.unsaved
+    # The test's own power: variables a layout could confuse (same shape and dtype) get
+    # different values, so a swapped pair would show below.
+    written: dict[tuple[tuple[int, ...], str], set[bytes]] = {}
+    for e in layout.entries:
+        group = written.setdefault((e.shape, e.dtype), set())
+        value = values_by_path(e).tobytes()
+        assert value not in group or value == b"", e
+        group.add(value)
     # Each dataset holds the value written for its path, hence each variable got its own.
     for path in mapped:
         entry = layout.by_variable()[path][0]
@@ -321,13 +345,29 @@ def test_template_holds_the_model_values(tmp_path: Path) -> None:
 
 def test_ambiguous_variables_are_refused_and_the_model_kept(tmp_path: Path) -> None:
     keras = _fresh()
-    _, two_flags = _custom_layers()
+    _, two_flags, _ = _custom_layers()
     model = keras.Sequential([keras.Input((2,)), two_flags(name="flags")], name="flagged")
     model.variables[1].assign(True)
     before = snapshot(model)
     with pytest.raises(CkptMigrateError, match=r"cannot tell apart 2 bool variables") as info:
         keras_layout(model, directory=tmp_path)
     assert "flagged/flags/a" in str(info.value)
+    after = snapshot(model)
+    for path, value in before.items():
+        assert same_bits(after[path], value), path
+    assert sorted(os.listdir(tmp_path)) == ["template.weights.h5"]
+
+
+def test_interrupted_discovery_restores_the_model(tmp_path: Path) -> None:
+    keras = _fresh()
+    _, _, fussy = _custom_layers()
+    model = keras.Sequential(
+        [keras.Input((2,)), keras.layers.Dense(7, name="d"), fussy(name="fussy")], name="f"
+    )
+    model.variables[0].assign(np.full((2, 7), 0.25, np.float32))
+    before = snapshot(model)
+    with pytest.raises(KeyboardInterrupt, match="interrupted while saving"):
+        keras_layout(model, directory=tmp_path)
     after = snapshot(model)
     for path, value in before.items():
         assert same_bits(after[path], value), path
@@ -451,6 +491,29 @@ def test_existing_output_needs_overwrite(dense_layout: KerasLayout, tmp_path: Pa
     model.load_weights(out)
     kernel = next(v for v in model.variables if v.path == "sequential/head/kernel")
     assert same_bits(np.asarray(kernel.numpy()), value_for(kernel.path, (5, 3), "float32"))
+
+
+def test_source_errors_pass_through_and_names_are_checked(
+    dense_layout: KerasLayout, tmp_path: Path
+) -> None:
+    def unreadable(entry: LayoutEntry) -> np.ndarray:
+        raise FileNotFoundError(2, "No such file", "source.data-00000-of-00001")
+
+    # The callable's OSError is its own, not reported as a problem writing the output.
+    with pytest.raises(FileNotFoundError, match=r"source\.data"):
+        write_weights_h5(dense_layout, unreadable, tmp_path / "m.weights.h5")
+    with pytest.raises(OutputError, match=r"must end in \.weights\.h5"):
+        write_weights_h5(dense_layout, values_by_path, tmp_path / "m.h5")
+    with pytest.raises(OutputError, match=r"must end in \.keras"):
+        write_keras_archive(tmp_path / "a.keras", tmp_path / "b.weights.h5", tmp_path / "c.zip")
+    assert os.listdir(tmp_path) == []
+
+
+def test_closed_layout_is_refused(tmp_path: Path) -> None:
+    with keras_layout(dense_stack()) as layout:
+        pass
+    with pytest.raises(CkptMigrateError, match="template weights file is gone"):
+        write_weights_h5(layout, values_by_path, tmp_path / "m.weights.h5")
 
 
 def test_module_import_stays_cheap() -> None:

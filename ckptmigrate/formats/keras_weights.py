@@ -435,16 +435,44 @@ def write_weights_h5(
     import h5py
 
     output = Path(output)
+    _check_suffix(output, ".weights.h5", "model.load_weights")
+    if not layout.template.is_file():
+        raise CkptMigrateError(
+            "the layout's template weights file is gone",
+            path=layout.template,
+            hint="write while the layout is open (inside its with block, before close()).",
+        )
     by_path = layout.by_h5_path()
-    # The HDF5 files close (exiting in reverse order) before the output is published.
-    with (
-        _atomic_output(output, overwrite) as tmp,
-        h5py.File(layout.template, "r") as src,
-        h5py.File(tmp, "w") as dst,
-    ):
-        _copy_attrs(src, dst)
-        _copy_group(src, dst, by_path, values, output)
+    try:
+        # The HDF5 files close (exiting in reverse order) before the output is published.
+        with (
+            _atomic_output(output, overwrite) as tmp,
+            h5py.File(layout.template, "r") as src,
+            h5py.File(tmp, "w") as dst,
+        ):
+            _copy_attrs(src, dst)
+            _copy_group(src, dst, by_path, values, output)
+    except _ValuesError as wrapped:
+        raise wrapped.error from wrapped.error.__cause__
     return output
+
+
+class _ValuesError(Exception):
+    """Carries an exception of the values callable past _atomic_output, which would
+    otherwise report the callable's OSErrors (a source file unreadable) as output errors."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _check_suffix(output: Path, suffix: str, loader: str) -> None:
+    if not output.name.endswith(suffix) or output.name == suffix:
+        raise OutputError(
+            f"the output's name must end in {suffix}",
+            path=output,
+            hint=f"Keras' {loader} accepts only such file names.",
+        )
 
 
 def _copy_attrs(src: Any, dst: Any) -> None:
@@ -481,7 +509,11 @@ def _copy_group(
                     variable=h5_path,
                     hint="use the layout keras_layout returned with its own template.",
                 )
-            _write_dataset(child, dst, name, entry, values(entry), output=output)
+            try:
+                value = values(entry)
+            except Exception as e:
+                raise _ValuesError(e) from e
+            _write_dataset(child, dst, name, entry, value, output=output)
 
 
 def _write_dataset(
@@ -492,7 +524,8 @@ def _write_dataset(
 
     array = np.asarray(value)
     where = f"{entry.h5_path} (Keras variable {entry.variable_path})"
-    got = f"{list(array.shape)} {array.dtype}"
+    # dtype.name ignores byte order: h5py converts a big-endian float32 on writing.
+    got = f"{list(array.shape)} {array.dtype.name}"
     wants = f"{list(entry.shape)} {entry.dtype}"
     if tuple(array.shape) != entry.shape:
         raise CkptMigrateError(
@@ -500,7 +533,7 @@ def _write_dataset(
             path=output,
             hint="slice, pad or reshape the source tensor (a map can) so it fits the model.",
         )
-    if str(array.dtype) != entry.dtype:
+    if array.dtype.name != entry.dtype:
         raise CkptMigrateError(
             f"the value for {where} has dtype {got}, the model needs {wants}",
             path=output,
@@ -543,6 +576,7 @@ def write_keras_archive(
     import zipfile
 
     template_archive, weights_h5, output = Path(template_archive), Path(weights_h5), Path(output)
+    _check_suffix(output, ".keras", "keras.saving.load_model")
     if output.resolve() in (template_archive.resolve(), weights_h5.resolve()):
         raise OutputError("the output is one of the inputs", path=output, hint="choose a new path.")
     try:
