@@ -258,6 +258,14 @@ def convert(
         bool,
         typer.Option("--durable", help="fsync every file before publishing the output (slower)."),
     ] = False,
+    verify: Annotated[
+        bool,
+        typer.Option(
+            "--verify",
+            help="Restore the output into the target with TensorFlow (in a subprocess) and "
+            "compare every value with the plan; exit 1 if any differs.",
+        ),
+    ] = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print a JSON object.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
     traceback: TracebackOption = False,
@@ -310,6 +318,7 @@ def convert(
                 require_all=require_all,
                 copy=copy,
                 durable=durable,
+                verify=verify,
                 on_variable=advance,
             ),
             traceback,
@@ -324,10 +333,14 @@ def convert(
                     "transformed": result.transformed,
                     "initialised": result.initialised,
                     "shards_carried_over": list(result.linked_shards),
+                    "verification": None
+                    if result.verification is None
+                    else result.verification.to_dict(),
                 }
             )
             + "\n"
         )
+        _exit_on_failed_verification(result.verification)
         return
     for warning in result.plan.warnings:
         sys.stderr.write(f"warning: {warning}\n")
@@ -344,6 +357,14 @@ def convert(
             markup=False,
             highlight=False,
         )
+    if result.verification is not None:
+        _stdout().print(result.verification.verdict, markup=False, highlight=False)
+    _exit_on_failed_verification(result.verification)
+
+
+def _exit_on_failed_verification(verification: Any) -> None:
+    if verification is not None and not verification.ok:
+        raise typer.Exit(1)
 
 
 @app.command("maps")

@@ -247,3 +247,64 @@ def test_checkpoint_target_and_cli_dry_run(tf: Any, tmp_path: Path) -> None:
 def test_needs_a_map_or_a_target(tmp_path: Path) -> None:
     with pytest.raises(CkptMigrateError, match="needs a map, a target, or both"):
         convert(tmp_path / "x", None, tmp_path / "out")
+
+
+def test_verify_restores_in_a_subprocess_and_compares_every_value(tf: Any, tmp_path: Path) -> None:
+    source, _ = save_estimator_checkpoint(tf, tmp_path / "h10", partitioned=False)
+    spec = _builder(
+        tmp_path,
+        """
+        import tensorflow as tf
+        from ckptmigrate.examples import build_estimator_dnn
+
+        def build():
+            build_estimator_dnn(tf, hidden_units=(20, 20), n_classes=2, partitioned=False,
+                                optimizer=False)
+        """,
+    )
+    map_path = tmp_path / "widen.yaml"
+    map_path.write_text(WIDEN)
+    out = tmp_path / "out"
+    done = runner.invoke(
+        app,
+        ["convert", str(source), "-m", str(map_path), "-t", spec, "-o", str(out), "--verify"],
+    )
+    assert done.exit_code == 0, done.output
+    assert "verify ok: restored with tf.compat.v1.train.Saver" in done.output
+    assert "all 7 values are as planned" in done.output
+
+    # The same restore against a wrong expectation, and against a damaged output.
+    from ckptmigrate.targets.model import open_target_model
+    from ckptmigrate.verification import verify
+
+    prefix = next(out.glob("*.index")).with_suffix("")
+    with open_target_model(spec) as target:
+        planned = tf.train.load_checkpoint(str(prefix))
+        expected = {k: (lambda k=k: planned.get_tensor(k)) for k in target.inventory.variables}
+        assert verify(prefix, None, spec, None, expected).ok
+        expected["dnn/logits/bias"] = lambda: np.ones(2, np.float32)
+        wrong = verify(prefix, None, spec, None, expected)
+        assert not wrong.ok
+        assert wrong.mismatched == ("dnn/logits/bias",)
+        assert "max abs difference" in wrong.verdict
+        data = next(out.glob("*.data-*"))
+        data.write_bytes(bytes(b ^ 0xFF for b in data.read_bytes()))
+        broken = verify(prefix, None, spec, None, expected)
+    assert not broken.ok
+    assert broken.error is not None
+    assert "the restore failed" in broken.verdict
+
+
+def test_verify_a_live_target_in_process_and_without_target(tf: Any, tmp_path: Path) -> None:
+    old = keras3_model(units=(8, 3), train=True)
+    source = tf.train.Checkpoint(model=old).write(str(tmp_path / "src" / "ckpt"))
+    new = keras3_model(units=(8, 3), train=False, seed=3)
+    result = convert(source, None, tmp_path / "out", target=new, verify=True)
+    assert result.verification is not None
+    assert result.verification.ok, result.verification.verdict
+    assert "assert_existing_objects_matched" in result.verification.how
+    plain = convert(source, "strip-optimizer", tmp_path / "plain", verify=True)
+    assert plain.verification is not None
+    assert plain.verification.ok, plain.verification.verdict
+    assert "tf.train.load_checkpoint" in plain.verification.how
+    assert plain.verification.compared == len(plain.plan.outputs)

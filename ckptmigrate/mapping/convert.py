@@ -9,11 +9,12 @@ with a provenance record inside it; the source is only ever opened for reading.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import __version__, dtypes
 from ..checkpoint import Checkpoint, open_checkpoint
@@ -27,6 +28,9 @@ from .ops import OpError, apply, make_fill
 from .plan import Plan, PlannedVariable, plan_conversion
 from .schema import Map, load_map
 
+if TYPE_CHECKING:
+    from ..verification import Verification
+
 PROVENANCE_FILE = "ckptmigrate-provenance.json"
 
 
@@ -38,6 +42,7 @@ class ConvertResult:
     transformed: int
     initialised: int
     linked_shards: tuple[str, ...] = ()  # how each wholly unchanged shard was carried over
+    verification: Verification | None = None  # with verify=True
 
 
 @dataclass(frozen=True)
@@ -217,6 +222,7 @@ def convert(
     require_all: bool = False,
     copy: bool = False,
     durable: bool = False,
+    verify: bool = False,
     on_variable: Any = None,
 ) -> ConvertResult:
     """Apply ``mapping`` to ``checkpoint``, writing a new checkpoint directory ``output``.
@@ -226,7 +232,11 @@ def convert(
     With ``target`` (a path, builder spec or live object, as ``check`` takes), the output
     holds exactly the target's variables under its own keys (and a TF2 target's object
     graph); ``root`` names the attribute a model is restored through
-    (``tf.train.Checkpoint(model=...)``; None: the model itself is the root)."""
+    (``tf.train.Checkpoint(model=...)``; None: the model itself is the root).
+
+    ``verify`` restores the output with TensorFlow (into the target, in a subprocess when
+    the target can be rebuilt there) and compares every value with the plan's; the
+    verdict is ``result.verification``. A failed verification leaves the output in place."""
     if mapping is None and target is None:
         raise CkptMigrateError(
             "convert needs a map, a target, or both", hint="pass --map M and/or --target T."
@@ -285,7 +295,28 @@ def convert(
             finish()  # a bad checksum aborts here, before anything is published
             writer.add_file(PROVENANCE_FILE, _provenance(the_plan, ckpt, counts, links))
             prefix = writer.commit()
-    return ConvertResult(prefix, the_plan, **counts, linked_shards=tuple(links))
+        verification = _verify(ckpt, the_plan, prefix, target_model) if verify else None
+    return ConvertResult(
+        prefix, the_plan, **counts, linked_shards=tuple(links), verification=verification
+    )
+
+
+def _verify(ckpt: Checkpoint, the_plan: Plan, prefix: Path, target_model: Any) -> Verification:
+    from ..verification import verify
+
+    with contextlib.ExitStack() as stack:
+        sources = _Sources(ckpt, stack, _Layout())
+        expected = {v.name: functools.partial(_expected, sources, v) for v in the_plan.outputs}
+        if target_model is None:  # nothing to restore into: TensorFlow reads it back
+            return verify(prefix, None, None, None, expected)
+        return verify(prefix, target_model.live, target_model.rebuild, target_model.root, expected)
+
+
+def _expected(sources: _Sources, variable: PlannedVariable) -> Any:
+    if variable.raw_copy:
+        assert variable.source is not None
+        return sources.get(variable.origin).reader.read(variable.source)
+    return _value(sources, variable)
 
 
 def _copy(

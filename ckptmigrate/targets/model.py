@@ -71,6 +71,12 @@ def open_target_model(
         yield TargetModel(inventory, template, rebuild, effective_root, live)
 
 
+def instantiate(target: str) -> Any:
+    """The live model a target path or builder spec describes; None for targets that are
+    only names and values (a checkpoint, a SavedModel's variables, a spec file)."""
+    return _instantiate(target)[0]
+
+
 def _checkpoint_path(target: str | Path | Any) -> Path:
     path = Path(str(target)).expanduser()
     if (path / "saved_model.pb").is_file():
