@@ -509,6 +509,17 @@ def test_source_errors_pass_through_and_names_are_checked(
     assert os.listdir(tmp_path) == []
 
 
+def test_only_built_keras3_models_are_accepted() -> None:
+    keras = _fresh()
+    layer = keras.layers.Dense(2)
+    layer.build((None, 3))
+    with pytest.raises(CkptMigrateError, match=r"expected a Keras 3 model \(keras.Model\)"):
+        keras_layout(layer)
+    unbuilt = keras.Sequential([keras.layers.Dense(2)], name="lazy")
+    with pytest.raises(CkptMigrateError, match="'lazy' is not built"):
+        keras_layout(unbuilt)
+
+
 def test_closed_layout_is_refused(tmp_path: Path) -> None:
     with keras_layout(dense_stack()) as layout:
         pass

@@ -111,10 +111,21 @@ def keras_layout(model: Any, directory: str | Path | None = None) -> KerasLayout
     file (it must not already contain one); by default a temporary directory owned by the
     returned layout.
     """
-    if not getattr(model, "built", False) or not hasattr(model, "save_weights"):
+    from .v1 import import_tensorflow
+
+    import_tensorflow()  # quietly, before Keras imports it
+    import keras
+
+    if not isinstance(model, keras.Model):
         raise CkptMigrateError(
-            f"expected a built Keras 3 model, got {type(model).__name__}",
-            hint="build the model (call it on data or model.build(shape)) first.",
+            f"expected a Keras 3 model (keras.Model), got {type(model).__module__}."
+            f"{type(model).__qualname__}",
+            hint="tf-keras (Keras 2) models restore TensorFlow checkpoints themselves.",
+        )
+    if not model.built:
+        raise CkptMigrateError(
+            f"the Keras model {model.name!r} is not built: it has no variables yet",
+            hint="build it first (call it on data, or model.build(input_shape)).",
         )
     owned: tempfile.TemporaryDirectory[str] | None = None
     if directory is None:
