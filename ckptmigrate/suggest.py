@@ -1,0 +1,831 @@
+"""``suggest``: write the map that would make a checkpoint fit a target model.
+
+The result is a map in the map language (mappings/README.md) that renames checkpoint
+variables onto the target's own names (TF2 object paths without the value suffix, or TF1
+variable names), fixes shapes, drops what the target does not restore and initialises what
+the checkpoint lacks. ``convert --target`` and ``check --map`` then apply it unchanged.
+
+How variables are paired, deterministically:
+
+1. compare() with ``rekeyed=True`` pairs what a plain name lookup already pairs (by key,
+   by original name, or with one extra leading scope on either side). A pair whose
+   checkpoint name or original name already equals one of the target's keys needs no
+   rule; otherwise it gets a rename onto the target key. A shape mismatch that slicing,
+   padding, transposing or reshaping can fix stays paired; one that cannot is released.
+2. The rest, unpaired model variables on both sides (and step counters among themselves),
+   are scored pairwise. Only same-dtype pairs whose shapes are equal, of the same rank,
+   transposed or of equal size are candidates. The score mixes
+   - name similarity (0.55): the best over checkpoint key/original name against target
+     key/original name of: whole-path difflib ratio, the leaf (``kernel`` = ``_kernel``)
+     and the numbers in the layer path (``hiddenlayer_1`` and ``dense_1`` share ``1``);
+   - shape fit (0.30): equal 1.0, one axis differs 0.7, several 0.5, transposed 0.5,
+     same size 0.4;
+   - relative position (0.15) of the variable's layer among its side's layers, layers
+     ordered naturally (``dense_2`` before ``dense_10``) by original name when known.
+3. An optimal assignment (Hungarian algorithm on ``score - MIN_SCORE``, so a strong pair is
+   not traded for two weak ones) picks the pairs; below ``MIN_SCORE`` nothing is paired.
+   A pair is *uncertain* when another candidate scores within ``MARGIN`` of it for the
+   same target or source, when its names differ much, or when its fix is a reshape or
+   transpose; the YAML carries a comment saying why.
+4. Rules: renames (in an order that never lets one land on a name another still holds,
+   grouped into one scope rename when all of a scope moves), shape fixes (slice the axes
+   that are too long, then pad those too short: kernels ``glorot_uniform``, biases
+   ``zeros``, scales ``ones``; an optimizer slot that the target keeps is padded by its
+   own rule first, with ``mean`` for accumulators and ``zeros`` otherwise, so Adagrad
+   accumulators never get random values), drops (a role the target has none of is dropped
+   by ``role:``; unpaired model variables and leftover slots by name), inits.
+5. The map is planned against the checkpoint and compared with the target (rekeyed): what
+   is still unused is dropped by name, what is still missing initialised, and the final
+   prediction is kept as ``Suggestion.predicted``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import os
+import re
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from . import dtypes
+from .compare import CheckOptions, Kind, Report, compare
+from .errors import OutputError
+from .formats.object_graph import OBJECT_GRAPH_KEY
+from .inventory import Inventory, VariableSpec
+from .names import Role, variable_path
+
+__all__ = ["Pair", "Section", "SuggestedRule", "Suggestion", "suggest", "write_map"]
+
+MIN_SCORE = 0.5  # below this a pair is a guess too wild to write down
+MARGIN = 0.03  # another candidate this close makes a choice uncertain
+SIMILAR_NAMES = 0.8  # name similarity below this: paired mostly by leaf, shape, position
+GREEDY_ABOVE = 400  # more unpaired variables than this on a side: greedy, not optimal
+_W_NAME, _W_SHAPE, _W_POSITION = 0.55, 0.30, 0.15
+
+_ACCUMULATOR = re.compile(r"(Adagrad|Ftrl|RMSProp|Adadelta|accumulator)", re.IGNORECASE)
+_ONES_LEAVES = {"gamma", "moving_variance", "variance", "scale"}
+_MATRIX_LEAVES = {"kernel", "weights", "embeddings", "embedding_weights", "w"}
+
+
+class Section(int, Enum):
+    """Where a rule goes in the map; the value is the order."""
+
+    FREE = 0  # drops of variables whose name a rename will take
+    RENAME = 1
+    SHAPE = 2
+    DROP = 3
+    INIT = 4
+
+
+@dataclass(frozen=True)
+class SuggestedRule:
+    """One rule of the suggested map, as the map writes it (selector, operation, note)."""
+
+    section: Section
+    body: dict[str, Any]
+    uncertain: str | None = None  # why a reviewer should look at this one
+
+    @property
+    def kind(self) -> str:
+        for key in ("rename", "slice", "pad", "reshape", "transpose", "cast", "drop", "init"):
+            if key in self.body:
+                return key
+        raise AssertionError(self.body)
+
+
+@dataclass(frozen=True)
+class Pair:
+    """A checkpoint variable paired with a target variable (display names)."""
+
+    source: str
+    target: str
+    score: float  # 1.0 for pairs compare() made by name
+    uncertain: str | None = None
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    checkpoint: str
+    target: str
+    rules: tuple[SuggestedRule, ...]
+    pairs: tuple[Pair, ...]
+    predicted: Report | None = None  # the target compared with the converted checkpoint
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def uncertain(self) -> tuple[SuggestedRule, ...]:
+        return tuple(r for r in self.rules if r.uncertain)
+
+    @property
+    def description(self) -> str:
+        return f"suggested by ckptmigrate: {self.checkpoint} -> {self.target}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The map as data (what ``to_yaml`` writes, without the comments)."""
+        return {
+            "version": 1,
+            "description": self.description,
+            "rules": [dict(r.body) for r in self.rules],
+        }
+
+    def to_yaml(self) -> str:
+        return _render_yaml(self)
+
+
+# -- the variables, as the matcher sees them ------------------------------------------
+
+
+_NUMBER = re.compile(r"\d+")
+_CHUNKS = re.compile(r"(\d+)")
+
+
+def _natural(text: str) -> tuple[Any, ...]:
+    return tuple(int(c) if c.isdigit() else c for c in _CHUNKS.split(text))
+
+
+def _leaf(name: str) -> str:
+    return name.rsplit("/", 1)[-1].removesuffix(":0").lstrip("_").lower()
+
+
+def _parent(name: str) -> str:
+    return name.rsplit("/", 1)[0] if "/" in name else ""
+
+
+def _numbers(name: str) -> tuple[int, ...]:
+    found = tuple(int(n) for n in _NUMBER.findall(_parent(name)))
+    return found or (0,)  # Keras names its first layer `dense`, the next `dense_1`
+
+
+@dataclass(frozen=True)
+class _Var:
+    spec: VariableSpec
+    name: str  # the display name rules select (TF2 keys without the value suffix)
+    texts: tuple[str, ...]  # names to compare: display name, original name
+    position: float = 0.5
+
+    @property
+    def original(self) -> str | None:
+        return self.spec.original_name.removesuffix(":0") if self.spec.original_name else None
+
+
+def _views(inventory: Inventory, specs: Iterable[VariableSpec]) -> dict[str, _Var]:
+    """Display name -> view, with each variable's layer position on its side."""
+    models = [v for v in inventory.variables.values() if v.role is Role.MODEL]
+    layer_of = {v.name: _parent(_order_name(v)) for v in models}
+    layers = sorted(set(layer_of.values()), key=_natural)
+    rank = {layer: i for i, layer in enumerate(layers)}
+    out = {}
+    for spec in specs:
+        name = variable_path(spec.name)
+        original = spec.original_name.removesuffix(":0") if spec.original_name else None
+        texts = (name,) if original is None or original == name else (name, original)
+        layer = layer_of.get(spec.name)
+        position = 0.5
+        if layer is not None and len(layers) > 1:
+            position = rank[layer] / (len(layers) - 1)
+        out[name] = _Var(spec, name, texts, position)
+    return out
+
+
+def _order_name(spec: VariableSpec) -> str:
+    # Keras 3 checkpoints key weights by the optimizer's list; the original name keeps
+    # the layer (sequential/dense_2/kernel), so it orders layers better when present.
+    return (spec.original_name or variable_path(spec.name)).removesuffix(":0")
+
+
+# -- scoring ---------------------------------------------------------------------------
+
+
+def _name_similarity(a: str, b: str) -> float:
+    la, lb = _leaf(a), _leaf(b)
+    leaf = 1.0 if la == lb else 0.5 * difflib.SequenceMatcher(None, la, lb).ratio()
+    numbers = 1.0 if _numbers(a) == _numbers(b) else 0.0
+    text = difflib.SequenceMatcher(None, a.lower(), b.lower()).ratio()
+    return 0.4 * text + 0.35 * leaf + 0.25 * numbers
+
+
+def _shape_fit(source: tuple[int, ...], target: tuple[int, ...]) -> float | None:
+    if source == target:
+        return 1.0
+    if len(source) == len(target) and len(source) > 0:
+        differ = sum(1 for a, b in zip(source, target, strict=True) if a != b)
+        if len(source) == 2 and source == target[::-1]:
+            return 0.5
+        return 0.7 if differ == 1 else 0.5
+    if math.prod(source) == math.prod(target):
+        return 0.4
+    return None
+
+
+@dataclass(frozen=True)
+class _Score:
+    total: float
+    name: float
+    shape: float
+
+
+def _score(source: _Var, target: _Var) -> _Score | None:
+    if source.spec.dtype != target.spec.dtype:
+        return None
+    fit = _shape_fit(source.spec.shape, target.spec.shape)
+    if fit is None:
+        return None
+    name = max(_name_similarity(a, b) for a in source.texts for b in target.texts)
+    position = 1.0 - abs(source.position - target.position)
+    total = _W_NAME * name + _W_SHAPE * fit + _W_POSITION * position
+    return _Score(round(total, 6), name, fit)
+
+
+def _hungarian(weights: Sequence[Sequence[float]]) -> list[tuple[int, int]]:
+    """Rows and columns paired to maximise the total weight (weight 0: no edge).
+
+    The classic O(n^2 m) shortest augmenting path method with potentials."""
+    n = len(weights)
+    m = len(weights[0]) if n else 0
+    if n == 0 or m == 0:
+        return []
+    if n > m:
+        return [(i, j) for j, i in _hungarian([list(col) for col in zip(*weights, strict=True)])]
+    inf = float("inf")
+    u = [0.0] * (n + 1)
+    v = [0.0] * (m + 1)
+    p = [0] * (m + 1)  # p[j]: the row (1-based) column j is assigned to
+    way = [0] * (m + 1)
+    for i in range(1, n + 1):
+        p[0] = i
+        j0 = 0
+        minv = [inf] * (m + 1)
+        used = [False] * (m + 1)
+        while True:
+            used[j0] = True
+            i0 = p[j0]
+            delta, j1 = inf, 0
+            row = weights[i0 - 1]
+            for j in range(1, m + 1):
+                if not used[j]:
+                    cur = -row[j - 1] - u[i0] - v[j]
+                    if cur < minv[j]:
+                        minv[j], way[j] = cur, j0
+                    if minv[j] < delta:
+                        delta, j1 = minv[j], j
+            for j in range(m + 1):
+                if used[j]:
+                    u[p[j]] += delta
+                    v[j] -= delta
+                else:
+                    minv[j] -= delta
+            j0 = j1
+            if p[j0] == 0:
+                break
+        while j0:
+            j1 = way[j0]
+            p[j0] = p[j1]
+            j0 = j1
+    return [(p[j] - 1, j - 1) for j in range(1, m + 1) if p[j] and weights[p[j] - 1][j - 1] > 0]
+
+
+def _greedy(weights: Sequence[Sequence[float]]) -> list[tuple[int, int]]:
+    edges = sorted(
+        ((w, i, j) for i, row in enumerate(weights) for j, w in enumerate(row) if w > 0),
+        key=lambda e: (-e[0], e[1], e[2]),
+    )
+    rows: set[int] = set()
+    cols: set[int] = set()
+    out = []
+    for _, i, j in edges:
+        if i not in rows and j not in cols:
+            rows.add(i)
+            cols.add(j)
+            out.append((i, j))
+    return out
+
+
+def _match(sources: list[_Var], targets: list[_Var]) -> list[Pair]:
+    """The best assignment of unpaired sources to unpaired targets, uncertainty flagged."""
+    scores: dict[tuple[int, int], _Score] = {}
+    for i, s in enumerate(sources):
+        for j, t in enumerate(targets):
+            found = _score(s, t)
+            if found is not None and found.total >= MIN_SCORE:
+                scores[i, j] = found
+    weights = [
+        [
+            scores[i, j].total - MIN_SCORE + 1e-9 if (i, j) in scores else 0.0
+            for j in range(len(targets))
+        ]
+        for i in range(len(sources))
+    ]
+    big = max(len(sources), len(targets)) > GREEDY_ABOVE
+    chosen = (_greedy if big else _hungarian)(weights)
+    pairs = []
+    for i, j in sorted(chosen, key=lambda ij: _natural(targets[ij[1]].name)):
+        best = scores[i, j]
+        why = _doubt(i, j, scores, sources, targets)
+        pairs.append(Pair(sources[i].name, targets[j].name, best.total, why))
+    return pairs
+
+
+def _doubt(
+    i: int,
+    j: int,
+    scores: dict[tuple[int, int], _Score],
+    sources: list[_Var],
+    targets: list[_Var],
+) -> str | None:
+    chosen = scores[i, j]
+    rivals = [
+        f"{sources[k].name!r} {_shape(sources[k].spec.shape)} fits {targets[j].name!r} as "
+        f"well (score {scores[k, j].total:.2f} vs {chosen.total:.2f})"
+        for k in range(len(sources))
+        if k != i and (k, j) in scores and scores[k, j].total >= chosen.total - MARGIN
+    ]
+    rivals += [
+        f"{targets[k].name!r} {_shape(targets[k].spec.shape)} fits {sources[i].name!r} as "
+        f"well (score {scores[i, k].total:.2f} vs {chosen.total:.2f})"
+        for k in range(len(targets))
+        if k != j and (i, k) in scores and scores[i, k].total >= chosen.total - MARGIN
+    ]
+    if rivals:
+        return "ambiguous: " + "; ".join(rivals[:3])
+    if chosen.name < SIMILAR_NAMES:
+        return (
+            f"the names differ ({sources[i].name!r} vs {targets[j].name!r}); paired by "
+            f"leaf, shape and position (score {chosen.total:.2f})"
+        )
+    return None
+
+
+def _shape(shape: tuple[int, ...]) -> str:
+    return "[" + ", ".join(str(d) for d in shape) + "]"
+
+
+# -- shape fixes and fills -------------------------------------------------------------
+
+
+def _fill_for(name: str, shape: tuple[int, ...], dtype: str) -> dict[str, Any]:
+    """A fill that starts a new cell the way a fresh layer would."""
+    leaf = _leaf(name)
+    if not dtype.startswith(("float", "bfloat", "half")):
+        return {"fill": "zeros"}
+    if leaf in _ONES_LEAVES:
+        return {"fill": "ones"}
+    if len(shape) >= 2 or leaf in _MATRIX_LEAVES:
+        return {"fill": "glorot_uniform"}
+    return {"fill": "zeros"}
+
+
+def _slot_fill(name: str) -> dict[str, Any]:
+    # An accumulator divides by its square root: random or zero cells would blow up
+    # (Adagrad starts at 0.1); the mean of the old cells is a sound, positive start.
+    return {"fill": "mean"} if _ACCUMULATOR.search(name.rsplit("/", 1)[-1]) else {"fill": "zeros"}
+
+
+def _index(source: tuple[int, ...], target: tuple[int, ...]) -> str | None:
+    if all(a <= b for a, b in zip(source, target, strict=True)):
+        return None
+    parts = [f":{b}" if a > b else ":" for a, b in zip(source, target, strict=True)]
+    while parts and parts[-1] == ":":  # `[:, :2]` but `[:2]`, as people write them
+        parts.pop()
+    return "[" + ", ".join(parts) + "]"
+
+
+def _shape_ops(
+    source: tuple[int, ...], target: tuple[int, ...], fill: dict[str, Any]
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Operations (as map bodies) turning ``source`` into ``target``, and a doubt."""
+    if source == target:
+        return [], None
+    if len(source) == len(target):
+        if len(source) == 2 and source == target[::-1] and source[0] != source[1]:
+            return [{"transpose": [1, 0]}], "transposed shape: a transpose is a guess"
+        ops: list[dict[str, Any]] = []
+        index = _index(source, target)
+        if index is not None:
+            ops.append({"slice": index})
+        if any(a < b for a, b in zip(source, target, strict=True)):
+            ops.append({"pad": {"shape": list(target), **fill}})
+        return ops, None
+    return [{"reshape": list(target)}], (
+        f"reshape {_shape(source)} -> {_shape(target)} keeps the values in memory order; "
+        "check the layout"
+    )
+
+
+# -- building the rules ----------------------------------------------------------------
+
+
+@dataclass
+class _Plan:
+    """What the matcher decided, before it becomes rules."""
+
+    renames: dict[str, str] = field(default_factory=dict)  # source -> target name
+    fixes: dict[str, tuple[VariableSpec, VariableSpec]] = field(default_factory=dict)
+    drops: list[str] = field(default_factory=list)  # model/step variables by name
+    inits: list[VariableSpec] = field(default_factory=list)
+    pairs: list[Pair] = field(default_factory=list)
+    reasons: dict[str, str] = field(default_factory=dict)  # source -> why it is paired
+
+
+def _target_keys(spec: VariableSpec) -> set[str]:
+    keys = {variable_path(k) for k in (spec.name, *spec.aliases)}
+    if spec.original_name:
+        keys.add(spec.original_name.removesuffix(":0"))
+    return keys
+
+
+def _output_keys(spec: VariableSpec) -> set[str]:
+    # A converted checkpoint keeps a variable's name and original name, not its aliases.
+    keys = {variable_path(spec.name)}
+    if spec.original_name:
+        keys.add(spec.original_name.removesuffix(":0"))
+    return keys
+
+
+def _fixable(source: VariableSpec, target: VariableSpec) -> bool:
+    return len(source.shape) == len(target.shape) or source.num_elements == target.num_elements
+
+
+def _decide(ckpt: Inventory, target: Inventory) -> _Plan:
+    report = compare(ckpt, target, CheckOptions(rekeyed=True))
+    plan = _Plan()
+    pool_sources: list[VariableSpec] = []
+    pool_targets: list[VariableSpec] = []
+    poolable = (Role.MODEL, Role.STEP)
+    # Slots follow their variable's renames and shape fixes; the simulation catches the rest.
+    owned = {slot for slots in _slots_of(ckpt).values() for slot in slots}
+    for f in report.findings:
+        if f.checkpoint is not None and variable_path(f.checkpoint.name) in owned:
+            continue
+        if f.kind is Kind.UNUSED:
+            if f.checkpoint is not None and f.checkpoint.role in poolable:
+                pool_sources.append(f.checkpoint)
+            continue
+        assert f.target is not None
+        if f.kind is Kind.MISSING:
+            if f.target.role in poolable:
+                pool_targets.append(f.target)
+            continue
+        assert f.checkpoint is not None
+        if f.kind is Kind.SHAPE_MISMATCH and not _fixable(f.checkpoint, f.target):
+            pool_sources.append(f.checkpoint)
+            pool_targets.append(f.target)
+            continue
+        _pair(plan, f.checkpoint, f.target, f"compare pairs it {report.matching}")
+        plan.pairs.append(Pair(variable_path(f.checkpoint.name), variable_path(f.target.name), 1.0))
+    _match_pools(plan, ckpt, target, pool_sources, pool_targets)
+    return plan
+
+
+def _pair(plan: _Plan, source: VariableSpec, target: VariableSpec, reason: str) -> None:
+    name = variable_path(source.name)
+    if not _output_keys(source) & _target_keys(target):
+        plan.renames[name] = variable_path(target.name)
+    if source.shape != target.shape or source.dtype != target.dtype:
+        plan.fixes[name] = (source, target)
+    plan.reasons[name] = reason
+
+
+def _match_pools(
+    plan: _Plan,
+    ckpt: Inventory,
+    target: Inventory,
+    sources: list[VariableSpec],
+    targets: list[VariableSpec],
+) -> None:
+    for role in (Role.MODEL, Role.STEP):
+        s_views = _views(ckpt, (s for s in sources if s.role is role))
+        t_views = _views(target, (t for t in targets if t.role is role))
+        s_list = sorted(s_views.values(), key=lambda v: _natural(v.name))
+        t_list = sorted(t_views.values(), key=lambda v: _natural(v.name))
+        paired_s: set[str] = set()
+        paired_t: set[str] = set()
+        for pair in _match(s_list, t_list):
+            s, t = s_views[pair.source].spec, t_views[pair.target].spec
+            _pair(plan, s, t, f"closest unpaired {role.value} variable (score {pair.score:.2f})")
+            plan.pairs.append(pair)
+            paired_s.add(pair.source)
+            paired_t.add(pair.target)
+        plan.drops += [v.name for v in s_list if v.name not in paired_s]
+        plan.inits += [v.spec for v in t_list if v.name not in paired_t]
+
+
+def _slots_of(ckpt: Inventory) -> dict[str, list[str]]:
+    """Variable display name -> its optimizer slots' display names (plan.py's rule: the
+    longest prefix of the slot's name that is another, non-optimizer variable)."""
+    owners = {
+        variable_path(v.name) for v in ckpt.variables.values() if v.role is not Role.OPTIMIZER
+    }
+    slots: dict[str, list[str]] = {}
+    for v in ckpt.variables.values():
+        if v.role is not Role.OPTIMIZER:
+            continue
+        parts = variable_path(v.name).split("/")
+        for cut in range(len(parts) - 1, 0, -1):
+            owner = "/".join(parts[:cut])
+            if owner in owners:
+                slots.setdefault(owner, []).append(variable_path(v.name))
+                break
+    return slots
+
+
+def _rule(section: Section, body: dict[str, Any], uncertain: str | None = None) -> SuggestedRule:
+    return SuggestedRule(section, body, uncertain)
+
+
+def _rename_rules(plan: _Plan, ckpt: Inventory, doubts: dict[str, str]) -> list[SuggestedRule]:
+    """Renames in an order where no rename lands on a name still held by another source,
+    with a whole scope renamed by one rule where it can be."""
+    pending = dict(plan.renames)
+    slot_names = {s for slots in _slots_of(ckpt).values() for s in slots}
+    names = [variable_path(k) for k in ckpt.variables if k != OBJECT_GRAPH_KEY]
+    plain = [n for n in names if n not in slot_names]
+    rules: list[SuggestedRule] = []
+    for (old, new), members in _scope_groups(pending, plain).items():
+        pattern = ("" if not old else re.escape(old) + "/") + "(.*)"
+        template = ("" if not new else new.replace("{", "{{").replace("}", "}}") + "/") + "{1}"
+        doubt = "; ".join(doubts[m] for m in members if m in doubts) or None
+        body = {
+            "match": pattern,
+            "rename": template,
+            "note": f"{len(members)} variables under {old or 'the top'!r} move to "
+            f"{new or 'the top'!r}",
+        }
+        rules.append(_rule(Section.RENAME, body, doubt))
+        for m in members:
+            del pending[m]
+    while pending:
+        held = set(pending)
+        ready = [s for s, d in pending.items() if d not in held or d == s]
+        if not ready:  # a cycle (a <-> b): park one under a temporary name first
+            first = min(pending, key=_natural)
+            parked = first + "__ckptmigrate_tmp"
+            rules.append(
+                _rule(Section.RENAME, {"name": first, "rename": parked, "note": "frees the name"})
+            )
+            pending[parked] = pending.pop(first)
+            continue
+        for source in sorted(ready, key=_natural):
+            body = {"name": source, "rename": pending.pop(source)}
+            body["note"] = plan.reasons.get(source, "renamed")
+            rules.append(_rule(Section.RENAME, body, doubts.get(source)))
+    return rules
+
+
+def _scope_groups(renames: dict[str, str], names: list[str]) -> dict[tuple[str, str], list[str]]:
+    """(old scope, new scope) -> sources, where every variable under the old scope moves
+    to the new one keeping the rest of its path, and nothing else there stays behind."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for source, dest in renames.items():
+        a, b = source.split("/"), dest.split("/")
+        common = 0
+        while common < min(len(a), len(b)) and a[-1 - common] == b[-1 - common]:
+            common += 1
+        if common == 0 or common == len(a) == len(b):
+            continue
+        old, new = "/".join(a[: len(a) - common]), "/".join(b[: len(b) - common])
+        groups.setdefault((old, new), []).append(source)
+    held = set(renames)
+    out = {}
+    for (old, new), members in groups.items():
+        inside = {n for n in names if not old or n.startswith(old + "/")}
+        lands_on_source = any(renames[m] in held and renames[m] not in members for m in members)
+        if len(members) >= 2 and inside == set(members) and not lands_on_source:
+            out[old, new] = sorted(members, key=_natural)
+    return out
+
+
+def _fix_rules(
+    plan: _Plan, ckpt: Inventory, target: Inventory, doubts: dict[str, str]
+) -> list[SuggestedRule]:
+    slots = _slots_of(ckpt)
+    wanted = set().union(*(_target_keys(t) for t in target.variables.values()))
+    rules: list[SuggestedRule] = []
+    for source in sorted(plan.fixes, key=lambda s: _natural(plan.renames.get(s) or s)):
+        src, tgt = plan.fixes[source]
+        name = plan.renames.get(source, source)
+        if src.dtype != tgt.dtype:
+            narrowing = dtypes.BY_NAME[src.dtype].itemsize or 0
+            cast: Any = tgt.dtype
+            if narrowing > (dtypes.BY_NAME[tgt.dtype].itemsize or 0):
+                cast = {"dtype": tgt.dtype, "allow_precision_loss": True}
+            rules.append(_rule(Section.SHAPE, {"name": name, "cast": cast}))
+        ops, doubt = _shape_ops(src.shape, tgt.shape, _fill_for(name, tgt.shape, tgt.dtype))
+        # Slots the target keeps get their own rules, first: pads need a slot's fill (an
+        # accumulator must not get random cells), and plan.py lets a rule on the variable
+        # reach a slot only while their shapes agree, which its own order can break. The
+        # operations reach the target shape, so a second application changes nothing.
+        for slot in sorted(slots.get(source, []), key=_natural):
+            slot_name = name + slot[len(source) :]
+            if slot_name in wanted:
+                slot_ops, _ = _shape_ops(src.shape, tgt.shape, _slot_fill(slot))
+                for op in slot_ops:
+                    rules.append(_rule(Section.SHAPE, {"name": slot_name, **op}))
+        why = doubt or doubts.get(source)
+        for op in ops:
+            rules.append(_rule(Section.SHAPE, {"name": name, **op}, why))
+    return rules
+
+
+def _drop_rules(plan: _Plan, ckpt: Inventory, target: Inventory) -> list[SuggestedRule]:
+    present = {v.role for k, v in ckpt.variables.items() if k != OBJECT_GRAPH_KEY}
+    needed = {v.role for k, v in target.variables.items() if k != OBJECT_GRAPH_KEY}
+    roles = [r for r in (Role.OPTIMIZER, Role.STEP, Role.METADATA) if r in present - needed]
+    rules = []
+    if roles:
+        labels = ", ".join(r.label + "s" for r in roles)
+        body = {
+            "role": [r.value for r in roles],
+            "drop": True,
+            "note": f"the target restores no {labels}",
+        }
+        rules.append(_rule(Section.DROP, body))
+    destinations = set(plan.renames.values())
+    by_role = {variable_path(k): v.role for k, v in ckpt.variables.items()}
+    for name in sorted(plan.drops, key=_natural):
+        if by_role.get(name) in roles:
+            continue  # the role rule drops it
+        # Dropped before the renames when a rename takes its name, after them otherwise.
+        section = Section.FREE if name in destinations else Section.DROP
+        note = "no target variable fits it"
+        if section is Section.FREE:
+            note += "; dropped first because a rename takes its name"
+        rules.append(_rule(section, {"name": name, "drop": True, "note": note}))
+    return rules
+
+
+def _init_rule(spec: VariableSpec, note: str) -> SuggestedRule | None:
+    dtype = dtypes.BY_NAME.get(spec.dtype)
+    if dtype is None or dtype.itemsize is None:
+        return None  # strings, variants: nothing a map can create
+    name = variable_path(spec.name)
+    fill = _fill_for(name, spec.shape, spec.dtype) if spec.role is Role.MODEL else {"fill": "zeros"}
+    init = {"name": name, "shape": list(spec.shape), "dtype": spec.dtype, **fill}
+    body: dict[str, Any] = {"init": init, "note": note}
+    return _rule(Section.INIT, body)
+
+
+# -- simulation ------------------------------------------------------------------------
+
+
+def _predict(checkpoint: str | Path, target: Inventory, rules: Sequence[SuggestedRule]) -> Report:
+    """The target compared with the checkpoint as the rules would convert it."""
+    from .checker import _mapped_inventory
+    from .mapping.schema import parse_map
+
+    text = _yaml_rules(list(rules))
+    the_map = parse_map(text, "<suggested map>", Path.cwd())
+    return compare(_mapped_inventory(checkpoint, the_map), target, CheckOptions(rekeyed=True))
+
+
+def _leftover_rules(report: Report) -> list[SuggestedRule]:
+    rules = []
+    for f in report.findings:
+        if f.kind is Kind.UNUSED and f.checkpoint is not None:
+            name = variable_path(f.checkpoint.name)
+            body = {"name": name, "drop": True, "note": "the target does not restore it"}
+            rules.append(_rule(Section.DROP, body))
+        elif f.kind is Kind.MISSING and f.target is not None:
+            rule = _init_rule(f.target, "the checkpoint has no value for it; it starts fresh")
+            if rule is not None:
+                rules.append(rule)
+    return rules
+
+
+def _ordered(rules: Iterable[SuggestedRule]) -> tuple[SuggestedRule, ...]:
+    return tuple(sorted(rules, key=lambda r: r.section.value))  # stable within a section
+
+
+def suggest(checkpoint: str | Path, target: str | Path | Any) -> Suggestion:
+    """The map that would make ``checkpoint`` fit ``target`` (anything ``check`` takes)."""
+    from .targets import load_target
+    from .targets.checkpoint import load_checkpoint_inventory
+
+    ckpt = load_checkpoint_inventory(checkpoint)
+    target_inventory = load_target(target)
+    plan = _decide(ckpt, target_inventory)
+    doubts = {p.source: p.uncertain for p in plan.pairs if p.uncertain}
+    rules = [
+        *_rename_rules(plan, ckpt, doubts),
+        *_fix_rules(plan, ckpt, target_inventory, doubts),
+        *_drop_rules(plan, ckpt, target_inventory),
+    ]
+    for spec in sorted(plan.inits, key=lambda s: _natural(s.name)):
+        rule = _init_rule(spec, "the checkpoint has nothing that fits it")
+        if rule is not None:
+            rules.append(rule)
+    rules = list(_ordered(rules))
+    first = _predict(checkpoint, target_inventory, rules)
+    leftovers = _leftover_rules(first)
+    if leftovers:
+        rules = list(_ordered([*rules, *leftovers]))
+    predicted = _predict(checkpoint, target_inventory, rules) if leftovers else first
+    target_name = target_inventory.source
+    return Suggestion(
+        str(checkpoint),
+        target_name,
+        tuple(rules),
+        tuple(plan.pairs),
+        predicted,
+        tuple(predicted.notes),
+    )
+
+
+def write_map(suggestion: Suggestion, path: str | Path, *, force: bool = False) -> Path:
+    """Write the suggested map atomically; an existing file needs ``force``."""
+    out = Path(path)
+    if out.is_dir():
+        raise OutputError("is a directory; give a file name for the map", path=out)
+    if out.exists() and not force:
+        raise OutputError("already exists", path=out, hint="pass --force to replace it.")
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir():
+        raise OutputError("the directory for the map does not exist", path=out)
+    fd, staged = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(suggestion.to_yaml())
+        os.replace(staged, out)
+    except BaseException:
+        Path(staged).unlink(missing_ok=True)
+        raise
+    return out
+
+
+# -- YAML ------------------------------------------------------------------------------
+
+_PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_./-]*")
+_SECTION_TITLES = {
+    Section.FREE: "drops that free a name a rename takes",
+    Section.RENAME: "renames onto the target's names",
+    Section.SHAPE: "shape and dtype fixes (on the new names)",
+    Section.DROP: "drops: what the target does not restore",
+    Section.INIT: "new variables: what the checkpoint lacks",
+}
+
+
+_PLAIN_BLOCK = re.compile(r"[A-Za-z_][^:#'\"{}\[\],]*[^:#'\"{}\[\], ]")
+
+
+def _scalar(value: Any, flow: bool = False) -> str:
+    """YAML for one value: plain where YAML reads it back as the same text, else quoted."""
+    import yaml
+
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_scalar(v, True) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_scalar(v, True)}" for k, v in value.items()) + "}"
+    text = str(value)
+    plain = _PLAIN.fullmatch(text) or (not flow and _PLAIN_BLOCK.fullmatch(text))
+    if plain and yaml.safe_load(text) == text:
+        return text
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _yaml_rules(rules: list[SuggestedRule], comments: bool = False) -> str:
+    lines = ["version: 1", "rules:"]
+    section: Section | None = None
+    for rule in rules:
+        if comments and rule.section is not section:
+            section = rule.section
+            lines.append(f"  # -- {_SECTION_TITLES[section]}")
+        if comments and rule.uncertain:
+            lines.append(f"  # UNCERTAIN: {' '.join(rule.uncertain.split())}")
+        items = list(rule.body.items())
+        for i, (key, value) in enumerate(items):
+            lead = "  - " if i == 0 else "    "
+            lines.append(f"{lead}{key}: {_scalar(value)}")
+    if not rules:
+        lines[-1] = "rules: []"
+    return "\n".join(lines) + "\n"
+
+
+def _render_yaml(suggestion: Suggestion) -> str:
+    head = [
+        "# yaml-language-server: $schema=https://<your copy>/mappings/schema.json",
+        f"# Suggested by `ckptmigrate suggest`: {suggestion.checkpoint} -> {suggestion.target}.",
+        "# Review before use, the UNCERTAIN rules first.",
+    ]
+    if suggestion.predicted is not None:
+        head.append(f"# With this map: {suggestion.predicted.headline}.")
+        problems = [
+            f
+            for f in suggestion.predicted.findings
+            if f.kind in (Kind.MISSING, Kind.SHAPE_MISMATCH, Kind.DTYPE_MISMATCH)
+        ]
+        for f in problems[:10]:
+            head.append(f"# still {f.kind.label}: {f.name}")
+    if suggestion.uncertain:
+        head.append(f"# {len(suggestion.uncertain)} rule(s) marked UNCERTAIN.")
+    body = _yaml_rules(list(suggestion.rules), comments=True)
+    version, rest = body.split("\n", 1)
+    description = f"description: {_scalar(suggestion.description)}"
+    return "\n".join([*head, version, description, rest])
