@@ -534,8 +534,8 @@ def _add_to_block(node: Node) -> AddToBlock:
                 node.where,
                 f"add_to_block needs {required}: e.g. {{axis: 0, blocks: 4, block: 1, value: 1.0}}",
             )
-    (blocks,) = _int_list(_single(body["blocks"]), "add_to_block blocks", minimum=1)
-    (block,) = _int_list(_single(body["block"]), "add_to_block block")
+    blocks = _integer(body["blocks"], "add_to_block blocks", minimum=1)
+    block = _integer(body["block"], "add_to_block block", minimum=0)
     if block >= blocks:
         raise MapError(
             body["block"].where,
@@ -547,9 +547,11 @@ def _add_to_block(node: Node) -> AddToBlock:
     return AddToBlock(_axis_key(body), blocks, block, value)
 
 
-def _single(node: Node) -> Node:
-    """A scalar as a one-item list node, to reuse _int_list's checks and wording."""
-    return Node([node], node.where)
+def _integer(node: Node, what: str, minimum: int) -> int:
+    value = node.value
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise MapError(node.where, f"{what} must be an integer >= {minimum}, got {value!r}")
+    return value
 
 
 def _vocab(node: Node, base_dir: Path, what: str) -> tuple[tuple[str, ...], str]:
