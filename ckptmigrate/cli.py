@@ -258,6 +258,14 @@ def convert(
         bool,
         typer.Option("--durable", help="fsync every file before publishing the output (slower)."),
     ] = False,
+    output_format: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="checkpoint (a TensorFlow checkpoint), or keras: a Keras 3 .weights.h5 or "
+            ".keras file for a Keras 3 --target.",
+        ),
+    ] = "checkpoint",
     verify: Annotated[
         bool,
         typer.Option(
@@ -319,6 +327,7 @@ def convert(
                 copy=copy,
                 durable=durable,
                 verify=verify,
+                format=output_format,
                 on_variable=advance,
             ),
             traceback,

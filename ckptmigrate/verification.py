@@ -102,11 +102,27 @@ def verify(
 
 def _in_process(target: Any, request: RestoreRequest) -> tuple[str, str | None]:
     try:
-        return restore_and_save(target, request), None
+        return restore_and_save(_fresh_copy(target), request), None
     except CkptMigrateError as e:
         return "a restore in this process", e.message
     except Exception as e:  # the restore failing is the verdict, not a crash
         return "a restore in this process", _first_line(e)
+
+
+def _fresh_copy(target: Any) -> Any:
+    """A Keras model's twin, so verifying doesn't overwrite the caller's own weights (other
+    objects can't be copied: the restore goes into them)."""
+    import keras
+
+    if isinstance(target, keras.Model):
+        try:
+            twin = keras.models.clone_model(target)
+        except Exception:  # subclassed models without get_config: restore into the original
+            return target
+        if not twin.built:
+            return target
+        return twin
+    return target
 
 
 def _first_line(e: BaseException) -> str:

@@ -308,3 +308,62 @@ def test_verify_a_live_target_in_process_and_without_target(tf: Any, tmp_path: P
     assert plain.verification.ok, plain.verification.verdict
     assert "tf.train.load_checkpoint" in plain.verification.how
     assert plain.verification.compared == len(plain.plan.outputs)
+
+
+def test_story_4_tf_keras_checkpoint_into_keras3_weights(tf: Any, tmp_path: Path) -> None:
+    pytest.importorskip("tf_keras")
+    import keras
+    from models import tf_keras_model
+
+    old = tf_keras_model()
+    old.save_weights(str(tmp_path / "old" / "x.ckpt"))
+    x = np.random.default_rng(2).standard_normal((5, 4)).astype(np.float32)
+    expected = old.predict(x, verbose=0)
+    archive = tmp_path / "new.keras"
+    keras3_model(units=(8, 3), train=False, seed=9).save(archive)
+    out = tmp_path / "converted.weights.h5"
+    done = runner.invoke(
+        app,
+        [
+            "convert",
+            str(tmp_path / "old"),
+            "--map",
+            "tf-keras-to-keras3",
+            "--target",
+            str(archive),
+            "--format",
+            "keras",
+            "-o",
+            str(out),
+            "--verify",
+        ],
+    )
+    assert done.exit_code == 0, done.output
+    assert "verify ok: loaded with Keras model.load_weights" in done.output
+    model = keras3_model(units=(8, 3), train=False, seed=11)
+    model.load_weights(out)
+    np.testing.assert_allclose(model.predict(x, verbose=0), expected, rtol=1e-6, atol=1e-6)
+    # a whole .keras model, config from the target, weights converted
+    whole = convert(
+        tmp_path / "old",
+        "tf-keras-to-keras3",
+        tmp_path / "converted.keras",
+        target=archive,
+        format="keras",
+    )
+    assert whole.copied == 4
+    loaded = keras.saving.load_model(tmp_path / "converted.keras")
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), expected, rtol=1e-6, atol=1e-6)
+
+
+def test_keras_format_refusals(tf: Any, tmp_path: Path) -> None:
+    old = keras3_model(units=(8, 3), train=False)
+    source = tf.train.Checkpoint(model=old).write(str(tmp_path / "src" / "ckpt"))
+    with pytest.raises(CkptMigrateError, match=r"\*\.weights\.h5"):
+        convert(source, None, tmp_path / "out.h5", target=old, format="keras")
+    with pytest.raises(CkptMigrateError, match="needs a Keras 3 model"):
+        convert(source, None, tmp_path / "o.weights.h5", target=source, format="keras")
+    bigger = keras3_model(units=(8, 8, 3), train=False)
+    with pytest.raises(TargetMismatchError, match="nothing supplies layers/dense_2/vars/0"):
+        convert(source, None, tmp_path / "o.weights.h5", target=bigger, format="keras")
+    assert not (tmp_path / "o.weights.h5").exists()

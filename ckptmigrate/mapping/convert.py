@@ -223,6 +223,7 @@ def convert(
     copy: bool = False,
     durable: bool = False,
     verify: bool = False,
+    format: str = "checkpoint",
     on_variable: Any = None,
 ) -> ConvertResult:
     """Apply ``mapping`` to ``checkpoint``, writing a new checkpoint directory ``output``.
@@ -236,13 +237,35 @@ def convert(
 
     ``verify`` restores the output with TensorFlow (into the target, in a subprocess when
     the target can be rebuilt there) and compares every value with the plan's; the
-    verdict is ``result.verification``. A failed verification leaves the output in place."""
+    verdict is ``result.verification``. A failed verification leaves the output in place.
+
+    ``format="keras"`` writes a Keras 3 ``.weights.h5`` (or, for an output ending in
+    ``.keras``, a whole ``.keras`` archive) for a Keras 3 model target."""
     if mapping is None and target is None:
         raise CkptMigrateError(
             "convert needs a map, a target, or both", hint="pass --map M and/or --target T."
         )
     mapping = _as_map(mapping)
     output = Path(output)
+    if format == "keras":
+        from .keras_output import convert_to_keras
+
+        return convert_to_keras(
+            checkpoint,
+            mapping,
+            output,
+            target,
+            fill_missing_from_target=fill_missing_from_target,
+            force=force,
+            strict=strict,
+            require_all=require_all,
+            verify=verify,
+            on_variable=on_variable,
+        )
+    if format != "checkpoint":
+        raise CkptMigrateError(
+            f"unknown output format {format!r}", hint="use checkpoint (default) or keras."
+        )
     with open_checkpoint(checkpoint) as ckpt, _target_model(target, root) as target_model:
         the_plan = _plan_for(
             ckpt,

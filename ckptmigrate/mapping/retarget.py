@@ -77,7 +77,6 @@ def retarget(
     supplied; raises :class:`TargetMismatchError` listing what doesn't fit."""
     report = compare(mapped, target.inventory, CheckOptions(rekeyed=True))
     outputs_by_name = {v.name: v for v in the_plan.outputs}
-    template = target.template
     outputs: list[PlannedVariable] = []
     problems: list[Finding] = []
     left_out: list[str] = []
@@ -93,8 +92,9 @@ def retarget(
         fill = finding.kind is Kind.MISSING and (
             fill_missing_from_target or spec.role is Role.METADATA
         )
-        if fill and template is not None and spec.name in template.reader.variable_keys():
-            outputs.append(_from_template(spec, template))
+        origin = target.template_origin
+        if fill and origin is not None and target.has_initial_value(spec.name):
+            outputs.append(_from_target(spec, origin))
             continue
         problems.append(finding)
     if strict:
@@ -122,7 +122,7 @@ def retarget(
     return retargeted, report
 
 
-def _from_template(spec: VariableSpec, template: Checkpoint) -> PlannedVariable:
+def _from_target(spec: VariableSpec, origin: str) -> PlannedVariable:
     return PlannedVariable(
         spec.name,
         spec.name,
@@ -131,6 +131,6 @@ def _from_template(spec: VariableSpec, template: Checkpoint) -> PlannedVariable:
         spec.dtype,
         spec.shape,
         spec.dtype,
-        origin=str(template.prefix),
+        origin=origin,
         from_target=True,
     )

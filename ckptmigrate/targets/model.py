@@ -15,16 +15,19 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..checkpoint import Checkpoint, open_checkpoint
 from ..errors import CkptMigrateError
 from ..formats.v1 import import_tensorflow
-from ..inventory import Inventory
+from ..inventory import Inventory, Scheme, VariableSpec
 from . import load_target
 from .checkpoint import inventory_of
 from .keras_h5 import load_keras_model
 from .live import call_builder, is_builder_spec
+
+if TYPE_CHECKING:
+    from ..formats.keras_weights import KerasLayout
 
 DEFAULT_ROOT = "model"
 
@@ -38,10 +41,23 @@ class TargetModel:
     rebuild: str | None  # how another process can load the target again (None: live object)
     root: str | None  # TF2: the attribute the model hangs under (tf.train.Checkpoint(model=))
     live: Any = None  # the instantiated target, when there is one
+    keras: KerasLayout | None = None  # --format keras: where each weight goes in .weights.h5
 
     @property
     def object_graph(self) -> bytes | None:
         return None if self.template is None else self.template.object_graph_bytes
+
+    @property
+    def template_origin(self) -> str | None:
+        """Where the target's initial values are (a checkpoint prefix or a .weights.h5)."""
+        if self.keras is not None:
+            return str(self.keras.template)
+        return None if self.template is None else str(self.template.prefix)
+
+    def has_initial_value(self, key: str) -> bool:
+        if self.keras is not None:
+            return key in self.keras.by_h5_path()
+        return self.template is not None and key in self.template.reader.variable_keys()
 
 
 @contextlib.contextmanager
@@ -69,6 +85,37 @@ def open_target_model(
         inventory = inventory_of(template, kind, source)
         effective_root = None if _is_graph(live) or _is_checkpoint(live) else root
         yield TargetModel(inventory, template, rebuild, effective_root, live)
+
+
+@contextlib.contextmanager
+def open_keras_target(target: str | Path | Any) -> Iterator[TargetModel]:
+    """A Keras 3 model target for ``--format keras``: its ``.weights.h5`` layout, found by
+    Keras itself, with each dataset named by its path in the file and its variable's path
+    as the original name (what the map's outputs pair with)."""
+    from ..formats.keras_weights import keras_layout
+    from ..names import Role
+
+    live, rebuild, kind = _instantiate(target)
+    if live is None or _is_graph(live):
+        raise CkptMigrateError(
+            "--format keras needs a Keras 3 model as the target",
+            path=str(target),
+            hint="pass a .keras file or a builder (module:function) returning a Keras 3 model.",
+        )
+    with keras_layout(live) as layout:
+        variables = {
+            e.h5_path: VariableSpec(
+                e.h5_path,
+                e.shape,
+                e.dtype,
+                Role.OPTIMIZER if e.h5_path.startswith("optimizer/") else Role.MODEL,
+                e.variable_path,
+            )
+            for e in layout.entries
+        }
+        note = "Keras 3 weight paths found by saving the target with Keras"
+        inventory = Inventory(kind, str(rebuild or kind), Scheme.KERAS3, variables, (note,))
+        yield TargetModel(inventory, None, rebuild, None, live, layout)
 
 
 def instantiate(target: str) -> Any:
