@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from .errors import CorruptCheckpointError
 from .formats.bundle_reader import BundleReader, TensorInfo
 from .formats.locate import CheckpointLocation, locate
-from .formats.object_graph import (
-    OBJECT_GRAPH_KEY,
-    TrackableNode,
-    original_names,
-    parse_object_graph,
-    slot_keys,
-    variable_aliases,
-)
+from .formats.object_graph import OBJECT_GRAPH_KEY, ObjectGraph, TrackableNode
 from .formats.protowire import ProtoError
 from .formats.v1 import V1Reader
 from .names import Role, classify
@@ -41,15 +34,14 @@ class TensorSource(Protocol):
 
 @dataclass
 class Checkpoint:
-    """An open checkpoint: where it is, its reader, and what its object graph says."""
+    """An open checkpoint: where it is, its reader, and what its object graph says.
+
+    What the object graph says (original names, slot keys, aliases) is derived on first
+    use: ``inspect`` never needs the aliases, ``rewrite`` none of it."""
 
     location: CheckpointLocation
     reader: TensorSource
-    object_graph: list[TrackableNode] | None = None
-    original_names: dict[str, str] = field(default_factory=dict)
-    slot_keys: set[str] = field(default_factory=set)
-    aliases: dict[str, list[str]] = field(default_factory=dict)
-    object_graph_bytes: bytes | None = None
+    graph: ObjectGraph | None = None
 
     @property
     def prefix(self) -> Path:
@@ -57,7 +49,30 @@ class Checkpoint:
 
     @property
     def is_object_based(self) -> bool:
-        return self.object_graph is not None
+        return self.graph is not None
+
+    @property
+    def object_graph(self) -> list[TrackableNode] | None:
+        return None if self.graph is None else self.graph.nodes
+
+    @property
+    def object_graph_bytes(self) -> bytes | None:
+        return None if self.graph is None else self.graph.data
+
+    @property
+    def original_names(self) -> dict[str, str]:
+        """checkpoint key -> the variable's name when it was saved, where one is recorded."""
+        return {} if self.graph is None else self.graph.original_names
+
+    @property
+    def slot_keys(self) -> set[str]:
+        """Checkpoint keys saved by slot-variable nodes (optimizer state per variable)."""
+        return set() if self.graph is None else self.graph.slot_keys
+
+    @property
+    def aliases(self) -> dict[str, list[str]]:
+        """checkpoint key -> every key-shaped path a restore could reach the same value by."""
+        return {} if self.graph is None else self.graph.aliases
 
     def role(self, key: str) -> Role:
         return classify(key, self.slot_keys)
@@ -84,7 +99,7 @@ def open_checkpoint(path: str | Path) -> Checkpoint:
         else:
             elements = [bytes(e) for e in reader.read(OBJECT_GRAPH_KEY).reshape(-1)]
         try:
-            nodes = parse_object_graph(elements[0] if elements else b"")
+            checkpoint.graph = ObjectGraph(elements[0] if elements else b"")
         except ProtoError as e:
             reader.close()
             raise CorruptCheckpointError(
@@ -92,9 +107,4 @@ def open_checkpoint(path: str | Path) -> Checkpoint:
                 path=location.prefix,
                 variable=OBJECT_GRAPH_KEY,
             ) from None
-        checkpoint.object_graph = nodes
-        checkpoint.object_graph_bytes = elements[0] if elements else b""
-        checkpoint.original_names = original_names(nodes)
-        checkpoint.slot_keys = slot_keys(nodes)
-        checkpoint.aliases = variable_aliases(nodes)
     return checkpoint

@@ -50,6 +50,7 @@ _TF1_SLOT = re.compile(
     r"ProximalAdagrad|ProximalGradientDescent|AdamW|ExponentialMovingAverage|"
     r"Adam_\d+|Adadelta_\d+|RMSProp_\d+|Ftrl_\d+|Adamax_\d+|Nadam_\d+|Momentum_\d+)"
 )
+_TF1_SLOT_INITIALS = frozenset("AEFLMNPR")  # every name _TF1_SLOT matches starts with one
 _TF1_OPTIMIZER_STATE = re.compile(r"(beta1_power|beta2_power|beta_1_power|beta_2_power)(_\d+)?")
 _STEP_NAMES = {"global_step", "iter", "iterations", "_iterations"}
 _OPTIMIZER_SCOPES = {"optimizer", "training", "_optimizer"}
@@ -69,17 +70,23 @@ def classify(key: str, slot_keys: Collection[str] = ()) -> Role:
         return Role.METADATA  # e.g. OBJECT_CONFIG_JSON, Python state
     if OPTIMIZER_SLOT_MARKER in key or key in slot_keys:
         return Role.OPTIMIZER
-    parts = variable_path(key).split("/")
+    # Inlined variable_path, set tests and first-character checks before the regexes:
+    # every key of a checkpoint is classified, twice per check.
+    path = key[: -len(VARIABLE_SUFFIX)] if key.endswith(VARIABLE_SUFFIX) else key
+    parts = path.split("/")
     last = parts[-1]
-    if last in _METADATA_NAMES and len(parts) == 1:
-        return Role.METADATA
-    if "_trainable_variables" in parts:
-        return Role.MODEL  # Keras 3 models reach their weights through the optimizer's list
-    in_optimizer = any(part in _OPTIMIZER_SCOPES for part in parts[:-1])
+    if len(parts) == 1:
+        if last in _METADATA_NAMES:
+            return Role.METADATA
+        in_optimizer = False
+    else:
+        if "_trainable_variables" in parts:
+            return Role.MODEL  # Keras 3 models reach their weights through the optimizer's list
+        in_optimizer = not _OPTIMIZER_SCOPES.isdisjoint(parts[:-1])
     if last == "global_step" or (last in _STEP_NAMES and (in_optimizer or len(parts) == 1)):
         return Role.STEP
-    if in_optimizer or _TF1_OPTIMIZER_STATE.fullmatch(last):
+    if in_optimizer or (last[:4] == "beta" and _TF1_OPTIMIZER_STATE.fullmatch(last)):
         return Role.OPTIMIZER
-    if len(parts) > 1 and _TF1_SLOT.fullmatch(last):
+    if len(parts) > 1 and last[:1] in _TF1_SLOT_INITIALS and _TF1_SLOT.fullmatch(last):
         return Role.OPTIMIZER
     return Role.MODEL

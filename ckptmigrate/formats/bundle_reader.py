@@ -29,7 +29,7 @@ from . import crc, tensor_codec
 from .bundle_proto import BIG_ENDIAN, BundleEntry, BundleHeader, decode_entry, decode_header
 from .locate import data_path, index_path
 from .ordered_code import encode_slice_key, is_slice_key
-from .protowire import ProtoError
+from .protowire import ProtoError, paused_gc
 from .table import TableError, iter_table
 
 if TYPE_CHECKING:
@@ -100,14 +100,16 @@ class BundleReader:
             raise self._corrupt("the index file is empty")
         header: BundleHeader | None = None
         entries: dict[str, BundleEntry] = {}
+        shapes: dict[bytes, tuple[tuple[int, ...], bool]] = {}
         key = ""
         try:
-            for raw_key, value in iter_table(data):
-                key = raw_key.decode("utf-8", "surrogateescape")
-                if key == HEADER_KEY:
-                    header = decode_header(value)
-                else:
-                    entries[key] = decode_entry(value)
+            with paused_gc():
+                for raw_key, value in iter_table(data):
+                    key = raw_key.decode("utf-8", "surrogateescape")
+                    if key == HEADER_KEY:
+                        header = decode_header(value)
+                    else:
+                        entries[key] = decode_entry(value, shapes)
         except TableError as e:
             raise self._corrupt(f"not a valid checkpoint index ({e})") from None
         except ProtoError as e:

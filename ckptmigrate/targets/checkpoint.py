@@ -4,25 +4,51 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .. import dtypes
 from ..checkpoint import Checkpoint, open_checkpoint
+from ..formats.bundle_reader import BundleReader
+from ..formats.protowire import paused_gc
 from ..inventory import Inventory, Scheme, VariableSpec
+from ..names import classify
 
 
 def inventory_of(
     checkpoint: Checkpoint, kind: str = "checkpoint", source: str | None = None
 ) -> Inventory:
+    reader = checkpoint.reader
+    all_aliases = checkpoint.aliases
+    original_names = checkpoint.original_names
+    slot_keys = checkpoint.slot_keys
+    # A V2 index entry holds the shape and dtype that reader.info would wrap in a TensorInfo
+    # per key: read them directly (10,000-variable checkpoints are listed twice per check).
+    entries = reader.entries if isinstance(reader, BundleReader) else None
+    dtype_names: dict[int, str] = {}
     variables = {}
-    for key in checkpoint.reader.variable_keys():
-        info = checkpoint.reader.info(key)
-        aliases = tuple(a for a in checkpoint.aliases.get(key, ()) if a != key)
-        variables[key] = VariableSpec(
-            key,
-            info.shape,
-            info.dtype.name,
-            checkpoint.role(key),
-            checkpoint.original_names.get(key),
-            aliases,
-        )
+    with paused_gc():
+        for key in reader.variable_keys():
+            if entries is not None:
+                entry = entries[key]
+                shape = entry.shape
+                dtype = dtype_names.get(entry.dtype)
+                if dtype is None:
+                    dtype = dtype_names[entry.dtype] = dtypes.from_enum(entry.dtype).name
+            else:
+                info = reader.info(key)
+                shape, dtype = info.shape, info.dtype.name
+            found = all_aliases.get(key)
+            # Most variables are reachable only by their key's own path: no aliases.
+            if found and (len(found) > 1 or found[0] != key):
+                aliases = tuple(a for a in found if a != key)
+            else:
+                aliases = ()
+            variables[key] = VariableSpec(
+                key,
+                shape,
+                dtype,
+                classify(key, slot_keys),
+                original_names.get(key),
+                aliases,
+            )
     scheme = Scheme.TF2 if checkpoint.is_object_based else Scheme.TF1
     notes = checkpoint.location.notes
     return Inventory(kind, source or str(checkpoint.location.given), scheme, variables, notes)

@@ -1,0 +1,83 @@
+"""The object graph's derived data (original names, slot keys, aliases), read straight from
+the parsed message and on first use, agrees with the node-by-node derivations."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from models import keras3_model
+
+from ckptmigrate import open_checkpoint
+from ckptmigrate.formats.object_graph import (
+    OBJECT_GRAPH_KEY,
+    ObjectGraph,
+    original_names,
+    parse_object_graph,
+    slot_keys,
+    variable_aliases,
+)
+from ckptmigrate.targets.checkpoint import inventory_of
+
+
+def _graph_bytes(prefix: str | Path) -> bytes:
+    with open_checkpoint(prefix) as checkpoint:
+        assert checkpoint.object_graph_bytes is not None
+        return checkpoint.object_graph_bytes
+
+
+def _assert_derivations_agree(data: bytes) -> None:
+    nodes = parse_object_graph(data)
+    graph = ObjectGraph(data)
+    assert graph.original_names == original_names(nodes)
+    assert graph.slot_keys == slot_keys(nodes)
+    assert graph.aliases == variable_aliases(nodes)
+    assert graph.nodes == nodes
+
+
+def test_optimizer_slot_variables(tf: Any, tmp_path: Path) -> None:
+    model = tf.Module()
+    model.kernel = tf.Variable(np.ones((2, 2), np.float32))
+    model.bias = tf.Variable(np.zeros(2, np.float32))
+    optimizer = tf.compat.v1.train.AdamOptimizer(0.1)  # slot variables in the object graph
+    optimizer.minimize(lambda: tf.reduce_sum(model.kernel) + tf.reduce_sum(model.bias))
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
+    data = _graph_bytes(checkpoint.write(str(tmp_path / "ckpt")))
+    assert len(slot_keys(parse_object_graph(data))) == 4  # the case is covered
+    _assert_derivations_agree(data)
+
+
+def test_keras3_weights_reachable_twice(tf: Any, tmp_path: Path) -> None:
+    model = keras3_model()  # the optimizer lists the model's weights again
+    data = _graph_bytes(tf.train.Checkpoint(model=model).write(str(tmp_path / "ckpt")))
+    assert any(len(v) > 1 for v in variable_aliases(parse_object_graph(data)).values())
+    _assert_derivations_agree(data)
+
+
+def test_shared_objects_and_cycles(tf: Any, tmp_path: Path) -> None:
+    shared = tf.Module()
+    shared.kernel = tf.Variable(np.ones(2, np.float32))
+    root = tf.Module()
+    root.a, root.b = shared, shared
+    root.a.back = root  # a cycle back to the root
+    many = tf.Module()
+    many.layers = [shared] * 12  # more paths than are kept per node
+    root.many = many
+    data = _graph_bytes(tf.train.Checkpoint(root=root).write(str(tmp_path / "ckpt")))
+    _assert_derivations_agree(data)
+    _assert_derivations_agree(b"")  # an empty graph
+
+
+def test_inventory_needs_no_graph_nodes(tf: Any, tmp_path: Path) -> None:
+    """Listing and comparing checkpoints reads the parsed graph directly; a Python object
+    per node is built only for the object-graph editor (convert)."""
+    model = keras3_model(train=False)
+    prefix = tf.train.Checkpoint(model=model).write(str(tmp_path / "ckpt"))
+    with open_checkpoint(prefix) as checkpoint:
+        assert checkpoint.graph is not None
+        assert checkpoint.original_names  # what inspect needs ...
+        assert "aliases" not in vars(checkpoint.graph)  # ... leaves the aliases undone
+        inventory = inventory_of(checkpoint)
+        assert "nodes" not in vars(checkpoint.graph)
+        assert OBJECT_GRAPH_KEY in inventory.variables
