@@ -130,9 +130,17 @@ def test_estimator_dnn_into_keras_dense_layers_predicts_the_same(tf: Any, tmp_pa
     written = load_by_name(model, result.prefix, tf)
     layers = ("dense", "dense_1", "dense_2", "logits")
     assert written == {f"{layer}/{w}" for layer in layers for w in ("kernel", "bias")}
-    difference = float(np.max(np.abs(np.asarray(model(inputs)) - expected)))
+    predicted = np.asarray(model(inputs))
+    difference = float(np.max(np.abs(predicted - expected)))
     assert difference < 1e-5, difference
     assert np.max(np.abs(expected)) > 0.1
+
+    # The same map into the model's own keys (convert --target): TensorFlow restores it.
+    into = convert(prefix, "estimator-dnn-to-keras", tmp_path / "into", target=model)
+    assert into.plan.left_out == ()
+    fresh = keras_dense_stack(hidden, 3)
+    tf.train.Checkpoint(model=fresh).restore(str(into.prefix)).assert_existing_objects_matched()
+    assert np.array_equal(np.asarray(fresh(inputs)), predicted)
 
 
 def test_estimator_dnn_map_checked_against_keras(tf: Any, tmp_path: Path) -> None:
@@ -194,3 +202,34 @@ def test_tf_keras_to_keras3_keeps_only_the_model_weights(tf: Any, tmp_path: Path
         tf.train.Checkpoint(model=fresh).restore(str(into.prefix)).assert_existing_objects_matched()
         for variable, value in zip(fresh.weights, weights, strict=True):
             assert same_bits(variable.numpy(), value), (how, variable.path)
+
+
+def test_tf_keras_to_keras3_drops_stateful_rnn_states_and_metrics(tf: Any, tmp_path: Path) -> None:
+    tf_keras = pytest.importorskip("tf_keras")
+    tf_keras.backend.clear_session()
+    model = tf_keras.Sequential(
+        [
+            tf_keras.layers.LSTM(4, stateful=True, batch_input_shape=(2, 5, 3)),
+            tf_keras.layers.Dense(3),
+        ]
+    )
+    model.compile(optimizer="adam", loss="mse", metrics=["mae"])
+    model.fit(np.ones((4, 5, 3)), np.ones((4, 3)), batch_size=2, epochs=1, verbose=0)
+    model.save(str(tmp_path / "savedmodel"), save_format="tf")
+    before = {row.key for row in inspect_checkpoint(tmp_path / "savedmodel").rows}
+    assert any("keras_api/states/" in key for key in before)
+    assert any(key.startswith("keras_api/metrics/") for key in before)
+
+    result = convert(tmp_path / "savedmodel", "tf-keras-to-keras3", tmp_path / "out")
+    rows = inspect_checkpoint(result.prefix).rows
+    kept = {row.original_name for row in rows if row.key != "_CHECKPOINTABLE_OBJECT_GRAPH"}
+    cell = "lstm/lstm_cell"
+    assert kept == {
+        f"{cell}/kernel",
+        f"{cell}/recurrent_kernel",
+        f"{cell}/bias",
+        "dense/kernel",
+        "dense/bias",
+    }
+    reader = tf.train.load_checkpoint(str(result.prefix))
+    assert reader.get_variable_to_shape_map()  # TensorFlow reads the rewritten checkpoint

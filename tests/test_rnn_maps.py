@@ -105,6 +105,13 @@ def test_tf1_cell_into_a_keras_layer_computes_the_same(
     assert difference < TOLERANCE, (cell_name, difference)
     assert np.max(np.abs(expected)) > 0.1  # the comparison is not between two near-zeros
 
+    # The same map into the model's own keys (convert --target): TensorFlow restores it.
+    into = convert(prefix, map_name, tmp_path / "into", target=model)
+    assert into.plan.left_out == ()
+    fresh = keras_rnn(layer.__class__.from_config(layer.get_config()))
+    tf.train.Checkpoint(model=fresh).restore(str(into.prefix)).assert_existing_objects_matched()
+    assert np.array_equal(np.asarray(fresh(inputs)), actual)
+
 
 @pytest.mark.parametrize("cell_name", ["BasicLSTMCell", "GRUCell"])
 def test_check_with_the_map_matches_every_keras_variable(
