@@ -16,14 +16,20 @@ How variables are paired, deterministically:
    are scored pairwise. Only same-dtype pairs whose shapes are equal, of the same rank,
    transposed or of equal size are candidates. The score mixes
    - name similarity (0.55): the best over checkpoint key/original name against target
-     key/original name of: whole-path difflib ratio, the leaf (``kernel`` = ``_kernel``)
-     and the numbers in the layer path (``hiddenlayer_1`` and ``dense_1`` share ``1``);
+     key/original name of: the layer paths' shared words, abbreviations included, and
+     difflib ratio (``encoder/dense_1`` is closer to ``enc/dense_1`` than to
+     ``head/dense_1``), the leaf (``kernel`` =
+     ``_kernel``) and the numbers in the layer path (``hiddenlayer_1`` and ``dense_1``
+     share ``1``);
    - shape fit (0.30): equal 1.0, one axis differs 0.7, several 0.5, transposed 0.5,
      same size 0.4;
    - relative position (0.15) of the variable's layer among its side's layers, layers
      ordered naturally (``dense_2`` before ``dense_10``) by original name when known.
 3. An optimal assignment (Hungarian algorithm on ``score - MIN_SCORE``, so a strong pair is
    not traded for two weak ones) picks the pairs; below ``MIN_SCORE`` nothing is paired.
+   Then a second round: pairs that move their scope the way two or more first-round
+   pairs do (``encoder/...`` -> ``enc/...``) gain ``SCOPE_BONUS``, pairs that move such a
+   scope anywhere else lose it, and the assignment is made again.
    A pair is *uncertain* when another candidate scores within ``MARGIN`` of it for the
    same target or source, when its names differ much, or when its fix is a reshape or
    transpose; the YAML carries a comment saying why.
@@ -63,7 +69,9 @@ __all__ = ["Pair", "Section", "SuggestedRule", "Suggestion", "suggest", "write_m
 
 MIN_SCORE = 0.5  # below this a pair is a guess too wild to write down
 MARGIN = 0.03  # another candidate this close makes a choice uncertain
-SIMILAR_NAMES = 0.8  # name similarity below this: paired mostly by leaf, shape, position
+SIMILAR_SCOPES = 0.45  # layer paths less alike than this: paired by leaf, shape, position
+SAME_NAME_SCORE = 0.01  # name scores this close count as equally similar
+SCOPE_BONUS = 0.15  # for a pair moving its scope as two or more others do (minus: elsewhere)
 GREEDY_ABOVE = 400  # more unpaired variables than this on a side: greedy, not optimal
 _W_NAME, _W_SHAPE, _W_POSITION = 0.55, 0.30, 0.15
 
@@ -201,12 +209,39 @@ def _order_name(spec: VariableSpec) -> str:
 # -- scoring ---------------------------------------------------------------------------
 
 
+_WORD = re.compile(r"[a-z]+")
+
+
+def _words(path: str) -> list[str]:
+    return _WORD.findall(path.lower())
+
+
+def _same_word(a: str, b: str) -> bool:
+    # Equal, or one abbreviates the other (enc / encoder, emb / embeddings).
+    short, long = sorted((a, b), key=len)
+    return a == b or (len(short) >= 3 and long.startswith(short))
+
+
+def _scope_similarity(a: str, b: str) -> float:
+    """How alike two layer paths are: shared words (difflib alone finds `encoder/dense_1`
+    about as close to `head/dense_1` as to `enc/dense_1`), then characters."""
+    pa, pb = _parent(a).lower(), _parent(b).lower()
+    wa, wb = _words(pa), _words(pb)
+    if wa or wb:
+        hits = sum(any(_same_word(x, y) for y in wb) for x in wa)
+        hits += sum(any(_same_word(y, x) for x in wa) for y in wb)
+        words = hits / (len(wa) + len(wb))
+    else:
+        words = 1.0
+    return 0.7 * words + 0.3 * difflib.SequenceMatcher(None, pa, pb).ratio()
+
+
 def _name_similarity(a: str, b: str) -> float:
     la, lb = _leaf(a), _leaf(b)
     leaf = 1.0 if la == lb else 0.5 * difflib.SequenceMatcher(None, la, lb).ratio()
     numbers = 1.0 if _numbers(a) == _numbers(b) else 0.0
-    text = difflib.SequenceMatcher(None, a.lower(), b.lower()).ratio()
-    return 0.4 * text + 0.35 * leaf + 0.25 * numbers
+    # The layer path, not the whole name: the shared leaf would make every kernel alike.
+    return 0.45 * _scope_similarity(a, b) + 0.3 * leaf + 0.25 * numbers
 
 
 def _shape_fit(source: tuple[int, ...], target: tuple[int, ...]) -> float | None:
@@ -227,6 +262,7 @@ class _Score:
     total: float
     name: float
     shape: float
+    scope: float  # how alike the layer paths are (difflib ratio), for doubts
 
 
 def _score(source: _Var, target: _Var) -> _Score | None:
@@ -235,10 +271,12 @@ def _score(source: _Var, target: _Var) -> _Score | None:
     fit = _shape_fit(source.spec.shape, target.spec.shape)
     if fit is None:
         return None
-    name = max(_name_similarity(a, b) for a in source.texts for b in target.texts)
+    combos = [(a, b) for a in source.texts for b in target.texts]
+    name = max(_name_similarity(a, b) for a, b in combos)
+    scope = max(_scope_similarity(a, b) for a, b in combos)
     position = 1.0 - abs(source.position - target.position)
     total = _W_NAME * name + _W_SHAPE * fit + _W_POSITION * position
-    return _Score(round(total, 6), name, fit)
+    return _Score(round(total, 6), round(name, 6), fit, scope)
 
 
 def _hungarian(weights: Sequence[Sequence[float]]) -> list[tuple[int, int]]:
@@ -305,6 +343,28 @@ def _greedy(weights: Sequence[Sequence[float]]) -> list[tuple[int, int]]:
     return out
 
 
+def _move(source: str, target: str) -> tuple[str, str] | None:
+    """(old scope, new scope): the names without their common trailing components."""
+    a, b = source.split("/"), target.split("/")
+    common = 0
+    while common < min(len(a), len(b)) and a[-1 - common] == b[-1 - common]:
+        common += 1
+    if common == 0:
+        return None
+    return "/".join(a[: len(a) - common]), "/".join(b[: len(b) - common])
+
+
+def _assign(scores: dict[tuple[int, int], _Score], shape: tuple[int, int]) -> list[tuple[int, int]]:
+    weights = [
+        [
+            scores[i, j].total - MIN_SCORE + 1e-9 if (i, j) in scores else 0.0
+            for j in range(shape[1])
+        ]
+        for i in range(shape[0])
+    ]
+    return (_greedy if max(shape) > GREEDY_ABOVE else _hungarian)(weights)
+
+
 def _match(sources: list[_Var], targets: list[_Var]) -> list[Pair]:
     """The best assignment of unpaired sources to unpaired targets, uncertainty flagged."""
     scores: dict[tuple[int, int], _Score] = {}
@@ -313,46 +373,72 @@ def _match(sources: list[_Var], targets: list[_Var]) -> list[Pair]:
             found = _score(s, t)
             if found is not None and found.total >= MIN_SCORE:
                 scores[i, j] = found
-    weights = [
-        [
-            scores[i, j].total - MIN_SCORE + 1e-9 if (i, j) in scores else 0.0
-            for j in range(len(targets))
-        ]
-        for i in range(len(sources))
-    ]
-    big = max(len(sources), len(targets)) > GREEDY_ABOVE
-    chosen = (_greedy if big else _hungarian)(weights)
+    shape = (len(sources), len(targets))
+    chosen = _assign(scores, shape)
+    # Second round: a scope move two or more first-round pairs agree on (encoder/ ->
+    # enc/) is likely the move for the rest of that scope too.
+    support: dict[tuple[str, str], int] = {}
+    for i, j in chosen:
+        move = _move(sources[i].name, targets[j].name)
+        if move is not None:
+            support[move] = support.get(move, 0) + 1
+    agreed = {move for move, n in support.items() if n >= 2}
+    moved = {old for old, _ in agreed}
+    if agreed:
+        for (i, j), found in scores.items():
+            move = _move(sources[i].name, targets[j].name)
+            if move in agreed:
+                total = found.total + SCOPE_BONUS
+            elif move is not None and move[0] in moved:
+                total = found.total - SCOPE_BONUS  # its scope moves elsewhere
+            else:
+                continue
+            scores[i, j] = _Score(round(total, 6), found.name, found.shape, found.scope)
+        chosen = _assign(scores, shape)
     pairs = []
+    own_s = {i: scores[i, j].total for i, j in chosen}
+    own_t = {j: scores[i, j].total for i, j in chosen}
     for i, j in sorted(chosen, key=lambda ij: _natural(targets[ij[1]].name)):
         best = scores[i, j]
-        why = _doubt(i, j, scores, sources, targets)
-        pairs.append(Pair(sources[i].name, targets[j].name, best.total, why))
+        why = _doubt((i, j), scores, sources, targets, (own_s, own_t))
+        pairs.append(Pair(sources[i].name, targets[j].name, min(best.total, 1.0), why))
     return pairs
 
 
 def _doubt(
-    i: int,
-    j: int,
+    pair: tuple[int, int],
     scores: dict[tuple[int, int], _Score],
     sources: list[_Var],
     targets: list[_Var],
+    owns: tuple[dict[int, float], dict[int, float]],
 ) -> str | None:
+    i, j = pair
     chosen = scores[i, j]
+
+    def rival(other: _Score | None, own: float | None) -> bool:
+        # Close in total, or as similar by name and shape, so only position decided; and
+        # not much happier with its own pair (else it is no real alternative).
+        if other is None or (own is not None and other.total < own - MARGIN):
+            return False
+        same_fit = other.shape == chosen.shape and other.name >= chosen.name - SAME_NAME_SCORE
+        return other.total >= chosen.total - MARGIN or same_fit
+
+    own_s, own_t = owns
     rivals = [
         f"{sources[k].name!r} {_shape(sources[k].spec.shape)} fits {targets[j].name!r} as "
         f"well (score {scores[k, j].total:.2f} vs {chosen.total:.2f})"
         for k in range(len(sources))
-        if k != i and (k, j) in scores and scores[k, j].total >= chosen.total - MARGIN
+        if k != i and rival(scores.get((k, j)), own_s.get(k))
     ]
     rivals += [
         f"{targets[k].name!r} {_shape(targets[k].spec.shape)} fits {sources[i].name!r} as "
         f"well (score {scores[i, k].total:.2f} vs {chosen.total:.2f})"
         for k in range(len(targets))
-        if k != j and (i, k) in scores and scores[i, k].total >= chosen.total - MARGIN
+        if k != j and rival(scores.get((i, k)), own_t.get(k))
     ]
     if rivals:
         return "ambiguous: " + "; ".join(rivals[:3])
-    if chosen.name < SIMILAR_NAMES:
+    if chosen.scope < SIMILAR_SCOPES:
         return (
             f"the names differ ({sources[i].name!r} vs {targets[j].name!r}); paired by "
             f"leaf, shape and position (score {chosen.total:.2f})"
@@ -552,8 +638,8 @@ def _rename_rules(plan: _Plan, ckpt: Inventory, doubts: dict[str, str]) -> list[
         body = {
             "match": pattern,
             "rename": template,
-            "note": f"{len(members)} variables under {old or 'the top'!r} move to "
-            f"{new or 'the top'!r}",
+            "note": f"{len(members)} variables move from {old or 'the top'}/ to "
+            f"{new or 'the top'}/",
         }
         rules.append(_rule(Section.RENAME, body, doubt))
         for m in members:
@@ -768,7 +854,7 @@ _SECTION_TITLES = {
 }
 
 
-_PLAIN_BLOCK = re.compile(r"[A-Za-z_][^:#'\"{}\[\],]*[^:#'\"{}\[\], ]")
+_PLAIN_BLOCK = re.compile(r"[A-Za-z0-9_][^:#'\"{}\[\],]*[^:#'\"{}\[\], ]")
 
 
 def _scalar(value: Any, flow: bool = False) -> str:
