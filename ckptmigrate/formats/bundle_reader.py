@@ -13,7 +13,6 @@ import math
 import os
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -456,6 +455,8 @@ def verified_in_background(reader: BundleReader, keys: list[str]) -> Iterator[Ca
     unverified (the kernel copies on one core, the checksums run on the other). Call the
     yielded ``finish()`` before publishing anything: it waits and raises the first
     checksum error. Leaving the block early stops the checking."""
+    from concurrent.futures import ThreadPoolExecutor  # only copies need it: off check's path
+
     stop = threading.Event()
     with ThreadPoolExecutor(max_workers=1) as pool:
         future = pool.submit(reader.verify_keys, keys, stop)

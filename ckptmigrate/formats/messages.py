@@ -14,6 +14,8 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
+from .protowire import MessageWriter
+
 _PACKAGE = "ckptmigrate.wire"
 
 # (message, [(field name, number, type, label, message type or None)])
@@ -72,26 +74,37 @@ _MESSAGES: dict[str, list[tuple[str, int, int, int, str | None]]] = {
 @cache
 def message_class(name: str) -> Any:
     """The generated class for one of the messages above."""
-    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+    from google.protobuf import message_factory
 
-    pool = _pool(descriptor_pb2, descriptor_pool)
-    return message_factory.GetMessageClass(pool.FindMessageTypeByName(f"{_PACKAGE}.{name}"))
+    return message_factory.GetMessageClass(_pool().FindMessageTypeByName(f"{_PACKAGE}.{name}"))
 
 
 @cache
-def _pool(descriptor_pb2: Any, descriptor_pool: Any) -> Any:
-    proto = descriptor_pb2.FileDescriptorProto(
-        name="ckptmigrate_wire.proto", package=_PACKAGE, syntax="proto2"
-    )
-    for message, fields in _MESSAGES.items():
-        described = proto.message_type.add(name=message)
-        for field, number, kind, label, type_name in fields:
-            entry = described.field.add(name=field, number=number, type=kind, label=label)
-            if type_name is not None:
-                entry.type_name = f".{_PACKAGE}.{type_name}"
+def _pool() -> Any:
+    from google.protobuf import descriptor_pool
+
     pool = descriptor_pool.DescriptorPool()
-    pool.Add(proto)
+    pool.AddSerializedFile(_file_descriptor())
     return pool
+
+
+def _file_descriptor() -> bytes:
+    """The serialized FileDescriptorProto (descriptor.proto) declaring ``_MESSAGES``,
+    written by hand: importing descriptor_pb2 to build it costs more than the parse."""
+    file = MessageWriter()
+    file.bytes_(1, b"ckptmigrate_wire.proto")  # name
+    file.bytes_(2, _PACKAGE.encode())  # package
+    for message, fields in _MESSAGES.items():
+        described = MessageWriter().bytes_(1, message.encode())  # DescriptorProto.name
+        for field, number, kind, label, type_name in fields:
+            entry = MessageWriter().bytes_(1, field.encode())  # FieldDescriptorProto.name
+            entry.varint(3, number).varint(4, label).varint(5, kind)
+            if type_name is not None:
+                entry.bytes_(6, f".{_PACKAGE}.{type_name}".encode())
+            described.bytes_(2, entry.getvalue())  # DescriptorProto.field
+        file.bytes_(4, described.getvalue())  # message_type
+    file.bytes_(12, b"proto2")  # syntax
+    return file.getvalue()
 
 
 def parse(name: str, data: bytes) -> Any:

@@ -190,13 +190,16 @@ class ObjectGraph:
             return _nodes_of(self._message)
 
     @cached_property
-    def _attributes(self) -> list[tuple[int, str, str, str]]:
-        """(node id, attribute name, full name, checkpoint key) of every saved tensor."""
-        out = []
+    def _facts(self) -> tuple[list[tuple[int, str, str, str]], list[tuple[int, int, str, int]]]:
+        """One pass over the nodes: (node id, attribute name, full name, checkpoint key) of
+        every saved tensor, and (optimizer node id, original variable node id, slot name,
+        slot variable node id) of every slot reference."""
+        attributes = []
+        slots = []
         with paused_gc():
             for node_id, node in enumerate(self._message.nodes):
                 for a in node.attributes:
-                    out.append(
+                    attributes.append(
                         (
                             node_id,
                             a.name.decode("utf-8", "surrogateescape"),
@@ -204,22 +207,24 @@ class ObjectGraph:
                             a.checkpoint_key.decode("utf-8", "surrogateescape"),
                         )
                     )
-        return out
+                for s in node.slot_variables:
+                    slots.append(
+                        (
+                            node_id,
+                            s.original_variable_node_id,
+                            s.slot_name.decode("utf-8", "surrogateescape"),
+                            s.slot_variable_node_id,
+                        )
+                    )
+        return attributes, slots
 
-    @cached_property
+    @property
+    def _attributes(self) -> list[tuple[int, str, str, str]]:
+        return self._facts[0]
+
+    @property
     def _slots(self) -> list[tuple[int, int, str, int]]:
-        """(optimizer node id, original variable node id, slot name, slot variable node id)."""
-        return [
-            (
-                node_id,
-                s.original_variable_node_id,
-                s.slot_name.decode("utf-8", "surrogateescape"),
-                s.slot_variable_node_id,
-            )
-            for node_id, node in enumerate(self._message.nodes)
-            if node.slot_variables
-            for s in node.slot_variables
-        ]
+        return self._facts[1]
 
     def _keys_by_node(self) -> dict[int, list[str]]:
         by_node: dict[int, list[str]] = {}
