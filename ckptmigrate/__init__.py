@@ -33,6 +33,7 @@ __all__ = [
     "open_checkpoint",
     "plan",
     "rewrite_checkpoint",
+    "suggest",
 ]
 
 if TYPE_CHECKING:
@@ -55,6 +56,7 @@ if TYPE_CHECKING:
     from .mapping.schema import load_map
     from .names import Role
     from .rewrite import rewrite_checkpoint
+    from .suggestion import suggest
 
 _LAZY = {
     "Checkpoint": "checkpoint",
@@ -71,6 +73,7 @@ _LAZY = {
     "inspect_checkpoint": "inspection",
     "Role": "names",
     "rewrite_checkpoint": "rewrite",
+    "suggest": "suggestion",
     "check": "checker",
     "assert_compatible": "checker",
     "IncompatibleCheckpointError": "checker",

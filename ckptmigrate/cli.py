@@ -376,6 +376,45 @@ def _exit_on_failed_verification(verification: Any) -> None:
         raise typer.Exit(1)
 
 
+@app.command()
+def suggest(
+    checkpoint: Annotated[str, typer.Argument(help="The checkpoint to migrate (read only).")],
+    target: Annotated[
+        str,
+        typer.Option(
+            "--target",
+            "-t",
+            help="The model it should fit: anything `check --target` takes.",
+        ),
+    ],
+    output: Annotated[
+        str | None,
+        typer.Option("--output", "-o", help="Write the map to this file (else: stdout)."),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace the map file if it exists.")
+    ] = False,
+    traceback: TracebackOption = False,
+) -> None:
+    """Write a map that makes CHECKPOINT fit the --target model; review the UNCERTAIN rules.
+
+    Example: ckptmigrate suggest runs/model.ckpt-1000 --target new.meta -o migrate.yaml
+    """
+    from .suggestion import suggest as run_suggest
+    from .suggestion import write_map
+
+    suggestion = _run(lambda: run_suggest(checkpoint, target), traceback)
+    if output is None:
+        sys.stdout.write(suggestion.to_yaml())
+        return
+    path = _run(lambda: write_map(suggestion, output, force=force), traceback)
+    headline = suggestion.predicted.headline if suggestion.predicted else ""
+    sys.stderr.write(
+        f"wrote {path}: {len(suggestion.rules)} rules, {len(suggestion.uncertain)} uncertain; "
+        f"with it: {headline}\n"
+    )
+
+
 @app.command("maps")
 def list_maps(traceback: TracebackOption = False) -> None:
     """List the bundled maps, usable as `--map NAME`.
