@@ -900,3 +900,17 @@ def test_whole_shard_copies_are_byte_identical_and_corruption_stays_detectable(
     assert copied.read_bytes() == bytes(data)  # carried over as is, never silently "fixed"
     with pytest.raises(ChecksumMismatchError):
         inspect_checkpoint(result.prefix, verify=True)
+
+
+def test_a_shape_rule_reaches_the_slots_of_its_variable(tf: Any, tmp_path: Path) -> None:
+    prefix = tf_save(
+        tf,
+        tmp_path / "ckpt",
+        {"w": np.ones(3, np.float32), "w/Adagrad": np.full(3, 0.1, np.float32)},
+    )
+    map_path = tmp_path / "m.yaml"
+    map_path.write_text("version: 1\nrules:\n  - name: w\n    pad: {shape: [5], fill: zeros}\n")
+    result = convert(prefix, map_path, tmp_path / "out")
+    reader = tf.train.load_checkpoint(str(result.prefix))
+    np.testing.assert_array_equal(reader.get_tensor("w"), [1, 1, 1, 0, 0])
+    np.testing.assert_array_equal(reader.get_tensor("w/Adagrad"), np.float32([0.1] * 3 + [0] * 2))

@@ -209,7 +209,11 @@ def _fail(rule: AnyRule, name: str, message: str) -> MapError:
 
 
 def _apply_rule(
-    rule: Rule, state: _State, name_before: str, owner_before: str | None
+    rule: Rule,
+    state: _State,
+    name_before: str,
+    owner_before: str | None,
+    owner_shape_before: tuple[int, ...] | None = None,
 ) -> list[_State] | None:
     """Apply ``rule`` to one variable (itself or via its owner); None if it didn't match,
     else the variables it creates (a split's parts)."""
@@ -237,7 +241,8 @@ def _apply_rule(
         state.renamed_by.append(rule.label)
         state.produced_by = rule.label
         return []
-    if via_owner and state.shape != (state.owner.shape if state.owner else None):
+    # Compared with the owner's shape before this rule: the owner may already be reshaped.
+    if via_owner and state.shape != owner_shape_before:
         return []  # a slot of another shape than its variable keeps its own shape
     if isinstance(op, Split):
         return _split(rule, op, state, name_before, match, via_owner=via_owner)
@@ -397,6 +402,7 @@ def plan_conversion(
     for rule in mapping.rules:
         alive = [s for s in states if s.alive]
         before = {id(s): s.name for s in alive}
+        shapes_before = {id(s): s.shape for s in alive}
         matched = 0
         if isinstance(rule, KeepRule):
             for state in alive:
@@ -442,7 +448,8 @@ def plan_conversion(
             for state in alive:
                 owner = state.owner
                 owner_before = before.get(id(owner)) if owner is not None else None
-                created = _apply_rule(rule, state, before[id(state)], owner_before)
+                owner_shape = shapes_before.get(id(owner)) if owner is not None else None
+                created = _apply_rule(rule, state, before[id(state)], owner_before, owner_shape)
                 if created is not None:
                     matched += 1
                     states.extend(created)
