@@ -99,23 +99,37 @@ def main() -> None:
     print("\nAnd into the model it was trained with? (exit 0: yes)")
     _cli("check", str(prefix), "--target", f"{prefix}.meta")
 
+    suggested = out / "suggested.yaml"
+    print("\nsuggest writes a map that would make it fit (read it: uncertain choices are marked):")
+    _cli("suggest", str(prefix), "--target", f"{wide}.meta", "-o", str(suggested))
+    print(suggested.read_text())
     widen = out / "widen.yaml"
     widen.write_text(WIDEN_MAP)
-    print(f"\nA map that widens the hidden layers ({widen}):\n\n{WIDEN_MAP}")
+    print(f"A hand-written map that widens the hidden layers ({widen}):\n\n{WIDEN_MAP}")
     _cli("convert", str(prefix), "--map", str(widen), "--dry-run")
     _cli("convert", str(prefix), "--map", str(widen), "-o", str(out / "widened"))
     print("\nThe converted checkpoint restores into the [20, 20] model: (exit 0)")
     _cli("check", str(out / "widened"), "--target", f"{wide}.meta")
     restored = _restore_with_saver(Path(f"{wide}.meta"), out / "widened")
     print(f"TensorFlow's Saver restored all {restored} variables of the [20, 20] model from it.")
-
+    print("\nThe suggested map, straight into the target's keys, verified by TensorFlow:")
+    _cli(
+        "convert",
+        str(prefix),
+        "--map",
+        str(suggested),
+        "--target",
+        f"{wide}.meta",
+        "-o",
+        str(out / "suggested-h20"),
+        "--verify",
+    )
     from ckptmigrate import rewrite_checkpoint
 
     print("\nRewriting it unchanged with the streaming writer ...")
     result = rewrite_checkpoint(prefix, out / "rewritten")
     count = _restore_and_compare(prefix, result.prefix)
     print(f"TensorFlow reads all {count} tensors of {result.prefix} bit for bit.")
-    print("\n(suggest, which writes such a map for you, and convert --verify arrive next.)")
 
 
 if __name__ == "__main__":
