@@ -12,12 +12,14 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Iterator
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
-from rich.console import Console
 
 from . import __version__
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 app = typer.Typer(
     name="ckptmigrate",
@@ -34,6 +36,8 @@ EXIT_INTERRUPTED = 130
 
 
 def _stdout() -> Console:
+    from rich.console import Console
+
     console = Console(no_color=bool(os.environ.get("NO_COLOR")) or None)
     if not console.is_terminal:
         # Piped output is read by tools and people in logs: don't fold names at 80 columns.
@@ -289,9 +293,10 @@ def convert(
     """
     from .mapping.convert import convert as run_convert
     from .mapping.convert import plan as run_plan
-    from .render import plan_text, to_json
 
     if dry_run:
+        from .render import plan_text, to_json
+
         the_plan = _run(
             lambda: run_plan(
                 checkpoint,
@@ -333,6 +338,8 @@ def convert(
             traceback,
         )
     if json_output:
+        from .render import to_json
+
         sys.stdout.write(
             to_json(
                 {
@@ -430,8 +437,13 @@ def list_maps(traceback: TracebackOption = False) -> None:
 @contextlib.contextmanager
 def _progress(enabled: bool) -> Iterator[Callable[[Any], None]]:
     """A Rich progress line (variables and bytes written) on stderr, only for a terminal."""
+    if not enabled or not sys.stderr.isatty():  # rich stays unimported for pipes and CI
+        yield lambda variable: None
+        return
+    from rich.console import Console
+
     console = Console(stderr=True)
-    if not enabled or not console.is_terminal:
+    if not console.is_terminal:
         yield lambda variable: None
         return
     from rich.progress import Progress, SpinnerColumn, TextColumn
