@@ -298,3 +298,28 @@ def test_json_schema_knows_the_new_operations_and_every_bundled_map() -> None:
         assert list(validator.iter_errors(document)), bad
         with pytest.raises(MapError):
             parse_map(json.dumps(document))  # the loader refuses what the schema refuses
+
+
+def test_an_optional_concat_is_skipped_only_when_none_of_its_sources_exist(
+    tf: Any, tmp_path: Path
+) -> None:
+    map_path = tmp_path / "m.yaml"
+    map_path.write_text(
+        textwrap.dedent("""
+        version: 1
+        rules:
+          - concat: {sources: [a, b], axis: 0, into: ab}
+            optional: true
+        """)
+    )
+    neither = tf_save(tf, tmp_path / "neither", {"c": np.ones(2, np.float32)})
+    skipped = plan(neither, map_path, strict=True)
+    assert [v.name for v in skipped.outputs] == ["c"]
+    assert skipped.warnings == ()
+    both = tf_save(
+        tf, tmp_path / "both", {"a": np.ones(2, np.float32), "b": np.zeros(1, np.float32)}
+    )
+    assert [v.name for v in plan(both, map_path).outputs] == ["ab"]
+    half = tf_save(tf, tmp_path / "half", {"a": np.ones(2, np.float32)})
+    with pytest.raises(MapError, match=r"'b' do\(es\) not exist"):
+        plan(half, map_path)

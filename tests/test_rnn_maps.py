@@ -68,12 +68,12 @@ def keras_rnn(layer: Any) -> Any:
 CASES = {
     "BasicLSTMCell": (
         lambda: legacy.BasicLSTMCell(UNITS),
-        "tf1-lstm-to-keras",
+        "tf1-rnn-to-keras",
         "lstm",
         "rnn/basic_lstm_cell",
     ),
-    "LSTMCell": (lambda: legacy.LSTMCell(UNITS), "tf1-lstm-to-keras", "lstm", "rnn/lstm_cell"),
-    "GRUCell": (lambda: legacy.GRUCell(UNITS), "tf1-gru-to-keras", "gru", "rnn/gru_cell"),
+    "LSTMCell": (lambda: legacy.LSTMCell(UNITS), "tf1-rnn-to-keras", "lstm", "rnn/lstm_cell"),
+    "GRUCell": (lambda: legacy.GRUCell(UNITS), "tf1-rnn-to-keras", "gru", "rnn/gru_cell"),
 }
 
 
@@ -146,7 +146,7 @@ def test_the_forget_bias_is_what_makes_the_lstm_outputs_agree(tf: Any, tmp_path:
     prefix, expected = tf1_rnn_checkpoint(
         tf, lambda: legacy.BasicLSTMCell(UNITS), tmp_path / "tf1", inputs
     )
-    result = convert(prefix, "tf1-lstm-to-keras", tmp_path / "keras")
+    result = convert(prefix, "tf1-rnn-to-keras", tmp_path / "keras")
     model = keras_rnn(keras.layers.LSTM(UNITS, return_sequences=True, name="lstm"))
     load_into(model, result.prefix, tf)
     bias = model.layers[0].cell.bias

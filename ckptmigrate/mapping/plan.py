@@ -438,6 +438,9 @@ def plan_conversion(
             )
             matched = 1
         elif isinstance(rule, ConcatRule):
+            present = {s.name for s in alive}
+            if rule.optional and not present.intersection(rule.sources):
+                continue  # e.g. the GRU half of a map applied to an LSTM checkpoint
             states.append(_concat(rule, alive))
             matched = 1
         elif isinstance(rule, FromRule):
@@ -453,7 +456,7 @@ def plan_conversion(
                 if created is not None:
                     matched += 1
                     states.extend(created)
-        optional = isinstance(rule, Rule | KeepRule) and rule.optional
+        optional = isinstance(rule, Rule | KeepRule | ConcatRule) and rule.optional
         if matched == 0 and not optional:
             text = (
                 rule.selector.text

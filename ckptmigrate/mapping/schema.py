@@ -243,6 +243,7 @@ class ConcatRule(_Numbered):
     axis: int
     into: str
     note: str | None = None
+    optional: bool = False  # none of the sources present: skipped (some present: an error)
 
 
 @dataclass(frozen=True, slots=True)
@@ -701,7 +702,7 @@ def _rule(number: int, node: Node, base_dir: Path) -> AnyRule:
             number, node.where, tuple(_selector(i, True) for i in items), note, optional
         )
     if "concat" in body:
-        extra = set(body) - {"concat", "note"}
+        extra = set(body) - {"concat", "note", "optional"}
         if extra:
             raise MapError(node.where, f"concat stands alone (drop {', '.join(sorted(extra))})")
         spec = _check_keys(body["concat"], ("sources", "axis", "into"), "concat")
@@ -714,7 +715,9 @@ def _rule(number: int, node: Node, base_dir: Path) -> AnyRule:
         axis = spec["axis"].value if "axis" in spec else 0
         if not isinstance(axis, int) or isinstance(axis, bool):
             raise MapError(spec["axis"].where, "axis must be an integer")
-        return ConcatRule(number, node.where, sources, axis, _text(spec["into"], "into"), note)
+        return ConcatRule(
+            number, node.where, sources, axis, _text(spec["into"], "into"), note, optional
+        )
     if "from" in body:
         extra = set(body) - {"from", "note"}
         if extra:
