@@ -173,6 +173,10 @@ def check(
         str | None,
         typer.Option("--map", "-m", help="Check the checkpoint as this map would convert it."),
     ] = None,
+    html: Annotated[
+        str | None,
+        typer.Option("--html", help="Also write the report as a self-contained HTML page."),
+    ] = None,
     traceback: TracebackOption = False,
 ) -> None:
     """Will CHECKPOINT restore into the --target model? Exit 0 yes, 1 no, 2 error.
@@ -194,6 +198,10 @@ def check(
         ),
         traceback,
     )
+    if html is not None:
+        from .html_report import write_html
+
+        _run(lambda: write_html(report, html), traceback)
     if json_output:
         sys.stdout.write(to_json(report.to_dict()) + "\n")
     else:

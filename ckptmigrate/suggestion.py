@@ -83,6 +83,7 @@ _MATRIX_LEAVES = {"kernel", "weights", "embeddings", "embedding_weights", "w"}
 class Section(int, Enum):
     """Where a rule goes in the map; the value is the order."""
 
+    BASE = -1  # the rules of the bundled map the suggestion starts from
     FREE = 0  # drops of variables whose name a rename will take
     RENAME = 1
     SHAPE = 2
@@ -100,10 +101,8 @@ class SuggestedRule:
 
     @property
     def kind(self) -> str:
-        for key in ("rename", "slice", "pad", "reshape", "transpose", "cast", "drop", "init"):
-            if key in self.body:
-                return key
-        raise AssertionError(self.body)
+        selectors = ("name", "match", "role", "optional", "note")
+        return next(key for key in self.body if key not in selectors)
 
 
 @dataclass(frozen=True)
@@ -793,9 +792,16 @@ def suggest(checkpoint: str | Path, target: str | Path | Any) -> Suggestion:
 
     ckpt = load_checkpoint_inventory(checkpoint)
     target_inventory = load_target(target)
+    start = _bundled_start(checkpoint, ckpt, target_inventory)
+    base: list[SuggestedRule] = []
+    notes: list[str] = []
+    if start is not None:
+        ckpt, base, note = start
+        notes.append(note)
     plan = _decide(ckpt, target_inventory)
     doubts = {p.source: p.uncertain for p in plan.pairs if p.uncertain}
     rules = [
+        *base,
         *_rename_rules(plan, ckpt, doubts),
         *_fix_rules(plan, ckpt, target_inventory, doubts),
         *_drop_rules(plan, ckpt, target_inventory),
@@ -817,8 +823,43 @@ def suggest(checkpoint: str | Path, target: str | Path | Any) -> Suggestion:
         tuple(rules),
         tuple(plan.pairs),
         predicted,
-        tuple(predicted.notes),
+        (*notes, *predicted.notes),
     )
+
+
+def _bundled_start(
+    checkpoint: str | Path, ckpt: Inventory, target: Inventory
+) -> tuple[Inventory, list[SuggestedRule], str] | None:
+    """A bundled map to start from: the one after which the most target variables pair,
+    if any pairs more than the checkpoint as it is. Layout changes no rename can express
+    (a TF1 RNN cell's fused kernel and gate order) are known to those maps."""
+    import yaml
+
+    from .checker import _mapped_inventory
+    from .errors import CkptMigrateError
+    from .mapping.schema import BUNDLED_DIR, bundled_maps, load_map
+
+    options = CheckOptions(rekeyed=True)
+    best_count = compare(ckpt, target, options).count(Kind.MATCHED)
+    best: tuple[str, Inventory] | None = None
+    for name, _ in bundled_maps():
+        try:
+            mapped = _mapped_inventory(checkpoint, load_map(name))
+        except CkptMigrateError:
+            continue  # the map does not apply to this checkpoint
+        count = compare(mapped, target, options).count(Kind.MATCHED)
+        if count > best_count:
+            best_count, best = count, (name, mapped)
+    if best is None:
+        return None
+    name, mapped = best
+    document = yaml.safe_load((BUNDLED_DIR / f"{name}.yaml").read_text(encoding="utf-8"))
+    rules = [_rule(Section.BASE, dict(body)) for body in document["rules"]]
+    note = (
+        f"starts from the bundled map {name} (its rules come first): with it "
+        f"{best_count} target variables pair; see mappings/{name}.yaml for what it assumes"
+    )
+    return mapped, rules, note
 
 
 def write_map(suggestion: Suggestion, path: str | Path, *, force: bool = False) -> Path:
@@ -846,6 +887,7 @@ def write_map(suggestion: Suggestion, path: str | Path, *, force: bool = False) 
 
 _PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_./-]*")
 _SECTION_TITLES = {
+    Section.BASE: "the bundled map this suggestion starts from (see above)",
     Section.FREE: "drops that free a name a rename takes",
     Section.RENAME: "renames onto the target's names",
     Section.SHAPE: "shape and dtype fixes (on the new names)",
@@ -895,11 +937,16 @@ def _yaml_rules(rules: list[SuggestedRule], comments: bool = False) -> str:
 
 
 def _render_yaml(suggestion: Suggestion) -> str:
+    from .mapping.schema import BUNDLED_DIR
+
+    # The installed copy of the schema: editors with yaml-language-server validate against it.
+    schema = (BUNDLED_DIR / "schema.json").as_uri()
     head = [
-        "# yaml-language-server: $schema=https://<your copy>/mappings/schema.json",
+        f"# yaml-language-server: $schema={schema}",
         f"# Suggested by `ckptmigrate suggest`: {suggestion.checkpoint} -> {suggestion.target}.",
         "# Review before use, the UNCERTAIN rules first.",
     ]
+    head += [f"# Note: {n}." for n in suggestion.notes if n.startswith("starts from")]
     if suggestion.predicted is not None:
         head.append(f"# With this map: {suggestion.predicted.headline}.")
         problems = [

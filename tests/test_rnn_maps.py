@@ -152,3 +152,38 @@ def test_the_forget_bias_is_what_makes_the_lstm_outputs_agree(tf: Any, tmp_path:
     bias = model.layers[0].cell.bias
     bias.assign(bias.numpy() - np.repeat([0.0, 1.0, 0.0, 0.0], UNITS).astype(np.float32))
     assert np.max(np.abs(np.asarray(model(inputs)) - expected)) > 1e-2
+
+
+@pytest.mark.parametrize("cell_name", ["BasicLSTMCell", "GRUCell"])
+def test_suggest_starts_from_the_bundled_map_and_the_result_restores(
+    tf: Any, tmp_path: Path, cell_name: str
+) -> None:
+    """Story 5 with no hand-written map: suggest -> convert --target --verify; TensorFlow
+    restores the result into a Keras layer that computes what the TF1 cell computed."""
+    import keras
+
+    from ckptmigrate import suggest
+
+    cell, _, layer, _ = CASES[cell_name]
+    inputs = np.random.default_rng(3).standard_normal((BATCH, STEPS, FEATURES), np.float32)
+    prefix, expected = tf1_rnn_checkpoint(tf, cell, tmp_path / "tf1", inputs)
+
+    def build() -> Any:
+        if layer == "lstm":
+            return keras_rnn(keras.layers.LSTM(UNITS))
+        return keras_rnn(keras.layers.GRU(UNITS, reset_after=False))
+
+    model = build()
+    suggestion = suggest(prefix, model)
+    assert any("tf1-rnn-to-keras" in note for note in suggestion.notes)
+    assert suggestion.predicted is not None
+    assert suggestion.predicted.ok, suggestion.to_yaml()
+    map_path = tmp_path / "suggested.yaml"
+    map_path.write_text(suggestion.to_yaml())
+    result = convert(prefix, map_path, tmp_path / "out", target=model, verify=True)
+    assert result.verification is not None
+    assert result.verification.ok, result.verification.verdict
+    assert check(result.prefix, model).ok
+    restored = build()
+    tf.train.Checkpoint(model=restored).restore(str(result.prefix)).assert_consumed()
+    np.testing.assert_allclose(restored(inputs).numpy(), expected[:, -1], atol=TOLERANCE)
