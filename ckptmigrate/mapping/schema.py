@@ -22,7 +22,8 @@ from .located import MapError, Node, Where, load_located, read_map_text
 from .template import Template, TemplateError, parse_template
 
 MAP_VERSION = 1
-BUNDLED_DIR = Path(__file__).resolve().parents[2] / "mappings"
+# Inside the package (a link to the repository's mappings/), so wheels ship the maps too.
+BUNDLED_DIR = Path(__file__).resolve().parent.parent / "mappings"
 
 FILL_KINDS = ("zeros", "ones", "constant", "normal", "truncated_normal", "glorot_uniform", "mean")
 OPERATIONS = (
