@@ -22,6 +22,7 @@ __all__ = [
     "MapError",
     "OutputError",
     "Report",
+    "RestoreError",
     "Role",
     "UnsupportedCheckpointError",
     "__version__",
@@ -32,6 +33,7 @@ __all__ = [
     "load_map",
     "open_checkpoint",
     "plan",
+    "restore",
     "rewrite_checkpoint",
     "suggest",
 ]
@@ -55,6 +57,7 @@ if TYPE_CHECKING:
     from .mapping.located import MapError
     from .mapping.schema import load_map
     from .names import Role
+    from .restoring import RestoreError, restore
     from .rewrite import rewrite_checkpoint
     from .suggestion import suggest
 
@@ -74,6 +77,8 @@ _LAZY = {
     "Role": "names",
     "rewrite_checkpoint": "rewrite",
     "suggest": "suggestion",
+    "restore": "restoring",
+    "RestoreError": "restoring",
     "check": "checker",
     "assert_compatible": "checker",
     "IncompatibleCheckpointError": "checker",
