@@ -43,6 +43,18 @@ rules:
 """
 
 
+# The [20, 20], 2-class model to fine-tune: no optimizer state yet.
+H20_TWO_CLASSES = """
+import tensorflow as tf
+from ckptmigrate.examples import build_estimator_dnn
+
+def build():
+    build_estimator_dnn(
+        tf, hidden_units=(20, 20), n_classes=2, partitioned=False, optimizer=False
+    )
+"""
+
+
 def _builder(directory: Path, body: str) -> str:
     """A builder module file in ``directory``; returns its ``file.py:build`` spec."""
     path = directory / "build_target.py"
@@ -66,18 +78,7 @@ def test_story_1_estimator_into_the_wider_two_class_model(tf: Any, tmp_path: Pat
     from ckptmigrate.examples import build_estimator_dnn
 
     source, before = save_estimator_checkpoint(tf, tmp_path / "h10", partitioned=False)
-    spec = _builder(
-        tmp_path,
-        """
-        import tensorflow as tf
-        from ckptmigrate.examples import build_estimator_dnn
-
-        def build():
-            build_estimator_dnn(
-                tf, hidden_units=(20, 20), n_classes=2, partitioned=False, optimizer=False
-            )
-        """,
-    )
+    spec = _builder(tmp_path, H20_TWO_CLASSES)
     map_path = tmp_path / "widen.yaml"
     map_path.write_text(WIDEN)
     result = convert(source, map_path, tmp_path / "out", target=spec)
@@ -115,17 +116,7 @@ def test_story_1_estimator_into_the_wider_two_class_model(tf: Any, tmp_path: Pat
 
 def test_story_1_without_the_slice_names_every_misfit(tf: Any, tmp_path: Path) -> None:
     source, _ = save_estimator_checkpoint(tf, tmp_path / "h10", partitioned=False)
-    spec = _builder(
-        tmp_path,
-        """
-        import tensorflow as tf
-        from ckptmigrate.examples import build_estimator_dnn
-
-        def build():
-            build_estimator_dnn(tf, hidden_units=(20, 20), n_classes=2, partitioned=False,
-                                optimizer=False)
-        """,
-    )
+    spec = _builder(tmp_path, H20_TWO_CLASSES)
     map_path = tmp_path / "widen.yaml"
     map_path.write_text(WIDEN.replace("  - name: 'dnn/logits/bias'\n    slice: '[:2]'\n", ""))
     with pytest.raises(TargetMismatchError) as caught:
@@ -251,17 +242,7 @@ def test_needs_a_map_or_a_target(tmp_path: Path) -> None:
 
 def test_verify_restores_in_a_subprocess_and_compares_every_value(tf: Any, tmp_path: Path) -> None:
     source, _ = save_estimator_checkpoint(tf, tmp_path / "h10", partitioned=False)
-    spec = _builder(
-        tmp_path,
-        """
-        import tensorflow as tf
-        from ckptmigrate.examples import build_estimator_dnn
-
-        def build():
-            build_estimator_dnn(tf, hidden_units=(20, 20), n_classes=2, partitioned=False,
-                                optimizer=False)
-        """,
-    )
+    spec = _builder(tmp_path, H20_TWO_CLASSES)
     map_path = tmp_path / "widen.yaml"
     map_path.write_text(WIDEN)
     out = tmp_path / "out"

@@ -29,7 +29,8 @@ def graph_variables(graph: Any) -> dict[str, VariableSpec]:
     return variables
 
 
-def load_metagraph(path: Path) -> Inventory:
+def import_meta_graph(path: Path) -> Any:
+    """The TF1 graph a `.meta` file describes, imported into a new graph."""
     tf = import_tensorflow()
     graph = tf.Graph()
     with graph.as_default():
@@ -42,7 +43,11 @@ def load_metagraph(path: Path) -> Inventory:
                 hint="graphs with custom ops need those ops' Python package imported; a spec "
                 "file or a builder function describes the model without the graph.",
             ) from e
-    variables = graph_variables(graph)
+    return graph
+
+
+def load_metagraph(path: Path) -> Inventory:
+    variables = graph_variables(import_meta_graph(path))
     if not variables:
         raise CkptMigrateError("this MetaGraph has no variables", path=path)
     return Inventory("metagraph", str(path), Scheme.TF1, variables)

@@ -25,6 +25,7 @@ from . import load_target
 from .checkpoint import inventory_of
 from .keras_h5 import load_keras_model
 from .live import call_builder, is_builder_spec
+from .metagraph import import_meta_graph
 
 if TYPE_CHECKING:
     from ..formats.keras_weights import KerasLayout
@@ -142,22 +143,8 @@ def _instantiate(target: str | Path | Any) -> tuple[Any, str | None, str]:
     if path.is_file() and path.name.lower().endswith(".keras"):
         return load_keras_model(path), text, "keras"
     if path.is_file() and path.name.lower().endswith(".meta"):
-        return _import_meta_graph(path), text, "metagraph"
+        return import_meta_graph(path), text, "metagraph"
     return None, text, ""
-
-
-def _import_meta_graph(path: Path) -> Any:
-    tf = import_tensorflow()
-    graph = tf.Graph()
-    with graph.as_default():
-        try:
-            tf.compat.v1.train.import_meta_graph(str(path), clear_devices=True)
-        except Exception as e:  # TF raises many types for a bad graph; translate once
-            raise CkptMigrateError(
-                f"TensorFlow cannot import this MetaGraph: {str(e).splitlines()[0]}",
-                path=path,
-            ) from e
-    return graph
 
 
 def _is_graph(obj: Any) -> bool:
