@@ -1,7 +1,8 @@
 """The command line: parse, call the library, render, choose the exit code.
 
-Exit codes follow diff(1): 0 fine, 1 incompatible (check), 2 trouble (bad input, usage).
-Heavy imports (numpy, TensorFlow) happen inside commands so ``--help`` stays instant.
+Exit codes follow diff(1): 0 fine, 1 incompatible (check) or a failed verification, 2
+trouble (bad input, usage), 130 interrupted. Heavy imports (numpy, TensorFlow) happen inside
+commands so ``--help``, ``--version`` and shell completion stay instant.
 """
 
 from __future__ import annotations
@@ -21,9 +22,18 @@ from . import __version__
 if TYPE_CHECKING:
     from rich.console import Console
 
+# Shown under every command's --help and the app's: scripts and CI branch on these.
+EXIT_CODES = (
+    "Exit codes: 0 success; 1 incompatible (check) or verification failed (convert "
+    "--verify); 2 trouble: bad input, unreadable checkpoint, unusable output, usage error; "
+    "130 interrupted (nothing is left half-written). Colours only on a terminal; NO_COLOR=1 "
+    "turns all styling off."
+)
+
 app = typer.Typer(
     name="ckptmigrate",
     help="Make TensorFlow checkpoints fit the model you want to restore them into.",
+    epilog=EXIT_CODES,
     no_args_is_help=True,
     add_completion=True,
     pretty_exceptions_show_locals=False,
@@ -69,12 +79,18 @@ def _run(action: Callable[[], T], traceback: bool = False) -> T:
         signal.signal(signal.SIGTERM, previous)
 
 
+def _styled(console: Console) -> bool:
+    """Styles only for a terminal that wants them. NO_COLOR (no-color.org) and TERM=dumb
+    turn off bold and underline as well as colour: a log of a pty should read as plain text."""
+    return console.is_terminal and not console.no_color and not console.is_dumb_terminal
+
+
 def _emit(renderable: Any) -> None:
     """Print a report: styled on a terminal, plain text otherwise."""
     from .render import plain_text
 
     console = _stdout()
-    if console.is_terminal:
+    if _styled(console):
         console.print(renderable, soft_wrap=True)
     else:
         sys.stdout.write(plain_text(renderable))
@@ -89,10 +105,17 @@ def _version(value: bool) -> None:
 @app.callback()
 def main_options(
     version: Annotated[
-        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+        bool,
+        typer.Option(
+            "--version", "-V", callback=_version, is_eager=True, help="Show the version and exit."
+        ),
     ] = False,
 ) -> None:
-    """Make TensorFlow checkpoints fit the model you want to restore them into."""
+    """Make TensorFlow checkpoints fit the model you want to restore them into.
+
+    Example: ckptmigrate check runs/model.ckpt-1000 --target new.meta || ckptmigrate suggest
+    runs/model.ckpt-1000 --target new.meta -o migrate.yaml
+    """
 
 
 TracebackOption = Annotated[
@@ -100,7 +123,7 @@ TracebackOption = Annotated[
 ]
 
 
-@app.command()
+@app.command(epilog=EXIT_CODES)
 def inspect(
     checkpoint: Annotated[
         str,
@@ -132,7 +155,7 @@ def inspect(
         _emit(inspect_table(report))
 
 
-@app.command()
+@app.command(epilog=EXIT_CODES)
 def check(
     checkpoint: Annotated[str, typer.Argument(help="The checkpoint to restore from.")],
     target: Annotated[
@@ -210,7 +233,7 @@ def check(
     raise typer.Exit(1 if failed else 0)
 
 
-@app.command()
+@app.command(epilog=EXIT_CODES)
 def convert(
     checkpoint: Annotated[str, typer.Argument(help="The checkpoint to convert (read only).")],
     map_file: Annotated[
@@ -314,6 +337,7 @@ def convert(
                 fill_missing_from_target=fill_missing_from_target,
                 strict=strict,
                 require_all=require_all,
+                format=output_format,
             ),
             traceback,
         )
@@ -391,7 +415,7 @@ def _exit_on_failed_verification(verification: Any) -> None:
         raise typer.Exit(1)
 
 
-@app.command()
+@app.command(epilog=EXIT_CODES)
 def suggest(
     checkpoint: Annotated[str, typer.Argument(help="The checkpoint to migrate (read only).")],
     target: Annotated[
@@ -409,6 +433,9 @@ def suggest(
     force: Annotated[
         bool, typer.Option("--force", help="Replace the map file if it exists.")
     ] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No summary line on stderr.")
+    ] = False,
     traceback: TracebackOption = False,
 ) -> None:
     """Write a map that makes CHECKPOINT fit the --target model; review the UNCERTAIN rules.
@@ -423,6 +450,8 @@ def suggest(
         sys.stdout.write(suggestion.to_yaml())
         return
     path = _run(lambda: write_map(suggestion, output, force=force), traceback)
+    if quiet:
+        return
     headline = suggestion.predicted.headline if suggestion.predicted else ""
     sys.stderr.write(
         f"wrote {path}: {len(suggestion.rules)} rules, {len(suggestion.uncertain)} uncertain; "
@@ -430,15 +459,25 @@ def suggest(
     )
 
 
-@app.command("maps")
-def list_maps(traceback: TracebackOption = False) -> None:
+@app.command("maps", epilog=EXIT_CODES)
+def list_maps(
+    json_output: Annotated[bool, typer.Option("--json", help="Print a JSON object.")] = False,
+    traceback: TracebackOption = False,
+) -> None:
     """List the bundled maps, usable as `--map NAME`.
 
     Example: ckptmigrate convert runs/model.ckpt-1000 --map strip-optimizer -o runs-slim
     """
     from .mapping.schema import bundled_maps
 
-    for name, description in _run(bundled_maps, traceback):
+    maps = _run(bundled_maps, traceback)
+    if json_output:
+        from .render import to_json
+
+        rows = [{"name": name, "description": description} for name, description in maps]
+        sys.stdout.write(to_json({"maps": rows}) + "\n")
+        return
+    for name, description in maps:
         sys.stdout.write(f"{name}\t{description}\n")
 
 

@@ -324,6 +324,26 @@ def test_story_4_tf_keras_checkpoint_into_keras3_weights(tf: Any, tmp_path: Path
     model = keras3_model(units=(8, 3), train=False, seed=11)
     model.load_weights(out)
     np.testing.assert_allclose(model.predict(x, verbose=0), expected, rtol=1e-6, atol=1e-6)
+    dry = runner.invoke(
+        app,
+        [
+            "convert",
+            str(tmp_path / "old"),
+            "-m",
+            "tf-keras-to-keras3",
+            "-t",
+            str(archive),
+            "--format",
+            "keras",
+            "--dry-run",
+            "--json",
+        ],
+    )
+    assert dry.exit_code == 0, dry.output
+    planned = {o["name"]: o["source"] for o in json.loads(dry.output)["outputs"]}
+    assert (
+        planned["layers/dense/vars/0"] == "layer_with_weights-0/kernel/.ATTRIBUTES/VARIABLE_VALUE"
+    )
     # a whole .keras model, config from the target, weights converted
     whole = convert(
         tmp_path / "old",

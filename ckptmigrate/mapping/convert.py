@@ -116,12 +116,15 @@ def _as_map(mapping: Map | str | Path | None) -> Map:
     return mapping if isinstance(mapping, Map) else load_map(mapping)
 
 
-def _target_model(target: Any, root: str | None) -> contextlib.AbstractContextManager[Any]:
+def _target_model(
+    target: Any, root: str | None, format: str = "checkpoint"
+) -> contextlib.AbstractContextManager[Any]:
     if target is None:
         return contextlib.nullcontext(None)
-    from ..targets.model import open_target_model  # TensorFlow may be needed: only then
+    # TensorFlow may be needed: only then
+    from ..targets.model import open_keras_target, open_target_model
 
-    return open_target_model(target, root=root)
+    return open_keras_target(target) if format == "keras" else open_target_model(target, root=root)
 
 
 def _plan_for(
@@ -166,13 +169,17 @@ def plan(
     fill_missing_from_target: bool = False,
     strict: bool = False,
     require_all: bool = False,
+    format: str = "checkpoint",
 ) -> Plan:
     """What ``convert`` would do, without writing anything (``--dry-run``)."""
     if mapping is None and target is None:
         raise CkptMigrateError(
             "convert needs a map, a target, or both", hint="pass --map M and/or --target T."
         )
-    with open_checkpoint(checkpoint) as ckpt, _target_model(target, root) as target_model:
+    with (
+        open_checkpoint(checkpoint) as ckpt,
+        _target_model(target, root, format) as target_model,
+    ):
         return _plan_for(
             ckpt,
             _as_map(mapping),
