@@ -31,8 +31,7 @@ EXIT_CODES = (
 )
 
 app = typer.Typer(
-    name="ckptmigrate",
-    help="Make TensorFlow checkpoints fit the model you want to restore them into.",
+    name="ckptmigrate",  # the help is main_options' docstring, with its example
     epilog=EXIT_CODES,
     no_args_is_help=True,
     add_completion=True,
@@ -113,8 +112,7 @@ def main_options(
 ) -> None:
     """Make TensorFlow checkpoints fit the model you want to restore them into.
 
-    Example: ckptmigrate check runs/model.ckpt-1000 --target new.meta || ckptmigrate suggest
-    runs/model.ckpt-1000 --target new.meta -o migrate.yaml
+    Example: ckptmigrate check runs/model.ckpt-1000 --target new.meta --min-match 0.9
     """
 
 
