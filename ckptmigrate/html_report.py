@@ -8,6 +8,7 @@ opens from disk, from a CI artefact or a mail attachment. Pure Python, no Tensor
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import secrets
@@ -104,27 +105,33 @@ def render_html(report: Report) -> str:
 def write_html(report: Report, path: str | Path) -> Path:
     """Write :func:`render_html` to ``path`` atomically (replacing an existing file)."""
     out = Path(path)
+    try:
+        _write_atomically(out, render_html(report).encode("utf-8"))
+    except OSError as e:
+        raise _output_error(e, out) from e
+    return out
+
+
+def _write_atomically(out: Path, data: bytes) -> None:
+    """Stage ``data`` beside ``out`` and rename it into place: a reader (a browser
+    reloading the report) never sees half a file, and a failure leaves the old one."""
     if out.is_dir():
         raise OutputError("is a directory; give a file name for the HTML report", path=out)
-    parent = out.parent
-    if not parent.is_dir():
+    if not out.parent.is_dir():
         raise OutputError("the directory for the HTML report does not exist", path=out)
-    data = render_html(report).encode("utf-8")
     # Our own temporary name rather than mkstemp: mkstemp creates the file 0600, and a
     # report should get the permissions (umask) any other file the user writes gets.
-    staged = parent / f".{out.name}.{secrets.token_hex(4)}.tmp"
+    # The name is cut so the staged name stays within NAME_MAX when ``out``'s does.
+    staged = out.parent / f".{out.name[:200]}.{secrets.token_hex(8)}.tmp"
+    fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
-        fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.replace(staged, out)
-    except OSError as e:
-        staged.unlink(missing_ok=True)
-        raise _output_error(e, out) from e
-    except BaseException:
-        staged.unlink(missing_ok=True)
+    except BaseException:  # Ctrl-C included: never leave the staged file behind
+        with contextlib.suppress(OSError):
+            staged.unlink()
         raise
-    return out
 
 
 def scope_of(finding: Finding) -> str:

@@ -194,6 +194,11 @@ def test_header_and_grouping(every_kind: Report) -> None:
     assert "matched 3 of 7 target variables" in every_kind.headline
     assert "FAIL: a strict restore would not succeed" in html
     parsed = parse(html)
+    # self-contained: nothing fetched from anywhere
+    assert not parsed.tags & {"script", "link", "img", "iframe", "object"}
+    assert "src=" not in html
+    assert "href=" not in html
+    assert "url(" not in html
     assert list(parsed.sections) == ["model", "optimizer", "step"]
     assert scopes(parsed, "model") == {
         '<script>alert("x")</script>&amp;': [HOSTILE],
@@ -237,6 +242,13 @@ def test_write_html_is_atomic_and_says_what_is_wrong(every_kind: Report, tmp_pat
         write_html(every_kind, tmp_path)
     with pytest.raises(OutputError, match="does not exist"):
         write_html(every_kind, tmp_path / "no" / "report.html")
+    # an OSError becomes an OutputError that names the file (exit 2 from the CLI)
+    with pytest.raises(OutputError, match="cannot write the HTML report") as raised:
+        write_html(every_kind, tmp_path / ("x" * 300 + ".html"))
+    assert "x" * 300 in str(raised.value)
+    long_name = tmp_path / ("y" * 250 + ".html")  # legal, though the staged name is longer
+    write_html(every_kind, long_name)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["report.html", long_name.name])
 
 
 # -- the command line ------------------------------------------------------------------
