@@ -112,7 +112,9 @@ def main_options(
 ) -> None:
     """Make TensorFlow checkpoints fit the model you want to restore them into.
 
-    Example: ckptmigrate check runs/model.ckpt-1000 --target new.meta --min-match 0.9
+    \b
+    Example:
+      ckptmigrate check runs/model.ckpt-1000 --target new.meta --min-match 0.9
     """
 
 
@@ -141,7 +143,9 @@ def inspect(
 ) -> None:
     """List the variables of a checkpoint: name, dtype, shape, size and role.
 
-    Example: ckptmigrate inspect runs/model.ckpt-1000 --filter 'hiddenlayer_0'
+    \b
+    Example:
+      ckptmigrate inspect runs/model.ckpt-1000 --filter 'hiddenlayer_0'
     """
     from .inspection import inspect_checkpoint
     from .render import inspect_table, to_json
@@ -202,7 +206,9 @@ def check(
 ) -> None:
     """Will CHECKPOINT restore into the --target model? Exit 0 yes, 1 no, 2 error.
 
-    Example: ckptmigrate check runs/model.ckpt-1000 --target new_model/model.ckpt-0.meta
+    \b
+    Example:
+      ckptmigrate check runs/model.ckpt-1000 --target new_model/model.ckpt-0.meta
     """
     from .checker import check as run_check
     from .render import check_text, to_json
@@ -316,9 +322,10 @@ def convert(
     With --target, the output holds exactly the target model's variables under its own
     keys (and a TF2 target's object graph), ready for its restore.
 
-    Example: ckptmigrate convert runs/model.ckpt-1000 --map widen.yaml -o runs-widened
-
-    Example: ckptmigrate convert old/x.ckpt --map tf-keras-to-keras3 --target new.keras -o out
+    \b
+    Examples:
+      ckptmigrate convert runs/model.ckpt-1000 --map widen.yaml -o runs-widened
+      ckptmigrate convert old/x.ckpt -m tf-keras-to-keras3 -t new.keras -o out --verify
     """
     from .mapping.convert import convert as run_convert
     from .mapping.convert import plan as run_plan
@@ -438,7 +445,9 @@ def suggest(
 ) -> None:
     """Write a map that makes CHECKPOINT fit the --target model; review the UNCERTAIN rules.
 
-    Example: ckptmigrate suggest runs/model.ckpt-1000 --target new.meta -o migrate.yaml
+    \b
+    Example:
+      ckptmigrate suggest runs/model.ckpt-1000 --target new.meta -o migrate.yaml
     """
     from .suggestion import suggest as run_suggest
     from .suggestion import write_map
@@ -464,7 +473,9 @@ def list_maps(
 ) -> None:
     """List the bundled maps, usable as `--map NAME`.
 
-    Example: ckptmigrate convert runs/model.ckpt-1000 --map strip-optimizer -o runs-slim
+    \b
+    Example:
+      ckptmigrate convert runs/model.ckpt-1000 --map strip-optimizer -o runs-slim
     """
     from .mapping.schema import bundled_maps
 
