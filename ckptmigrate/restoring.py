@@ -239,13 +239,14 @@ def _migrate(
     except TargetMismatchError as e:
         raise IncompatibleCheckpointError(e.report) from e
     filled = frozenset(v.name for v in result.plan.outputs if v.from_target)
+    migrated = Path(str(result.prefix))  # written under tmp: always a local path
     if keras:
-        report = _keras_report(result.prefix, into.obj, options)
+        report = _keras_report(migrated, into.obj, options)
     else:
-        report = check(result.prefix, into.checked, ignore=options.ignore)
+        report = check(migrated, into.checked, ignore=options.ignore)
         report = replace(report, options=options)
     note = "converted into the object's own keys in a temporary location before restoring"
-    return result.prefix, filled, replace(report, notes=(*report.notes, note))
+    return migrated, filled, replace(report, notes=(*report.notes, note))
 
 
 def _keras_report(weights: Path, model: Any, options: CheckOptions) -> Report:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -74,9 +75,95 @@ def test_inspect_verify(ckpt: Path) -> None:
 
 
 def test_version() -> None:
-    result = runner.invoke(app, ["--version"])
+    from ckptmigrate import __version__
+
+    for flag in ("--version", "-V"):
+        result = runner.invoke(app, [flag])
+        assert result.exit_code == 0
+        assert result.stdout == f"ckptmigrate {__version__}\n"
+
+
+def test_version_is_instant_without_tensorflow() -> None:
+    # -X importtime lists every module the process imported, on stderr.
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "ckptmigrate", "--version"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    assert proc.stdout.startswith("ckptmigrate ")
+    imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines()}
+    assert "ckptmigrate.cli" in imported  # the measurement itself works
+    assert not {"tensorflow", "numpy", "keras", "rich"} & imported
+
+
+def _commands() -> list[str]:
+    import typer.main
+
+    return sorted(typer.main.get_command(app).commands)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("command", [[], *([c] for c in _commands())])
+def test_every_help_has_an_example_and_the_exit_codes(command: list[str]) -> None:
+    result = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "80"})
     assert result.exit_code == 0
-    assert result.stdout.startswith("ckptmigrate ")
+    assert "Example" in result.stdout
+    assert "Exit codes: 0 success; 1 incompatible" in " ".join(result.stdout.split())
+    # an example is one unwrapped line, ready to copy
+    example = result.stdout.split("Example", 1)[1].splitlines()[1]
+    assert example.strip().startswith("ckptmigrate ")
+
+
+def test_shell_completion() -> None:
+    listed = runner.invoke(app, ["--help"]).stdout
+    assert "--install-completion" in listed
+    assert "--show-completion" in listed
+    script = runner.invoke(app, ["--show-completion", "bash"])
+    assert script.exit_code == 0
+    assert "_CKPTMIGRATE_COMPLETE" in script.stdout
+    executable = Path(sys.executable).with_name("ckptmigrate")
+    if not executable.exists():
+        pytest.skip("no ckptmigrate console script beside the interpreter")
+    env = {**os.environ, "_CKPTMIGRATE_COMPLETE": "complete_bash"}
+    answers = {}
+    for words in ("ckptmigrate ins", "ckptmigrate convert x --ta"):
+        env.update(COMP_WORDS=words, COMP_CWORD=str(len(words.split()) - 1))
+        proc = subprocess.run(
+            [str(executable)], env=env, capture_output=True, text=True, timeout=60, check=True
+        )
+        answers[words] = proc.stdout.split()
+    assert answers["ckptmigrate ins"] == ["inspect"]
+    assert answers["ckptmigrate convert x --ta"] == ["--target"]
+
+
+def test_no_color_turns_off_all_styling_even_on_a_terminal(ckpt: Path) -> None:
+    for args in (["inspect", str(ckpt)], ["check", str(ckpt), "--target", str(ckpt)]):
+        styled = runner.invoke(app, args, env={"FORCE_COLOR": "1", "NO_COLOR": None})
+        assert styled.exit_code == 0, styled.output
+        assert "\x1b[" in styled.stdout  # forced to a terminal, it is styled
+        plain = runner.invoke(app, args, env={"FORCE_COLOR": "1", "NO_COLOR": "1"})
+        assert plain.exit_code == 0
+        assert "\x1b[" not in plain.stdout
+        piped = runner.invoke(app, args, env={"FORCE_COLOR": None, "NO_COLOR": None})
+        assert "\x1b[" not in piped.stdout
+        assert plain.stdout.split() == piped.stdout.split()
+
+
+def test_maps_json_and_suggest_quiet(ckpt: Path, tmp_path: Path) -> None:
+    listed = runner.invoke(app, ["maps", "--json"])
+    assert listed.exit_code == 0
+    names = [m["name"] for m in json.loads(listed.stdout)["maps"]]
+    assert "strip-optimizer" in names
+    out = tmp_path / "m.yaml"
+    args = ["suggest", str(ckpt), "--target", str(ckpt), "-o", str(out)]
+    loud = runner.invoke(app, args)
+    assert loud.exit_code == 0, loud.output
+    assert "wrote" in loud.stderr
+    quiet = runner.invoke(app, [*args, "--force", "--quiet"])
+    assert quiet.exit_code == 0, quiet.output
+    assert quiet.stderr == ""
+    assert out.is_file()
 
 
 def test_help_and_import_do_not_load_tensorflow_or_numpy() -> None:
