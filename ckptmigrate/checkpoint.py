@@ -6,11 +6,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from .errors import CorruptCheckpointError
-from .formats.bundle_reader import BundleReader, TensorInfo
-from .formats.locate import CheckpointLocation, locate
+from .errors import CorruptCheckpointError, UnsupportedCheckpointError
+from .formats.bundle_reader import BundleReader, TensorInfo, open_bundle
+from .formats.locate import AnyPath, CheckpointLocation, locate
 from .formats.object_graph import OBJECT_GRAPH_KEY, ObjectGraph, TrackableNode
 from .formats.protowire import ProtoError
+from .formats.remote import RemotePath
 from .formats.v1 import V1Reader
 from .names import Role, classify
 
@@ -22,8 +23,10 @@ class TensorSource(Protocol):
     """What every checkpoint reader offers (V2 natively, V1 through TensorFlow)."""
 
     format: str
-    prefix: Path
     big_endian: bool
+
+    @property
+    def prefix(self) -> AnyPath: ...
 
     def variable_keys(self) -> list[str]: ...
     def info(self, key: str) -> TensorInfo: ...
@@ -44,7 +47,7 @@ class Checkpoint:
     graph: ObjectGraph | None = None
 
     @property
-    def prefix(self) -> Path:
+    def prefix(self) -> AnyPath:
         return self.location.prefix
 
     @property
@@ -87,11 +90,22 @@ class Checkpoint:
         self.close()
 
 
-def open_checkpoint(path: str | Path) -> Checkpoint:
-    """Locate, open and pre-flight a checkpoint (index parsed, shards present)."""
+def open_checkpoint(path: str | Path | RemotePath) -> Checkpoint:
+    """Locate, open and pre-flight a checkpoint (index parsed, shards present). ``path``
+    may be a URL (``s3://bucket/run/``): its tensors are then read with ranged requests."""
     location = locate(path)
     reader: TensorSource
-    reader = BundleReader(location.prefix) if location.format == "v2" else V1Reader(location.prefix)
+    if location.format == "v2":
+        reader = open_bundle(location.prefix)
+    elif isinstance(location.prefix, RemotePath):
+        raise UnsupportedCheckpointError(
+            "this is a V1 single-file checkpoint, which is read through TensorFlow, and "
+            "TensorFlow cannot read this URL",
+            path=str(location.prefix),
+            hint="download it and pass the local copy.",
+        )
+    else:
+        reader = V1Reader(location.prefix)
     checkpoint = Checkpoint(location, reader)
     if OBJECT_GRAPH_KEY in reader.variable_keys():
         if isinstance(reader, BundleReader):
@@ -104,7 +118,7 @@ def open_checkpoint(path: str | Path) -> Checkpoint:
             reader.close()
             raise CorruptCheckpointError(
                 f"the object graph cannot be parsed ({e})",
-                path=location.prefix,
+                path=str(location.prefix),
                 variable=OBJECT_GRAPH_KEY,
             ) from None
     return checkpoint

@@ -9,36 +9,63 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Generic, TypeVar, overload
 
 from .checkpoint import open_checkpoint
-from .formats.bundle_reader import BundleReader, verified_in_background
+from .formats.bundle_reader import BundleReader, open_bundle, verified_in_background
 from .formats.bundle_writer import BundleWriter
-from .formats.locate import locate
+from .formats.locate import AnyPath, locate
+from .formats.remote import RemotePath
+
+# A Path output gives a Path prefix; a string may be a URL, so its prefix may be remote.
+PrefixT = TypeVar("PrefixT", bound=AnyPath)
 
 
 @dataclass(frozen=True, slots=True)
-class RewriteResult:
-    prefix: Path
+class RewriteResult(Generic[PrefixT]):
+    prefix: PrefixT
     tensors: int
     bytes_copied: int
 
 
+@overload
 def rewrite_checkpoint(
-    source: str | Path,
-    output_dir: str | Path,
+    source: str | Path | RemotePath,
+    output_dir: Path,
+    *,
+    overwrite: bool = ...,
+    durable: bool = ...,
+    verify: bool = ...,
+) -> RewriteResult[Path]: ...
+@overload
+def rewrite_checkpoint(
+    source: str | Path | RemotePath,
+    output_dir: str | RemotePath,
+    *,
+    overwrite: bool = ...,
+    durable: bool = ...,
+    verify: bool = ...,
+) -> RewriteResult[AnyPath]: ...
+def rewrite_checkpoint(
+    source: str | Path | RemotePath,
+    output_dir: str | Path | RemotePath,
     *,
     overwrite: bool = False,
     durable: bool = False,
     verify: bool = False,
-) -> RewriteResult:
+) -> RewriteResult[Any]:
     """Copy ``source`` to ``output_dir/<prefix name>``; nothing appears there on failure.
     ``durable`` fsyncs every file before publishing (TensorFlow's own savers don't).
     ``verify`` also checks every tensor's CRC32C (on a second thread) and refuses to publish
     a corrupt copy; without it the copy is byte-identical to the source, corruption included,
-    which TensorFlow's restore (or ``inspect --verify``) still detects."""
+    which TensorFlow's restore (or ``inspect --verify``) still detects.
+
+    Either side may be a URL (``s3://bucket/run``): a remote source's shards are downloaded
+    (or, to the same store, copied by the store); a remote output is uploaded data first,
+    index last, and deleted again on failure (see ``BundleWriter``)."""
     location = locate(source)
     if location.format == "v2":  # no object-graph parsing: nothing here needs it
-        with BundleReader(location.prefix) as bundle:
+        with open_bundle(location.prefix) as bundle:
             return _copy_bundle(
                 bundle,
                 output_dir,
@@ -64,13 +91,13 @@ def rewrite_checkpoint(
 
 def _copy_bundle(
     reader: BundleReader,
-    output_dir: str | Path,
+    output_dir: str | Path | RemotePath,
     name: str,
     *,
     overwrite: bool,
     durable: bool,
     verify: bool,
-) -> RewriteResult:
+) -> RewriteResult[Any]:
     writer = BundleWriter(
         output_dir,
         name,

@@ -12,6 +12,7 @@ publication is atomic either way, durability across power loss costs ~0.4 s per 
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
@@ -33,7 +34,8 @@ from .bundle_proto import (
 )
 from .bundle_reader import HEADER_KEY, BundleReader
 from .checkpoint_state import STATE_FILENAME, render_state
-from .locate import data_path, index_path
+from .locate import AnyPath, data_path, index_path
+from .remote import RemotePath, as_path
 from .table import TableWriter
 
 if TYPE_CHECKING:
@@ -44,22 +46,34 @@ def _key_bytes(key: str) -> bytes:
     return key.encode("utf-8", "surrogateescape")
 
 
-def _output_error(e: OSError, path: Path) -> OutputError:
+def _output_error(e: OSError, path: AnyPath) -> OutputError:
     if e.errno == errno.ENOSPC:
         return OutputError(
             "the disk is full; nothing was written to the destination",
-            path=path,
+            path=str(path),
             hint="free space or choose another output location.",
         )
-    return OutputError(f"cannot write: {e.strerror or e}", path=path)
+    return OutputError(f"cannot write: {e.strerror or e}", path=str(path))
+
+
+def _upload_error(e: BaseException, path: RemotePath) -> OutputError:
+    return OutputError(
+        f"the upload failed ({type(e).__name__}: {e}); what had been uploaded was deleted",
+        path=str(path),
+        hint="check the network, the credentials and the endpoint, then run it again.",
+    )
 
 
 class BundleWriter:
-    """Stage a checkpoint ``<output_dir>/<prefix_name>.*`` and publish it on commit."""
+    """Stage a checkpoint ``<output_dir>/<prefix_name>.*`` and publish it on commit.
+
+    ``output_dir`` may be a URL (``s3://bucket/run``): the checkpoint is then staged in a
+    local temporary directory and uploaded on commit, data shards first and the index after
+    them (see ``_upload``)."""
 
     def __init__(
         self,
-        output_dir: str | Path,
+        output_dir: str | Path | RemotePath,
         prefix_name: str = "ckpt",
         *,
         num_shards: int = 1,
@@ -67,44 +81,58 @@ class BundleWriter:
         overwrite: bool = False,
         durable: bool = False,
     ) -> None:
-        self.output_dir = Path(output_dir).absolute()
+        destination = as_path(output_dir)
+        self.output_dir: AnyPath = (
+            destination if isinstance(destination, RemotePath) else destination.absolute()
+        )
         self.prefix_name = prefix_name
         self.num_shards = num_shards
         self.big_endian = big_endian
-        self.durable = durable
+        # An upload is durable once the store acknowledges it: fsyncing the staging is moot.
+        self.durable = durable and not self.is_remote
         self._overwrite = overwrite
         self._check_destination()
         try:
-            self.output_dir.parent.mkdir(parents=True, exist_ok=True)
-            self._staging = Path(
-                tempfile.mkdtemp(
-                    prefix=f".{self.output_dir.name}.ckptmigrate-", dir=self.output_dir.parent
+            if isinstance(self.output_dir, RemotePath):
+                self._staging = Path(tempfile.mkdtemp(prefix="ckptmigrate-upload-"))
+            else:
+                self.output_dir.parent.mkdir(parents=True, exist_ok=True)
+                self._staging = Path(
+                    tempfile.mkdtemp(
+                        prefix=f".{self.output_dir.name}.ckptmigrate-", dir=self.output_dir.parent
+                    )
                 )
-            )
         except OSError as e:
             raise _output_error(e, self.output_dir) from e
         self._files: dict[int, BinaryIO] = {}
         self._sizes = [0] * num_shards
         self._entries: dict[str, BundleEntry] = {}
         self._linked: set[int] = set()
+        # Remote shards carried over to a remote output on the same store: copied by the
+        # server at upload time instead of going through this machine.
+        self._server_copies: dict[int, RemotePath] = {}
         self._done = False
+
+    @property
+    def is_remote(self) -> bool:
+        return isinstance(self.output_dir, RemotePath)
 
     def _check_destination(self) -> None:
         if self.output_dir.exists() and not self._overwrite:
             raise OutputError(
                 "the output already exists",
-                path=self.output_dir,
+                path=str(self.output_dir),
                 hint="choose a new path, or pass --force to replace it.",
             )
         if self.output_dir.exists() and not self.output_dir.is_dir():
-            raise OutputError("the output exists and is not a directory", path=self.output_dir)
+            raise OutputError("the output exists and is not a directory", path=str(self.output_dir))
 
     @property
     def staging_prefix(self) -> Path:
         return self._staging / self.prefix_name
 
     @property
-    def final_prefix(self) -> Path:
+    def final_prefix(self) -> AnyPath:
         return self.output_dir / self.prefix_name
 
     def _shard_file(self, shard: int) -> BinaryIO:
@@ -198,21 +226,41 @@ class BundleWriter:
             entry.dtype, entry.shape, shard, offset, entry.size, entry.crc32c
         )
 
-    def link_shard(self, shard: int, source_file: Path, *, allow_links: bool = True) -> str:
+    def link_shard(self, shard: int, source_file: AnyPath, *, allow_links: bool = True) -> str:
         """Make output shard ``shard`` the source data file itself, without copying bytes:
         a reflink (copy-on-write clone) where the filesystem can, else a hard link (the
         output then shares the source's inode; checkpoint files are never rewritten in
         place), else a copy; ``allow_links=False`` always copies (the kernel copies the
-        whole file). Returns which was used. Entries are added with add_linked."""
+        whole file). A remote source is copied by the store itself when the output is on
+        the same store, else downloaded. Returns which was used. Entries are added with
+        add_linked."""
         if shard in self._files or shard in self._linked:
             raise ValueError(f"shard {shard} already has data")
         target = data_path(self.staging_prefix, shard, self.num_shards)
+        if isinstance(source_file, RemotePath):
+            return self._link_remote(shard, source_file, target)
         try:
             method = _clone(source_file, target, allow_links)
             self._sizes[shard] = target.stat().st_size
             if self.durable and method != "hard link":  # a link shares synced source blocks
                 with target.open("rb+") as copied:
                     self._sync(copied)
+        except OSError as e:
+            raise _output_error(e, self.output_dir) from e
+        self._linked.add(shard)
+        return method
+
+    def _link_remote(self, shard: int, source_file: RemotePath, target: Path) -> str:
+        try:
+            if isinstance(self.output_dir, RemotePath) and self.output_dir.same_filesystem(
+                source_file
+            ):
+                self._sizes[shard] = source_file.stat().st_size
+                self._server_copies[shard] = source_file
+                method = "server-side copy"
+            else:
+                self._sizes[shard] = source_file.download(target)
+                method = "download"
         except OSError as e:
             raise _output_error(e, self.output_dir) from e
         self._linked.add(shard)
@@ -261,7 +309,7 @@ class BundleWriter:
             f.flush()
             os.fsync(f.fileno())
 
-    def commit(self) -> Path:
+    def commit(self) -> AnyPath:
         """Finish every file and move the checkpoint into place; returns its prefix."""
         if self._done:
             raise RuntimeError("the writer is already committed or aborted")
@@ -287,6 +335,9 @@ class BundleWriter:
         return self.final_prefix
 
     def _publish(self) -> None:
+        if isinstance(self.output_dir, RemotePath):
+            self._upload(self.output_dir)
+            return
         if self.durable:
             _fsync_dir(self._staging)
         replaced = None
@@ -304,6 +355,47 @@ class BundleWriter:
             _fsync_dir(self.output_dir.parent)
         if replaced is not None:
             shutil.rmtree(replaced, ignore_errors=True)
+
+    def _upload(self, destination: RemotePath) -> None:
+        """Publish to a store without renames. Each object appears whole or not at all (a
+        PUT, or a multipart upload, completes atomically), so the order is what matters:
+        the data shards, then the index (TensorFlow sees no checkpoint without it, so no
+        reader can find one with shards missing), then the `checkpoint` state file and the
+        extra files. An existing output (with ``overwrite``) is deleted first, once the
+        new checkpoint is complete in the staging; if anything fails or is interrupted,
+        every object uploaded so far is deleted again and the destination is left empty."""
+        if destination.exists():
+            self._check_destination()
+            destination.delete(recursive=True)
+        shards = [
+            data_path(self.staging_prefix, s, self.num_shards) for s in range(self.num_shards)
+        ]
+        index = index_path(self.staging_prefix)
+        state = self._staging / STATE_FILENAME
+        extras = sorted(set(self._staging.iterdir()) - {*shards, index, state})
+        uploaded: list[RemotePath] = []
+        try:
+            for shard, local in enumerate(shards):
+                remote = destination / local.name
+                source = self._server_copies.get(shard)
+                if source is not None:
+                    remote.copy_from(source)
+                else:
+                    remote.upload(local)
+                uploaded.append(remote)
+            for local in (index, state, *extras):
+                remote = destination / local.name
+                remote.upload(local)
+                uploaded.append(remote)
+        except BaseException as e:
+            for remote in reversed(uploaded):  # the index first: it makes a checkpoint
+                # Keep deleting the rest; the error that stopped the upload is reported.
+                with contextlib.suppress(Exception):
+                    remote.delete()
+            if isinstance(e, Exception):
+                raise _upload_error(e, destination) from e
+            raise
+        shutil.rmtree(self._staging, ignore_errors=True)
 
     def abort(self) -> None:
         """Discard everything staged; the destination is left as it was."""

@@ -12,13 +12,16 @@ import difflib
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, overload
 
 from ..errors import CheckpointNotFoundError
 from .checkpoint_state import STATE_FILENAME, looks_like_state_file, parse_state, resolve_state_path
+from .remote import RemotePath, as_path, is_url
 from .table import FOOTER_SIZE, has_table_magic
 
 Format = Literal["v2", "v1"]
+# Every rule below works on either: RemotePath speaks the part of pathlib used here.
+AnyPath = Path | RemotePath
 
 INDEX_SUFFIX = ".index"
 _DATA_SUFFIX = re.compile(r"\.data-(\d{5})-of-(\d{5})$")
@@ -28,33 +31,56 @@ _ZIP_SIGNATURE = b"PK\x03\x04"
 
 @dataclass(frozen=True, slots=True)
 class CheckpointLocation:
-    prefix: Path
+    prefix: AnyPath
     format: Format
-    given: Path
+    given: AnyPath
     notes: tuple[str, ...] = ()
 
+    @property
+    def is_remote(self) -> bool:
+        return isinstance(self.prefix, RemotePath)
 
-def index_path(prefix: Path) -> Path:
+
+@overload
+def index_path(prefix: Path) -> Path: ...
+@overload
+def index_path(prefix: RemotePath) -> RemotePath: ...
+@overload
+def index_path(prefix: AnyPath) -> AnyPath: ...
+def index_path(prefix: AnyPath) -> AnyPath:
     return prefix.with_name(prefix.name + INDEX_SUFFIX)
 
 
-def data_path(prefix: Path, shard: int, num_shards: int) -> Path:
+@overload
+def data_path(prefix: Path, shard: int, num_shards: int) -> Path: ...
+@overload
+def data_path(prefix: RemotePath, shard: int, num_shards: int) -> RemotePath: ...
+@overload
+def data_path(prefix: AnyPath, shard: int, num_shards: int) -> AnyPath: ...
+def data_path(prefix: AnyPath, shard: int, num_shards: int) -> AnyPath:
     return prefix.with_name(f"{prefix.name}.data-{shard:05d}-of-{num_shards:05d}")
 
 
-def _is_v1_file(path: Path) -> bool:
+def _read_range(path: AnyPath, start: int, end: int) -> bytes:
+    """Bytes [start, end) of a file: a ranged request for a remote one, not a download."""
+    if isinstance(path, RemotePath):
+        return path.read_range(start, end)
+    with path.open("rb") as f:
+        f.seek(start)
+        return f.read(end - start)
+
+
+def _is_v1_file(path: AnyPath) -> bool:
     try:
         size = path.stat().st_size
         if size < FOOTER_SIZE or not path.is_file():
             return False
-        with path.open("rb") as f:
-            f.seek(size - 8)
-            return has_table_magic(f.read(8))
+        return has_table_magic(_read_range(path, size - 8, size))
     except OSError:
         return False
 
 
-def _existing_format(prefix: Path) -> Format | None:
+def _existing_format(prefix: AnyPath) -> Format | None:
     if index_path(prefix).is_file():
         return "v2"
     if _is_v1_file(prefix):
@@ -62,7 +88,7 @@ def _existing_format(prefix: Path) -> Format | None:
     return None
 
 
-def _prefixes_in(directory: Path) -> list[str]:
+def _prefixes_in(directory: AnyPath) -> list[str]:
     try:
         return sorted(p.name[: -len(INDEX_SUFFIX)] for p in directory.glob("*" + INDEX_SUFFIX))
     except OSError:
@@ -74,23 +100,36 @@ def _list_for_hint(names: list[str], limit: int = 5) -> str:
     return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
-def _from_state_file(state: Path, given: Path) -> CheckpointLocation:
+def _recorded_target(directory: AnyPath, recorded: str) -> AnyPath:
+    """Where the state file's path points. In a remote directory a recorded URL is followed;
+    a local absolute path (TF saving to local disk before the upload) is not looked up on
+    this machine: the same name beside the state file is what was uploaded."""
+    if isinstance(directory, Path):
+        return resolve_state_path(directory, recorded)
+    if is_url(recorded):
+        return as_path(recorded)
+    if Path(recorded).is_absolute():
+        return directory / Path(recorded).name
+    return directory / recorded
+
+
+def _from_state_file(state: AnyPath, given: AnyPath) -> CheckpointLocation:
     directory = state.parent
     try:
         parsed = parse_state(state.read_text(encoding="utf-8", errors="surrogateescape"))
     except OSError as e:
         raise CheckpointNotFoundError(
-            f"cannot read the checkpoint state file: {e}", path=state
+            f"cannot read the checkpoint state file: {e}", path=str(state)
         ) from e
     if parsed is None:
         raise CheckpointNotFoundError(
             "this checkpoint state file has no model_checkpoint_path line",
-            path=state,
+            path=str(state),
             hint="pass the checkpoint prefix (e.g. model.ckpt-1000) instead of the state file.",
         )
     recorded = parsed.latest
     assert recorded is not None
-    target = resolve_state_path(directory, recorded)
+    target = _recorded_target(directory, recorded)
     fmt = _existing_format(target)
     notes = [f"followed the checkpoint state file {state} to {target}"]
     if fmt is None:
@@ -114,13 +153,13 @@ def _from_state_file(state: Path, given: Path) -> CheckpointLocation:
         raise CheckpointNotFoundError(
             f"this is the checkpoint state file; it points at {recorded}, which is missing "
             f"(looked for {index_path(target)})",
-            path=state,
+            path=str(state),
             hint=hint,
         )
     return CheckpointLocation(target, fmt, given, tuple(notes))
 
 
-def _from_directory(directory: Path, given: Path) -> CheckpointLocation:
+def _from_directory(directory: AnyPath, given: AnyPath) -> CheckpointLocation:
     state = directory / STATE_FILENAME
     if state.is_file():
         return _from_state_file(state, given)
@@ -137,7 +176,7 @@ def _from_directory(directory: Path, given: Path) -> CheckpointLocation:
         raise CheckpointNotFoundError(
             f"this directory holds {len(prefixes)} checkpoints and no `checkpoint` state file "
             "saying which is the latest",
-            path=directory,
+            path=str(directory),
             hint=f"pass one prefix, e.g. {directory / prefixes[-1]} "
             f"(present: {_list_for_hint(prefixes)}).",
         )
@@ -147,43 +186,43 @@ def _from_directory(directory: Path, given: Path) -> CheckpointLocation:
         return CheckpointLocation(directory / v1_files[0], "v1", given, (note,))
     raise CheckpointNotFoundError(
         "no checkpoint in this directory (no `checkpoint` state file, no *.index file)",
-        path=directory,
+        path=str(directory),
         hint="pass the directory TensorFlow saved into, or a prefix such as model.ckpt-1000.",
     )
 
 
-def _describe_foreign_file(path: Path, head: bytes) -> CheckpointNotFoundError:
+def _describe_foreign_file(path: AnyPath, head: bytes) -> CheckpointNotFoundError:
     if not head:
         return CheckpointNotFoundError(
-            "the file is empty", path=path, hint="was the copy or download interrupted?"
+            "the file is empty", path=str(path), hint="was the copy or download interrupted?"
         )
     if head.startswith(_HDF5_SIGNATURE):
         return CheckpointNotFoundError(
             "this is an HDF5 file (a Keras .h5 / .weights.h5), not a TensorFlow checkpoint",
-            path=path,
+            path=str(path),
             hint="Keras weight files are accepted as --target by `check`; "
             "inspect reads TensorFlow checkpoints.",
         )
     if head.startswith(_ZIP_SIGNATURE):
         return CheckpointNotFoundError(
             "this is a zip archive (a Keras .keras file?), not a TensorFlow checkpoint",
-            path=path,
+            path=str(path),
             hint="pass the checkpoint prefix or its directory instead.",
         )
     if path.name == "saved_model.pb":
         return CheckpointNotFoundError(
             "this is a SavedModel graph; its values live in variables/variables.*",
-            path=path,
+            path=str(path),
             hint=f"pass the SavedModel directory {path.parent} instead.",
         )
     return CheckpointNotFoundError(
         "not a TensorFlow checkpoint (no table footer, not a state file)",
-        path=path,
+        path=str(path),
         hint="pass a checkpoint prefix (model.ckpt-1000), its .index file, or its directory.",
     )
 
 
-def _from_file(path: Path, given: Path) -> CheckpointLocation:
+def _from_file(path: AnyPath, given: AnyPath) -> CheckpointLocation:
     name = path.name
     if name.endswith(INDEX_SUFFIX):
         prefix = path.with_name(name[: -len(INDEX_SUFFIX)])
@@ -196,7 +235,7 @@ def _from_file(path: Path, given: Path) -> CheckpointLocation:
             raise CheckpointNotFoundError(
                 f"this is data shard {int(match.group(1))} of {int(match.group(2))}, but its "
                 f"index {index_path(prefix).name} is missing, so its tensors cannot be located",
-                path=path,
+                path=str(path),
                 hint="copy the .index file along with the .data-* shards.",
             )
         note = f"{path} is a data shard; using prefix {prefix}"
@@ -208,13 +247,12 @@ def _from_file(path: Path, given: Path) -> CheckpointLocation:
             raise CheckpointNotFoundError(
                 "this is a MetaGraph (the graph only, no variable values) and the checkpoint "
                 f"beside it is missing (no {index_path(prefix).name})",
-                path=path,
+                path=str(path),
                 hint="a .meta file is accepted as --target by `check`; "
                 "pass the checkpoint prefix to read values.",
             )
         return CheckpointLocation(prefix, fmt, given, (f"{path} is a MetaGraph; using {prefix}",))
-    with path.open("rb") as f:
-        head = f.read(64)
+    head = _read_range(path, 0, 64)
     if name == STATE_FILENAME or looks_like_state_file(head):
         return _from_state_file(path, given)
     if index_path(path).is_file():
@@ -224,14 +262,15 @@ def _from_file(path: Path, given: Path) -> CheckpointLocation:
     raise _describe_foreign_file(path, head)
 
 
-def _missing(path: Path, given: Path) -> CheckpointNotFoundError:
+def _missing(path: AnyPath, given: AnyPath) -> CheckpointNotFoundError:
     directory = path.parent
-    shards = sorted(directory.glob(path.name + ".data-*")) if directory.is_dir() else []
+    found: list[AnyPath] = [*directory.glob(path.name + ".data-*")] if directory.is_dir() else []
+    shards = sorted(found, key=str)
     if shards:
         return CheckpointNotFoundError(
             f"the data shards exist ({shards[0].name}...) but the index "
             f"{index_path(path).name} is missing",
-            path=given,
+            path=str(given),
             hint="copy the .index file along with the .data-* shards.",
         )
     meta = path.with_name(path.name + ".meta")
@@ -239,12 +278,12 @@ def _missing(path: Path, given: Path) -> CheckpointNotFoundError:
         return CheckpointNotFoundError(
             f"only the MetaGraph {meta.name} exists; the variable values "
             f"({index_path(path).name} and .data-* files) are missing",
-            path=given,
+            path=str(given),
         )
     if not directory.is_dir():
         return CheckpointNotFoundError(
             "no such file or directory",
-            path=given,
+            path=str(given),
             hint=f"the directory {directory} does not exist.",
         )
     candidates = _prefixes_in(directory)
@@ -255,12 +294,19 @@ def _missing(path: Path, given: Path) -> CheckpointNotFoundError:
         hint = f"checkpoints in {directory}: {_list_for_hint(candidates)}."
     else:
         hint = f"no checkpoint files are in {directory}."
-    return CheckpointNotFoundError("no checkpoint at this path", path=given, hint=hint)
+    return CheckpointNotFoundError("no checkpoint at this path", path=str(given), hint=hint)
 
 
-def locate(path: str | Path) -> CheckpointLocation:
-    """Resolve ``path`` (directory, prefix, index, shard, state file, meta) to a checkpoint."""
-    given = Path(path).expanduser()
+def locate(path: str | Path | RemotePath) -> CheckpointLocation:
+    """Resolve ``path`` (directory, prefix, index, shard, state file, meta) to a checkpoint.
+    A URL (``s3://bucket/run/``, ``gs://...``) follows the same rules on its filesystem."""
+    given = as_path(path).expanduser()
+    if isinstance(given, RemotePath):
+        return _locate_remote(given)
+    return _locate(given)
+
+
+def _locate(given: AnyPath) -> CheckpointLocation:
     try:
         if given.is_dir():
             return _from_directory(given, given)
@@ -270,5 +316,25 @@ def locate(path: str | Path) -> CheckpointLocation:
         if fmt is not None:
             return CheckpointLocation(given, fmt, given)
     except PermissionError as e:
-        raise CheckpointNotFoundError(f"permission denied: {e.filename}", path=given) from e
+        raise CheckpointNotFoundError(f"permission denied: {e.filename}", path=str(given)) from e
     raise _missing(given, given)
+
+
+def _locate_remote(given: RemotePath) -> CheckpointLocation:
+    try:
+        return _locate(given)
+    except CheckpointNotFoundError:
+        raise
+    except Exception as e:
+        # Network, credential and endpoint failures come from the store's client library
+        # in its own exception types (botocore, aiohttp, google-auth): say what failed.
+        raise remote_error(e, given) from e
+
+
+def remote_error(error: BaseException, path: RemotePath) -> CheckpointNotFoundError:
+    return CheckpointNotFoundError(
+        f"cannot read from the store ({type(error).__name__}: {error})",
+        path=str(path),
+        hint="check the URL, the credentials and the endpoint "
+        "(e.g. AWS_PROFILE, FSSPEC_S3_ENDPOINT_URL for S3-compatible servers).",
+    )

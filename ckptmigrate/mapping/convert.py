@@ -19,10 +19,12 @@ from typing import TYPE_CHECKING, Any
 from .. import __version__, dtypes
 from ..checkpoint import Checkpoint, open_checkpoint
 from ..errors import CkptMigrateError, OutputError
-from ..formats.bundle_reader import BundleReader, verified_in_background
+from ..formats.bundle_reader import BundleReader, RemoteBundleReader, verified_in_background
 from ..formats.bundle_writer import BundleWriter
+from ..formats.locate import AnyPath, data_path, index_path
 from ..formats.object_graph import OBJECT_GRAPH_KEY
 from ..formats.ordered_code import decode_slice_key, encode_slice_key, is_slice_key
+from ..formats.remote import RemotePath, as_path
 from .located import MapError
 from .ops import OpError, apply, make_fill
 from .plan import Plan, PlannedVariable, plan_conversion
@@ -36,7 +38,7 @@ PROVENANCE_FILE = "ckptmigrate-provenance.json"
 
 @dataclass(frozen=True)
 class ConvertResult:
-    prefix: Path
+    prefix: AnyPath  # a RemotePath (str() is its URL) for an output given as a URL
     plan: Plan
     copied: int  # tensors copied as stored bytes
     transformed: int
@@ -121,10 +123,9 @@ def _target_model(
 ) -> contextlib.AbstractContextManager[Any]:
     if target is None:
         return contextlib.nullcontext(None)
-    # TensorFlow may be needed: only then
-    from ..targets.model import open_keras_target, open_target_model
+    from ..targets.model import open_conversion_target  # TensorFlow may be needed: only then
 
-    return open_keras_target(target) if format == "keras" else open_target_model(target, root=root)
+    return open_conversion_target(target, root=root, format=format)
 
 
 def _plan_for(
@@ -190,28 +191,29 @@ def plan(
         )
 
 
-def _check_output(output: Path, given: Path, prefix: Path, force: bool) -> None:
+def _check_output(output: AnyPath, given: AnyPath, prefix: AnyPath, force: bool) -> None:
     """Refuse outputs that are, contain or sit inside the source: replacing them (--force)
-    would destroy it. A source given as a directory owns everything under it."""
+    would destroy it. A source given as a directory owns everything under it. Local and
+    remote paths never compare equal, so a URL output is checked against a URL source."""
     out = output.resolve()
     source_dir = prefix.resolve().parent
     given_dir = given.resolve() if given.is_dir() else None
     if out == source_dir or (given_dir is not None and given_dir in (out, *out.parents)):
         raise OutputError(
             "the output is the source checkpoint's directory or inside it",
-            path=output,
+            path=str(output),
             hint="write the converted checkpoint somewhere else.",
         )
     if out in source_dir.parents:
         raise OutputError(
             "the output directory contains the source checkpoint; replacing it "
             "would destroy the source",
-            path=output,
+            path=str(output),
         )
     if output.exists() and not force:
         raise OutputError(
             "the output already exists",
-            path=output,
+            path=str(output),
             hint="choose a new directory, or pass --force to replace it.",
         )
 
@@ -253,14 +255,20 @@ def convert(
             "convert needs a map, a target, or both", hint="pass --map M and/or --target T."
         )
     mapping = _as_map(mapping)
-    output = Path(output)
+    destination = as_path(output)
     if format == "keras":
         from .keras_output import convert_to_keras
 
+        if isinstance(destination, RemotePath):
+            raise OutputError(
+                "Keras weight files are written locally only",
+                path=str(destination),
+                hint="write the .weights.h5 locally, then upload it.",
+            )
         return convert_to_keras(
             checkpoint,
             mapping,
-            output,
+            destination,
             target,
             fill_missing_from_target=fill_missing_from_target,
             force=force,
@@ -282,12 +290,12 @@ def convert(
             require_all=require_all,
             fill_missing_from_target=fill_missing_from_target,
         )
-        _check_output(output, ckpt.location.given, ckpt.prefix, force)
+        _check_output(destination, ckpt.location.given, ckpt.prefix, force)
         reader = ckpt.reader
         bundle = reader if isinstance(reader, BundleReader) else None
         layout = _Layout.plan(bundle, the_plan, copy).with_checked_aside(bundle, the_plan)
         writer = BundleWriter(
-            output,
+            destination,
             ckpt.prefix.name,
             num_shards=layout.num_shards,
             overwrite=force,
@@ -331,15 +339,32 @@ def convert(
     )
 
 
-def _verify(ckpt: Checkpoint, the_plan: Plan, prefix: Path, target_model: Any) -> Verification:
+def _verify(ckpt: Checkpoint, the_plan: Plan, output: AnyPath, target_model: Any) -> Verification:
     from ..verification import verify
 
     with contextlib.ExitStack() as stack:
+        # TensorFlow restores local files: a remote output is verified as downloaded from
+        # the store, so what is checked is what was published, not the local staging.
+        prefix = output if isinstance(output, Path) else _download(output, stack)
         sources = _Sources(ckpt, stack, _Layout())
         expected = {v.name: functools.partial(_expected, sources, v) for v in the_plan.outputs}
         if target_model is None:  # nothing to restore into: TensorFlow reads it back
             return verify(prefix, None, None, None, expected)
         return verify(prefix, target_model.live, target_model.rebuild, target_model.root, expected)
+
+
+def _download(prefix: RemotePath, stack: contextlib.ExitStack) -> Path:
+    import tempfile
+
+    local = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ckptmigrate-"))) / (
+        prefix.name
+    )
+    with RemoteBundleReader(prefix) as published:
+        num_shards = published.header.num_shards
+    index_path(prefix).download(index_path(local))
+    for shard in range(num_shards):
+        data_path(prefix, shard, num_shards).download(data_path(local, shard, num_shards))
+    return local
 
 
 def _expected(sources: _Sources, variable: PlannedVariable) -> Any:
