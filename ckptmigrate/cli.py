@@ -441,6 +441,16 @@ def suggest(
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No summary line on stderr.")
     ] = False,
+    root: Annotated[
+        str,
+        typer.Option(
+            "--root", help="As convert --root: the attribute a TF2 target is restored through."
+        ),
+    ] = "model",
+    output_format: Annotated[
+        str,
+        typer.Option("--format", help="As convert --format: checkpoint, or keras (Keras 3)."),
+    ] = "checkpoint",
     traceback: TracebackOption = False,
 ) -> None:
     """Write a map that makes CHECKPOINT fit the --target model; review the UNCERTAIN rules.
@@ -452,7 +462,10 @@ def suggest(
     from .suggestion import suggest as run_suggest
     from .suggestion import write_map
 
-    suggestion = _run(lambda: run_suggest(checkpoint, target), traceback)
+    suggestion = _run(
+        lambda: run_suggest(checkpoint, target, root=root or None, format=output_format),
+        traceback,
+    )
     if output is None:
         sys.stdout.write(suggestion.to_yaml())
         return

@@ -53,7 +53,7 @@ import os
 import re
 import tempfile
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -764,7 +764,13 @@ def _predict(checkpoint: str | Path, target: Inventory, rules: Sequence[Suggeste
 
     text = _yaml_rules(list(rules))
     the_map = parse_map(text, "<suggested map>", Path.cwd())
-    return compare(_mapped_inventory(checkpoint, the_map), target, CheckOptions(rekeyed=True))
+    # The target's metadata (save_counter) comes with the target: convert fills it in.
+    restored = {k: v for k, v in target.variables.items() if v.role is not Role.METADATA}
+    return compare(
+        _mapped_inventory(checkpoint, the_map),
+        replace(target, variables=restored),
+        CheckOptions(rekeyed=True),
+    )
 
 
 def _leftover_rules(report: Report) -> list[SuggestedRule]:
@@ -774,7 +780,7 @@ def _leftover_rules(report: Report) -> list[SuggestedRule]:
             name = variable_path(f.checkpoint.name)
             body = {"name": name, "drop": True, "note": "the target does not restore it"}
             rules.append(_rule(Section.DROP, body))
-        elif f.kind is Kind.MISSING and f.target is not None:
+        elif f.kind is Kind.MISSING and f.target is not None and f.target.role is not Role.METADATA:
             rule = _init_rule(f.target, "the checkpoint has no value for it; it starts fresh")
             if rule is not None:
                 rules.append(rule)
@@ -785,13 +791,22 @@ def _ordered(rules: Iterable[SuggestedRule]) -> tuple[SuggestedRule, ...]:
     return tuple(sorted(rules, key=lambda r: r.section.value))  # stable within a section
 
 
-def suggest(checkpoint: str | Path, target: str | Path | Any) -> Suggestion:
-    """The map that would make ``checkpoint`` fit ``target`` (anything ``check`` takes)."""
-    from .targets import load_target
+def suggest(
+    checkpoint: str | Path,
+    target: str | Path | Any,
+    *,
+    root: str | None = "model",
+    format: str = "checkpoint",
+) -> Suggestion:
+    """The map that would make ``checkpoint`` fit ``target`` (anything ``check`` takes),
+    named for ``convert --target`` with the same ``root`` and ``format``: new variables
+    get the keys that conversion writes."""
     from .targets.checkpoint import load_checkpoint_inventory
+    from .targets.model import open_conversion_target
 
     ckpt = load_checkpoint_inventory(checkpoint)
-    target_inventory = load_target(target)
+    with open_conversion_target(target, root=root, format=format) as target_model:
+        target_inventory = target_model.inventory
     start = _bundled_start(checkpoint, ckpt, target_inventory)
     base: list[SuggestedRule] = []
     notes: list[str] = []
@@ -806,7 +821,9 @@ def suggest(checkpoint: str | Path, target: str | Path | Any) -> Suggestion:
         *_fix_rules(plan, ckpt, target_inventory, doubts),
         *_drop_rules(plan, ckpt, target_inventory),
     ]
-    for spec in sorted(plan.inits, key=lambda s: _natural(s.name)):
+    # Metadata (a tf.train.Checkpoint's save_counter) comes with the target's own value.
+    inits = [s for s in plan.inits if s.role is not Role.METADATA]
+    for spec in sorted(inits, key=lambda s: _natural(s.name)):
         rule = _init_rule(spec, "the checkpoint has nothing that fits it")
         if rule is not None:
             rules.append(rule)

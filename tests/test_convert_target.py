@@ -368,3 +368,60 @@ def test_keras_format_refusals(tf: Any, tmp_path: Path) -> None:
     with pytest.raises(TargetMismatchError, match="nothing supplies layers/dense_2/vars/0"):
         convert(source, None, tmp_path / "o.weights.h5", target=bigger, format="keras")
     assert not (tmp_path / "o.weights.h5").exists()
+
+
+def _suggest_convert_verify(
+    tf: Any, source: Any, target: Any, out: Path, **options: Any
+) -> tuple[Any, Any]:
+    """suggest -> convert --target --verify, with no hand edits; returns (suggestion, result)."""
+    from ckptmigrate import suggest
+
+    suggestion = suggest(source, target)
+    map_path = out.parent / f"{out.name}-suggested.yaml"
+    map_path.write_text(suggestion.to_yaml())
+    result = convert(source, map_path, out, target=target, verify=True, **options)
+    assert result.verification is not None
+    assert result.verification.ok, (result.verification.verdict, suggestion.to_yaml())
+    return suggestion, result
+
+
+def test_suggested_maps_fit_stories_2_3_and_4(tf: Any, tmp_path: Path) -> None:
+    from ckptmigrate import check
+
+    # 2: five trained Keras layers into six; the suggestion inits the new layer
+    old = keras3_model(units=(8, 8, 8, 8, 3), train=True)
+    five = tf.train.Checkpoint(model=old).write(str(tmp_path / "five" / "ckpt"))
+    six = keras3_model(units=(8, 8, 8, 8, 3, 2), train=False)
+    suggestion, result = _suggest_convert_verify(tf, five, six, tmp_path / "six")
+    assert sum("init" in r.body for r in suggestion.rules) == 2
+    assert check(result.prefix, six, ignore=["save_counter"]).ok
+
+    # 3: a TF1 Saver checkpoint with other scope names into a Keras model
+    v1 = tf.compat.v1
+    graph = tf.Graph()
+    with graph.as_default():
+        for scope, shape in (("layer_a", [4, 8]), ("layer_b", [8, 3])):
+            with v1.variable_scope(scope):
+                v1.get_variable("kernel", shape)
+                v1.get_variable("bias", shape[1:], initializer=v1.ones_initializer())
+        with v1.Session(graph=graph) as session:
+            session.run(v1.global_variables_initializer())
+            tf1 = v1.train.Saver().save(session, str(tmp_path / "tf1" / "model.ckpt"))
+    model = keras3_model(units=(8, 3), train=False)
+    _, result = _suggest_convert_verify(tf, tf1, model, tmp_path / "keras")
+    restored = keras3_model(units=(8, 3), train=False, seed=4)
+    tf.train.Checkpoint(model=restored).restore(str(result.prefix)).assert_consumed()
+    reader = tf.train.load_checkpoint(tf1)
+    np.testing.assert_array_equal(restored.weights[0].numpy(), reader.get_tensor("layer_a/kernel"))
+    np.testing.assert_array_equal(restored.weights[3].numpy(), reader.get_tensor("layer_b/bias"))
+
+    # 4: tf-keras save_weights into a Keras 3 .weights.h5
+    pytest.importorskip("tf_keras")
+    from models import tf_keras_model
+
+    tf_keras = tf_keras_model()
+    tf_keras.save_weights(str(tmp_path / "tfk" / "x.ckpt"))
+    keras3 = keras3_model(units=(8, 3), train=False, seed=6)
+    _suggest_convert_verify(
+        tf, tmp_path / "tfk", keras3, tmp_path / "k3.weights.h5", format="keras"
+    )

@@ -119,6 +119,16 @@ def open_keras_target(target: str | Path | Any) -> Iterator[TargetModel]:
         yield TargetModel(inventory, None, rebuild, None, live, layout)
 
 
+def open_conversion_target(
+    target: str | Path | Any, *, root: str | None = DEFAULT_ROOT, format: str = "checkpoint"
+) -> contextlib.AbstractContextManager[TargetModel]:
+    """The target as a conversion writes it: Keras weight paths for ``format="keras"``,
+    else the keys TensorFlow saves it under (with ``root``)."""
+    if format == "keras":
+        return open_keras_target(target)
+    return open_target_model(target, root=root)
+
+
 def instantiate(target: str) -> Any:
     """The live model a target path or builder spec describes; None for targets that are
     only names and values (a checkpoint, a SavedModel's variables, a spec file)."""
