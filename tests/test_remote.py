@@ -298,16 +298,28 @@ def test_convert_to_s3_publishes_index_last_and_tensorflow_restores_it(
     provenance = json.loads((local / "ckptmigrate-provenance.json").read_text())
     assert provenance["source_checkpoint"] == f"{run}/model.ckpt-2"
 
-    with pytest.raises(OutputError, match="already exists"):
-        ckptmigrate.convert(run, "strip-optimizer", out)
+    result = runner.invoke(app, ["convert", run, "--map", "strip-optimizer", "-o", out])
+    assert result.exit_code == 2
+    assert "already exists" in result.output
     # --force replaces it: nothing of the old output is left beside the new one.
-    upload_dir = tmp_path / "stale"
-    upload_dir.mkdir()
-    (upload_dir / "stale.txt").write_text("old")
-    upload(upload_dir, out)
-    ckptmigrate.convert(run, "strip-optimizer", out, force=True)
+    stale = tmp_path / "stale"
+    stale.mkdir()
+    (stale / "stale.txt").write_text("old")
+    upload(stale, out)
+    result = runner.invoke(app, ["convert", run, "-m", "strip-optimizer", "-o", out, "--force"])
+    assert result.exit_code == 0, result.output
+    assert f"wrote {out}/model.ckpt-2" in result.output
     assert "stale.txt" not in listing(out)
     assert "model.ckpt-2.index" in listing(out)
+
+    # A whole bucket as the output: --force empties it, and the bucket stays.
+    root = f"s3://ckpt-root-{uuid.uuid4().hex[:8]}"
+    s3().mkdir(root.removeprefix("s3://"))
+    upload(stale, root)
+    with pytest.raises(OutputError, match="already exists"):
+        ckptmigrate.convert(run, "strip-optimizer", root)
+    ckptmigrate.convert(run, "strip-optimizer", root, force=True)
+    assert listing(root) == listing(out)
 
 
 def test_convert_from_s3_to_local_and_verify_a_remote_output(

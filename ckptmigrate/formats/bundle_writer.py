@@ -366,7 +366,7 @@ class BundleWriter:
         every object uploaded so far is deleted again and the destination is left empty."""
         if destination.exists():
             self._check_destination()
-            destination.delete(recursive=True)
+            destination.delete_contents()
         shards = [
             data_path(self.staging_prefix, s, self.num_shards) for s in range(self.num_shards)
         ]

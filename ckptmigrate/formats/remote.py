@@ -258,9 +258,18 @@ class RemotePath:
         self.fs.copy(source.path, self.path)
         TRAFFIC.count()
 
-    def delete(self, recursive: bool = False) -> None:
-        self.fs.rm(self.path, recursive=recursive)
+    def delete(self) -> None:
+        self.fs.rm_file(self.path)
         TRAFFIC.count()
+
+    def delete_contents(self) -> None:
+        """Delete every file under this directory, but not the directory itself: it may be
+        a bucket, which ``rm(recursive=True)`` would delete too."""
+        found = self.fs.find(self.path)
+        TRAFFIC.count()
+        if found:
+            self.fs.rm(found)
+            TRAFFIC.count()
 
     def same_filesystem(self, other: Path | RemotePath) -> bool:
         return isinstance(other, RemotePath) and other.fs is self.fs
