@@ -19,9 +19,8 @@ import posixpath
 import re
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..errors import CheckpointNotFoundError
 
@@ -50,17 +49,15 @@ def read_buffer() -> int:
     return value
 
 
-@dataclass
 class Traffic:
     """Requests made and bytes downloaded through RemotePath: what "only the bytes of the
     tensors needed" means, measurable (``inspect`` of a 10 GB checkpoint on S3 should
-    fetch kilobytes)."""
+    fetch kilobytes). A plain class: a dataclass costs start-up time on local runs too."""
 
-    requests: int = 0
-    bytes_read: int = 0
-    bytes_written: int = 0
-
-    def __post_init__(self) -> None:
+    def __init__(self) -> None:
+        self.requests = 0
+        self.bytes_read = 0
+        self.bytes_written = 0
         self._lock = threading.Lock()
 
     def count(self, read: int = 0, written: int = 0) -> None:
@@ -112,8 +109,7 @@ def as_path(path: str | os.PathLike[str] | RemotePath) -> Path | RemotePath:
     return Path(text)
 
 
-@dataclass(frozen=True, slots=True)
-class RemoteStat:
+class RemoteStat(NamedTuple):
     st_size: int
 
 
