@@ -6,6 +6,7 @@ which is always one paragraph: what happened, where (file, variable), and a hint
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 
 
@@ -59,6 +60,17 @@ class UnsupportedCheckpointError(CkptMigrateError):
 
 class OutputError(CkptMigrateError):
     """The output location is unusable (exists, inside the source, not writable, disk full)."""
+
+    @classmethod
+    def from_os_error(cls, e: OSError, path: object) -> OutputError:
+        """A failed write, worded for the user (a full disk says so)."""
+        if e.errno == errno.ENOSPC:
+            return cls(
+                "the disk is full; nothing was written to the destination",
+                path=str(path),
+                hint="free space or choose another output location.",
+            )
+        return cls(f"cannot write: {e.strerror or e}", path=str(path))
 
 
 class TensorFlowRequiredError(CkptMigrateError):

@@ -9,7 +9,6 @@ opens from disk, from a CI artefact or a mail attachment. Pure Python, no Tensor
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import secrets
 from collections.abc import Iterable, Iterator
@@ -108,7 +107,7 @@ def write_html(report: Report, path: str | Path) -> Path:
     try:
         _write_atomically(out, render_html(report).encode("utf-8"))
     except OSError as e:
-        raise _output_error(e, out) from e
+        raise OutputError.from_os_error(e, out) from e
     return out
 
 
@@ -279,9 +278,3 @@ def _values_text(finding: Finding) -> str:
     if values.max_abs_diff is None:
         return "differ"
     return f"differ: max |diff| {values.max_abs_diff:.6g}, rms {values.rms_diff:.6g}"
-
-
-def _output_error(e: OSError, path: Path) -> OutputError:
-    if e.errno == errno.ENOSPC:
-        return OutputError("the disk is full; the HTML report was not written", path=path)
-    return OutputError(f"cannot write the HTML report: {e.strerror or e}", path=path)

@@ -13,7 +13,6 @@ publication is atomic either way, durability across power loss costs ~0.4 s per 
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import shutil
 import tempfile
@@ -44,16 +43,6 @@ if TYPE_CHECKING:
 
 def _key_bytes(key: str) -> bytes:
     return key.encode("utf-8", "surrogateescape")
-
-
-def _output_error(e: OSError, path: AnyPath) -> OutputError:
-    if e.errno == errno.ENOSPC:
-        return OutputError(
-            "the disk is full; nothing was written to the destination",
-            path=str(path),
-            hint="free space or choose another output location.",
-        )
-    return OutputError(f"cannot write: {e.strerror or e}", path=str(path))
 
 
 def _upload_error(e: BaseException, path: RemotePath) -> OutputError:
@@ -103,7 +92,7 @@ class BundleWriter:
                     )
                 )
         except OSError as e:
-            raise _output_error(e, self.output_dir) from e
+            raise OutputError.from_os_error(e, self.output_dir) from e
         self._files: dict[int, BinaryIO] = {}
         self._sizes = [0] * num_shards
         self._entries: dict[str, BundleEntry] = {}
@@ -157,7 +146,7 @@ class BundleWriter:
         try:
             self._shard_file(shard).write(data)
         except OSError as e:
-            raise _output_error(e, self.output_dir) from e
+            raise OutputError.from_os_error(e, self.output_dir) from e
 
     def add_array(
         self,
@@ -220,7 +209,7 @@ class BundleWriter:
                 source_key or key, self._shard_file(shard).fileno(), verify=verify
             )
         except OSError as e:
-            raise _output_error(e, self.output_dir) from e
+            raise OutputError.from_os_error(e, self.output_dir) from e
         self._sizes[shard] += entry.size
         self._entries[key] = BundleEntry(
             entry.dtype, entry.shape, shard, offset, entry.size, entry.crc32c
@@ -246,7 +235,7 @@ class BundleWriter:
                 with target.open("rb+") as copied:
                     self._sync(copied)
         except OSError as e:
-            raise _output_error(e, self.output_dir) from e
+            raise OutputError.from_os_error(e, self.output_dir) from e
         self._linked.add(shard)
         return method
 
@@ -262,7 +251,7 @@ class BundleWriter:
                 self._sizes[shard] = source_file.download(target)
                 method = "download"
         except OSError as e:
-            raise _output_error(e, self.output_dir) from e
+            raise OutputError.from_os_error(e, self.output_dir) from e
         self._linked.add(shard)
         return method
 
@@ -289,7 +278,7 @@ class BundleWriter:
                 f.write(data)
                 self._sync(f)
         except OSError as e:
-            raise _output_error(e, self.output_dir) from e
+            raise OutputError.from_os_error(e, self.output_dir) from e
 
     def _write_index(self) -> None:
         header = BundleHeader(
@@ -327,7 +316,7 @@ class BundleWriter:
             self._publish()
         except OSError as e:
             self.abort()
-            raise _output_error(e, self.output_dir) from e
+            raise OutputError.from_os_error(e, self.output_dir) from e
         except BaseException:
             self.abort()
             raise

@@ -21,7 +21,6 @@ stays cheap for the commands that never write Keras files.
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import tempfile
 from collections.abc import Callable, Iterator
@@ -389,14 +388,14 @@ def _atomic_output(output: Path, overwrite: bool) -> Iterator[Path]:
         fd, name = tempfile.mkstemp(prefix=f".{output.name}.ckptmigrate-", dir=output.parent)
         os.close(fd)
     except OSError as e:
-        raise _output_error(e, output) from e
+        raise OutputError.from_os_error(e, output) from e
     tmp = Path(name)
     try:
         yield tmp
         _publish(tmp, output, overwrite)
     except OSError as e:
         tmp.unlink(missing_ok=True)
-        raise _output_error(e, output) from e
+        raise OutputError.from_os_error(e, output) from e
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -421,16 +420,6 @@ def _publish(tmp: Path, output: Path, overwrite: bool) -> None:
         os.rename(tmp, output)
         return
     tmp.unlink()
-
-
-def _output_error(e: OSError, path: Path) -> OutputError:
-    if e.errno == errno.ENOSPC:
-        return OutputError(
-            "the disk is full; nothing was written to the destination",
-            path=path,
-            hint="free space or choose another output location.",
-        )
-    return OutputError(f"cannot write: {e.strerror or e}", path=path)
 
 
 # ---------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CheckpointNotFoundError, CkptMigrateError
+from ..formats.remote import is_url
 from ..inventory import Inventory
 from .checkpoint import load_checkpoint_inventory
 from .keras_h5 import load_keras_archive, load_keras_h5
@@ -28,6 +29,8 @@ def load_target(target: str | Path | Any) -> Inventory:
     """The inventory of what a restore into ``target`` needs."""
     if not isinstance(target, str | Path):
         return inventory_of_object(target)
+    if isinstance(target, str) and is_url(target):  # Path() would fold the '//' of s3://
+        return load_checkpoint_inventory(target)
     text = str(target)
     path = Path(text).expanduser()
     if not path.exists() and is_builder_spec(text):
