@@ -391,3 +391,15 @@ def test_real_keras_files_are_read_as_targets(corpus: Path, relative: str) -> No
     assert model_weights
     assert len(inventory.variables) <= len(datasets)
     assert all(v.original_name for v in model_weights)
+
+
+def test_keras3_weights_h5_target_reads_bfloat16_as_bfloat16(tf: Any, tmp_path: Path) -> None:
+    import keras
+
+    from ckptmigrate.targets import load_target
+
+    keras.backend.clear_session()
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, dtype="bfloat16")])
+    model.save_weights(tmp_path / "m.weights.h5")
+    dtypes = {v.dtype for v in load_target(tmp_path / "m.weights.h5").variables.values()}
+    assert dtypes == {"bfloat16"}  # stored as opaque 2-byte data with a dtype attribute

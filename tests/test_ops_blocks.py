@@ -323,3 +323,22 @@ def test_an_optional_concat_is_skipped_only_when_none_of_its_sources_exist(
     half = tf_save(tf, tmp_path / "half", {"a": np.ones(2, np.float32)})
     with pytest.raises(MapError, match=r"'b' do\(es\) not exist"):
         plan(half, map_path)
+
+
+def test_a_split_after_a_concat_keeps_what_was_concatenated(tf: Any, tmp_path: Path) -> None:
+    map_path = tmp_path / "m.yaml"
+    map_path.write_text(
+        textwrap.dedent("""
+        version: 1
+        rules:
+          - concat: {sources: [a, b], axis: 0, into: ab}
+          - name: ab
+            split: {axis: 0, sizes: [1, -1], into: [first, rest]}
+        """)
+    )
+    a, b = np.float32([1, 2]), np.float32([3, 4, 5])
+    prefix = tf_save(tf, tmp_path / "ckpt", {"a": a, "b": b})
+    result = convert(prefix, map_path, tmp_path / "out")
+    reader = tf.train.load_checkpoint(str(result.prefix))
+    np.testing.assert_array_equal(reader.get_tensor("first"), [1])
+    np.testing.assert_array_equal(reader.get_tensor("rest"), [2, 3, 4, 5])

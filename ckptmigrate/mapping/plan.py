@@ -284,6 +284,10 @@ def _split(
             handled=True,
             origin=state.origin,
             produced_by=rule.label,
+            # what the value is computed from, when it isn't read: an init, a concat
+            init=state.init,
+            parts=state.parts,
+            concat_axis=state.concat_axis,
         )
         _add_step(rule, SplitPart(op.axis % len(state.shape), start, stop), part, name)
         parts.append(part)

@@ -14,6 +14,9 @@ from ..names import Role
 
 
 def _dtype_name(dataset: Any) -> str:
+    declared = dataset.attrs.get("dtype")  # Keras stores bfloat16 as opaque 2-byte data
+    if declared is not None:
+        return declared.decode() if isinstance(declared, bytes) else str(declared)
     name = str(dataset.dtype)
     return {"float16": "float16", "bool": "bool"}.get(name, name)
 
