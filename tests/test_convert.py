@@ -903,14 +903,25 @@ def test_whole_shard_copies_are_byte_identical_and_corruption_stays_detectable(
 
 
 def test_a_shape_rule_reaches_the_slots_of_its_variable(tf: Any, tmp_path: Path) -> None:
+    """Slots follow their variable's layout, but their new cells hold optimizer state (an
+    accumulator's mean, else zeros), not the variable's initialiser."""
     prefix = tf_save(
         tf,
         tmp_path / "ckpt",
-        {"w": np.ones(3, np.float32), "w/Adagrad": np.full(3, 0.1, np.float32)},
+        {
+            "w": np.ones(3, np.float32),
+            "w/Adagrad": np.full(3, 0.1, np.float32),  # an accumulator: positive
+            "w/Momentum": np.float32([-1, 2, 1]),  # signed
+        },
     )
     map_path = tmp_path / "m.yaml"
-    map_path.write_text("version: 1\nrules:\n  - name: w\n    pad: {shape: [5], fill: zeros}\n")
+    map_path.write_text(
+        "version: 1\nrules:\n"
+        "  - name: w\n    pad: {shape: [5], fill: ones}\n"
+        "  - name: w\n    add_to_block: {axis: 0, blocks: 5, block: 0, value: 2.0}\n"
+    )
     result = convert(prefix, map_path, tmp_path / "out")
     reader = tf.train.load_checkpoint(str(result.prefix))
-    np.testing.assert_array_equal(reader.get_tensor("w"), [1, 1, 1, 0, 0])
-    np.testing.assert_array_equal(reader.get_tensor("w/Adagrad"), np.float32([0.1] * 3 + [0] * 2))
+    np.testing.assert_array_equal(reader.get_tensor("w"), [3, 1, 1, 1, 1])
+    np.testing.assert_array_equal(reader.get_tensor("w/Adagrad"), np.float32([0.1] * 5))
+    np.testing.assert_array_equal(reader.get_tensor("w/Momentum"), [-1, 2, 1, 0, 0])

@@ -261,6 +261,11 @@ def _fans(shape: tuple[int, ...]) -> tuple[int, int]:
     return shape[-2] * receptive, shape[-1] * receptive
 
 
+# The fill of new cells in an optimizer slot that follows its variable's pad or row remap
+# (not a kind users write: their fill is meant for the variable, e.g. glorot_uniform).
+OPTIMIZER_STATE = "optimizer_state"
+
+
 def make_fill(
     fill: Fill, shape: tuple[int, ...], dtype: str, name: str, existing: np.ndarray | None = None
 ) -> np.ndarray:
@@ -273,6 +278,12 @@ def make_fill(
         return np.full(shape, value).astype(target)
     if fill.kind == "mean":
         base = 0.0 if existing is None or existing.size == 0 else float(np.mean(existing))
+        return np.full(shape, base).astype(target)
+    if fill.kind == OPTIMIZER_STATE:
+        # Accumulators (Adagrad, RMSProp, Ftrl) must stay positive: their mean where every
+        # existing value is; momenta and moments start fresh at zero.
+        positive = existing is not None and existing.size > 0 and bool(np.all(existing > 0))
+        base = float(np.mean(existing)) if positive and existing is not None else 0.0
         return np.full(shape, base).astype(target)
     rng = _rng(fill, name)
     if fill.kind == "normal":
@@ -298,7 +309,7 @@ def apply(op: ShapeOp, value: np.ndarray, name: str) -> np.ndarray:
     if isinstance(op, Slice):
         return np.array(value[op.index])
     if isinstance(op, Pad):
-        existing = value if op.fill.kind == "mean" else None
+        existing = value if op.fill.kind in ("mean", OPTIMIZER_STATE) else None
         out = make_fill(op.fill, op.shape, _dtype_name(value), name, existing)
         out[tuple(slice(0, d) for d in value.shape)] = value
         return out

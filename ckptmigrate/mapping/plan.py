@@ -10,7 +10,7 @@ renames, drops or reshapes the slot, unless the rule matched the slot's own name
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..checkpoint import Checkpoint
@@ -21,15 +21,27 @@ from ..formats.object_graph import (
 )
 from ..names import OPTIMIZER_SLOT_MARKER, VARIABLE_SUFFIX, Role
 from .located import MapError
-from .ops import OpError, ShapeOp, describe, result_dtype, result_shape, split_bounds
+from .ops import (
+    OPTIMIZER_STATE,
+    OpError,
+    ShapeOp,
+    describe,
+    result_dtype,
+    result_shape,
+    split_bounds,
+)
 from .schema import (
+    AddToBlock,
     AnyRule,
     ConcatRule,
     Drop,
+    Fill,
     FromRule,
     InitRule,
     KeepRule,
     Map,
+    Pad,
+    RemapRows,
     Rename,
     Rule,
     Split,
@@ -246,8 +258,24 @@ def _apply_rule(
         return []  # a slot of another shape than its variable keeps its own shape
     if isinstance(op, Split):
         return _split(rule, op, state, name_before, match, via_owner=via_owner)
+    if via_owner:
+        slot_op = _for_slot(op)
+        if slot_op is None:
+            return []
+        op = slot_op
     _add_step(rule, op, state, name_before)
     return []
+
+
+def _for_slot(op: Any) -> Any:
+    """The operation as it applies to an optimizer slot following its variable: layout
+    changes apply as they are; new cells get optimizer-state values, not the variable's
+    initialiser; a constant added to the model's computation does not apply (None)."""
+    if isinstance(op, AddToBlock):
+        return None
+    if isinstance(op, Pad | RemapRows):
+        return replace(op, fill=Fill(OPTIMIZER_STATE))
+    return op
 
 
 def _add_step(rule: AnyRule, op: ShapeOp, state: _State, name: str) -> None:
