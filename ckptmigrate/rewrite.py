@@ -14,8 +14,8 @@ from typing import Any, Generic, TypeVar, overload
 from .checkpoint import open_checkpoint
 from .formats.bundle_reader import BundleReader, open_bundle, verified_in_background
 from .formats.bundle_writer import BundleWriter
-from .formats.locate import AnyPath, locate
-from .formats.remote import RemotePath
+from .formats.locate import AnyPath, check_output, locate
+from .formats.remote import RemotePath, as_path
 
 # A Path output gives a Path prefix; a string may be a URL, so its prefix may be remote.
 PrefixT = TypeVar("PrefixT", bound=AnyPath)
@@ -64,6 +64,8 @@ def rewrite_checkpoint(
     (or, to the same store, copied by the store); a remote output is uploaded data first,
     index last, and deleted again on failure (see ``BundleWriter``)."""
     location = locate(source)
+    # An output that is, holds or sits in the source would destroy it on overwrite.
+    check_output(as_path(output_dir), location.given, location.prefix, overwrite)
     if location.format == "v2":  # no object-graph parsing: nothing here needs it
         with open_bundle(location.prefix) as bundle:
             return _copy_bundle(

@@ -384,3 +384,32 @@ def test_rewrite_between_s3_and_local_keeps_the_shards_byte_identical(
     restored = tf.train.load_checkpoint(str(back.prefix))
     for key, value in tensors.items():
         assert same_bits(restored.get_tensor(key), value), key
+
+
+def test_outputs_that_hold_the_source_are_refused_before_anything_is_deleted(
+    tf: Any, tmp_path: Path, estimator: tuple[str, dict[str, np.ndarray]], bucket: str
+) -> None:
+    from ckptmigrate import rewrite_checkpoint
+
+    run, _ = estimator
+    before = listing(run)
+    for output in (run, bucket):  # the source's own directory, and the bucket holding it
+        with pytest.raises(OutputError, match="source"):
+            rewrite_checkpoint(run, output, overwrite=True)
+    assert listing(run) == before
+    local, _ = save_estimator_checkpoint(tf, tmp_path / "local")
+    with pytest.raises(OutputError, match="source"):
+        rewrite_checkpoint(local, tmp_path, overwrite=True)
+    assert Path(f"{local}.index").exists()
+
+
+def test_an_unreachable_output_store_is_a_clean_error(
+    tf: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    local, _ = save_estimator_checkpoint(tf, tmp_path / "local")
+    monkeypatch.setenv("FSSPEC_S3_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens
+    result = runner.invoke(
+        app, ["convert", str(local), "-m", "strip-optimizer", "-o", "s3://nowhere/out"]
+    )
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output

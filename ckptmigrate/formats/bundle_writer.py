@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, BinaryIO
 
 from .. import dtypes
-from ..errors import OutputError
+from ..errors import CkptMigrateError, OutputError
 from . import crc, tensor_codec
 from .bundle_proto import (
     BIG_ENDIAN,
@@ -107,6 +107,20 @@ class BundleWriter:
         return isinstance(self.output_dir, RemotePath)
 
     def _check_destination(self) -> None:
+        try:
+            self._check_destination_exists()
+        except CkptMigrateError:
+            raise
+        except Exception as e:  # a store's client raises its own types (no credentials, ...)
+            if not isinstance(self.output_dir, RemotePath):
+                raise
+            raise OutputError(
+                f"cannot reach the output on the store ({type(e).__name__}: {e})",
+                path=str(self.output_dir),
+                hint="check the URL, the credentials and the endpoint.",
+            ) from e
+
+    def _check_destination_exists(self) -> None:
         if self.output_dir.exists() and not self._overwrite:
             raise OutputError(
                 "the output already exists",

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, overload
 
-from ..errors import CheckpointNotFoundError
+from ..errors import CheckpointNotFoundError, CkptMigrateError, OutputError
 from .checkpoint_state import STATE_FILENAME, looks_like_state_file, parse_state, resolve_state_path
 from .remote import RemotePath, as_path, is_url
 from .table import FOOTER_SIZE, has_table_magic
@@ -329,6 +329,49 @@ def _locate_remote(given: RemotePath) -> CheckpointLocation:
         # Network, credential and endpoint failures come from the store's client library
         # in its own exception types (botocore, aiohttp, google-auth): say what failed.
         raise remote_error(e, given) from e
+
+
+def check_output(output: AnyPath, given: AnyPath, prefix: AnyPath, force: bool) -> None:
+    """Refuse outputs that are, contain or sit inside the source: replacing them (--force)
+    would destroy it. A source given as a directory owns everything under it. Local and
+    remote paths never compare equal, so a URL output is checked against a URL source."""
+    try:
+        _check_output(output, given, prefix, force)
+    except CkptMigrateError:
+        raise
+    except Exception as e:  # a store's client raises its own types (no credentials, ...)
+        if not isinstance(output, RemotePath):
+            raise
+        raise OutputError(
+            f"cannot reach the output on the store ({type(e).__name__}: {e})",
+            path=str(output),
+            hint="check the URL, the credentials and the endpoint "
+            "(e.g. AWS_PROFILE, FSSPEC_S3_ENDPOINT_URL for S3-compatible servers).",
+        ) from e
+
+
+def _check_output(output: AnyPath, given: AnyPath, prefix: AnyPath, force: bool) -> None:
+    out = output.resolve()
+    source_dir = prefix.resolve().parent
+    given_dir = given.resolve() if given.is_dir() else None
+    if out == source_dir or (given_dir is not None and given_dir in (out, *out.parents)):
+        raise OutputError(
+            "the output is the source checkpoint's directory or inside it",
+            path=str(output),
+            hint="write the converted checkpoint somewhere else.",
+        )
+    if out in source_dir.parents:
+        raise OutputError(
+            "the output directory contains the source checkpoint; replacing it "
+            "would destroy the source",
+            path=str(output),
+        )
+    if output.exists() and not force:
+        raise OutputError(
+            "the output already exists",
+            path=str(output),
+            hint="choose a new directory, or pass --force to replace it.",
+        )
 
 
 def remote_error(error: BaseException, path: RemotePath) -> CheckpointNotFoundError:

@@ -21,7 +21,7 @@ from ..checkpoint import Checkpoint, open_checkpoint
 from ..errors import CkptMigrateError, OutputError
 from ..formats.bundle_reader import BundleReader, RemoteBundleReader, verified_in_background
 from ..formats.bundle_writer import BundleWriter
-from ..formats.locate import AnyPath, data_path, index_path
+from ..formats.locate import AnyPath, check_output, data_path, index_path
 from ..formats.object_graph import OBJECT_GRAPH_KEY
 from ..formats.ordered_code import decode_slice_key, encode_slice_key, is_slice_key
 from ..formats.remote import RemotePath, as_path
@@ -191,33 +191,6 @@ def plan(
         )
 
 
-def _check_output(output: AnyPath, given: AnyPath, prefix: AnyPath, force: bool) -> None:
-    """Refuse outputs that are, contain or sit inside the source: replacing them (--force)
-    would destroy it. A source given as a directory owns everything under it. Local and
-    remote paths never compare equal, so a URL output is checked against a URL source."""
-    out = output.resolve()
-    source_dir = prefix.resolve().parent
-    given_dir = given.resolve() if given.is_dir() else None
-    if out == source_dir or (given_dir is not None and given_dir in (out, *out.parents)):
-        raise OutputError(
-            "the output is the source checkpoint's directory or inside it",
-            path=str(output),
-            hint="write the converted checkpoint somewhere else.",
-        )
-    if out in source_dir.parents:
-        raise OutputError(
-            "the output directory contains the source checkpoint; replacing it "
-            "would destroy the source",
-            path=str(output),
-        )
-    if output.exists() and not force:
-        raise OutputError(
-            "the output already exists",
-            path=str(output),
-            hint="choose a new directory, or pass --force to replace it.",
-        )
-
-
 def convert(
     checkpoint: str | Path,
     mapping: Map | str | Path | None,
@@ -290,7 +263,7 @@ def convert(
             require_all=require_all,
             fill_missing_from_target=fill_missing_from_target,
         )
-        _check_output(destination, ckpt.location.given, ckpt.prefix, force)
+        check_output(destination, ckpt.location.given, ckpt.prefix, force)
         reader = ckpt.reader
         bundle = reader if isinstance(reader, BundleReader) else None
         layout = _Layout.plan(bundle, the_plan, copy).with_checked_aside(bundle, the_plan)

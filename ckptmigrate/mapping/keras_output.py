@@ -18,8 +18,9 @@ from typing import Any
 from ..checkpoint import open_checkpoint
 from ..errors import OutputError
 from ..formats.keras_weights import LayoutEntry, write_keras_archive, write_weights_h5
+from ..formats.locate import check_output
 from ..targets.model import open_keras_target
-from .convert import ConvertResult, _check_output, _expected, _Layout, _plan_for, _Sources
+from .convert import ConvertResult, _expected, _Layout, _plan_for, _Sources
 from .plan import PlannedVariable
 from .schema import Map
 
@@ -59,7 +60,7 @@ def convert_to_keras(
             require_all=require_all,
             fill_missing_from_target=fill_missing_from_target,
         )
-        _check_output(output, ckpt.location.given, ckpt.prefix, force)
+        check_output(output, ckpt.location.given, ckpt.prefix, force)
         planned = {v.name: v for v in the_plan.outputs}
         counts = {"copied": 0, "transformed": 0, "initialised": 0}
         with contextlib.ExitStack() as stack:
