@@ -213,6 +213,10 @@ def check(
     from .checker import check as run_check
     from .render import check_text, to_json
 
+    if html is not None:  # refused before the (possibly long) check, not after it
+        from .html_report import check_html_output
+
+        _run(lambda: check_html_output(html), traceback)
     report = _run(
         lambda: run_check(
             checkpoint,

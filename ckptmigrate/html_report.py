@@ -101,9 +101,32 @@ def render_html(report: Report) -> str:
     return "\n".join(parts) + "\n"
 
 
-def write_html(report: Report, path: str | Path) -> Path:
-    """Write :func:`render_html` to ``path`` atomically (replacing an existing file)."""
+def check_html_output(path: str | Path) -> Path:
+    """Refuse, before any work, a report path that is a URL or an existing file that is not
+    an HTML page (a typo must not replace a checkpoint's .index); an earlier report is
+    replaced, as a CI job rerunning the check expects."""
+    from .formats.remote import is_url
+
+    if is_url(str(path)):
+        raise OutputError(
+            "the HTML report is written to a local file", path=str(path), hint="give a path."
+        )
     out = Path(path)
+    if out.is_file():
+        with out.open("rb") as f:
+            head = f.read(64).lstrip().lower()
+        if not head.startswith((b"<!doctype html", b"<html")):
+            raise OutputError(
+                "exists and is not an HTML page; refusing to replace it",
+                path=out,
+                hint="choose another file name for the report.",
+            )
+    return out
+
+
+def write_html(report: Report, path: str | Path) -> Path:
+    """Write :func:`render_html` to ``path`` atomically (replacing an earlier report)."""
+    out = check_html_output(path)
     try:
         _write_atomically(out, render_html(report).encode("utf-8"))
     except OSError as e:

@@ -229,7 +229,7 @@ def test_scope_of_slots_and_object_paths() -> None:
 
 def test_write_html_is_atomic_and_says_what_is_wrong(every_kind: Report, tmp_path: Path) -> None:
     out = tmp_path / "report.html"
-    out.write_text("an older report")
+    out.write_text("<!DOCTYPE html><html>an older report</html>")
     previous = os.umask(0o022)
     try:
         assert write_html(every_kind, out) == out
@@ -396,3 +396,18 @@ def test_chromium_shows_the_mismatched_rows(
     # and the step counter's) are on screen in both.
     assert highlighted_bands(clean, SCOPE_COLOUR) == 7
     assert highlighted_bands(image, SCOPE_COLOUR) == 7
+
+
+def test_html_never_replaces_a_file_that_is_not_a_report(tf: object, tmp_path: Path) -> None:
+    prefix = tf_save(tf, tmp_path / "ck", {"w": np.ones(2, np.float32)})
+    index = Path(f"{prefix}.index")
+    before = index.read_bytes()
+    args = ["check", str(prefix), "--target", str(prefix), "--html"]
+    refused = runner.invoke(app, [*args, str(index)])
+    assert refused.exit_code == 2
+    assert "not an HTML page" in refused.output
+    assert index.read_bytes() == before
+    report = tmp_path / "report.html"
+    assert runner.invoke(app, [*args, str(report)]).exit_code == 0
+    assert runner.invoke(app, [*args, str(report)]).exit_code == 0  # a rerun replaces it
+    assert runner.invoke(app, [*args, "s3://bucket/report.html"]).exit_code == 2
