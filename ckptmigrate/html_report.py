@@ -112,16 +112,25 @@ def check_html_output(path: str | Path) -> Path:
             "the HTML report is written to a local file", path=str(path), hint="give a path."
         )
     out = Path(path)
-    if out.is_file():
-        with out.open("rb") as f:
-            head = f.read(64).lstrip().lower()
-        if not head.startswith((b"<!doctype html", b"<html")):
-            raise OutputError(
-                "exists and is not an HTML page; refusing to replace it",
-                path=out,
-                hint="choose another file name for the report.",
-            )
+    try:
+        head = _head(out)
+    except OSError as e:
+        raise OutputError.from_os_error(e, out) from e
+    if head is not None and not head.startswith((b"<!doctype html", b"<html")):
+        raise OutputError(
+            "exists and is not an HTML page; refusing to replace it",
+            path=out,
+            hint="choose another file name for the report.",
+        )
     return out
+
+
+def _head(path: Path) -> bytes | None:
+    """The first bytes of an existing file (lower-cased), or None if there is none."""
+    if not path.is_file():
+        return None
+    with path.open("rb") as f:
+        return f.read(64).lstrip().lower()
 
 
 def write_html(report: Report, path: str | Path) -> Path:
