@@ -287,15 +287,26 @@ class _Pairing:
 
 def _pair_with(strategy: _Strategy, ckpt: Inventory, target: Inventory) -> _Pairing:
     index: dict[str, VariableSpec] = {}
+    # A key two different variables share on one side (a subclassed Keras model records
+    # the same original name for every layer; a stripped scope leaves bare 'kernel's)
+    # says nothing about which is which: it pairs nothing rather than the first one.
+    ambiguous: set[str] = set()
     for v in ckpt.variables.values():
         for key in strategy.ckpt_keys(v):
-            index.setdefault(key, v)
+            seen = index.setdefault(key, v)
+            if seen is not v:
+                ambiguous.add(key)
+    target_owner: dict[str, str] = {}
+    for t in target.variables.values():
+        for key in strategy.target_keys(t):
+            if target_owner.setdefault(key, t.name) != t.name:
+                ambiguous.add(key)
     pairs: dict[str, VariableSpec | None] = {}
     match_keys: dict[str, str] = {}
     taken: set[str] = set()
     for t in target.variables.values():
-        keys = strategy.target_keys(t)
-        match_keys[t.name] = keys[0]
+        keys = [k for k in strategy.target_keys(t) if k not in ambiguous]
+        match_keys[t.name] = keys[0] if keys else strategy.target_keys(t)[0]
         pairs[t.name] = None
         for key in keys:
             c = index.get(key)

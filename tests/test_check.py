@@ -403,3 +403,19 @@ def test_keras3_weights_h5_target_reads_bfloat16_as_bfloat16(tf: Any, tmp_path: 
     model.save_weights(tmp_path / "m.weights.h5")
     dtypes = {v.dtype for v in load_target(tmp_path / "m.weights.h5").variables.values()}
     assert dtypes == {"bfloat16"}  # stored as opaque 2-byte data with a dtype attribute
+
+
+def test_a_name_two_variables_share_pairs_neither() -> None:
+    """A subclassed Keras model records the same original name for every layer: pairing by
+    it would hand one layer's values to another."""
+    from ckptmigrate.compare import CheckOptions, compare
+    from ckptmigrate.inventory import Inventory, Scheme, VariableSpec
+
+    def spec(name: str) -> VariableSpec:
+        return VariableSpec(name, (2, 2), "float32", original_name="sub/kernel")
+
+    ckpt = Inventory("checkpoint", "a", Scheme.TF2, {n: spec(n) for n in ("enc/k", "dec/k")})
+    target = Inventory("model", "b", Scheme.TF2, {n: spec(n) for n in ("first/k", "second/k")})
+    report = compare(ckpt, target, CheckOptions(rekeyed=True))
+    assert report.count(Kind.MATCHED) == 0
+    assert report.count(Kind.MISSING) == 2
