@@ -425,3 +425,22 @@ def test_suggested_maps_fit_stories_2_3_and_4(tf: Any, tmp_path: Path) -> None:
     _suggest_convert_verify(
         tf, tmp_path / "tfk", keras3, tmp_path / "k3.weights.h5", format="keras"
     )
+
+
+def test_targets_a_tensorflow_checkpoint_cannot_be_restored_by_are_refused(
+    tf: Any, tmp_path: Path
+) -> None:
+    model = keras3_model(units=(8, 3), train=False)
+    source = tf.train.Checkpoint(model=model).write(str(tmp_path / "src" / "ckpt"))
+    model.save_weights(tmp_path / "m.weights.h5")
+    with pytest.raises(CkptMigrateError, match="no TensorFlow checkpoint keys"):
+        convert(source, None, tmp_path / "o1", target=tmp_path / "m.weights.h5")
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        "scheme: tf2-object\nvariables:\n"
+        "  model/_functional/_operations/1/_kernel/.ATTRIBUTES/VARIABLE_VALUE: {shape: [4, 8]}\n"
+    )
+    with pytest.raises(CkptMigrateError, match="no object graph"):
+        convert(source, None, tmp_path / "o2", target=spec)
+    assert not (tmp_path / "o1").exists()
+    assert not (tmp_path / "o2").exists()

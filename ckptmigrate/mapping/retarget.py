@@ -24,7 +24,9 @@ from .plan import Plan, PlannedVariable
 class TargetMismatchError(CkptMigrateError):
     """The map's outputs don't supply the target; ``.report`` has every finding."""
 
-    def __init__(self, report: Report, problems: list[Finding], target: str) -> None:
+    def __init__(
+        self, report: Report, problems: list[Finding], target: str, has_initial_values: bool
+    ) -> None:
         self.report = report
         shown = [_problem(f) for f in problems[:15]]
         more = f"; and {len(problems) - 15} more" if len(problems) > 15 else ""
@@ -33,9 +35,13 @@ class TargetMismatchError(CkptMigrateError):
             + "; ".join(shown)
             + more,
             path=target,
-            hint="add rules to the map (init for new variables, pad/slice for shapes), pass "
-            "--fill-missing-from-target to keep the target's initial values, or let "
-            "`ckptmigrate suggest CKPT --target T` write the map.",
+            hint="add rules to the map (init for new variables, pad/slice for shapes)"
+            + (
+                ", pass --fill-missing-from-target to keep the target's initial values"
+                if has_initial_values
+                else ""
+            )
+            + ", or let `ckptmigrate suggest CKPT --target T` write the map.",
         )
 
 
@@ -100,7 +106,9 @@ def retarget(
     if strict:
         problems += [f for f in report.findings if f.kind is Kind.UNUSED]
     if problems:
-        raise TargetMismatchError(report, problems, target.inventory.source)
+        raise TargetMismatchError(
+            report, problems, target.inventory.source, target.template_origin is not None
+        )
     warnings = list(the_plan.warnings)
     if left_out:
         shown = ", ".join(variable_path(n) for n in left_out[:10]) + (

@@ -74,6 +74,7 @@ def open_target_model(
         live, rebuild, kind = _instantiate(target)
         if live is None:
             inventory = load_target(target)
+            _refuse_unwritable(inventory)
             template = None
             if inventory.kind in ("checkpoint", "saved_model"):
                 template = stack.enter_context(open_checkpoint(_checkpoint_path(target)))
@@ -133,6 +134,24 @@ def instantiate(target: str) -> Any:
     """The live model a target path or builder spec describes; None for targets that are
     only names and values (a checkpoint, a SavedModel's variables, a spec file)."""
     return _instantiate(target)[0]
+
+
+def _refuse_unwritable(inventory: Inventory) -> None:
+    """Targets whose keys a TensorFlow checkpoint can't be restored by."""
+    if inventory.scheme in (Scheme.KERAS3, Scheme.KERAS2):
+        raise CkptMigrateError(
+            "a Keras weights file holds no TensorFlow checkpoint keys to convert into",
+            path=inventory.source,
+            hint="for a Keras 3 model use --format keras with the model as --target (its "
+            ".keras file or a builder module:function).",
+        )
+    if inventory.kind == "spec" and inventory.scheme is Scheme.TF2:
+        raise CkptMigrateError(
+            "a spec file of TF2 object-based keys has no object graph to write, so "
+            "tf.train.Checkpoint could not restore the output",
+            path=inventory.source,
+            hint="pass the model (a builder, a .keras file) or one of its checkpoints as --target.",
+        )
 
 
 def _checkpoint_path(target: str | Path | Any) -> Path:
