@@ -177,13 +177,15 @@ def _restored_reader(dump: Path, format: str) -> Callable[[str | None], Any]:
     if format == KERAS:
         import h5py
 
+        from .formats.keras_weights import read_dataset
+
         handle = h5py.File(dump, "r")
 
         def read_h5(key: str | None) -> Any:
             if key is None:
                 handle.close()
                 return None
-            return handle[key][()] if key in handle else None
+            return read_dataset(handle[key]) if key in handle else None
 
         return read_h5
     from .checkpoint import open_checkpoint

@@ -444,3 +444,36 @@ def test_targets_a_tensorflow_checkpoint_cannot_be_restored_by_are_refused(
         convert(source, None, tmp_path / "o2", target=spec)
     assert not (tmp_path / "o1").exists()
     assert not (tmp_path / "o2").exists()
+
+
+def test_keras_format_with_bfloat16_weights_verifies_and_fills(tf: Any, tmp_path: Path) -> None:
+    import keras
+
+    def build(seed: int) -> Any:
+        keras.backend.clear_session()
+        keras.utils.set_random_seed(seed)
+        return keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, dtype="bfloat16")])
+
+    old = build(0)
+    source = tf.train.Checkpoint(model=old).write(str(tmp_path / "src" / "ckpt"))
+    new = build(1)
+    new_bias = new.weights[1].numpy()
+    drop_bias = tmp_path / "drop-bias.yaml"
+    drop_bias.write_text("version: 1\nrules:\n  - match: '.*/bias'\n    drop: true\n")
+    out = tmp_path / "bf16.weights.h5"
+    result = convert(
+        source,
+        drop_bias,
+        out,
+        target=new,
+        format="keras",
+        fill_missing_from_target=True,
+        verify=True,
+    )
+    assert result.verification is not None
+    assert result.verification.ok, result.verification.verdict
+    loaded = build(2)
+    loaded.load_weights(out)
+    assert loaded.weights[0].dtype == "bfloat16"
+    np.testing.assert_array_equal(loaded.weights[0].numpy(), old.weights[0].numpy())
+    np.testing.assert_array_equal(loaded.weights[1].numpy(), new_bias)  # the target's own

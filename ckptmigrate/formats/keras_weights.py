@@ -180,6 +180,18 @@ def _h5_dtype_name(dataset: Any) -> str:
     return str(dataset.dtype)
 
 
+def read_dataset(dataset: Any) -> np.ndarray:
+    """A Keras weights dataset's values in their real dtype (bfloat16 included)."""
+    import numpy as np
+
+    raw = np.asarray(dataset[()])
+    if _h5_dtype_name(dataset) == "bfloat16":
+        import ml_dtypes
+
+        raw = raw.view(ml_dtypes.bfloat16)
+    return raw
+
+
 def _dataset_index(path: Path) -> list[_Dataset]:
     import h5py
 
@@ -331,11 +343,7 @@ def _read_markers(
             if not group.size:
                 zero_size.setdefault(key, []).append(ds)
                 continue
-            raw = np.asarray(f[ds.h5_path][()])
-            if ds.dtype == "bfloat16":
-                import ml_dtypes
-
-                raw = raw.view(ml_dtypes.bfloat16)
+            raw = read_dataset(f[ds.h5_path])
             with np.errstate(all="ignore"):
                 as_float = raw.reshape(-1).astype(np.float64)
             digits = min(group.size, _num_digits(len(group.variables), group.base))

@@ -17,7 +17,12 @@ from typing import Any
 
 from ..checkpoint import open_checkpoint
 from ..errors import OutputError
-from ..formats.keras_weights import LayoutEntry, write_keras_archive, write_weights_h5
+from ..formats.keras_weights import (
+    LayoutEntry,
+    read_dataset,
+    write_keras_archive,
+    write_weights_h5,
+)
 from ..formats.locate import check_output
 from ..targets.model import open_keras_target
 from .convert import ConvertResult, _expected, _Layout, _plan_for, _Sources
@@ -120,7 +125,7 @@ def _keras_value(sources: _Sources, variable: PlannedVariable) -> Any:
 
         assert variable.origin is not None
         with h5py.File(variable.origin, "r") as template:
-            return template[variable.name][()]
+            return read_dataset(template[variable.name])
     return _expected(sources, variable)
 
 
