@@ -348,12 +348,14 @@ def test_story_4_tf_keras_checkpoint_into_keras3_weights(tf: Any, tmp_path: Path
     whole = convert(
         tmp_path / "old",
         "tf-keras-to-keras3",
-        tmp_path / "converted.keras",
+        tmp_path / "new-dir" / "converted.keras",
         target=archive,
         format="keras",
+        durable=True,
     )
     assert whole.copied == 4
-    loaded = keras.saving.load_model(tmp_path / "converted.keras")
+    loaded = keras.saving.load_model(tmp_path / "new-dir" / "converted.keras")
+    assert [p.name for p in (tmp_path / "new-dir").iterdir()] == ["converted.keras"]
     np.testing.assert_allclose(loaded.predict(x, verbose=0), expected, rtol=1e-6, atol=1e-6)
 
 

@@ -380,9 +380,10 @@ def _read_markers(
 
 
 @contextlib.contextmanager
-def _atomic_output(output: Path, overwrite: bool) -> Iterator[Path]:
+def _atomic_output(output: Path, overwrite: bool, durable: bool = False) -> Iterator[Path]:
     """Yield a hidden temporary path beside ``output``; publish it there when the block
-    succeeds, delete it when anything (Ctrl-C included) escapes the block."""
+    succeeds, delete it when anything (Ctrl-C included) escapes the block. ``durable``
+    fsyncs the file before publishing it and the directory after."""
     if output.is_dir():
         raise OutputError("the output is a directory", path=output)
     if output.exists() and not overwrite:
@@ -400,13 +401,25 @@ def _atomic_output(output: Path, overwrite: bool) -> Iterator[Path]:
     tmp = Path(name)
     try:
         yield tmp
+        if durable:
+            _fsync(tmp)
         _publish(tmp, output, overwrite)
+        if durable:
+            _fsync(output.parent)
     except OSError as e:
         tmp.unlink(missing_ok=True)
         raise OutputError.from_os_error(e, output) from e
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _publish(tmp: Path, output: Path, overwrite: bool) -> None:
@@ -435,7 +448,12 @@ def _publish(tmp: Path, output: Path, overwrite: bool) -> None:
 
 
 def write_weights_h5(
-    layout: KerasLayout, values: ValuesFn, output: str | Path, *, overwrite: bool = False
+    layout: KerasLayout,
+    values: ValuesFn,
+    output: str | Path,
+    *,
+    overwrite: bool = False,
+    durable: bool = False,
 ) -> Path:
     """Write ``output`` (a ``.weights.h5``) with the template's exact structure, each
     dataset holding ``values(entry)``. Arrays are requested and written one at a time;
@@ -454,7 +472,7 @@ def write_weights_h5(
     try:
         # The HDF5 files close (exiting in reverse order) before the output is published.
         with (
-            _atomic_output(output, overwrite) as tmp,
+            _atomic_output(output, overwrite, durable) as tmp,
             h5py.File(layout.template, "r") as src,
             h5py.File(tmp, "w") as dst,
         ):
@@ -575,6 +593,7 @@ def write_keras_archive(
     output: str | Path,
     *,
     overwrite: bool = False,
+    durable: bool = False,
 ) -> Path:
     """Write ``output``, a copy of the ``.keras`` archive ``template_archive`` (config,
     metadata, assets) whose ``model.weights.h5`` is ``weights_h5``. The weights file must
@@ -609,7 +628,10 @@ def write_keras_archive(
             expected = _structure(inner, template_archive)
         actual = _structure(weights_h5, weights_h5)
         _compare_structure(expected, actual, weights_h5)
-        with _atomic_output(output, overwrite) as tmp, zipfile.ZipFile(tmp, "w") as target:
+        with (
+            _atomic_output(output, overwrite, durable) as tmp,
+            zipfile.ZipFile(tmp, "w") as target,
+        ):
             for info in source.infolist():
                 # Same member metadata (order, dates, modes, compression) as the template.
                 copied = zipfile.ZipInfo(info.filename, info.date_time)

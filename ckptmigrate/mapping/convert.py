@@ -249,6 +249,7 @@ def convert(
             require_all=require_all,
             verify=verify,
             on_variable=on_variable,
+            durable=durable,
         )
     if format != "checkpoint":
         raise CkptMigrateError(

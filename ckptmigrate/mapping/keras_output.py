@@ -42,6 +42,7 @@ def convert_to_keras(
     require_all: bool,
     verify: bool,
     on_variable: Any,
+    durable: bool = False,
 ) -> ConvertResult:
     if target is None:
         raise OutputError(
@@ -89,16 +90,26 @@ def convert_to_keras(
             layout = target_model.keras
             assert layout is not None
             if suffix.endswith(".keras"):
-                folder = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+                # Staged beside the output: the weights may not fit the system's /tmp.
+                try:
+                    output.parent.mkdir(parents=True, exist_ok=True)
+                except OSError as e:
+                    raise OutputError.from_os_error(e, output) from e
+                folder = Path(
+                    stack.enter_context(
+                        tempfile.TemporaryDirectory(prefix=".ckptmigrate-", dir=output.parent)
+                    )
+                )
                 weights = write_weights_h5(layout, values, folder / "model.weights.h5")
                 write_keras_archive(
                     _archive_template(target, target_model.live, folder),
                     weights,
                     output,
                     overwrite=force,
+                    durable=durable,
                 )
             else:
-                write_weights_h5(layout, values, output, overwrite=force)
+                write_weights_h5(layout, values, output, overwrite=force, durable=durable)
             verification = None
             if verify:
                 from ..verification import KERAS
