@@ -389,6 +389,7 @@ def convert(
                     "copied": result.copied,
                     "transformed": result.transformed,
                     "initialised": result.initialised,
+                    "from_target": result.from_target,
                     "shards_carried_over": list(result.linked_shards),
                     "verification": None
                     if result.verification is None
@@ -404,8 +405,10 @@ def convert(
     if not quiet:
         _stdout().print(
             f"wrote {result.prefix}: {result.copied} copied unchanged, {result.transformed} "
-            f"transformed, {result.initialised} initialised, {len(result.plan.dropped)} "
-            "dropped"
+            f"transformed, {result.initialised} initialised, "
+            + (f"{result.from_target} from the target, " if result.from_target else "")
+            + f"{len(result.plan.dropped)} dropped"
+            + (f", {len(result.plan.left_out)} left out" if result.plan.left_out else "")
             + (
                 f"; unchanged shards carried over by {', '.join(result.linked_shards)}"
                 if result.linked_shards

@@ -272,7 +272,12 @@ def test_widen_estimator_and_restore_with_saver(tf: Any, tmp_path: Path) -> None
     assert same_bits(restored["dnn/logits/bias"], before["dnn/logits/bias"][:2])
     assert int(restored["global_step"]) == int(before["global_step"])
     provenance = json.loads((tmp_path / "out" / PROVENANCE_FILE).read_text())
-    assert provenance["counts"] == {"copied": 1, "transformed": 6, "initialised": 0}
+    assert provenance["counts"] == {
+        "copied": 1,
+        "transformed": 6,
+        "initialised": 0,
+        "from_target": 0,
+    }
     assert len(provenance["dropped"]) == 6
     assert provenance["map_sha256"] == result.plan.map.sha256
 

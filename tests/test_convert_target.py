@@ -143,6 +143,7 @@ def test_story_2_five_trained_layers_into_six(tf: Any, tmp_path: Path) -> None:
         convert(source, None, tmp_path / "refused", target=new)
     result = convert(source, None, tmp_path / "out", target=new, fill_missing_from_target=True)
     assert any("optimizer" in w and "left out" in w for w in result.plan.warnings)
+    assert (result.copied, result.from_target) == (10, 3)  # the 6th layer and save_counter
 
     fresh = keras3_model(units=(8, 8, 8, 8, 3, 2), train=False)
     status = tf.train.Checkpoint(model=fresh).restore(str(result.prefix))

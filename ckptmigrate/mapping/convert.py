@@ -45,6 +45,16 @@ class ConvertResult:
     initialised: int
     linked_shards: tuple[str, ...] = ()  # how each wholly unchanged shard was carried over
     verification: Verification | None = None  # with verify=True
+    from_target: int = 0  # the target's own values (--fill-missing-from-target, metadata)
+
+
+def kind_of(variable: PlannedVariable) -> str:
+    """Which count of a ConvertResult writing ``variable`` adds to."""
+    if variable.from_target:
+        return "from_target"
+    if variable.raw_copy:
+        return "copied"
+    return "initialised" if variable.init is not None else "transformed"
 
 
 @dataclass(frozen=True)
@@ -276,7 +286,7 @@ def convert(
             durable=durable,
             big_endian=bundle.big_endian if bundle else False,
         )
-        counts = {"copied": 0, "transformed": 0, "initialised": 0}
+        counts = {"copied": 0, "transformed": 0, "initialised": 0, "from_target": 0}
         aside = sorted(layout.checked_aside)
         with writer, contextlib.ExitStack() as stack:
             finish = (
@@ -412,12 +422,12 @@ def _write(writer: BundleWriter, sources: _Sources, variable: PlannedVariable) -
             sources.layout,
             main=variable.origin is None,
         )
-        return "copied"
+        return kind_of(variable)
     value = _value(sources, variable)
     writer.add_array(
         variable.name, value, dtypes.BY_NAME[variable.dtype], shard=sources.layout.free
     )
-    return "initialised" if variable.init is not None else "transformed"
+    return kind_of(variable)
 
 
 def _value(sources: _Sources, variable: PlannedVariable) -> Any:

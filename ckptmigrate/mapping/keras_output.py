@@ -25,7 +25,7 @@ from ..formats.keras_weights import (
 )
 from ..formats.locate import check_output
 from ..targets.model import open_keras_target
-from .convert import ConvertResult, _expected, _Layout, _plan_for, _Sources
+from .convert import ConvertResult, _expected, _Layout, _plan_for, _Sources, kind_of
 from .plan import PlannedVariable
 from .schema import Map
 
@@ -68,20 +68,14 @@ def convert_to_keras(
         )
         check_output(output, ckpt.location.given, ckpt.prefix, force)
         planned = {v.name: v for v in the_plan.outputs}
-        counts = {"copied": 0, "transformed": 0, "initialised": 0}
+        counts = {"copied": 0, "transformed": 0, "initialised": 0, "from_target": 0}
         with contextlib.ExitStack() as stack:
             sources = _Sources(ckpt, stack, _Layout())
             value_of = functools.partial(_keras_value, sources)
 
             def values(entry: LayoutEntry) -> Any:
                 variable = planned[entry.h5_path]
-                kind = (
-                    "copied"
-                    if variable.raw_copy
-                    else "initialised"
-                    if variable.init is not None
-                    else "transformed"
-                )
+                kind = kind_of(variable)
                 counts[kind] += 1
                 if on_variable is not None:
                     on_variable(variable)
@@ -127,6 +121,7 @@ def convert_to_keras(
         transformed=counts["transformed"],
         initialised=counts["initialised"],
         verification=verification,
+        from_target=counts["from_target"],
     )
 
 
