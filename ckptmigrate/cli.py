@@ -56,7 +56,7 @@ def _stdout() -> Console:
 
 def _run(action: Callable[[], T], traceback: bool = False) -> T:
     """Call the library; our errors become one paragraph on stderr and exit code 2."""
-    from .errors import CkptMigrateError
+    from .errors import CkptMigrateError, InterruptedAfterWriting
 
     def _terminate(signum: int, frame: object) -> None:
         # Turn SIGTERM into an exception so staged output is cleaned up like on Ctrl-C.
@@ -71,8 +71,11 @@ def _run(action: Callable[[], T], traceback: bool = False) -> T:
         # Plain write: one unwrapped paragraph, so paths and names survive copy-paste.
         sys.stderr.write(f"error: {e}\n")
         raise typer.Exit(e.exit_code) from None
-    except KeyboardInterrupt:
-        sys.stderr.write("interrupted; nothing was written\n")
+    except KeyboardInterrupt as e:
+        if isinstance(e, InterruptedAfterWriting):
+            sys.stderr.write(f"interrupted: {e}\n")
+        else:
+            sys.stderr.write("interrupted; nothing was written\n")
         raise typer.Exit(EXIT_INTERRUPTED) from None
     finally:
         signal.signal(signal.SIGTERM, previous)

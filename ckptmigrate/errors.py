@@ -75,3 +75,13 @@ class OutputError(CkptMigrateError):
 
 class TensorFlowRequiredError(CkptMigrateError):
     """A code path needs TensorFlow and it could not be imported."""
+
+
+class InterruptedAfterWriting(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM) after the output was published, e.g. during --verify: the
+    output is complete, only what came after it was cut short."""
+
+    def __init__(self, output: object, during: str) -> None:
+        super().__init__(f"{output} was written; {during} was interrupted")
+        self.output = output
+        self.during = during

@@ -21,10 +21,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import CkptMigrateError
+from .errors import CkptMigrateError, InterruptedAfterWriting
 
 CHECKPOINT = "checkpoint"
 KERAS = "keras"
+
+
+class VerificationError(CkptMigrateError):
+    """The output was written, but verifying it could not even start."""
 
 
 @dataclass(frozen=True)
@@ -88,6 +92,21 @@ def verify(
 ) -> Verification:
     """Restore ``output`` into ``target`` and compare every key of ``expected`` (a
     function producing the planned value, called one at a time to bound memory)."""
+    try:
+        return _verify(output, target, rebuild, root, expected, format=format)
+    except KeyboardInterrupt:  # the output is complete: say so, not "nothing was written"
+        raise InterruptedAfterWriting(output, "its verification") from None
+
+
+def _verify(
+    output: Path,
+    target: Any,
+    rebuild: str | None,
+    root: str | None,
+    expected: Mapping[str, Callable[[], Any]],
+    *,
+    format: str,
+) -> Verification:
     with tempfile.TemporaryDirectory(prefix="ckptmigrate-verify-") as tmp:
         dump = str(Path(tmp) / ("restored.weights.h5" if format == KERAS else "restored"))
         request = RestoreRequest(rebuild or "", str(output), root, format, dump)
@@ -146,6 +165,14 @@ def _in_child(request: RestoreRequest) -> tuple[str, str | None]:
         tail = (process.stderr.strip().splitlines() or ["(no output)"])[-1]
         return "a restore in a subprocess", tail
     answer = json.loads(lines[-1])
+    if answer.get("trouble"):
+        raise VerificationError(
+            f"the output {request.output} was written, but the target could not be built "
+            f"again to verify it: {answer['trouble']}",
+            path=request.target,
+            hint="check that the target loads on its own (a builder's imports, a .keras "
+            "file's custom objects), or convert without --verify.",
+        )
     return str(answer["how"]), answer.get("error")
 
 
@@ -271,6 +298,10 @@ def _child(argument: str) -> int:
     how = "a restore in a subprocess"
     try:
         live = instantiate(request.target) if request.target else None
+    except CkptMigrateError as e:  # not the output's fault: the target can't be rebuilt
+        print(json.dumps({"how": how, "trouble": e.message}))
+        return 0
+    try:
         how = restore_and_save(live, request)
     except CkptMigrateError as e:
         print(json.dumps({"how": how, "error": e.message}))

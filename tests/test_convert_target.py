@@ -480,3 +480,43 @@ def test_keras_format_with_bfloat16_weights_verifies_and_fills(tf: Any, tmp_path
     assert loaded.weights[0].dtype == "bfloat16"
     np.testing.assert_array_equal(loaded.weights[0].numpy(), old.weights[0].numpy())
     np.testing.assert_array_equal(loaded.weights[1].numpy(), new_bias)  # the target's own
+
+
+def test_verify_troubles_are_told_apart_from_a_failed_verification(
+    tf: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A target that can't be rebuilt for --verify is trouble (exit 2, the output written);
+    Ctrl-C during verification says the output was written."""
+    from ckptmigrate.errors import InterruptedAfterWriting
+    from ckptmigrate.verification import VerificationError, verify
+
+    source, _ = save_estimator_checkpoint(tf, tmp_path / "h10", partitioned=False)
+    once = tmp_path / "built-once"
+    spec = _builder(
+        tmp_path,
+        f"""
+        from pathlib import Path
+        import tensorflow as tf
+        from ckptmigrate.examples import build_estimator_dnn
+
+        def build():
+            # builders run eagerly, then in a graph: the verify child's is the 3rd call
+            marker = Path({str(once)!r})
+            calls = int(marker.read_text()) if marker.exists() else 0
+            marker.write_text(str(calls + 1))
+            if calls >= 2:
+                raise RuntimeError("the target cannot be built again")
+            build_estimator_dnn(tf, partitioned=False, optimizer=False)
+        """,
+    )
+    with pytest.raises(VerificationError, match="was written, but the target could not be"):
+        convert(source, None, tmp_path / "out", target=spec, verify=True)
+    assert (tmp_path / "out" / "ckptmigrate-provenance.json").exists()
+
+    prefix = next((tmp_path / "out").glob("*.index")).with_suffix("")
+
+    def interrupted() -> Any:
+        raise KeyboardInterrupt
+
+    with pytest.raises(InterruptedAfterWriting, match="was written; its verification"):
+        verify(prefix, None, None, None, {"global_step": interrupted})

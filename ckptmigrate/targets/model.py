@@ -98,6 +98,8 @@ def open_keras_target(target: str | Path | Any) -> Iterator[TargetModel]:
     from ..names import Role
 
     live, rebuild, kind = _instantiate(target)
+    if live is None:
+        load_target(target)  # a path that doesn't exist, or isn't a target, says so
     if live is None or _is_graph(live):
         raise CkptMigrateError(
             "--format keras needs a Keras 3 model as the target",
@@ -127,6 +129,10 @@ def open_conversion_target(
     else the keys TensorFlow saves it under (with ``root``)."""
     if format == "keras":
         return open_keras_target(target)
+    if format != "checkpoint":
+        raise CkptMigrateError(
+            f"unknown output format {format!r}", hint="use checkpoint (default) or keras."
+        )
     return open_target_model(target, root=root)
 
 
