@@ -342,3 +342,10 @@ def test_a_split_after_a_concat_keeps_what_was_concatenated(tf: Any, tmp_path: P
     reader = tf.train.load_checkpoint(str(result.prefix))
     np.testing.assert_array_equal(reader.get_tensor("first"), [1])
     np.testing.assert_array_equal(reader.get_tensor("rest"), [2, 3, 4, 5])
+
+
+def test_an_absurdly_long_size_expression_is_refused_not_a_crash() -> None:
+    from ckptmigrate.mapping.schema import parse_size_expr
+
+    with pytest.raises(ValueError, match="too long"):
+        parse_size_expr("(" * 3000 + "1" + ")" * 3000)

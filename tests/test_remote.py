@@ -413,3 +413,27 @@ def test_an_unreachable_output_store_is_a_clean_error(
     )
     assert result.exit_code == 2, result.output
     assert "Traceback" not in result.output
+
+
+def test_awkward_remote_layouts_resolve_like_local_ones(
+    tf: Any, tmp_path: Path, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    prefix, _ = save_estimator_checkpoint(tf, tmp_path / "run")
+    # a directory name with glob characters, and no state file
+    (tmp_path / "run" / "checkpoint").rename(tmp_path / "state")
+    upload(tmp_path / "run", f"{bucket}/run[1]")
+    report = ckptmigrate.inspect_checkpoint(f"{bucket}/run[1]/")
+    assert report.format == "v2"
+    # a state file recording another store's URL: the checkpoint beside it is used
+    (tmp_path / "run" / "checkpoint").write_text(
+        f'model_checkpoint_path: "gs://elsewhere/run/{prefix.name}"\n'
+    )
+    upload(tmp_path / "run", f"{bucket}/moved")
+    located = ckptmigrate.inspect_checkpoint(f"{bucket}/moved")
+    assert located.prefix.endswith(f"moved/{prefix.name}")
+    # only checkpoints are targets at URLs; a bad read buffer is a clean error
+    with pytest.raises(ckptmigrate.CkptMigrateError, match="only checkpoints"):
+        ckptmigrate.check(str(prefix), f"{bucket}/moved/{prefix.name}.meta")
+    monkeypatch.setenv("CKPTMIGRATE_READ_BUFFER", "abc")
+    with pytest.raises(ckptmigrate.CkptMigrateError, match="positive number of bytes"):
+        ckptmigrate.inspect_checkpoint(f"{bucket}/moved", verify=True)

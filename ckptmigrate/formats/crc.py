@@ -19,13 +19,18 @@ def _load_crc32c() -> Any:
     try:
         package = importlib.util.find_spec("crc32c")
         locations = package.submodule_search_locations if package else None
+        if locations is None:  # not a package: nothing of its own to load directly
+            raise ImportError("crc32c is not a package")
         spec = importlib.machinery.PathFinder.find_spec("crc32c._crc32c", locations)
         if spec is None or spec.loader is None:
             raise ImportError("crc32c._crc32c not found")
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
+        # Trust it only if it computes CRC32C (the standard check value of "123456789").
+        if module.crc32c(b"123456789") != 0xE3069283:
+            raise ImportError("crc32c._crc32c is not a CRC32C")
         return module
-    except ImportError:
+    except (ImportError, AttributeError):
         import crc32c
 
         return crc32c

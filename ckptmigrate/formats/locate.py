@@ -129,10 +129,18 @@ def _from_state_file(state: AnyPath, given: AnyPath) -> CheckpointLocation:
         )
     recorded = parsed.latest
     assert recorded is not None
-    target = _recorded_target(directory, recorded)
-    fmt = _existing_format(target)
-    notes = [f"followed the checkpoint state file {state} to {target}"]
-    if fmt is None:
+    target: AnyPath | None
+    try:
+        target = _recorded_target(directory, recorded)
+        fmt = _existing_format(target)
+    except (CkptMigrateError, OSError, ValueError):
+        if isinstance(directory, Path):
+            raise
+        # A URL of another store (or one this machine can't reach) is as stale as a
+        # path from another machine: the checkpoint beside the state file is looked for.
+        target, fmt = None, None
+    notes = [f"followed the checkpoint state file {state} to {target or recorded}"]
+    if target is None or fmt is None:
         # Checkpoints get moved; the state file then holds a stale absolute path or one
         # relative to another working directory. A prefix of the same name beside the
         # state file is what the user means.
@@ -152,7 +160,7 @@ def _from_state_file(state: AnyPath, given: AnyPath) -> CheckpointLocation:
         )
         raise CheckpointNotFoundError(
             f"this is the checkpoint state file; it points at {recorded}, which is missing "
-            f"(looked for {index_path(target)})",
+            f"(looked for {index_path(target or beside)})",
             path=str(state),
             hint=hint,
         )

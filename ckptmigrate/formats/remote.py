@@ -14,6 +14,7 @@ store's usual configuration (``AWS_*`` variables, ``~/.aws``, gcloud), or fsspec
 
 from __future__ import annotations
 
+import glob
 import os
 import posixpath
 import re
@@ -22,7 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from ..errors import CheckpointNotFoundError
+from ..errors import CheckpointNotFoundError, CkptMigrateError
 
 # `scheme://...`; a single-letter scheme would be a Windows drive letter.
 _URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+)://")
@@ -45,7 +46,10 @@ def read_buffer() -> int:
     except ValueError:
         value = 0
     if value < 1:
-        raise ValueError(f"{READ_BUFFER_ENV} must be a positive number of bytes, not {text!r}")
+        raise CkptMigrateError(
+            f"{READ_BUFFER_ENV} must be a positive number of bytes, not {text!r}",
+            hint=f"unset {READ_BUFFER_ENV} for the default ({DEFAULT_READ_BUFFER} bytes).",
+        )
     return value
 
 
@@ -205,7 +209,8 @@ class RemotePath:
 
     def glob(self, pattern: str) -> list[RemotePath]:
         TRAFFIC.count()
-        found = self.fs.glob(posixpath.join(self.path, pattern))
+        # The directory part is literal: a run named run[1] must not be a character class.
+        found = self.fs.glob(posixpath.join(glob.escape(self.path), pattern))
         return [RemotePath(self.fs, p) for p in sorted(found)]
 
     def iterdir(self) -> list[RemotePath]:

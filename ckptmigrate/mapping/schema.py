@@ -451,6 +451,9 @@ def _split_sizes(node: Node) -> tuple[SplitSize, ...]:
 _SIZE_TOKEN = re.compile(r"\s*(?:(\d+)|dim(\d+)|([-+*/()]))")
 
 
+_MAX_SIZE_TOKENS = 200
+
+
 def parse_size_expr(text: str) -> tuple[Any, ...]:
     """Parse ``dim1/4``, ``dim0 - dim1``, ``(dim1 - 2) * 3``: integers, ``dimN`` (axis N of
     the variable's shape), + - * / and parentheses. A hand-written parser, never eval."""
@@ -471,6 +474,8 @@ def parse_size_expr(text: str) -> tuple[Any, ...]:
         pos = found.end()
     if not tokens:
         raise ValueError("the expression is empty")
+    if len(tokens) > _MAX_SIZE_TOKENS:  # also bounds the parser's recursion depth
+        raise ValueError(f"the expression is too long (over {_MAX_SIZE_TOKENS} tokens)")
     tree, used = _sum(tokens, 0)
     if used != len(tokens):
         raise ValueError(f"unexpected {_token_text(tokens[used])!r} after a complete expression")

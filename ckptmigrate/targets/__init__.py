@@ -30,6 +30,12 @@ def load_target(target: str | Path | Any) -> Inventory:
     if not isinstance(target, str | Path):
         return inventory_of_object(target)
     if isinstance(target, str) and is_url(target):  # Path() would fold the '//' of s3://
+        if target.lower().endswith((".meta", ".keras", ".h5", ".hdf5", *SPEC_SUFFIXES)):
+            raise CkptMigrateError(
+                "only checkpoints (and SavedModels' variables) are read from URLs as targets",
+                path=target,
+                hint="download the file and pass its local path.",
+            )
         return load_checkpoint_inventory(target)
     text = str(target)
     path = Path(text).expanduser()
