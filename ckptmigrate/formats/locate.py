@@ -140,6 +140,11 @@ def _from_state_file(state: AnyPath, given: AnyPath) -> CheckpointLocation:
         # path from another machine: the checkpoint beside the state file is looked for.
         target, fmt = None, None
     notes = [f"followed the checkpoint state file {state} to {target or recorded}"]
+    if target is not None and not isinstance(directory, Path) and Path(recorded).is_absolute():
+        notes.append(
+            f"the state file records this machine's path {recorded!r}; using {target} "
+            "found beside it"
+        )
     if target is None or fmt is None:
         # Checkpoints get moved; the state file then holds a stale absolute path or one
         # relative to another working directory. A prefix of the same name beside the
