@@ -131,7 +131,8 @@ def inspect(
     checkpoint: Annotated[
         str,
         typer.Argument(
-            help="Checkpoint directory, prefix (model.ckpt-1000), .index or .data-* file."
+            help="Checkpoint directory, prefix (model.ckpt-1000), .index or .data-* file; "
+            "local or a URL (s3://, gs://)."
         ),
     ],
     json_output: Annotated[bool, typer.Option("--json", help="Print a JSON object.")] = False,
@@ -162,7 +163,9 @@ def inspect(
 
 @app.command(epilog=EXIT_CODES)
 def check(
-    checkpoint: Annotated[str, typer.Argument(help="The checkpoint to restore from.")],
+    checkpoint: Annotated[
+        str, typer.Argument(help="The checkpoint to restore from (a path or a URL).")
+    ],
     target: Annotated[
         str,
         typer.Option(
@@ -246,7 +249,9 @@ def check(
 
 @app.command(epilog=EXIT_CODES)
 def convert(
-    checkpoint: Annotated[str, typer.Argument(help="The checkpoint to convert (read only).")],
+    checkpoint: Annotated[
+        str, typer.Argument(help="The checkpoint to convert (read only; a path or a URL).")
+    ],
     map_file: Annotated[
         str | None,
         typer.Option("--map", "-m", help="A YAML map file, or the name of a bundled map."),
@@ -432,7 +437,9 @@ def _exit_on_failed_verification(verification: Any) -> None:
 
 @app.command(epilog=EXIT_CODES)
 def suggest(
-    checkpoint: Annotated[str, typer.Argument(help="The checkpoint to migrate (read only).")],
+    checkpoint: Annotated[
+        str, typer.Argument(help="The checkpoint to migrate (read only; a path or a URL).")
+    ],
     target: Annotated[
         str,
         typer.Option(
