@@ -58,6 +58,12 @@ class UnsupportedCheckpointError(CkptMigrateError):
     """A valid checkpoint using a feature this version cannot handle."""
 
 
+def first_line(e: BaseException) -> str:
+    """``Type: first line of the message``: TensorFlow's errors run to pages of context."""
+    text = str(e).strip()
+    return f"{type(e).__name__}: {text.splitlines()[0] if text else ''}"
+
+
 class OutputError(CkptMigrateError):
     """The output location is unusable (exists, inside the source, not writable, disk full)."""
 

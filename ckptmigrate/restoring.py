@@ -36,7 +36,7 @@ from typing import Any
 
 from .checker import IncompatibleCheckpointError, check
 from .compare import CheckOptions, Kind, Report, compare
-from .errors import CkptMigrateError
+from .errors import CkptMigrateError, first_line
 from .formats.v1 import import_tensorflow
 
 KERAS_SUFFIXES = (".weights.h5", ".keras")
@@ -300,10 +300,8 @@ def _restore_from(into: _Into, prefix: str | Path, strict: bool, *, skip: frozen
     except CkptMigrateError:
         raise
     except Exception as e:  # TF raises many types; the message is what matters
-        text = str(e).strip().splitlines()
         raise RestoreError(
-            f"{into.flavour.value} did not restore it: {type(e).__name__}: "
-            f"{text[0] if text else ''}",
+            f"{into.flavour.value} did not restore it: {first_line(e)}",
             path=prefix,
             hint="this is a bug if the check passed: please report it with --traceback.",
         ) from e

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import CkptMigrateError, InterruptedAfterWriting
+from .errors import CkptMigrateError, InterruptedAfterWriting, first_line
 
 CHECKPOINT = "checkpoint"
 KERAS = "keras"
@@ -125,7 +125,7 @@ def _in_process(target: Any, request: RestoreRequest) -> tuple[str, str | None]:
     except CkptMigrateError as e:
         return "a restore in this process", e.message
     except Exception as e:  # the restore failing is the verdict, not a crash
-        return "a restore in this process", _first_line(e)
+        return "a restore in this process", first_line(e)
 
 
 def _fresh_copy(target: Any) -> Any:
@@ -142,11 +142,6 @@ def _fresh_copy(target: Any) -> Any:
             return target
         return twin
     return target
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return f"{type(e).__name__}: {text.splitlines()[0] if text else ''}"
 
 
 def _in_child(request: RestoreRequest) -> tuple[str, str | None]:
@@ -307,7 +302,7 @@ def _child(argument: str) -> int:
         print(json.dumps({"how": how, "error": e.message}))
         return 0
     except Exception as e:  # the restore failing is the verdict, not a crash
-        print(json.dumps({"how": how, "error": _first_line(e)}))
+        print(json.dumps({"how": how, "error": first_line(e)}))
         return 0
     print(json.dumps({"how": how}))
     return 0

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..checkpoint import Checkpoint, open_checkpoint
-from ..errors import CkptMigrateError
+from ..errors import CkptMigrateError, first_line
 from ..formats.v1 import import_tensorflow
 from ..inventory import Inventory, Scheme, VariableSpec
 from . import load_target
@@ -221,8 +221,7 @@ def _save_template(obj: Any, prefix: Path, root: str | None, source: str) -> str
         raise
     except Exception as e:
         raise CkptMigrateError(
-            f"TensorFlow cannot save the target to learn its keys: {type(e).__name__}: "
-            f"{str(e).splitlines()[0] if str(e) else ''}",
+            f"TensorFlow cannot save the target to learn its keys: {first_line(e)}",
             path=source,
             hint="pass a Keras model, a tf.Module, a tf.train.Checkpoint or a TF1 graph.",
         ) from e
