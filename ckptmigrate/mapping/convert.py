@@ -12,6 +12,7 @@ import contextlib
 import functools
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -201,6 +202,37 @@ def plan(
         )
 
 
+@dataclass(frozen=True)
+class PlanOptions:
+    strict: bool = False
+    require_all: bool = False
+    fill_missing_from_target: bool = False
+    force: bool = False
+
+
+@contextlib.contextmanager
+def planned_conversion(
+    checkpoint: str | Path,
+    mapping: Map,
+    target_context: contextlib.AbstractContextManager[Any],
+    output: AnyPath,
+    options: PlanOptions,
+) -> Iterator[tuple[Checkpoint, Any, Plan]]:
+    """The source and target opened, the plan made and the output checked: what every
+    output format starts from. Nothing is written yet."""
+    with open_checkpoint(checkpoint) as ckpt, target_context as target_model:
+        the_plan = _plan_for(
+            ckpt,
+            mapping,
+            target_model,
+            strict=options.strict,
+            require_all=options.require_all,
+            fill_missing_from_target=options.fill_missing_from_target,
+        )
+        check_output(output, ckpt.location.given, ckpt.prefix, options.force)
+        yield ckpt, target_model, the_plan
+
+
 def convert(
     checkpoint: str | Path,
     mapping: Map | str | Path | None,
@@ -265,16 +297,10 @@ def convert(
         raise CkptMigrateError(
             f"unknown output format {format!r}", hint="use checkpoint (default) or keras."
         )
-    with open_checkpoint(checkpoint) as ckpt, _target_model(target, root) as target_model:
-        the_plan = _plan_for(
-            ckpt,
-            mapping,
-            target_model,
-            strict=strict,
-            require_all=require_all,
-            fill_missing_from_target=fill_missing_from_target,
-        )
-        check_output(destination, ckpt.location.given, ckpt.prefix, force)
+    options = PlanOptions(strict, require_all, fill_missing_from_target, force)
+    with planned_conversion(
+        checkpoint, mapping, _target_model(target, root), destination, options
+    ) as (ckpt, target_model, the_plan):
         reader = ckpt.reader
         bundle = reader if isinstance(reader, BundleReader) else None
         layout = _Layout.plan(bundle, the_plan, copy).with_checked_aside(bundle, the_plan)

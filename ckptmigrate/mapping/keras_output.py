@@ -15,7 +15,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ..checkpoint import open_checkpoint
 from ..errors import OutputError
 from ..formats.keras_weights import (
     LayoutEntry,
@@ -23,9 +22,16 @@ from ..formats.keras_weights import (
     write_keras_archive,
     write_weights_h5,
 )
-from ..formats.locate import check_output
 from ..targets.model import open_keras_target
-from .convert import ConvertResult, _expected, _Layout, _plan_for, _Sources, kind_of
+from .convert import (
+    ConvertResult,
+    PlanOptions,
+    _expected,
+    _Layout,
+    _Sources,
+    kind_of,
+    planned_conversion,
+)
 from .plan import PlannedVariable
 from .schema import Map
 
@@ -57,16 +63,12 @@ def convert_to_keras(
             "*.keras (a whole model for keras.saving.load_model)",
             path=output,
         )
-    with open_checkpoint(checkpoint) as ckpt, open_keras_target(target) as target_model:
-        the_plan = _plan_for(
-            ckpt,
-            mapping,
-            target_model,
-            strict=strict,
-            require_all=require_all,
-            fill_missing_from_target=fill_missing_from_target,
-        )
-        check_output(output, ckpt.location.given, ckpt.prefix, force)
+    options = PlanOptions(strict, require_all, fill_missing_from_target, force)
+    with planned_conversion(checkpoint, mapping, open_keras_target(target), output, options) as (
+        ckpt,
+        target_model,
+        the_plan,
+    ):
         planned = {v.name: v for v in the_plan.outputs}
         counts = {"copied": 0, "transformed": 0, "initialised": 0, "from_target": 0}
         with contextlib.ExitStack() as stack:
