@@ -24,7 +24,9 @@ __all__ = [
     "Report",
     "RestoreError",
     "Role",
+    "TargetMismatchError",
     "UnsupportedCheckpointError",
+    "VerificationError",
     "__version__",
     "assert_compatible",
     "check",
@@ -55,11 +57,13 @@ if TYPE_CHECKING:
     from .inspection import InspectReport, inspect_checkpoint
     from .mapping.convert import convert, plan
     from .mapping.located import MapError
+    from .mapping.retarget import TargetMismatchError
     from .mapping.schema import load_map
     from .names import Role
     from .restoring import RestoreError, restore
     from .rewrite import rewrite_checkpoint
     from .suggestion import suggest
+    from .verification import VerificationError
 
 _LAZY = {
     "Checkpoint": "checkpoint",
@@ -87,6 +91,8 @@ _LAZY = {
     "plan": "mapping.convert",
     "load_map": "mapping.schema",
     "MapError": "mapping.located",
+    "TargetMismatchError": "mapping.retarget",
+    "VerificationError": "verification",
 }
 
 
