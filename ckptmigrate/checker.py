@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from .checkpoint import open_checkpoint
 from .compare import CheckOptions, Kind, Report, ValueDiff, compare
 from .errors import CkptMigrateError
-from .inventory import Inventory, VariableSpec
+from .inventory import Inventory
 from .targets import load_target
 from .targets.checkpoint import inventory_of, load_checkpoint_inventory
 
@@ -95,28 +95,20 @@ def _mapped_inventory(checkpoint: str | Path, mapping: Any) -> Inventory:
     """The checkpoint as the map would convert it: names, shapes, dtypes of the outputs."""
     from .checkpoint import open_checkpoint
     from .mapping.plan import plan_conversion
+    from .mapping.retarget import outputs_inventory
     from .mapping.schema import Map, load_map
 
     the_map = mapping if isinstance(mapping, Map) else load_map(mapping)
     with open_checkpoint(checkpoint) as ckpt:
         base = inventory_of(ckpt)
         the_plan = plan_conversion(ckpt, the_map, keep_object_graph=False)
-    variables = {
-        v.name: VariableSpec(
-            v.name,
-            v.shape,
-            v.dtype,
-            v.role,
-            base.variables[v.source].original_name if v.source else None,
-        )
-        for v in the_plan.outputs
-    }
+    mapped = outputs_inventory(the_plan, base)
     notes = (
         *base.notes,
         f"checked as converted by the map {the_map.path}",
         *(f"map warning: {w}" for w in the_plan.warnings),
     )
-    return Inventory(base.kind, base.source, base.scheme, variables, notes)
+    return replace(mapped, notes=notes)
 
 
 def assert_compatible(checkpoint: str | Path, target: str | Path | Any, **kwargs: Any) -> Report:

@@ -162,7 +162,7 @@ def _plan_for(
     from ..targets.checkpoint import inventory_of
     from .retarget import outputs_inventory, retarget
 
-    mapped = outputs_inventory(ckpt, the_plan, inventory_of(ckpt))
+    mapped = outputs_inventory(the_plan, inventory_of(ckpt))
     return retarget(
         the_plan,
         mapped,

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ..checkpoint import Checkpoint
 from ..compare import CheckOptions, Finding, Kind, Report, compare
 from ..errors import CkptMigrateError
 from ..inventory import Inventory, VariableSpec
@@ -46,6 +45,8 @@ class TargetMismatchError(CkptMigrateError):
 
 
 def _problem(finding: Finding) -> str:
+    if finding.kind is Kind.UNUSED:  # --strict
+        return f"the map's output {variable_path(finding.name)} has no place in the target"
     if finding.kind is Kind.MISSING:
         text = f"nothing supplies {finding.name}"
         return text + (f" ({finding.hint})" if finding.hint else "")
@@ -58,7 +59,7 @@ def _problem(finding: Finding) -> str:
     )
 
 
-def outputs_inventory(checkpoint: Checkpoint, the_plan: Plan, base: Inventory) -> Inventory:
+def outputs_inventory(the_plan: Plan, base: Inventory) -> Inventory:
     """The plan's outputs as an inventory: names, shapes, dtypes, and the original names of
     the source variables they come from (what pairs them across naming schemes)."""
     variables = {}
