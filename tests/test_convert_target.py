@@ -141,7 +141,7 @@ def test_story_2_five_trained_layers_into_six(tf: Any, tmp_path: Path) -> None:
 
     with pytest.raises(TargetMismatchError, match=r"nothing supplies model/.*_operations/6"):
         convert(source, None, tmp_path / "refused", target=new)
-    with pytest.raises(TargetMismatchError, match="output model/optimizer/.* has no place"):
+    with pytest.raises(TargetMismatchError, match=r"output model/optimizer/.* has no place"):
         convert(source, None, tmp_path / "strict", target=new, strict=True)
     result = convert(source, None, tmp_path / "out", target=new, fill_missing_from_target=True)
     assert any("optimizer" in w and "left out" in w for w in result.plan.warnings)
