@@ -11,6 +11,7 @@ or SavedModel target is its own template. A spec file has none: it only names ke
 from __future__ import annotations
 
 import contextlib
+import functools
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -56,9 +57,15 @@ class TargetModel:
         return None if self.template is None else str(self.template.prefix)
 
     def has_initial_value(self, key: str) -> bool:
+        return key in self._initial_keys
+
+    @functools.cached_property
+    def _initial_keys(self) -> frozenset[str]:
         if self.keras is not None:
-            return key in self.keras.by_h5_path()
-        return self.template is not None and key in self.template.reader.variable_keys()
+            return frozenset(self.keras.by_h5_path())
+        if self.template is None:
+            return frozenset()
+        return frozenset(self.template.reader.variable_keys())
 
 
 @contextlib.contextmanager
