@@ -58,6 +58,7 @@ def check(
     min_match: float | None = None,
     values: bool = False,
     map: Any = None,
+    rekeyed: bool = False,
 ) -> Report:
     """Compare ``checkpoint`` with what a restore into ``target`` needs.
 
@@ -66,10 +67,18 @@ def check(
     tf.compat.v1.Graph. ``values`` (checkpoint targets only) adds, per matched pair, whether
     the values are identical and otherwise their max absolute and RMS difference. ``map``
     (a map file, bundled map name or loaded Map) checks the checkpoint as that map would
-    convert it, without writing anything."""
+    convert it, without writing anything: as ``convert --map M --target T`` writes it, under
+    the target's keys, so outputs pair with target variables by key or original name.
+    ``rekeyed`` pairs that way without a map (the checkpoint will be converted into the
+    target's keys, as ``restore`` does when the names differ)."""
     if min_match is not None and not 0.0 <= min_match <= 1.0:
         raise CkptMigrateError(f"--min-match must be between 0 and 1, got {min_match}")
-    options = CheckOptions(ignore=tuple(ignore), strict=strict, min_match=min_match)
+    options = CheckOptions(
+        ignore=tuple(ignore),
+        strict=strict,
+        min_match=min_match,
+        rekeyed=rekeyed or map is not None,
+    )
     ckpt_inventory = (
         load_checkpoint_inventory(checkpoint) if map is None else _mapped_inventory(checkpoint, map)
     )
@@ -105,7 +114,8 @@ def _mapped_inventory(checkpoint: str | Path, mapping: Any) -> Inventory:
     mapped = outputs_inventory(the_plan, base)
     notes = (
         *base.notes,
-        f"checked as converted by the map {the_map.path}",
+        f"checked as `convert --map {the_map.path} --target T` writes it (under the target's "
+        "keys: outputs pair by key or original name)",
         *(f"map warning: {w}" for w in the_plan.warnings),
     )
     return replace(mapped, notes=notes)

@@ -249,9 +249,15 @@ def _strategies(ckpt: Inventory, target: Inventory, rekeyed: bool) -> list[_Stra
                 _by_either,
             )
         )
+    # A restore across schemes looks names up exactly (TF2 restoring a name-based
+    # checkpoint, a Saver an object-based one): an extra scope is not forgiven there, only
+    # when the object graph's root differs (same scheme) or when rekeying.
+    align_scopes = rekeyed or ckpt.scheme == target.scheme
     out = []
     for description, ck, tk in base:
         out.append(_Strategy(description, ck, tk))
+        if not align_scopes:
+            continue
         out.append(
             _Strategy(
                 description,
@@ -345,11 +351,33 @@ def _py_shape(shape: tuple[int, ...]) -> str:
 
 
 def tensorflow_error(
-    kind: Kind, target: VariableSpec, ckpt: VariableSpec | None, key: str, scheme: Scheme
+    kind: Kind,
+    target: VariableSpec,
+    ckpt: VariableSpec | None,
+    key: str,
+    scheme: Scheme,
+    *,
+    checkpoint_scheme: Scheme | None = None,
 ) -> str | None:
-    """The error TensorFlow raises restoring this variable, worded as TensorFlow words it."""
+    """The error TensorFlow raises restoring this variable, worded as TensorFlow words it.
+    ``scheme`` is how the target restores; ``checkpoint_scheme`` how the checkpoint names."""
     if kind is Kind.MISSING:
-        return f"Key {key} not found in checkpoint"
+        if scheme is not Scheme.TF2:
+            return f"Key {key} not found in checkpoint"
+        # A TF2 restore doesn't fail on a missing value: the variable keeps its initial
+        # value, and only the assertions say so.
+        if checkpoint_scheme is Scheme.TF1:  # TF2 restoring a name-based checkpoint
+            return (
+                f"no value named {key} in the checkpoint: the variable keeps its initial "
+                "value, and restore(...).assert_existing_objects_matched() raises "
+                '"Some objects had attributes which were not restored"'
+            )
+        return (
+            f"no value at {key}: the variable keeps its initial value, and "
+            'restore(...).assert_existing_objects_matched() raises "Found N Python objects '
+            "that were not bound to checkpointed values, likely due to changes in the Python "
+            'program"'
+        )
     assert ckpt is not None
     if kind is Kind.SHAPE_MISMATCH:
         if scheme is Scheme.TF2:
@@ -386,7 +414,12 @@ class _Hints:
 
     def __init__(self, unused: dict[str, VariableSpec], key_fn: KeyFn) -> None:
         self.by_key = {key_fn(v)[0]: v for v in unused.values()}
-        self.by_original = {_by_original(v)[0]: v for v in unused.values() if v.original_name}
+        originals: dict[str, list[VariableSpec]] = defaultdict(list)
+        for v in unused.values():
+            if v.original_name:
+                originals[_by_original(v)[0]].append(v)
+        # A name several variables share (tf.Variable's default 'Variable') points nowhere.
+        self.by_original = {k: vs[0] for k, vs in originals.items() if len(vs) == 1}
         self.by_shape: dict[tuple[int, ...], list[str]] = defaultdict(list)
         for key, spec in self.by_key.items():
             self.by_shape[spec.shape].append(key)
@@ -398,7 +431,8 @@ class _Hints:
                 return (
                     f"the checkpoint's {twin.name!r} has the same original name "
                     f"({twin.original_name}) and shape {_human(twin.shape)}: the object "
-                    "structure changed; rename it with a map"
+                    "structure changed; `convert --target T` writes it under this model's "
+                    "paths (--format keras for a Keras 3 model)"
                 )
         same = _closest(key, self.by_shape.get(target.shape, []))
         if same is not None:
@@ -413,6 +447,12 @@ class _Hints:
 
 def _reshape_hint(target: VariableSpec, candidate: VariableSpec) -> str:
     hint = f"the closest unused name is {candidate.name!r}, shape {_human(candidate.shape)}"
+    if candidate.num_elements == target.num_elements:
+        return hint + ": reshape it with a map if it is the same variable"
+    names = f"{target.name} {target.original_name or ''} {candidate.name}".lower()
+    recurrent = any(word in names for word in ("lstm", "gru", "rnn", "cell"))
+    if not recurrent:
+        return hint + ": slice or pad it with a map if it is the same variable"
     axes = [
         i for i, (a, b) in enumerate(zip(target.shape, candidate.shape, strict=False)) if a != b
     ]
@@ -422,14 +462,13 @@ def _reshape_hint(target: VariableSpec, candidate: VariableSpec) -> str:
         and candidate.shape[axes[0]] > target.shape[axes[0]]
     )
     if not fused:
-        return hint + ": rename and reshape it with a map if it is the same variable"
+        return hint + ": slice or pad it with a map if it is the same variable"
     axis = axes[0]
     hint += (
         f": it may hold this variable fused with others along axis {axis} (TF1 RNN "
         "cells fuse the input and recurrent kernels into one [input + units, "
         f"gates * units] matrix); split it along axis {axis} with a map"
     )
-    names = f"{target.name} {target.original_name or ''} {candidate.name}".lower()
     if "lstm" in names:
         hint += (
             "; TF1 LSTM cells also order the gates i, j, f, o where Keras uses "
@@ -439,6 +478,22 @@ def _reshape_hint(target: VariableSpec, candidate: VariableSpec) -> str:
 
 
 # -- the comparison --------------------------------------------------------------------
+
+
+def cannot_restore(ckpt: Inventory, target: Inventory) -> str | None:
+    """Why the target's own restore reads nothing from this checkpoint, however its names
+    compare; None when it can."""
+    if target.scheme is Scheme.KERAS3 and ckpt.scheme in (Scheme.TF1, Scheme.TF2):
+        return (
+            "Keras 3 model.load_weights reads .weights.h5 and .keras files, not TensorFlow "
+            "checkpoints"
+        )
+    if ckpt.scheme is Scheme.TF1 and target.scheme is Scheme.TF2 and not target.restores_by_name:
+        return (
+            "a Keras 3 model's variables have no TF1 names: restoring a name-based (TF1) "
+            "checkpoint into it loads nothing"
+        )
+    return None
 
 
 def _ignored(patterns: Sequence[re.Pattern[str]], v: VariableSpec) -> bool:
@@ -480,6 +535,9 @@ def compare(
     ckpt_inv, ckpt_ignored = _without(checkpoint, patterns)
     target_inv, target_ignored = _without(target, patterns)
     pairing = _pair(ckpt_inv, target_inv, options.rekeyed)
+    cannot = None if options.rekeyed else cannot_restore(ckpt_inv, target_inv)
+    if cannot is not None:  # names may agree, but this restore reads none of them
+        pairing = replace(pairing, pairs=dict.fromkeys(pairing.pairs))
     strategy = pairing.strategy
     used = {c.name for c in pairing.pairs.values() if c is not None}
     unused = {k: v for k, v in ckpt_inv.variables.items() if k not in used}
@@ -507,7 +565,9 @@ def compare(
         else:
             kind = Kind.MATCHED
         lookup = tspec.name if same_scheme else key
-        error = tensorflow_error(kind, tspec, cspec, lookup, restore_scheme)
+        error = cannot or tensorflow_error(
+            kind, tspec, cspec, lookup, restore_scheme, checkpoint_scheme=ckpt_inv.scheme
+        )
         hint = None
         if kind is Kind.MISSING:
             hint = hints[tspec.role].for_target(key, tspec)
@@ -537,6 +597,11 @@ def compare(
         findings.append(Finding(Kind.UNUSED, cspec.name, cspec.role, cspec.name, None, cspec))
     findings.sort(key=lambda f: (_KIND_ORDER[f.kind], _ROLE_ORDER[f.role], f.name))
     notes = [*checkpoint.notes, *target.notes]
+    if cannot is not None:
+        notes.append(
+            f"{cannot}; `convert CKPT --target T` (with --format keras for a Keras 3 "
+            "model) writes it under the model's own keys"
+        )
     if strategy.note:
         notes.append(strategy.note)
     if patterns:

@@ -60,6 +60,9 @@ class Inventory:
     scheme: Scheme
     variables: dict[str, VariableSpec]
     notes: tuple[str, ...] = field(default_factory=tuple)
+    # A Keras 3 model's variables carry no TF1 names: a name-based checkpoint restores
+    # nothing into it, whatever the object graph records.
+    restores_by_name: bool = True
 
     @property
     def parameters(self) -> int:

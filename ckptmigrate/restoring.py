@@ -26,7 +26,6 @@ into the object's keys first, as ``convert --target`` does, and restored from th
 from __future__ import annotations
 
 import contextlib
-import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -97,7 +96,11 @@ def restore(
         return _restore_keras_file(into, Path(checkpoint), map, strict, options)
     report: Report | None = None
     if map is None:
-        report = check(checkpoint, into.checked, ignore=options.ignore, min_match=min_match)
+        # Paired as a conversion would pair them: when the object's own restore can't find
+        # the values by key, they are converted into its keys below.
+        report = check(
+            checkpoint, into.checked, ignore=options.ignore, min_match=min_match, rekeyed=True
+        )
         _refuse(report, strict)
         if into.flavour is not _Flavour.KERAS3 and _restores_by_key(report):
             _restore_from(into, _prefix_of(checkpoint), strict, skip=_missing(report))
@@ -140,10 +143,9 @@ def _into(obj: Any, session: Any) -> _Into:
 
 
 def _is_keras3(obj: Any) -> bool:
-    keras = sys.modules.get("keras")  # a Keras model exists only if keras was imported
-    if keras is None or not str(getattr(keras, "__version__", "")).startswith("3"):
-        return False
-    return isinstance(obj, keras.Model)
+    from .targets.live import is_keras3_model
+
+    return is_keras3_model(obj)
 
 
 def _is_tf_keras(obj: Any) -> bool:

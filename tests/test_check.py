@@ -29,6 +29,10 @@ HIDDEN = [
 ]
 
 
+def missing_of(report: Any) -> list[Any]:
+    return [f for f in report.findings if f.kind is Kind.MISSING]
+
+
 def by_kind(report: Any, kind: Kind) -> dict[str, Any]:
     return {f.name: f for f in report.findings if f.kind is kind}
 
@@ -199,7 +203,14 @@ def test_tf_keras_checkpoint_against_keras3_model(tf: Any, tmp_path: Path) -> No
     assert all("layer_with_weights-" in h for h in hints), hints
     # the Keras 3 .weights.h5 of the same architecture, compared by inferred names
     new.save_weights(tmp_path / "new.weights.h5")
-    by_name = check(tmp_path / "x.ckpt", tmp_path / "new.weights.h5")
+    # Keras 3 loads no TensorFlow checkpoint: as a restore target the file takes nothing...
+    as_is = check(tmp_path / "x.ckpt", tmp_path / "new.weights.h5")
+    assert as_is.count(Kind.MATCHED) == 0
+    assert all(
+        "not TensorFlow checkpoints" in (f.tensorflow_error or "") for f in missing_of(as_is)
+    )
+    # ...while converted into its weight paths every variable pairs by its recorded name
+    by_name = check(tmp_path / "x.ckpt", tmp_path / "new.weights.h5", rekeyed=True)
     assert by_name.count(Kind.MATCHED) == 4, by_name.findings
     assert "original variable name" in by_name.matching
 

@@ -522,3 +522,41 @@ def test_verify_troubles_are_told_apart_from_a_failed_verification(
 
     with pytest.raises(InterruptedAfterWriting, match="was written; its verification"):
         verify(prefix, None, None, None, {"global_step": interrupted})
+
+
+def test_check_restore_and_convert_agree_across_schemes(tf: Any, tmp_path: Path) -> None:
+    """A TF1 Saver checkpoint against a Keras 3 model: TF2's name-based restore would load
+    nothing (its names lack the model's scope), so check fails; restore() and convert
+    --target migrate it. A tf-keras checkpoint: check --map pairs as convert --target."""
+    pytest.importorskip("tf_keras")
+    from models import tf_keras_model
+
+    import ckptmigrate
+    from ckptmigrate import check
+
+    v1 = tf.compat.v1
+    graph = tf.Graph()
+    with graph.as_default():
+        for scope, shape in (("dense", [4, 8]), ("dense_1", [8, 3])):
+            with v1.variable_scope(scope):
+                v1.get_variable("kernel", shape)
+                v1.get_variable("bias", shape[1:], initializer=v1.ones_initializer())
+        with v1.Session(graph=graph) as session:
+            session.run(v1.global_variables_initializer())
+            tf1 = v1.train.Saver().save(session, str(tmp_path / "tf1" / "model.ckpt"))
+    model = keras3_model(units=(8, 3), train=False)
+    report = check(tf1, model)
+    assert not report.ok
+    missing = [f for f in report.findings if f.kind.value == "missing"]
+    assert len(missing) == 4
+    assert all("loads nothing" in (f.tensorflow_error or "") for f in missing)
+    ckptmigrate.restore(model, tf1)  # converted into the model's keys, then restored
+    np.testing.assert_array_equal(
+        model.weights[0].numpy(), tf.train.load_checkpoint(tf1).get_tensor("dense/kernel")
+    )
+
+    tf_keras_model().save_weights(str(tmp_path / "tfk" / "x.ckpt"))
+    keras3 = keras3_model(units=(8, 3), train=False)
+    assert not check(tmp_path / "tfk", keras3).ok  # Keras 3 can't restore it as it is
+    assert check(tmp_path / "tfk", keras3, map="tf-keras-to-keras3").ok  # converted, it fits
+    ckptmigrate.restore(keras3, tmp_path / "tfk")  # tf-keras into Keras 3, no map needed

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -131,5 +132,4 @@ def load_keras_model(path: Path) -> Any:
 def load_keras_archive(path: Path) -> Inventory:
     from .live import inventory_of_object
 
-    inventory = inventory_of_object(load_keras_model(path), str(path))
-    return Inventory("keras", str(path), inventory.scheme, inventory.variables, inventory.notes)
+    return replace(inventory_of_object(load_keras_model(path), str(path)), kind="keras")
