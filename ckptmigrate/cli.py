@@ -66,8 +66,10 @@ def _run(action: Callable[[], T], traceback: bool = False) -> T:
     try:
         return action()
     except CkptMigrateError as e:
-        if traceback:
-            raise
+        if traceback:  # for bug reports: the whole traceback, and still our exit code
+            import traceback as tb
+
+            tb.print_exc()
         # Plain write: one unwrapped paragraph, so paths and names survive copy-paste.
         sys.stderr.write(f"error: {e}\n")
         raise typer.Exit(e.exit_code) from None

@@ -167,8 +167,11 @@ class Report:
                 "kind": inv.kind,
                 "path": inv.source,
                 "scheme": inv.scheme.value,
-                "variables": len(inv.variables),
-                "parameters": inv.parameters,
+                # the object graph is bookkeeping, not a variable (as in the summary)
+                "variables": sum(1 for k in inv.variables if k != OBJECT_GRAPH_KEY),
+                "parameters": sum(
+                    v.num_elements for k, v in inv.variables.items() if k != OBJECT_GRAPH_KEY
+                ),
             }
 
         return {

@@ -54,7 +54,8 @@ class Verification:
                 f"verify FAILED: {len(bad)} of {self.compared} values differ from the "
                 f"plan after {self.how}: {shown}"
             )
-        return f"verify ok: {self.how}; all {self.compared} values are as planned"
+        values = "the value is" if self.compared == 1 else f"all {self.compared} values are"
+        return f"verify ok: {self.how}; {values} as planned"
 
     def to_dict(self) -> dict[str, Any]:
         return {

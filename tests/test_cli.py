@@ -223,3 +223,10 @@ def test_roles(key: str, role: str) -> None:
     from ckptmigrate.names import classify
 
     assert classify(key).value == role
+
+
+def test_traceback_shows_the_traceback_and_keeps_the_exit_code(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["inspect", str(tmp_path / "nope"), "--traceback"])
+    assert result.exit_code == 2
+    assert "Traceback (most recent call last)" in result.output
+    assert "error: " in result.output

@@ -383,7 +383,7 @@ def _check_output(output: AnyPath, given: AnyPath, prefix: AnyPath, force: bool)
         raise OutputError(
             "the output already exists",
             path=str(output),
-            hint="choose a new directory, or pass --force to replace it.",
+            hint="choose a new path, or pass --force to replace it.",
         )
 
 

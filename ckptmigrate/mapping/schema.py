@@ -327,7 +327,7 @@ def _regex(node: Node, what: str) -> re.Pattern[str]:
     except re.error as e:
         raise MapError(
             node.where,
-            f"{what} {text!r} is not a valid regular expression: {e}",
+            f"{what} '{text}' is not a valid regular expression: {e}",
             hint="quote the pattern in YAML and escape literal dots as \\.",
         ) from None
 
