@@ -833,6 +833,7 @@ def suggest(
     if leftovers:
         rules = list(_ordered([*rules, *leftovers]))
     predicted = _predict(checkpoint, target_inventory, rules) if leftovers else first
+    rules = _flag_discarded_fits(rules, ckpt)
     target_name = target_inventory.source
     return Suggestion(
         str(checkpoint),
@@ -842,6 +843,35 @@ def suggest(
         predicted,
         (*notes, *predicted.notes),
     )
+
+
+def _flag_discarded_fits(rules: list[SuggestedRule], ckpt: Inventory) -> list[SuggestedRule]:
+    """A trained model variable dropped while a new one of its very shape and dtype starts
+    fresh is the likeliest missed pairing: both rules are marked for the reviewer."""
+    specs = {variable_path(k): v for k, v in ckpt.variables.items()}
+    dropped = {
+        r.body["name"]: specs[r.body["name"]]
+        for r in rules
+        if "drop" in r.body and "name" in r.body and r.body["name"] in specs
+    }
+    dropped = {n: v for n, v in dropped.items() if v.role is Role.MODEL}
+    inits = [r for r in rules if "init" in r.body]
+    fits = {id(r): [n for n, v in dropped.items() if _init_fits(r.body["init"], v)] for r in inits}
+    suspects = {n for names in fits.values() for n in names}
+    out = []
+    for rule in rules:
+        why = None
+        if fits.get(id(rule)):
+            shown = ", ".join(repr(n) for n in fits[id(rule)][:3])
+            why = f"this starts fresh while {shown} (same shape and dtype) is dropped: rename it?"
+        elif "drop" in rule.body and rule.body.get("name") in suspects:
+            why = "a trained value dropped while a target variable of its shape starts fresh"
+        out.append(replace(rule, uncertain=rule.uncertain or why) if why else rule)
+    return out
+
+
+def _init_fits(init: dict[str, Any], spec: VariableSpec) -> bool:
+    return tuple(init["shape"]) == spec.shape and init["dtype"] == spec.dtype
 
 
 def _bundled_start(

@@ -308,3 +308,16 @@ def test_hungarian_finds_the_best_assignment() -> None:
                 for perm in itertools.permutations(list(range(cols)) + [None] * rows, rows)  # type: ignore[arg-type]
             )
             assert got == pytest.approx(best)
+
+
+def test_a_dropped_value_that_fits_a_fresh_variable_is_flagged(tf: Any, tmp_path: Path) -> None:
+    source = tf.Module()
+    source.old = [tf.Variable(np.full(3, i, np.float32)) for i in range(4)]
+    prefix = tf.train.Checkpoint(model=source).write(str(tmp_path / "src" / "ckpt"))
+    target = tf.Module()
+    target.new = [tf.Variable(np.zeros(3, np.float32)) for _ in range(4)]
+    suggestion = suggest(prefix, target)
+    for rule in suggestion.rules:
+        if "init" in rule.body or ("drop" in rule.body and "name" in rule.body):
+            assert rule.uncertain, rule  # a trained [3] float32 dropped, a [3] float32 new
+    assert "UNCERTAIN" in suggestion.to_yaml()
