@@ -52,6 +52,7 @@ import math
 import os
 import re
 import tempfile
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
@@ -514,6 +515,9 @@ class _Plan:
     inits: list[VariableSpec] = field(default_factory=list)
     pairs: list[Pair] = field(default_factory=list)
     reasons: dict[str, str] = field(default_factory=dict)  # source -> why it is paired
+    # original names several variables share (tf.Variable's default 'Variable'): equal
+    # ones don't make a conversion pair two variables, so they don't spare a rename
+    shared_originals: frozenset[str] = frozenset()
 
 
 def _target_keys(spec: VariableSpec) -> set[str]:
@@ -537,7 +541,7 @@ def _fixable(source: VariableSpec, target: VariableSpec) -> bool:
 
 def _decide(ckpt: Inventory, target: Inventory) -> _Plan:
     report = compare(ckpt, target, CheckOptions(rekeyed=True))
-    plan = _Plan()
+    plan = _Plan(shared_originals=_shared_originals(ckpt, target))
     pool_sources: list[VariableSpec] = []
     pool_targets: list[VariableSpec] = []
     poolable = (Role.MODEL, Role.STEP)
@@ -566,9 +570,21 @@ def _decide(ckpt: Inventory, target: Inventory) -> _Plan:
     return plan
 
 
+def _shared_originals(*inventories: Inventory) -> frozenset[str]:
+    shared: set[str] = set()
+    for inventory in inventories:
+        counts = Counter(
+            v.original_name.removesuffix(":0")
+            for v in inventory.variables.values()
+            if v.original_name
+        )
+        shared |= {name for name, count in counts.items() if count > 1}
+    return frozenset(shared)
+
+
 def _pair(plan: _Plan, source: VariableSpec, target: VariableSpec, reason: str) -> None:
     name = variable_path(source.name)
-    if not _output_keys(source) & _target_keys(target):
+    if not (_output_keys(source) & _target_keys(target)) - plan.shared_originals:
         plan.renames[name] = variable_path(target.name)
     if source.shape != target.shape or source.dtype != target.dtype:
         plan.fixes[name] = (source, target)

@@ -310,14 +310,42 @@ def test_hungarian_finds_the_best_assignment() -> None:
             assert got == pytest.approx(best)
 
 
-def test_a_dropped_value_that_fits_a_fresh_variable_is_flagged(tf: Any, tmp_path: Path) -> None:
+def test_variables_sharing_a_default_name_are_renamed_not_dropped(tf: Any, tmp_path: Path) -> None:
+    """tf.Variable's default name 'Variable' is every variable's original name: it pairs
+    nothing, so the scope move is found and written as a rename."""
     source = tf.Module()
     source.old = [tf.Variable(np.full(3, i, np.float32)) for i in range(4)]
     prefix = tf.train.Checkpoint(model=source).write(str(tmp_path / "src" / "ckpt"))
     target = tf.Module()
     target.new = [tf.Variable(np.zeros(3, np.float32)) for _ in range(4)]
     suggestion = suggest(prefix, target)
-    for rule in suggestion.rules:
-        if "init" in rule.body or ("drop" in rule.body and "name" in rule.body):
-            assert rule.uncertain, rule  # a trained [3] float32 dropped, a [3] float32 new
-    assert "UNCERTAIN" in suggestion.to_yaml()
+    assert [r.body.get("rename") for r in suggestion.rules] == ["model/new/{1}"]
+    map_path = tmp_path / "m.yaml"
+    map_path.write_text(suggestion.to_yaml())
+    result = ckptmigrate.convert(prefix, map_path, tmp_path / "out", target=target, verify=True)
+    assert result.verification is not None
+    assert result.verification.ok, result.verification.verdict
+
+
+def test_a_dropped_value_that_fits_a_fresh_variable_is_flagged() -> None:
+    from ckptmigrate.inventory import Inventory, Scheme, VariableSpec
+    from ckptmigrate.suggestion import SuggestedRule, _flag_discarded_fits
+
+    ckpt = Inventory("checkpoint", "c", Scheme.TF1, {"old": VariableSpec("old", (3,), "float32")})
+    rules = [
+        SuggestedRule(Section.DROP, {"name": "old", "drop": True}),
+        SuggestedRule(
+            Section.INIT,
+            {"init": {"name": "new", "shape": [3], "dtype": "float32", "fill": "zeros"}},
+        ),
+        SuggestedRule(
+            Section.INIT,
+            {"init": {"name": "other", "shape": [4], "dtype": "float32", "fill": "zeros"}},
+        ),
+    ]
+    flagged = _flag_discarded_fits(rules, ckpt)
+    assert flagged[0].uncertain
+    assert "dropped" in flagged[0].uncertain
+    assert flagged[1].uncertain
+    assert "'old'" in flagged[1].uncertain
+    assert flagged[2].uncertain is None  # another shape: nothing to suspect
