@@ -271,6 +271,23 @@ class BundleReader:
             hint="re-copy the checkpoint; `ckptmigrate inspect --verify` checks every tensor.",
         )
 
+    def _chunks(
+        self, key: str, entry: BundleEntry, scratch: bytearray | None = None
+    ) -> Iterator[bytes | memoryview]:
+        """A tensor's stored bytes in bounded chunks, each a view of one reused buffer
+        (``scratch`` if given: zero-filling a fresh one per tensor shows up)."""
+        fd = self._fd(entry.shard_id)
+        buf = scratch if scratch is not None else bytearray(min(COPY_CHUNK, entry.size) or 1)
+        view = memoryview(buf)
+        done = 0
+        while done < entry.size:
+            want = min(len(buf), entry.size - done)
+            n = os.preadv(fd, [view[:want]], entry.offset + done)
+            if n <= 0:
+                raise self._truncated(key, entry)
+            yield view[:n]
+            done += n
+
     def _stream(
         self,
         key: str,
@@ -279,23 +296,14 @@ class BundleReader:
         verify: bool,
         scratch: bytearray | None = None,
     ) -> None:
-        """Read a fixed-width tensor in bounded chunks, checksumming and/or forwarding them.
-        ``scratch`` is a reusable buffer (zero-filling a fresh one per tensor shows up)."""
-        fd = self._fd(entry.shard_id)
-        buf = scratch if scratch is not None else bytearray(min(COPY_CHUNK, entry.size) or 1)
-        view = memoryview(buf)
+        """Read a fixed-width tensor in bounded chunks, checksumming and/or forwarding them
+        (the CRC runs across chunk and, remotely, request boundaries)."""
         checksum = 0
-        done = 0
-        while done < entry.size:
-            want = min(len(buf), entry.size - done)
-            n = os.preadv(fd, [view[:want]], entry.offset + done)
-            if n <= 0:
-                raise self._truncated(key, entry)
+        for chunk in self._chunks(key, entry, scratch):
             if verify:
-                checksum = crc.extend(checksum, view[:n])
+                checksum = crc.extend(checksum, chunk)
             if write is not None:
-                write(view[:n])
-            done += n
+                write(memoryview(chunk))
         if verify and checksum != crc.unmask(entry.crc32c):
             raise self._checksum_error(key, entry)
 
@@ -479,7 +487,9 @@ class RemoteBundleReader(BundleReader):
     def _fd(self, shard: int) -> int:
         raise TypeError("a remote checkpoint has no file descriptors")
 
-    def _chunks(self, key: str, entry: BundleEntry) -> Iterator[bytes]:
+    def _chunks(
+        self, key: str, entry: BundleEntry, scratch: bytearray | None = None
+    ) -> Iterator[bytes]:
         """The stored bytes of ``entry`` in requests of at most ``read_buffer`` bytes."""
         shard = self.data_file(entry.shard_id)
         end = entry.offset + entry.size
@@ -506,23 +516,6 @@ class RemoteBundleReader(BundleReader):
         if verify and crc.value(buf) != crc.unmask(entry.crc32c):
             raise self._checksum_error(key, entry)
         return buf
-
-    def _stream(
-        self,
-        key: str,
-        entry: BundleEntry,
-        write: WriteFn | None,
-        verify: bool,
-        scratch: bytearray | None = None,
-    ) -> None:
-        checksum = 0
-        for chunk in self._chunks(key, entry):  # the CRC runs across request boundaries
-            if verify:
-                checksum = crc.extend(checksum, chunk)
-            if write is not None:
-                write(memoryview(chunk))
-        if verify and checksum != crc.unmask(entry.crc32c):
-            raise self._checksum_error(key, entry)
 
     def copy_stored_to_fd(self, key: str, out_fd: int, verify: bool = True) -> int:
         # One pass: each downloaded chunk is checksummed and written (a separate verifying
