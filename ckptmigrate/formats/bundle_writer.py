@@ -342,7 +342,7 @@ class BundleWriter:
             self._upload(self.output_dir)
             return
         if self.durable:
-            _fsync_dir(self._staging)
+            fsync_path(self._staging)
         replaced = None
         if self.output_dir.exists():
             self._check_destination()
@@ -355,7 +355,7 @@ class BundleWriter:
                 os.rename(replaced, self.output_dir)
             raise
         if self.durable:
-            _fsync_dir(self.output_dir.parent)
+            fsync_path(self.output_dir.parent)
         if replaced is not None:
             shutil.rmtree(replaced, ignore_errors=True)
 
@@ -439,7 +439,8 @@ def _clone(source: Path, target: Path, allow_links: bool) -> str:
     return "copy"
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_path(path: Path) -> None:
+    """fsync a file or a directory (a directory's, after a rename, makes the name last)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)

@@ -402,24 +402,18 @@ def _atomic_output(output: Path, overwrite: bool, durable: bool = False) -> Iter
     try:
         yield tmp
         if durable:
-            _fsync(tmp)
+            from .bundle_writer import fsync_path  # only then: this module stays stdlib-only
+
+            fsync_path(tmp)
         _publish(tmp, output, overwrite)
         if durable:
-            _fsync(output.parent)
+            fsync_path(output.parent)
     except OSError as e:
         tmp.unlink(missing_ok=True)
         raise OutputError.from_os_error(e, output) from e
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _publish(tmp: Path, output: Path, overwrite: bool) -> None:
