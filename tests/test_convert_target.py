@@ -62,6 +62,20 @@ def _builder(directory: Path, body: str) -> str:
     return f"{path}:build"
 
 
+def _tf1_two_layers(tf: Any, directory: Path, scopes: tuple[str, str]) -> str:
+    """A TF1 Saver checkpoint of two dense layers, [4, 8] and [8, 3], under ``scopes``."""
+    v1 = tf.compat.v1
+    graph = tf.Graph()
+    with graph.as_default():
+        for scope, shape in zip(scopes, ([4, 8], [8, 3]), strict=True):
+            with v1.variable_scope(scope):
+                v1.get_variable("kernel", shape)
+                v1.get_variable("bias", shape[1:], initializer=v1.ones_initializer())
+        with v1.Session(graph=graph) as session:
+            session.run(v1.global_variables_initializer())
+            return str(v1.train.Saver().save(session, str(directory / "model.ckpt")))
+
+
 def _saver_restore(tf: Any, build: Any, prefix: Path) -> dict[str, np.ndarray]:
     """Build a TF1 graph with ``build``, restore ``prefix`` with a Saver, return the values."""
     v1 = tf.compat.v1
@@ -402,16 +416,7 @@ def test_suggested_maps_fit_stories_2_3_and_4(tf: Any, tmp_path: Path) -> None:
     assert check(result.prefix, six, ignore=["save_counter"]).ok
 
     # 3: a TF1 Saver checkpoint with other scope names into a Keras model
-    v1 = tf.compat.v1
-    graph = tf.Graph()
-    with graph.as_default():
-        for scope, shape in (("layer_a", [4, 8]), ("layer_b", [8, 3])):
-            with v1.variable_scope(scope):
-                v1.get_variable("kernel", shape)
-                v1.get_variable("bias", shape[1:], initializer=v1.ones_initializer())
-        with v1.Session(graph=graph) as session:
-            session.run(v1.global_variables_initializer())
-            tf1 = v1.train.Saver().save(session, str(tmp_path / "tf1" / "model.ckpt"))
+    tf1 = _tf1_two_layers(tf, tmp_path / "tf1", ("layer_a", "layer_b"))
     model = keras3_model(units=(8, 3), train=False)
     _, result = _suggest_convert_verify(tf, tf1, model, tmp_path / "keras")
     restored = keras3_model(units=(8, 3), train=False, seed=4)
@@ -534,16 +539,7 @@ def test_check_restore_and_convert_agree_across_schemes(tf: Any, tmp_path: Path)
     import ckptmigrate
     from ckptmigrate import check
 
-    v1 = tf.compat.v1
-    graph = tf.Graph()
-    with graph.as_default():
-        for scope, shape in (("dense", [4, 8]), ("dense_1", [8, 3])):
-            with v1.variable_scope(scope):
-                v1.get_variable("kernel", shape)
-                v1.get_variable("bias", shape[1:], initializer=v1.ones_initializer())
-        with v1.Session(graph=graph) as session:
-            session.run(v1.global_variables_initializer())
-            tf1 = v1.train.Saver().save(session, str(tmp_path / "tf1" / "model.ckpt"))
+    tf1 = _tf1_two_layers(tf, tmp_path / "tf1", ("dense", "dense_1"))
     model = keras3_model(units=(8, 3), train=False)
     report = check(tf1, model)
     assert not report.ok
