@@ -33,7 +33,7 @@ from .bundle_proto import (
 )
 from .bundle_reader import HEADER_KEY, BundleReader
 from .checkpoint_state import STATE_FILENAME, render_state
-from .locate import AnyPath, data_path, index_path
+from .locate import AnyPath, data_path, index_path, unreachable_output
 from .remote import RemotePath, as_path
 from .table import TableWriter
 
@@ -114,11 +114,7 @@ class BundleWriter:
         except Exception as e:  # a store's client raises its own types (no credentials, ...)
             if not isinstance(self.output_dir, RemotePath):
                 raise
-            raise OutputError(
-                f"cannot reach the output on the store ({type(e).__name__}: {e})",
-                path=str(self.output_dir),
-                hint="check the URL, the credentials and the endpoint.",
-            ) from e
+            raise unreachable_output(e, self.output_dir) from e
 
     def _check_destination_exists(self) -> None:
         if self.output_dir.exists() and not self._overwrite:

@@ -355,12 +355,17 @@ def check_output(output: AnyPath, given: AnyPath, prefix: AnyPath, force: bool) 
     except Exception as e:  # a store's client raises its own types (no credentials, ...)
         if not isinstance(output, RemotePath):
             raise
-        raise OutputError(
-            f"cannot reach the output on the store ({type(e).__name__}: {e})",
-            path=str(output),
-            hint="check the URL, the credentials and the endpoint "
-            "(e.g. AWS_PROFILE, FSSPEC_S3_ENDPOINT_URL for S3-compatible servers).",
-        ) from e
+        raise unreachable_output(e, output) from e
+
+
+def unreachable_output(error: BaseException, output: RemotePath) -> OutputError:
+    """A store's client failing before anything is written (no credentials, no route)."""
+    return OutputError(
+        f"cannot reach the output on the store ({type(error).__name__}: {error})",
+        path=str(output),
+        hint="check the URL, the credentials and the endpoint "
+        "(e.g. AWS_PROFILE, FSSPEC_S3_ENDPOINT_URL for S3-compatible servers).",
+    )
 
 
 def _check_output(output: AnyPath, given: AnyPath, prefix: AnyPath, force: bool) -> None:
