@@ -40,8 +40,13 @@ app = typer.Typer(
 )
 
 T = TypeVar("T")
-EXIT_TROUBLE = 2
 EXIT_INTERRUPTED = 130
+
+# The library's messages name options as API parameters ([[overwrite]]); on the command
+# line they read as the flags that set them.
+CLI_FLAGS = {
+    "overwrite": "--force",
+}
 
 
 def _stdout() -> Console:
@@ -71,7 +76,7 @@ def _run(action: Callable[[], T], traceback: bool = False) -> T:
 
             tb.print_exc()
         # Plain write: one unwrapped paragraph, so paths and names survive copy-paste.
-        sys.stderr.write(f"error: {e}\n")
+        sys.stderr.write(f"error: {e.render(CLI_FLAGS)}\n")
         raise typer.Exit(e.exit_code) from None
     except KeyboardInterrupt as e:
         if isinstance(e, InterruptedAfterWriting):
@@ -488,7 +493,7 @@ def suggest(
     if output is None:
         sys.stdout.write(suggestion.to_yaml())
         return
-    path = _run(lambda: write_map(suggestion, output, force=force), traceback)
+    path = _run(lambda: write_map(suggestion, output, overwrite=force), traceback)
     if quiet:
         return
     headline = suggestion.predicted.headline if suggestion.predicted else ""

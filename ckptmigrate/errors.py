@@ -7,7 +7,23 @@ which is always one paragraph: what happened, where (file, variable), and a hint
 from __future__ import annotations
 
 import errno
+import re
+from collections.abc import Mapping
 from pathlib import Path
+
+# Library messages name an option by a token, ``[[overwrite]]``, never by a CLI flag: a
+# Python caller reads ``overwrite=True`` (``str(error)``), the command line reads its own
+# flag (``error.render(flags)``; cli.py owns the flags).
+API_SPELLING: Mapping[str, str] = {
+    "overwrite": "overwrite=True",
+}
+_OPTION_TOKEN = re.compile(r"\[\[([a-z_]+)\]\]")
+
+
+def spell_options(text: str, spelling: Mapping[str, str]) -> str:
+    """``text`` with every ``[[option]]`` token spelled as ``spelling`` says (an unknown
+    name is left as written)."""
+    return _OPTION_TOKEN.sub(lambda m: spelling.get(m[1], m[0]), text)
 
 
 class CkptMigrateError(Exception):
@@ -30,6 +46,11 @@ class CkptMigrateError(Exception):
         super().__init__(self.__str__())
 
     def __str__(self) -> str:
+        return self.render(API_SPELLING)
+
+    def render(self, spelling: Mapping[str, str]) -> str:
+        """The one-paragraph message, with options spelled as ``spelling`` says (the
+        Python API's keywords for ``str()``, the CLI's flags on the command line)."""
         parts = []
         where = self.path or ""
         if self.variable is not None:
@@ -39,7 +60,7 @@ class CkptMigrateError(Exception):
         parts.append(f"{where}: {self.message}" if where else self.message)
         if self.hint:
             parts.append(f"Hint: {self.hint}")
-        return " ".join(parts)
+        return spell_options(" ".join(parts), spelling)
 
 
 class CheckpointNotFoundError(CkptMigrateError):

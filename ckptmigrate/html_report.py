@@ -8,15 +8,13 @@ opens from disk, from a CI artefact or a mail attachment. Pure Python, no Tensor
 
 from __future__ import annotations
 
-import contextlib
-import os
-import secrets
 from collections.abc import Iterable, Iterator
 from html import escape
 from pathlib import Path
 
 from .compare import Finding, Kind, Report
 from .errors import OutputError
+from .fs import staged_file
 from .inventory import VariableSpec
 from .names import OPTIMIZER_SLOT_MARKER, Role, classify, variable_path
 from .render import shape_text, verdict_text
@@ -136,33 +134,16 @@ def _head(path: Path) -> bytes | None:
 def write_html(report: Report, path: str | Path) -> Path:
     """Write :func:`render_html` to ``path`` atomically (replacing an earlier report)."""
     out = check_html_output(path)
-    try:
-        _write_atomically(out, render_html(report).encode("utf-8"))
-    except OSError as e:
-        raise OutputError.from_os_error(e, out) from e
-    return out
-
-
-def _write_atomically(out: Path, data: bytes) -> None:
-    """Stage ``data`` beside ``out`` and rename it into place: a reader (a browser
-    reloading the report) never sees half a file, and a failure leaves the old one."""
     if out.is_dir():
         raise OutputError("is a directory; give a file name for the HTML report", path=out)
     if not out.parent.is_dir():
         raise OutputError("the directory for the HTML report does not exist", path=out)
-    # Our own temporary name rather than mkstemp: mkstemp creates the file 0600, and a
-    # report should get the permissions (umask) any other file the user writes gets.
-    # The name is cut so the staged name stays within NAME_MAX when ``out``'s does.
-    staged = out.parent / f".{out.name[:200]}.{secrets.token_hex(8)}.tmp"
-    fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(staged, out)
-    except BaseException:  # Ctrl-C included: never leave the staged file behind
-        with contextlib.suppress(OSError):
-            staged.unlink()
-        raise
+        with staged_file(out, overwrite=True) as staged:  # a reloading browser never sees half
+            staged.write_bytes(render_html(report).encode("utf-8"))
+    except OSError as e:
+        raise OutputError.from_os_error(e, out) from e
+    return out
 
 
 def scope_of(finding: Finding) -> str:

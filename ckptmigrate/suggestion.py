@@ -49,9 +49,7 @@ from __future__ import annotations
 
 import difflib
 import math
-import os
 import re
-import tempfile
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -63,6 +61,7 @@ from . import dtypes
 from .compare import CheckOptions, Kind, Report, compare
 from .errors import OutputError
 from .formats.object_graph import OBJECT_GRAPH_KEY
+from .fs import staged_file
 from .inventory import Inventory, VariableSpec
 from .names import Role, variable_path
 
@@ -925,24 +924,28 @@ def _bundled_start(
     return mapped, rules, note
 
 
-def write_map(suggestion: Suggestion, path: str | Path, *, force: bool = False) -> Path:
-    """Write the suggested map atomically; an existing file needs ``force``."""
+def write_map(suggestion: Suggestion, path: str | Path, *, overwrite: bool = False) -> Path:
+    """Write the suggested map atomically.
+
+    Args:
+        suggestion: what :func:`suggest` returned.
+        path: the map file to write.
+        overwrite: replace an existing file.
+
+    Returns:
+        The path written.
+
+    Raises:
+        OutputError: the path is a directory, exists (without ``overwrite``), its directory
+            is missing, or it cannot be written.
+    """
     out = Path(path)
     if out.is_dir():
         raise OutputError("is a directory; give a file name for the map", path=out)
-    if out.exists() and not force:
-        raise OutputError("already exists", path=out, hint="pass --force to replace it.")
-    parent = out.parent if str(out.parent) else Path(".")
-    if not parent.is_dir():
+    if not out.parent.is_dir():
         raise OutputError("the directory for the map does not exist", path=out)
-    fd, staged = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(suggestion.to_yaml())
-        os.replace(staged, out)
-    except BaseException:
-        Path(staged).unlink(missing_ok=True)
-        raise
+    with staged_file(out, overwrite=overwrite) as staged:
+        staged.write_text(suggestion.to_yaml(), encoding="utf-8")
     return out
 
 

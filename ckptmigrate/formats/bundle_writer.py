@@ -21,6 +21,7 @@ from typing import IO, TYPE_CHECKING, Any, BinaryIO
 
 from .. import dtypes
 from ..errors import CkptMigrateError, OutputError
+from ..fs import make_staging_dir, publish_dir, refuse_existing
 from . import crc, tensor_codec
 from .bundle_proto import (
     BIG_ENDIAN,
@@ -85,12 +86,7 @@ class BundleWriter:
             if isinstance(self.output_dir, RemotePath):
                 self._staging = Path(tempfile.mkdtemp(prefix="ckptmigrate-upload-"))
             else:
-                self.output_dir.parent.mkdir(parents=True, exist_ok=True)
-                self._staging = Path(
-                    tempfile.mkdtemp(
-                        prefix=f".{self.output_dir.name}.ckptmigrate-", dir=self.output_dir.parent
-                    )
-                )
+                self._staging = make_staging_dir(self.output_dir)
         except OSError as e:
             raise OutputError.from_os_error(e, self.output_dir) from e
         self._files: dict[int, BinaryIO] = {}
@@ -117,12 +113,7 @@ class BundleWriter:
             raise unreachable_output(e, self.output_dir) from e
 
     def _check_destination_exists(self) -> None:
-        if self.output_dir.exists() and not self._overwrite:
-            raise OutputError(
-                "the output already exists",
-                path=str(self.output_dir),
-                hint="choose a new path, or pass --force to replace it.",
-            )
+        refuse_existing(self.output_dir, self._overwrite)
         if self.output_dir.exists() and not self.output_dir.is_dir():
             raise OutputError("the output exists and is not a directory", path=str(self.output_dir))
 
@@ -337,23 +328,7 @@ class BundleWriter:
         if isinstance(self.output_dir, RemotePath):
             self._upload(self.output_dir)
             return
-        if self.durable:
-            fsync_path(self._staging)
-        replaced = None
-        if self.output_dir.exists():
-            self._check_destination()
-            replaced = self.output_dir.with_name(self._staging.name + ".replaced")
-            os.rename(self.output_dir, replaced)
-        try:
-            os.rename(self._staging, self.output_dir)
-        except OSError:
-            if replaced is not None:
-                os.rename(replaced, self.output_dir)
-            raise
-        if self.durable:
-            fsync_path(self.output_dir.parent)
-        if replaced is not None:
-            shutil.rmtree(replaced, ignore_errors=True)
+        publish_dir(self._staging, self.output_dir, overwrite=self._overwrite, durable=self.durable)
 
     def _upload(self, destination: RemotePath) -> None:
         """Publish to a store without renames. Each object appears whole or not at all (a
@@ -433,12 +408,3 @@ def _clone(source: Path, target: Path, allow_links: bool) -> str:
             pass
     shutil.copyfile(source, target)  # kernel-side copy (copy_file_range/sendfile) on Linux
     return "copy"
-
-
-def fsync_path(path: Path) -> None:
-    """fsync a file or a directory (a directory's, after a rename, makes the name last)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

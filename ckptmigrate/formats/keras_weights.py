@@ -20,15 +20,14 @@ stays cheap for the commands that never write Keras files.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import CkptMigrateError, OutputError
+from ..fs import staged_file
 
 if TYPE_CHECKING:
     import numpy as np
@@ -376,68 +375,6 @@ def _read_markers(
 
 
 # ---------------------------------------------------------------------------------------
-# Atomic output
-
-
-@contextlib.contextmanager
-def _atomic_output(output: Path, overwrite: bool, durable: bool = False) -> Iterator[Path]:
-    """Yield a hidden temporary path beside ``output``; publish it there when the block
-    succeeds, delete it when anything (Ctrl-C included) escapes the block. ``durable``
-    fsyncs the file before publishing it and the directory after."""
-    if output.is_dir():
-        raise OutputError("the output is a directory", path=output)
-    if output.exists() and not overwrite:
-        raise OutputError(
-            "the output already exists",
-            path=output,
-            hint="choose a new path, or pass --force to replace it.",
-        )
-    try:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=f".{output.name}.ckptmigrate-", dir=output.parent)
-        os.close(fd)
-    except OSError as e:
-        raise OutputError.from_os_error(e, output) from e
-    tmp = Path(name)
-    try:
-        yield tmp
-        if durable:
-            from .bundle_writer import fsync_path  # only then: this module stays stdlib-only
-
-            fsync_path(tmp)
-        _publish(tmp, output, overwrite)
-        if durable:
-            fsync_path(output.parent)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise OutputError.from_os_error(e, output) from e
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def _publish(tmp: Path, output: Path, overwrite: bool) -> None:
-    if overwrite:
-        os.replace(tmp, output)
-        return
-    # A hard link fails if the output appeared meanwhile, where a rename would replace it.
-    try:
-        os.link(tmp, output)
-    except FileExistsError:
-        raise OutputError(
-            "the output appeared while it was being written; it was left as it is",
-            path=output,
-            hint="choose a new path, or pass --force to replace it.",
-        ) from None
-    except OSError:
-        if output.exists():  # filesystems without hard links
-            raise
-        os.rename(tmp, output)
-        return
-    tmp.unlink()
-
-
-# ---------------------------------------------------------------------------------------
 # Writing .weights.h5
 
 
@@ -466,7 +403,7 @@ def write_weights_h5(
     try:
         # The HDF5 files close (exiting in reverse order) before the output is published.
         with (
-            _atomic_output(output, overwrite, durable) as tmp,
+            staged_file(output, overwrite=overwrite, durable=durable) as tmp,
             h5py.File(layout.template, "r") as src,
             h5py.File(tmp, "w") as dst,
         ):
@@ -478,7 +415,7 @@ def write_weights_h5(
 
 
 class _ValuesError(Exception):
-    """Carries an exception of the values callable past _atomic_output, which would
+    """Carries an exception of the values callable past staged_file, which would
     otherwise report the callable's OSErrors (a source file unreadable) as output errors."""
 
     def __init__(self, error: Exception) -> None:
@@ -623,7 +560,7 @@ def write_keras_archive(
         actual = _structure(weights_h5, weights_h5)
         _compare_structure(expected, actual, weights_h5)
         with (
-            _atomic_output(output, overwrite, durable) as tmp,
+            staged_file(output, overwrite=overwrite, durable=durable) as tmp,
             zipfile.ZipFile(tmp, "w") as target,
         ):
             for info in source.infolist():
