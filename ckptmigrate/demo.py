@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .formats.v1 import import_tensorflow
+from ._tf import import_tensorflow
 
 
 def _build_checkpoint(directory: Path, hidden: tuple[int, ...] = (10, 10), steps: int = 20) -> Path:

@@ -33,10 +33,10 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from ._tf import import_tensorflow
 from .checker import IncompatibleCheckpointError, check
 from .compare import CheckOptions, Kind, Report, compare
 from .errors import CkptMigrateError, first_line
-from .formats.v1 import import_tensorflow
 
 KERAS_SUFFIXES = (".weights.h5", ".keras")
 

@@ -132,8 +132,9 @@ def _in_process(target: Any, request: RestoreRequest) -> tuple[str, str | None]:
 def _fresh_copy(target: Any) -> Any:
     """A Keras model's twin, so verifying doesn't overwrite the caller's own weights (other
     objects can't be copied: the restore goes into them)."""
-    import keras
+    from ._tf import import_keras
 
+    keras = import_keras()
     if isinstance(target, keras.Model):
         try:
             twin = keras.models.clone_model(target)
@@ -248,7 +249,7 @@ def _difference(restored: Any, planned: Any) -> str | None:
 def restore_and_save(target: Any, request: RestoreRequest) -> str:
     """Restore ``request.output`` into ``target`` as its kind restores, then save what was
     restored to ``request.dump`` with TensorFlow/Keras. Returns how it restored."""
-    from .formats.v1 import import_tensorflow
+    from ._tf import import_tensorflow
     from .targets.model import saver_root
 
     tf = import_tensorflow()

@@ -21,10 +21,10 @@ from ckptmigrate.errors import CkptMigrateError, OutputError
 from ckptmigrate.formats.keras_weights import (
     KerasLayout,
     LayoutEntry,
-    keras_layout,
     write_keras_archive,
     write_weights_h5,
 )
+from ckptmigrate.targets.keras_layout import keras_layout
 
 # ---------------------------------------------------------------------------------------
 # Models. Every builder clears the Keras session first, so building the same architecture

@@ -17,10 +17,11 @@ from models import keras3_model
 
 from ckptmigrate import check, rewrite_checkpoint, suggest
 from ckptmigrate.errors import OutputError
-from ckptmigrate.formats.keras_weights import keras_layout, write_keras_archive, write_weights_h5
+from ckptmigrate.formats.keras_weights import write_keras_archive, write_weights_h5
 from ckptmigrate.fs import staged_file
 from ckptmigrate.html_report import write_html
 from ckptmigrate.suggestion import write_map
+from ckptmigrate.targets.keras_layout import keras_layout
 
 UMASK = 0o027  # unusual on purpose: neither tempfile's modes nor the common 022
 

@@ -1,21 +1,16 @@
-"""Write Keras 3 weight files (``.weights.h5``, and ``.keras`` archives) from given values.
+"""Keras 3 weight files (``.weights.h5``, and ``.keras`` archives), written from a layout.
 
 Keras 3 cannot restore TensorFlow checkpoints, so a converted checkpoint reaches a Keras 3
-model as a ``.weights.h5`` file. That file keeps weights by position
-(``layers/dense_1/vars/0``), and the positions follow Keras' internal walk of the model,
-which changes between Keras versions. Rather than re-implementing that walk,
-:func:`keras_layout` asks Keras itself: it saves the model's weights once as a template,
-then once more with every variable set to a marker value that identifies it, and reads
-back which dataset holds which marker.
+model as a ``.weights.h5`` file, which keeps weights by position (``layers/dense_1/vars/0``).
+A :class:`KerasLayout` says which dataset holds which model variable (found by Keras itself,
+see :mod:`ckptmigrate.targets.keras_layout`) and carries a template file saved by Keras.
 
-:func:`write_weights_h5` then copies the template's structure exactly (groups, attributes,
+:func:`write_weights_h5` copies the template's structure exactly (groups, attributes,
 dataset names, types and creation properties) and fills each dataset from a callable, one
 tensor at a time. :func:`write_keras_archive` puts such a file into a copy of a ``.keras``
-archive. Both publish atomically: they write a hidden temporary file beside the output and
-rename it into place, so an error or Ctrl-C leaves nothing behind.
+archive. Both publish through :mod:`ckptmigrate.fs`: an error or Ctrl-C leaves nothing.
 
-TensorFlow, Keras, h5py and numpy are imported inside the functions: importing this module
-stays cheap for the commands that never write Keras files.
+Only h5py and numpy are used, imported inside the functions; never TensorFlow or Keras.
 """
 
 from __future__ import annotations
@@ -34,10 +29,6 @@ if TYPE_CHECKING:
 
 WEIGHTS_IN_ARCHIVE = "model.weights.h5"
 TEMPLATE_NAME = "template.weights.h5"
-_MARKERS_NAME = "markers.weights.h5"
-# Marker digits stay below this, so every integer and float dtype of 16 bits or more holds
-# them exactly (the real bound per dtype is measured, see _digit_base).
-_MAX_BASE = 1 << 15
 
 
 @dataclass(frozen=True)
@@ -58,7 +49,7 @@ class KerasLayout:
     """Where a model's variables live in its ``.weights.h5`` file.
 
     ``template`` is a ``.weights.h5`` saved by Keras from the model: the structure written
-    files copy, holding the model's values at the time. When :func:`keras_layout` made its
+    files copy, holding the model's values at the time. When ``keras_layout`` made its
     own temporary directory for it, :meth:`close` (or leaving a ``with`` block) deletes it;
     a directory passed by the caller is the caller's to remove.
     """
@@ -98,80 +89,20 @@ ValuesFn = Callable[[LayoutEntry], Any]
 
 
 # ---------------------------------------------------------------------------------------
-# Layout discovery
-
-
-def keras_layout(model: Any, directory: str | Path | None = None) -> KerasLayout:
-    """Discover which ``.weights.h5`` dataset holds which variable of a built Keras 3 model.
-
-    The model's variables are temporarily overwritten with marker values and restored
-    before returning (also on errors and Ctrl-C). ``directory``: where to keep the template
-    file (it must not already contain one); by default a temporary directory owned by the
-    returned layout.
-    """
-    from .v1 import import_tensorflow
-
-    import_tensorflow()  # quietly, before Keras imports it
-    import keras
-
-    if not isinstance(model, keras.Model):
-        raise CkptMigrateError(
-            f"expected a Keras 3 model (keras.Model), got {type(model).__module__}."
-            f"{type(model).__qualname__}",
-            hint="tf-keras (Keras 2) models restore TensorFlow checkpoints themselves.",
-        )
-    if not model.built:
-        raise CkptMigrateError(
-            f"the Keras model {model.name!r} is not built: it has no variables yet",
-            hint="build it first (call it on data, or model.build(input_shape)).",
-        )
-    owned: tempfile.TemporaryDirectory[str] | None = None
-    if directory is None:
-        owned = tempfile.TemporaryDirectory(prefix="ckptmigrate-keras-")
-        folder = Path(owned.name)
-    else:
-        folder = Path(directory)
-        folder.mkdir(parents=True, exist_ok=True)
-    template = folder / TEMPLATE_NAME
-    try:
-        if template.exists():
-            raise OutputError(
-                "a template weights file already exists here",
-                path=template,
-                hint="give keras_layout an empty directory.",
-            )
-        _save_weights(model, template)
-        datasets = _dataset_index(template)
-        variables = _saveable_variables(model)
-        entries = _discover(model, variables, datasets, folder)
-    except BaseException:
-        if owned is not None:
-            owned.cleanup()
-        raise
-    mapped = {e.variable_path for e in entries}
-    unsaved = tuple(sorted({v.path for v in variables} - mapped))
-    return KerasLayout(template, tuple(sorted(entries, key=lambda e: e.h5_path)), unsaved, owned)
-
-
-def _save_weights(model: Any, path: Path) -> None:
-    try:
-        model.save_weights(str(path))
-    except Exception as e:
-        raise CkptMigrateError(
-            f"Keras cannot save this model's weights: {type(e).__name__}: {e}",
-            path=path,
-            hint="the model must be a built Keras 3 model.",
-        ) from e
+# Reading datasets
 
 
 @dataclass(frozen=True)
-class _Dataset:
+class H5Dataset:
+    """A dataset of a weights file: where it is, its shape and Keras dtype name."""
+
     h5_path: str
     shape: tuple[int, ...]
     dtype: str
 
 
-def _h5_dtype_name(dataset: Any) -> str:
+def h5_dtype_name(dataset: Any) -> str:
+    """The Keras dtype name of an h5py dataset."""
     # h5py has no bfloat16: Keras stores its bytes as 2-byte opaque values and says so in
     # an attribute.
     if dataset.attrs.get("dtype") == "bfloat16":
@@ -184,194 +115,26 @@ def read_dataset(dataset: Any) -> np.ndarray:
     import numpy as np
 
     raw = np.asarray(dataset[()])
-    if _h5_dtype_name(dataset) == "bfloat16":
+    if h5_dtype_name(dataset) == "bfloat16":
         import ml_dtypes
 
         raw = raw.view(ml_dtypes.bfloat16)
     return raw
 
 
-def _dataset_index(path: Path) -> list[_Dataset]:
+def dataset_index(path: Path) -> list[H5Dataset]:
+    """Every dataset of an HDF5 weights file, in HDF5's visiting order."""
     import h5py
 
-    found: list[_Dataset] = []
+    found: list[H5Dataset] = []
 
     def visit(name: str, obj: Any) -> None:
         if isinstance(obj, h5py.Dataset):
-            found.append(_Dataset(name, tuple(int(d) for d in obj.shape), _h5_dtype_name(obj)))
+            found.append(H5Dataset(name, tuple(int(d) for d in obj.shape), h5_dtype_name(obj)))
 
     with h5py.File(path, "r") as f:
         f.visititems(visit)
     return found
-
-
-def _saveable_variables(model: Any) -> list[Any]:
-    """The variables Keras may write: the model's own (layers, nested models) and its
-    optimizer's, once each. Compiled metrics are not saved by Keras 3."""
-    seen: set[int] = set()
-    out: list[Any] = []
-    optimizer = getattr(model, "optimizer", None)
-    candidates = list(model.variables)
-    if optimizer is not None and getattr(optimizer, "built", False):
-        candidates += list(optimizer.variables)
-    for variable in candidates:
-        if id(variable) not in seen:
-            seen.add(id(variable))
-            out.append(variable)
-    return out
-
-
-def _digit_base(dtype: np.dtype[Any]) -> int:
-    """How many consecutive integers from 0 ``dtype`` represents exactly (2 for bool, 256
-    for bfloat16 and uint8, 2048 for float16), capped at _MAX_BASE."""
-    import numpy as np
-
-    probe = np.arange(_MAX_BASE, dtype=np.int64)
-    with np.errstate(all="ignore"):
-        back = probe.astype(dtype).astype(np.float64)
-    wrong = np.flatnonzero(back != probe)
-    return int(wrong[0]) if wrong.size else _MAX_BASE
-
-
-def _num_digits(count: int, base: int) -> int:
-    digits = 1
-    while base**digits <= count:
-        digits += 1
-    return digits
-
-
-def _encode(code: int, base: int, size: int) -> np.ndarray:
-    """``code`` in base ``base``, least significant digit first, one digit per element;
-    the remaining elements are 0."""
-    import numpy as np
-
-    digits = np.zeros(size, dtype=np.int64)
-    i = 0
-    while code:
-        digits[i] = code % base
-        code //= base
-        i += 1
-    return digits
-
-
-@dataclass
-class _Group:
-    """Variables sharing a (shape, dtype): they need distinct markers."""
-
-    variables: list[Any]
-    base: int
-    size: int
-
-
-def _discover(
-    model: Any, variables: list[Any], datasets: list[_Dataset], folder: Path
-) -> list[LayoutEntry]:
-    import keras
-    import numpy as np
-
-    def key_of(shape: tuple[int, ...], dtype: str) -> tuple[tuple[int, ...], str]:
-        return shape, dtype
-
-    wanted = {key_of(d.shape, d.dtype) for d in datasets}
-    groups: dict[tuple[tuple[int, ...], str], _Group] = {}
-    for variable in variables:
-        key = key_of(
-            tuple(int(d) for d in variable.shape), keras.backend.standardize_dtype(variable.dtype)
-        )
-        if key not in wanted:
-            continue  # nothing of this shape and dtype was saved: not a saved variable
-        size = int(np.prod(key[0], dtype=np.int64))
-        group = groups.get(key)
-        if group is None:
-            dtype = keras.ops.convert_to_numpy(variable).dtype
-            base = _digit_base(dtype) if size else 0
-            group = groups[key] = _Group([], base, size)
-        group.variables.append(variable)
-
-    for (shape, dtype), group in groups.items():
-        # Codes run 1..n (0, an all-zero tensor, is no variable); n + 1 values must fit.
-        if group.size and group.base ** min(group.size, 64) <= len(group.variables):
-            names = ", ".join(v.path for v in group.variables)
-            raise CkptMigrateError(
-                f"cannot tell apart {len(group.variables)} {dtype} variables of shape "
-                f"{list(shape)} ({names}): their values can encode at most "
-                f"{group.base**group.size - 1} distinct markers",
-                hint="this layout cannot be discovered automatically; please report it.",
-            )
-
-    marked = [v for g in groups.values() if g.size for v in g.variables]
-    originals = [np.array(keras.ops.convert_to_numpy(v), copy=True) for v in marked]
-    markers_file = folder / _MARKERS_NAME
-    try:
-        try:
-            for group in groups.values():
-                if not group.size:
-                    continue
-                for code, variable in enumerate(group.variables, start=1):
-                    dtype = keras.ops.convert_to_numpy(variable).dtype
-                    marker = _encode(code, group.base, group.size).astype(dtype)
-                    variable.assign(marker.reshape(tuple(variable.shape)))
-            _save_weights(model, markers_file)
-        finally:
-            # Restore first: the caller's model must come back intact whatever happens.
-            for variable, value in zip(marked, originals, strict=True):
-                variable.assign(value)
-        return _read_markers(markers_file, datasets, groups)
-    finally:
-        markers_file.unlink(missing_ok=True)
-
-
-def _read_markers(
-    markers_file: Path,
-    datasets: list[_Dataset],
-    groups: dict[tuple[tuple[int, ...], str], _Group],
-) -> list[LayoutEntry]:
-    import h5py
-    import numpy as np
-
-    entries: list[LayoutEntry] = []
-    unmatched: list[str] = []
-    zero_size: dict[tuple[tuple[int, ...], str], list[_Dataset]] = {}
-    with h5py.File(markers_file, "r") as f:
-        for ds in datasets:
-            key = (ds.shape, ds.dtype)
-            group = groups.get(key)
-            if group is None:
-                unmatched.append(ds.h5_path)
-                continue
-            if not group.size:
-                zero_size.setdefault(key, []).append(ds)
-                continue
-            raw = read_dataset(f[ds.h5_path])
-            with np.errstate(all="ignore"):
-                as_float = raw.reshape(-1).astype(np.float64)
-            digits = min(group.size, _num_digits(len(group.variables), group.base))
-            head = as_float[:digits]
-            code = -1
-            if np.all(np.isfinite(head)) and np.all(head == np.floor(head)):
-                code = int(sum(int(d) * group.base**i for i, d in enumerate(head)))
-            if not 1 <= code <= len(group.variables) or not np.array_equal(
-                as_float, _encode(code, group.base, group.size)
-            ):
-                unmatched.append(ds.h5_path)
-                continue
-            variable = group.variables[code - 1]
-            entries.append(LayoutEntry(ds.h5_path, variable.path, ds.shape, ds.dtype))
-    for key, found in zero_size.items():
-        # Empty tensors carry no data to mark, so any pairing writes the same bytes; pair
-        # them in order so each entry still names a variable of the right shape.
-        candidates = groups[key].variables
-        for ds, variable in zip(found, candidates, strict=False):
-            entries.append(LayoutEntry(ds.h5_path, variable.path, ds.shape, ds.dtype))
-        unmatched += [ds.h5_path for ds in found[len(candidates) :]]
-    if unmatched:
-        raise CkptMigrateError(
-            f"{len(unmatched)} dataset(s) of the model's weights file hold no model or "
-            f"optimizer variable: {', '.join(unmatched[:5])}"
-            + (" ..." if len(unmatched) > 5 else ""),
-            hint="a layer saving extra state (save_own_variables) is not supported yet.",
-        )
-    return entries
 
 
 # ---------------------------------------------------------------------------------------
@@ -587,7 +350,7 @@ def _structure(file: Any, path: Path) -> dict[str, tuple[tuple[int, ...], str]]:
 
     def visit(name: str, obj: Any) -> None:
         if isinstance(obj, h5py.Dataset):
-            found[name] = (tuple(int(d) for d in obj.shape), _h5_dtype_name(obj))
+            found[name] = (tuple(int(d) for d in obj.shape), h5_dtype_name(obj))
 
     try:
         with h5py.File(file, "r") as f:

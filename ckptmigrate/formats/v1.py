@@ -5,57 +5,18 @@ beside it) and read through TensorFlow's own reader, imported only here and only
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
-import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .. import dtypes
-from ..errors import CorruptCheckpointError, TensorFlowRequiredError
+from .._tf import import_tensorflow
+from ..errors import CorruptCheckpointError
 from .bundle_reader import TensorInfo
 
 if TYPE_CHECKING:
     import numpy as np
-
-
-def import_tensorflow() -> Any:
-    """Import TensorFlow (only the paths that need it call this), keeping its C++ start-up
-    chatter off the user's terminal unless they asked for TF logging."""
-    if "tensorflow" in sys.modules:
-        return sys.modules["tensorflow"]
-    # Users who want TF's logs set TF_CPP_MIN_LOG_LEVEL to 0 or 1; otherwise stay quiet.
-    quiet = os.environ.get("TF_CPP_MIN_LOG_LEVEL") not in ("0", "1")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    try:
-        with _stderr_silenced(quiet):
-            import tensorflow as tf
-    except ImportError as e:  # pragma: no cover - TF is a dependency
-        raise TensorFlowRequiredError(
-            f"this needs TensorFlow, which cannot be imported ({e})",
-            hint="pip install tensorflow",
-        ) from e
-    return tf
-
-
-@contextlib.contextmanager
-def _stderr_silenced(enabled: bool) -> Iterator[None]:
-    # absl writes "All log messages before absl::InitializeLog()..." straight to fd 2.
-    if not enabled:
-        yield
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
 
 
 class V1Reader:

@@ -114,11 +114,9 @@ def load_keras_h5(path: Path) -> Inventory:
 
 def load_keras_model(path: Path) -> Any:
     """A `.keras` archive as a live Keras model (architecture and values)."""
-    from ..formats.v1 import import_tensorflow
+    from .._tf import import_keras
 
-    import_tensorflow()
-    import keras
-
+    keras = import_keras()
     try:
         return keras.saving.load_model(str(path), compile=False)
     except Exception as e:

@@ -13,8 +13,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from .._tf import import_tensorflow
 from ..errors import CkptMigrateError
-from ..formats.v1 import import_tensorflow
 from ..inventory import Inventory, Scheme
 from .checkpoint import load_checkpoint_inventory
 from .metagraph import graph_variables

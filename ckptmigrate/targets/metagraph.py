@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from .._tf import import_tensorflow
 from ..errors import CkptMigrateError
-from ..formats.v1 import import_tensorflow
 from ..inventory import Inventory, Scheme, VariableSpec
 from ..names import classify
 

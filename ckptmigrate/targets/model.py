@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .._tf import import_tensorflow
 from ..checkpoint import Checkpoint, open_checkpoint
 from ..errors import CkptMigrateError, first_line
-from ..formats.v1 import import_tensorflow
 from ..inventory import Inventory, Scheme, VariableSpec
 from . import load_target
 from .checkpoint import inventory_of
@@ -101,8 +101,8 @@ def open_keras_target(target: str | Path | Any) -> Iterator[TargetModel]:
     """A Keras 3 model target for ``--format keras``: its ``.weights.h5`` layout, found by
     Keras itself, with each dataset named by its path in the file and its variable's path
     as the original name (what the map's outputs pair with)."""
-    from ..formats.keras_weights import keras_layout
     from ..names import Role
+    from .keras_layout import keras_layout
 
     live, rebuild, kind = _instantiate(target)
     if live is None:

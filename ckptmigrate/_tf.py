@@ -1,0 +1,80 @@
+"""The only gate to TensorFlow and Keras: every path that needs them imports them here.
+
+Nothing imports TensorFlow at module level, so ``import ckptmigrate`` and the commands that
+read, compare and write checkpoints stay fast and work without it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+from .errors import TensorFlowRequiredError
+
+__all__ = ["import_keras", "import_tensorflow"]
+
+
+def import_tensorflow() -> Any:
+    """Import TensorFlow, keeping its C++ start-up chatter off the user's terminal unless
+    they asked for TF logging.
+
+    Returns:
+        The ``tensorflow`` module.
+
+    Raises:
+        TensorFlowRequiredError: TensorFlow cannot be imported.
+    """
+    if "tensorflow" in sys.modules:
+        return sys.modules["tensorflow"]
+    # Users who want TF's logs set TF_CPP_MIN_LOG_LEVEL to 0 or 1; otherwise stay quiet.
+    quiet = os.environ.get("TF_CPP_MIN_LOG_LEVEL") not in ("0", "1")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    try:
+        with _stderr_silenced(quiet):
+            import tensorflow as tf
+    except ImportError as e:
+        raise TensorFlowRequiredError(
+            f"this needs TensorFlow, which cannot be imported ({e})",
+            hint="pip install tensorflow",
+        ) from e
+    return tf
+
+
+def import_keras() -> Any:
+    """Import Keras 3 (TensorFlow first, quietly, as Keras would import it anyway).
+
+    Returns:
+        The ``keras`` module.
+
+    Raises:
+        TensorFlowRequiredError: TensorFlow or Keras cannot be imported.
+    """
+    import_tensorflow()
+    try:
+        import keras
+    except ImportError as e:
+        raise TensorFlowRequiredError(
+            f"this needs Keras 3, which cannot be imported ({e})", hint="pip install keras"
+        ) from e
+    return keras
+
+
+@contextlib.contextmanager
+def _stderr_silenced(enabled: bool) -> Iterator[None]:
+    # absl writes "All log messages before absl::InitializeLog()..." straight to fd 2.
+    if not enabled:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
