@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 __all__ = [
     "BundleReader",
@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from .checker import IncompatibleCheckpointError, assert_compatible, check
     from .checkpoint import Checkpoint, open_checkpoint
     from .compare import Report
+    from .conversion import convert, plan
     from .errors import (
         CheckpointNotFoundError,
         ChecksumMismatchError,
@@ -55,7 +56,6 @@ if TYPE_CHECKING:
     from .formats.bundle_reader import BundleReader
     from .formats.bundle_writer import BundleWriter
     from .inspection import InspectReport, inspect_checkpoint
-    from .mapping.convert import convert, plan
     from .mapping.located import MapError
     from .mapping.retarget import TargetMismatchError
     from .mapping.schema import load_map
@@ -87,8 +87,8 @@ _LAZY = {
     "assert_compatible": "checker",
     "IncompatibleCheckpointError": "checker",
     "Report": "compare",
-    "convert": "mapping.convert",
-    "plan": "mapping.convert",
+    "convert": "conversion",
+    "plan": "conversion",
     "load_map": "mapping.schema",
     "MapError": "mapping.located",
     "TargetMismatchError": "mapping.retarget",

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from . import __version__
+from ._version import __version__
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -46,6 +46,9 @@ EXIT_INTERRUPTED = 130
 # line they read as the flags that set them.
 CLI_FLAGS = {
     "overwrite": "--force",
+    "map": "--map M",
+    "target": "--target T",
+    "fill_missing_from_target": "--fill-missing-from-target",
 }
 
 
@@ -346,14 +349,14 @@ def convert(
       ckptmigrate convert runs/model.ckpt-1000 --map widen.yaml -o runs-widened
       ckptmigrate convert old/x.ckpt -m tf-keras-to-keras3 -t new.keras -o out --verify
     """
-    from .mapping.convert import convert as run_convert
-    from .mapping.convert import plan as run_plan
+    from .conversion import ConvertOptions, plan, run_conversion
+    from .output_format import OutputFormat
 
     if dry_run:
         from .render import plan_text, to_json
 
         the_plan = _run(
-            lambda: run_plan(
+            lambda: plan(
                 checkpoint,
                 map_file,
                 target=target,
@@ -373,46 +376,31 @@ def convert(
     if output is None:
         sys.stderr.write("error: --output/-o is required (or use --dry-run)\n")
         raise typer.Exit(2)
+    options = _run(
+        lambda: ConvertOptions(
+            root=root or None,
+            format=OutputFormat.parse(output_format),
+            fill_missing_from_target=fill_missing_from_target,
+            strict=strict,
+            require_all=require_all,
+            overwrite=force,
+            copy=copy,
+            durable=durable,
+            verify=verify,
+        ),
+        traceback,
+    )
     with _progress(enabled=not quiet and not json_output) as advance:
         result = _run(
-            lambda: run_convert(
-                checkpoint,
-                map_file,
-                output,
-                target=target,
-                root=root or None,
-                fill_missing_from_target=fill_missing_from_target,
-                force=force,
-                strict=strict,
-                require_all=require_all,
-                copy=copy,
-                durable=durable,
-                verify=verify,
-                format=output_format,
-                on_variable=advance,
+            lambda: run_conversion(
+                checkpoint, map_file, output, target, options, on_variable=advance
             ),
             traceback,
         )
     if json_output:
         from .render import to_json
 
-        sys.stdout.write(
-            to_json(
-                {
-                    **result.plan.to_dict(),
-                    "output": str(result.prefix),
-                    "copied": result.copied,
-                    "transformed": result.transformed,
-                    "initialised": result.initialised,
-                    "from_target": result.from_target,
-                    "shards_carried_over": list(result.linked_shards),
-                    "verification": None
-                    if result.verification is None
-                    else result.verification.to_dict(),
-                }
-            )
-            + "\n"
-        )
+        sys.stdout.write(to_json(result.to_dict()) + "\n")
         _exit_on_failed_verification(result.verification)
         return
     for warning in result.plan.warnings:

@@ -16,6 +16,9 @@ from pathlib import Path
 # flag (``error.render(flags)``; cli.py owns the flags).
 API_SPELLING: Mapping[str, str] = {
     "overwrite": "overwrite=True",
+    "map": "mapping=",
+    "target": "target=",
+    "fill_missing_from_target": "fill_missing_from_target=True",
 }
 _OPTION_TOKEN = re.compile(r"\[\[([a-z_]+)\]\]")
 

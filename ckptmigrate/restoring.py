@@ -221,7 +221,7 @@ def _migrate(
 ) -> tuple[Path, frozenset[str], Report]:
     """Convert into the object's own keys under ``tmp``: (what to restore, names to leave
     alone, the report of the converted checkpoint against the object)."""
-    from .mapping.convert import convert
+    from .conversion import convert
     from .mapping.retarget import TargetMismatchError
 
     keras = into.flavour is _Flavour.KERAS3

@@ -64,6 +64,7 @@ from .formats.object_graph import OBJECT_GRAPH_KEY
 from .fs import staged_file
 from .inventory import Inventory, VariableSpec
 from .names import Role, variable_path
+from .output_format import OutputFormat
 
 __all__ = ["Pair", "Section", "SuggestedRule", "Suggestion", "suggest", "write_map"]
 
@@ -820,7 +821,9 @@ def suggest(
     from .targets.model import open_conversion_target
 
     ckpt = load_checkpoint_inventory(checkpoint)
-    with open_conversion_target(target, root=root, format=format) as target_model:
+    with open_conversion_target(
+        target, root=root, format=OutputFormat.parse(format)
+    ) as target_model:
         target_inventory = target_model.inventory
     start = _bundled_start(checkpoint, ckpt, target_inventory)
     base: list[SuggestedRule] = []

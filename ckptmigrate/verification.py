@@ -22,9 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from .errors import CkptMigrateError, InterruptedAfterWriting, first_line
+from .output_format import OutputFormat
 
-CHECKPOINT = "checkpoint"
-KERAS = "keras"
+CHECKPOINT = OutputFormat.CHECKPOINT
+KERAS = OutputFormat.KERAS
 
 
 class VerificationError(CkptMigrateError):
@@ -89,7 +90,7 @@ def verify(
     root: str | None,
     expected: Mapping[str, Callable[[], Any]],
     *,
-    format: str = CHECKPOINT,
+    format: OutputFormat = CHECKPOINT,
 ) -> Verification:
     """Restore ``output`` into ``target`` and compare every key of ``expected`` (a
     function producing the planned value, called one at a time to bound memory)."""

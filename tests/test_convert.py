@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from ckptmigrate import OutputError, check
 from ckptmigrate.cli import app
 from ckptmigrate.compare import Kind
-from ckptmigrate.mapping.convert import PROVENANCE_FILE, convert, plan
+from ckptmigrate.conversion import PROVENANCE_FILE, convert, plan
 from ckptmigrate.mapping.located import MapError
 from ckptmigrate.mapping.ops import OpError, apply, make_fill
 from ckptmigrate.mapping.schema import Cast, Fill, Pad, parse_map
@@ -407,13 +407,13 @@ def test_output_rules(small: Path, tmp_path: Path) -> None:
     with pytest.raises(OutputError, match="inside it"):
         convert(small.parent, mapping, small.parent / "converted")  # a directory source
     with pytest.raises(OutputError, match="inside it"):
-        convert(small, mapping, small.parent, force=True)
+        convert(small, mapping, small.parent, overwrite=True)
     with pytest.raises(OutputError, match="contains the source"):
-        convert(small, mapping, tmp_path, force=True)
+        convert(small, mapping, tmp_path, overwrite=True)
     (tmp_path / "taken").mkdir()
     with pytest.raises(OutputError, match="already exists"):
         convert(small, mapping, tmp_path / "taken")
-    assert convert(small, mapping, tmp_path / "taken", force=True).copied == 5
+    assert convert(small, mapping, tmp_path / "taken", overwrite=True).copied == 5
 
 
 def test_failure_mid_conversion_writes_nothing(tf: Any, tmp_path: Path) -> None:
@@ -804,14 +804,13 @@ def test_real_signal_mid_conversion_leaves_nothing(tf: Any, tmp_path: Path, sig:
     # mid-write.
     script = textwrap.dedent(f"""
         import sys, time
-        import ckptmigrate.mapping.convert as convert
-        real = convert._write
+        from ckptmigrate.conversion.options import Counts
+        real = Counts.add
         def slow(*args, **kwargs):
-            kind = real(*args, **kwargs)
+            real(*args, **kwargs)
             print("wrote one", flush=True)
             time.sleep(30)
-            return kind
-        convert._write = slow
+        Counts.add = slow
         sys.argv = ["ckptmigrate", "convert", {str(source)!r}, "--map", {str(mapping)!r},
                     "-o", {str(out)!r}, "--quiet"]
         from ckptmigrate.cli import main

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from helpers import same_bits, tf_save
 
-from ckptmigrate.mapping.convert import convert, plan
+from ckptmigrate.conversion import convert, plan
 from ckptmigrate.mapping.located import MapError
 from ckptmigrate.mapping.ops import OpError, apply, result_dtype, result_shape, split_bounds
 from ckptmigrate.mapping.schema import (

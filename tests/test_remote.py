@@ -318,7 +318,7 @@ def test_convert_to_s3_publishes_index_last_and_tensorflow_restores_it(
     upload(stale, root)
     with pytest.raises(OutputError, match="already exists"):
         ckptmigrate.convert(run, "strip-optimizer", root)
-    ckptmigrate.convert(run, "strip-optimizer", root, force=True)
+    ckptmigrate.convert(run, "strip-optimizer", root, overwrite=True)
     assert listing(root) == listing(out)
 
 

@@ -269,6 +269,10 @@ class Map:
     sha256: str
 
 
+NO_MAP = Map("(no map)", None, (), "")
+"""The map of a conversion given only a target: every variable pairs by name."""
+
+
 # -- helpers ---------------------------------------------------------------------------
 
 

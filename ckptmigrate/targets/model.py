@@ -22,6 +22,7 @@ from .._tf import import_tensorflow
 from ..checkpoint import Checkpoint, open_checkpoint
 from ..errors import CkptMigrateError, first_line
 from ..inventory import Inventory, Scheme, VariableSpec
+from ..output_format import OutputFormat
 from . import load_target
 from .checkpoint import inventory_of
 from .keras_h5 import load_keras_model
@@ -130,17 +131,18 @@ def open_keras_target(target: str | Path | Any) -> Iterator[TargetModel]:
 
 
 def open_conversion_target(
-    target: str | Path | Any, *, root: str | None = DEFAULT_ROOT, format: str = "checkpoint"
+    target: str | Path | Any,
+    *,
+    root: str | None = DEFAULT_ROOT,
+    format: OutputFormat = OutputFormat.CHECKPOINT,
 ) -> contextlib.AbstractContextManager[TargetModel]:
-    """The target as a conversion writes it: Keras weight paths for ``format="keras"``,
-    else the keys TensorFlow saves it under (with ``root``)."""
-    if format == "keras":
-        return open_keras_target(target)
-    if format != "checkpoint":
-        raise CkptMigrateError(
-            f"unknown output format {format!r}", hint="use checkpoint (default) or keras."
-        )
-    return open_target_model(target, root=root)
+    """The target as a conversion writes it: Keras weight paths for a Keras output, else
+    the keys TensorFlow saves it under (with ``root``)."""
+    match format:
+        case OutputFormat.KERAS:
+            return open_keras_target(target)
+        case OutputFormat.CHECKPOINT:
+            return open_target_model(target, root=root)
 
 
 def instantiate(target: str) -> Any:

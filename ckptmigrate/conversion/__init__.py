@@ -1,0 +1,254 @@
+"""Running a plan: open the source and target, plan, check the output, write it in the
+chosen :class:`OutputFormat`, and (with ``verify``) have TensorFlow restore what was written.
+
+Every output format goes through :func:`run_conversion`, so planning, output checks, counts
+and verification are wired once; the writers (``bundle_out``, ``keras_out``) only write.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..checkpoint import Checkpoint, open_checkpoint
+from ..errors import CkptMigrateError, OutputError
+from ..formats.locate import AnyPath, check_output
+from ..formats.remote import RemotePath, as_path
+from ..mapping.plan import Plan, plan_conversion
+from ..mapping.schema import NO_MAP, Map, load_map
+from ..output_format import OutputFormat
+from .bundle_out import PROVENANCE_FILE, download, write_checkpoint
+from .job import Job, OnVariable
+from .keras_out import check_keras_output, keras_value, write_keras
+from .options import ConvertOptions, ConvertResult, Counts, kind_of
+from .values import Sources, stored_value
+
+if TYPE_CHECKING:
+    from ..verification import Verification
+
+__all__ = [
+    "PROVENANCE_FILE",
+    "ConvertOptions",
+    "ConvertResult",
+    "Counts",
+    "OutputFormat",
+    "convert",
+    "kind_of",
+    "plan",
+    "run_conversion",
+]
+
+
+def plan(
+    checkpoint: str | Path,
+    mapping: Map | str | Path | None = None,
+    *,
+    target: Any = None,
+    root: str | None = "model",
+    fill_missing_from_target: bool = False,
+    strict: bool = False,
+    require_all: bool = False,
+    format: OutputFormat | str = OutputFormat.CHECKPOINT,
+) -> Plan:
+    """What :func:`convert` would do, without writing anything.
+
+    Args:
+        checkpoint: the source checkpoint (any path ``open_checkpoint`` takes).
+        mapping: a loaded map, a map file, a bundled map's name, or None (target only).
+        target, root, fill_missing_from_target, strict, require_all, format: as for
+            :func:`convert`.
+
+    Returns:
+        The plan: every output variable, where it comes from and what is done to it.
+
+    Raises:
+        CkptMigrateError: the checkpoint, map or target is unusable, or the map does not fit.
+    """
+    options = ConvertOptions(
+        root=root,
+        format=OutputFormat.parse(format),
+        fill_missing_from_target=fill_missing_from_target,
+        strict=strict,
+        require_all=require_all,
+    )
+    the_map = _as_map(mapping, target)
+    with open_checkpoint(checkpoint) as ckpt, _target_model(target, options) as target_model:
+        return _plan_for(ckpt, the_map, target_model, options)
+
+
+def convert(
+    checkpoint: str | Path,
+    mapping: Map | str | Path | None,
+    output: str | Path,
+    *,
+    target: Any = None,
+    root: str | None = "model",
+    fill_missing_from_target: bool = False,
+    overwrite: bool = False,
+    strict: bool = False,
+    require_all: bool = False,
+    copy: bool = False,
+    durable: bool = False,
+    verify: bool = False,
+    format: OutputFormat | str = OutputFormat.CHECKPOINT,
+    on_variable: OnVariable | None = None,
+) -> ConvertResult:
+    """Apply ``mapping`` to ``checkpoint`` and write the result to ``output``.
+
+    Shards whose tensors all survive unchanged are reflinked or hard-linked (copied with
+    ``copy``); everything else is written tensor by tensor; the output appears atomically.
+
+    Args:
+        checkpoint: the source checkpoint (a path, prefix, directory or URL).
+        mapping: a loaded map, a map file, a bundled map's name, or None (target only).
+        output: the checkpoint directory to create (a URL too), or for
+            ``format="keras"`` a ``*.weights.h5`` / ``*.keras`` file.
+        target: the model to write for (a path, builder spec or live object, as ``check``
+            takes): the output then holds exactly its variables under its own keys (and a
+            TF2 target's object graph).
+        root: the attribute a TF2 target is restored through
+            (``tf.train.Checkpoint(model=...)``); None: the target itself is the root.
+        fill_missing_from_target: target variables the map does not supply keep the
+            target's own values.
+        overwrite: replace an existing output.
+        strict: every rule must match.
+        require_all: every checkpoint variable must be matched by a rule.
+        copy: copy unchanged shards instead of linking them.
+        durable: fsync every file before publishing (TensorFlow's savers don't).
+        verify: restore the output with TensorFlow (into the target, in a subprocess when
+            it can be rebuilt there) and compare every value with the plan's; the verdict
+            is ``result.verification`` (a failed one leaves the output in place).
+        format: ``"checkpoint"`` or ``"keras"`` (a Keras 3 weights file for a Keras 3
+            model target).
+        on_variable: called with each output variable as it is written (progress).
+
+    Returns:
+        What was written: the output, the plan, counts and the verification.
+
+    Raises:
+        CkptMigrateError: bad input, a map or target that doesn't fit, an unusable output
+            (:class:`~ckptmigrate.OutputError`); nothing is written then.
+    """
+    options = ConvertOptions(
+        root=root,
+        format=OutputFormat.parse(format),
+        fill_missing_from_target=fill_missing_from_target,
+        strict=strict,
+        require_all=require_all,
+        overwrite=overwrite,
+        copy=copy,
+        durable=durable,
+        verify=verify,
+    )
+    return run_conversion(checkpoint, mapping, output, target, options, on_variable=on_variable)
+
+
+def run_conversion(
+    checkpoint: str | Path,
+    mapping: Map | str | Path | None,
+    output: str | Path,
+    target: Any,
+    options: ConvertOptions,
+    *,
+    on_variable: OnVariable | None = None,
+) -> ConvertResult:
+    """:func:`convert` with its options in one object (what the CLI builds)."""
+    the_map = _as_map(mapping, target)
+    destination = as_path(output)
+    if options.format is OutputFormat.KERAS:
+        if isinstance(destination, RemotePath):
+            raise OutputError(
+                "Keras weight files are written locally only",
+                path=str(destination),
+                hint="write the .weights.h5 locally, then upload it.",
+            )
+        check_keras_output(destination, target)
+    with (
+        open_checkpoint(checkpoint) as ckpt,
+        _target_model(target, options) as target_model,
+        contextlib.ExitStack() as stack,
+    ):
+        the_plan = _plan_for(ckpt, the_map, target_model, options)
+        check_output(destination, ckpt.location.given, ckpt.prefix, options.overwrite)
+        job = Job(ckpt, the_plan, options, Sources(ckpt, stack), target, target_model, on_variable)
+        links: tuple[str, ...] = ()
+        match options.format:
+            case OutputFormat.CHECKPOINT:
+                written, links = write_checkpoint(job, destination)
+            case OutputFormat.KERAS:
+                assert isinstance(destination, Path)
+                write_keras(job, destination, stack)
+                written = destination
+        verification = _verify(job, written) if options.verify else None
+    return ConvertResult.of(
+        written, the_plan, job.counts, linked_shards=links, verification=verification
+    )
+
+
+def _as_map(mapping: Map | str | Path | None, target: Any) -> Map:
+    if mapping is None and target is None:
+        raise CkptMigrateError(
+            "a conversion needs a map, a target, or both", hint="pass [[map]] and/or [[target]]."
+        )
+    if mapping is None:
+        return NO_MAP
+    return mapping if isinstance(mapping, Map) else load_map(mapping)
+
+
+def _target_model(target: Any, options: ConvertOptions) -> contextlib.AbstractContextManager[Any]:
+    if target is None:
+        return contextlib.nullcontext(None)
+    from ..targets.model import open_conversion_target  # TensorFlow may be needed: only then
+
+    return open_conversion_target(target, root=options.root, format=options.format)
+
+
+def _plan_for(ckpt: Checkpoint, mapping: Map, target_model: Any, options: ConvertOptions) -> Plan:
+    the_plan = plan_conversion(
+        ckpt,
+        mapping,
+        strict=options.strict,
+        require_all=options.require_all,
+        keep_object_graph=target_model is None,
+    )
+    if target_model is None:
+        if options.fill_missing_from_target:
+            raise CkptMigrateError("[[fill_missing_from_target]] needs [[target]]")
+        return the_plan
+    from ..mapping.retarget import outputs_inventory, retarget
+    from ..targets.checkpoint import inventory_of
+
+    mapped = outputs_inventory(the_plan, inventory_of(ckpt))
+    return retarget(
+        the_plan,
+        mapped,
+        target_model,
+        fill_missing_from_target=options.fill_missing_from_target,
+        strict=options.strict,
+    )[0]
+
+
+def _verify(job: Job, output: AnyPath) -> Verification:
+    from ..verification import verify
+
+    with contextlib.ExitStack() as stack:
+        # TensorFlow restores local files: a remote output is verified as downloaded from
+        # the store, so what is checked is what was published, not the local staging.
+        local = output if isinstance(output, Path) else download(output, stack)
+        keras = job.options.format is OutputFormat.KERAS
+        value = keras_value if keras else stored_value
+        expected = {v.name: functools.partial(value, job.sources, v) for v in job.plan.outputs}
+        target_model = job.target_model
+        if target_model is None:  # nothing to restore into: TensorFlow reads it back
+            return verify(local, None, None, None, expected)
+        root = None if keras else target_model.root
+        return verify(
+            local,
+            target_model.live,
+            target_model.rebuild,
+            root,
+            expected,
+            format=job.options.format,
+        )

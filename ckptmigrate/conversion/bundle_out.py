@@ -1,0 +1,224 @@
+"""A plan written as a TensorFlow checkpoint: unchanged shards carried over whole, stored
+tensors copied as their bytes, everything else computed and written one at a time."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from .. import dtypes
+from .._version import __version__
+from ..checkpoint import Checkpoint
+from ..formats.bundle_reader import BundleReader, RemoteBundleReader, verified_in_background
+from ..formats.bundle_writer import BundleWriter
+from ..formats.locate import AnyPath, data_path, index_path
+from ..formats.object_graph import OBJECT_GRAPH_KEY
+from ..formats.ordered_code import decode_slice_key, encode_slice_key, is_slice_key
+from ..formats.remote import RemotePath
+from ..mapping.plan import Plan
+from ..mapping.schema import NO_MAP
+from .job import Job
+from .options import Counts
+from .values import value_of
+
+__all__ = ["PROVENANCE_FILE", "ShardLayout", "download", "write_checkpoint"]
+
+PROVENANCE_FILE = "ckptmigrate-provenance.json"
+
+
+@dataclass(frozen=True)
+class ShardLayout:
+    """Which source shards are carried over whole, and where everything else goes."""
+
+    num_shards: int = 1
+    linked: frozenset[int] = frozenset()
+    free: int = 0
+    """The output shard new and changed tensors are written to."""
+    checked_aside: frozenset[str] = frozenset()
+    """Source keys whose checksums are verified on another thread, alongside the copy."""
+    copy: bool = False
+    """Carried-over shards are copied, not linked."""
+
+    @staticmethod
+    def of(reader: BundleReader | None, the_plan: Plan, copy: bool) -> ShardLayout:
+        """A shard all of whose tensors survive byte for byte (renamed or kept) need not be
+        rewritten tensor by tensor: it is reflinked or hard-linked, or with ``copy`` copied
+        whole by the kernel. Either way its bytes are the source's, corruption included (TF's
+        restore and ``inspect --verify`` detect that); tensors copied one by one are checked."""
+        if reader is None:
+            return ShardLayout()
+        count = reader.header.num_shards
+        unchanged = {v.source for v in the_plan.outputs if v.raw_copy and v.origin is None}
+        unchanged |= set(the_plan.passthrough)
+        touched = set()
+        for key, entry in reader.entries.items():
+            if entry.slices:
+                continue
+            owner = decode_slice_key(key)[0] if is_slice_key(key) else key
+            if owner not in unchanged:
+                touched.add(entry.shard_id)
+        linked = frozenset(range(count)) - touched
+        if not linked:
+            layout = ShardLayout()
+        elif len(linked) < count:
+            layout = ShardLayout(count, linked, min(set(range(count)) - linked), copy=copy)
+        elif the_plan.object_graph is not None or any(
+            not v.raw_copy or v.origin is not None for v in the_plan.outputs
+        ):
+            layout = ShardLayout(count + 1, linked, count, copy=copy)
+        else:
+            layout = ShardLayout(count, linked, 0, copy=copy)
+        return layout._with_checked_aside(reader, the_plan)
+
+    def _with_checked_aside(self, reader: BundleReader, the_plan: Plan) -> ShardLayout:
+        """The stored tensors copied from the source but not carried over with a linked
+        shard: their checksums are verified alongside the copy instead of before it."""
+        keys: set[str] = set()
+        for v in the_plan.outputs:
+            if not v.raw_copy or v.origin is not None or v.source is None:
+                continue
+            entry = reader.entries[v.source]
+            parts = (
+                [reader.slice_key(v.source, i) for i in range(len(entry.slices))]
+                if entry.slices
+                else [v.source]
+            )
+            keys.update(k for k in parts if reader.entries[k].shard_id not in self.linked)
+        keys.update(
+            k for k in the_plan.passthrough if reader.entries[k].shard_id not in self.linked
+        )
+        return replace(self, checked_aside=frozenset(keys))
+
+
+def write_checkpoint(job: Job, destination: AnyPath) -> tuple[AnyPath, tuple[str, ...]]:
+    """Write the plan's outputs as a checkpoint at ``destination``, published atomically.
+
+    Returns:
+        The output prefix, and how each carried-over shard went (reflink, hard link, copy).
+    """
+    ckpt, the_plan = job.ckpt, job.plan
+    reader = ckpt.reader
+    bundle = reader if isinstance(reader, BundleReader) else None
+    layout = ShardLayout.of(bundle, the_plan, job.options.copy)
+    writer = BundleWriter(
+        destination,
+        ckpt.prefix.name,
+        num_shards=layout.num_shards,
+        overwrite=job.options.overwrite,
+        durable=job.options.durable,
+        big_endian=bundle.big_endian if bundle else False,
+    )
+    with writer, contextlib.ExitStack() as checks:
+        finish = (
+            checks.enter_context(verified_in_background(bundle, sorted(layout.checked_aside)))
+            if bundle is not None
+            else (lambda: 0)
+        )
+        links = tuple(
+            writer.link_shard(s, bundle.data_file(s), allow_links=not layout.copy)
+            for s in sorted(layout.linked)
+            if bundle is not None
+        )
+        for key in the_plan.passthrough:
+            _copy(writer, ckpt, key, key, layout)
+        if the_plan.object_graph is not None:
+            import numpy as np
+
+            graph = np.array(the_plan.object_graph, dtype=object)
+            writer.add_array(OBJECT_GRAPH_KEY, graph, dtypes.BY_NAME["string"], shard=layout.free)
+        for variable in the_plan.outputs:
+            if variable.raw_copy:
+                assert variable.source is not None
+                _copy(
+                    writer,
+                    job.sources.get(variable.origin),
+                    variable.source,
+                    variable.name,
+                    layout,
+                    main=variable.origin is None,
+                )
+            else:
+                value = value_of(job.sources, variable)
+                dtype = dtypes.BY_NAME[variable.dtype]
+                writer.add_array(variable.name, value, dtype, shard=layout.free)
+            job.written(variable)
+        finish()  # a bad checksum aborts here, before anything is published
+        writer.add_file(PROVENANCE_FILE, _provenance(the_plan, ckpt, job.counts, links))
+        prefix = writer.commit()
+    return prefix, links
+
+
+def _copy(
+    writer: BundleWriter,
+    ckpt: Checkpoint,
+    source: str,
+    name: str,
+    layout: ShardLayout,
+    *,
+    main: bool = True,
+) -> None:
+    reader = ckpt.reader
+    if not isinstance(reader, BundleReader):
+        info = reader.info(source)
+        writer.add_array(name, reader.read(source), info.dtype, shard=layout.free)
+        return
+
+    def carry(new_key: str, old_key: str) -> None:
+        entry = reader.entries[old_key]
+        if main and entry.shard_id in layout.linked:
+            writer.add_linked(new_key, entry)
+        else:
+            aside = main and old_key in layout.checked_aside
+            writer.add_stored(
+                new_key, reader, source_key=old_key, shard=layout.free, verify=not aside
+            )
+
+    entry = reader.entries[source]
+    if not entry.slices:
+        carry(name, source)
+        return
+    # A partitioned variable: its slices are stored under keys that embed the name.
+    writer.add_partitioned(name, dtypes.from_enum(entry.dtype), entry.shape, entry.slices)
+    for i, tslice in enumerate(entry.slices):
+        extents = [(e.start, e.length) for e in tslice.extents]
+        carry(encode_slice_key(name, extents), reader.slice_key(source, i))
+
+
+def download(prefix: RemotePath, stack: contextlib.ExitStack) -> Path:
+    """A published remote checkpoint, downloaded to a temporary directory (removed with
+    ``stack``): TensorFlow restores local files."""
+    import tempfile
+
+    local = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ckptmigrate-"))) / (
+        prefix.name
+    )
+    with RemoteBundleReader(prefix) as published:
+        num_shards = published.header.num_shards
+    index_path(prefix).download(index_path(local))
+    for shard in range(num_shards):
+        data_path(prefix, shard, num_shards).download(data_path(local, shard, num_shards))
+    return local
+
+
+def _provenance(the_plan: Plan, ckpt: Checkpoint, counts: Counts, links: tuple[str, ...]) -> bytes:
+    record: dict[str, Any] = {
+        "ckptmigrate_version": __version__,
+        "source_checkpoint": str(ckpt.prefix.resolve()),
+        "map": os.path.abspath(the_plan.map.path) if the_plan.map is not NO_MAP else None,
+        "target": the_plan.target,
+        "map_sha256": the_plan.map.sha256,
+        "counts": counts.to_dict(),
+        "shards_carried_over": list(links),
+        "renamed": {v.source: v.name for v in the_plan.outputs if v.source and v.renamed_by},
+        "transformed": {
+            v.name: [s.to_dict()["operation"] for s in v.steps] for v in the_plan.outputs if v.steps
+        },
+        "dropped": [d.source for d in the_plan.dropped],
+        "initialised": [v.name for v in the_plan.outputs if v.init is not None],
+        "from_target": [v.name for v in the_plan.outputs if v.from_target],
+    }
+    return (json.dumps(record, indent=2, sort_keys=True) + "\n").encode()

@@ -1,0 +1,126 @@
+"""How a conversion runs (its options) and what it reports (its result)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..formats.locate import AnyPath
+from ..output_format import OutputFormat
+
+if TYPE_CHECKING:
+    from ..mapping.plan import Plan, PlannedVariable
+    from ..verification import Verification
+
+__all__ = ["ConvertOptions", "ConvertResult", "Counts", "OutputFormat", "kind_of"]
+
+
+@dataclass(frozen=True, slots=True)
+class ConvertOptions:
+    """Everything but the inputs: built once (by the API or the CLI) and passed down whole."""
+
+    root: str | None = "model"
+    """The attribute a TF2 target is restored through (``tf.train.Checkpoint(model=...)``);
+    None: the target itself is the root."""
+    format: OutputFormat = OutputFormat.CHECKPOINT
+    fill_missing_from_target: bool = False
+    """Target variables the map does not supply keep the target's own values."""
+    strict: bool = False
+    """Every rule must match; unmatched checkpoint variables are refused."""
+    require_all: bool = False
+    """Every checkpoint variable must be matched by a rule."""
+    overwrite: bool = False
+    """Replace an existing output."""
+    copy: bool = False
+    """Copy unchanged shards instead of linking them."""
+    durable: bool = False
+    """fsync every file before publishing."""
+    verify: bool = False
+    """Have TensorFlow (or Keras) restore the output and compare every value."""
+
+
+def kind_of(variable: PlannedVariable) -> str:
+    """Which count of a :class:`Counts` writing ``variable`` adds to."""
+    if variable.from_target:
+        return "from_target"
+    if variable.raw_copy:
+        return "copied"
+    return "initialised" if variable.init is not None else "transformed"
+
+
+@dataclass
+class Counts:
+    """How many output variables were written each way."""
+
+    copied: int = 0
+    """Copied as stored bytes."""
+    transformed: int = 0
+    initialised: int = 0
+    from_target: int = 0
+    """The target's own values (``fill_missing_from_target``, target metadata)."""
+
+    def add(self, variable: PlannedVariable) -> None:
+        """Count ``variable`` as written."""
+        kind = kind_of(variable)
+        setattr(self, kind, getattr(self, kind) + 1)
+
+    def to_dict(self) -> dict[str, int]:
+        """The counts by name, as the provenance record and ``--json`` show them."""
+        return {
+            "copied": self.copied,
+            "transformed": self.transformed,
+            "initialised": self.initialised,
+            "from_target": self.from_target,
+        }
+
+
+@dataclass(frozen=True)
+class ConvertResult:
+    """What :func:`ckptmigrate.convert` wrote."""
+
+    prefix: AnyPath
+    """The output checkpoint's prefix (a RemotePath for a URL), or the Keras file."""
+    plan: Plan
+    copied: int
+    transformed: int
+    initialised: int
+    linked_shards: tuple[str, ...] = ()
+    """How each wholly unchanged source shard was carried over (reflink, hard link, copy)."""
+    verification: Verification | None = None
+    """The restore's verdict, with ``verify=True``."""
+    from_target: int = 0
+
+    @classmethod
+    def of(
+        cls,
+        prefix: AnyPath,
+        the_plan: Plan,
+        counts: Counts,
+        *,
+        linked_shards: tuple[str, ...] = (),
+        verification: Verification | None = None,
+    ) -> ConvertResult:
+        """A result from the counts a writer kept."""
+        return cls(
+            prefix,
+            the_plan,
+            copied=counts.copied,
+            transformed=counts.transformed,
+            initialised=counts.initialised,
+            linked_shards=linked_shards,
+            verification=verification,
+            from_target=counts.from_target,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The plan's JSON object plus what was written (``convert --json``)."""
+        return {
+            **self.plan.to_dict(),
+            "output": str(self.prefix),
+            "copied": self.copied,
+            "transformed": self.transformed,
+            "initialised": self.initialised,
+            "from_target": self.from_target,
+            "shards_carried_over": list(self.linked_shards),
+            "verification": None if self.verification is None else self.verification.to_dict(),
+        }

@@ -1,0 +1,33 @@
+"""What a conversion writes: the one enumeration every output decision dispatches on."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+from .errors import CkptMigrateError
+
+__all__ = ["OutputFormat"]
+
+
+class OutputFormat(str, Enum):
+    """The kind of file a conversion writes."""
+
+    CHECKPOINT = "checkpoint"
+    """A TensorFlow checkpoint directory (TensorBundle), for TF1 and TF2 restores."""
+    KERAS = "keras"
+    """A Keras 3 ``.weights.h5`` file, or a whole ``.keras`` archive."""
+
+    @classmethod
+    def parse(cls, value: str | OutputFormat) -> OutputFormat:
+        """The format named ``value``.
+
+        Raises:
+            CkptMigrateError: no format has that name.
+        """
+        try:
+            return cls(value)
+        except ValueError:
+            names = ", ".join(f.value for f in cls)
+            raise CkptMigrateError(
+                f"unknown output format {value!r}", hint=f"the formats are: {names}."
+            ) from None
