@@ -31,8 +31,13 @@ class IncompatibleCheckpointError(CkptMigrateError):
             for f in report.findings
             if f.kind is not Kind.MATCHED and (f.kind is not Kind.UNUSED or report.options.strict)
         ]
+        if report.options.values:  # --values: the question is "identical"
+            problems += [
+                f for f in report.findings if f.values is not None and not f.values.identical
+            ]
         lines = [
-            f"{f.kind.label}: {f.name}" + (f" ({f.tensorflow_error})" if f.tensorflow_error else "")
+            (f"values differ: {f.name}" if f.kind is Kind.MATCHED else f"{f.kind.label}: {f.name}")
+            + (f" ({f.tensorflow_error})" if f.tensorflow_error else "")
             for f in problems[:20]
         ]
         more = f"; and {len(problems) - 20} more" if len(problems) > 20 else ""
@@ -78,6 +83,7 @@ def check(
         strict=strict,
         min_match=min_match,
         rekeyed=rekeyed or map is not None,
+        values=values,
     )
     ckpt_inventory = (
         load_checkpoint_inventory(checkpoint) if map is None else _mapped_inventory(checkpoint, map)
@@ -124,7 +130,7 @@ def _mapped_inventory(checkpoint: str | Path, mapping: Any) -> Inventory:
 def assert_compatible(checkpoint: str | Path, target: str | Path | Any, **kwargs: Any) -> Report:
     """Like :func:`check`, but raise :class:`IncompatibleCheckpointError` unless ok."""
     report = check(checkpoint, target, **kwargs)
-    if not report.ok or (report.values_differ and kwargs.get("values")):
+    if not report.ok:
         raise IncompatibleCheckpointError(report)
     return report
 

@@ -103,6 +103,9 @@ class CheckOptions:
     rekeyed: bool = False
     strict: bool = False  # unused checkpoint entries fail the check
     min_match: float | None = None  # fail when matched/target variables is below this
+    # --values: the question becomes "identical" (every target variable restores, and
+    # with the values the other checkpoint holds), not only "restorable".
+    values: bool = False
 
 
 @dataclass(frozen=True)
@@ -113,6 +116,9 @@ class Report:
     findings: tuple[Finding, ...]
     options: CheckOptions = field(default_factory=CheckOptions)
     notes: tuple[str, ...] = ()
+    # A TF2 restore through a root attribute: the leading scope the comparison left out
+    # (the verdict speaks for the restore the note names), else None.
+    alignment: ScopeAlignment | None = None
 
     def count(self, kind: Kind) -> int:
         return sum(1 for f in self.findings if f.kind is kind)
@@ -144,14 +150,32 @@ class Report:
 
     @property
     def values_differ(self) -> bool:
-        return any(f.values is not None and not f.values.identical for f in self.findings)
+        return self.differing_values > 0
 
     @property
-    def ok(self) -> bool:
+    def differing_values(self) -> int:
+        """Matched pairs whose values differ (``--values``)."""
+        return sum(1 for f in self.findings if f.values is not None and not f.values.identical)
+
+    @property
+    def question(self) -> str:
+        """What ``ok`` answers: "restorable" (a strict restore of every target variable
+        would succeed and the policy options hold) or, with ``--values``, "identical"
+        (that, and every matched variable would get the value the target already holds)."""
+        return "identical" if self.options.values else "restorable"
+
+    @property
+    def restorable(self) -> bool:
         """A strict restore of every target variable would succeed (and policy holds)."""
         if any(f.kind in FAILING for f in self.findings) or self.below_min_match:
             return False
         return not (self.options.strict and self.count(Kind.UNUSED))
+
+    @property
+    def ok(self) -> bool:
+        """The one verdict, for :attr:`question`: what the exit code, text, JSON and HTML
+        all say."""
+        return self.restorable and not (self.options.values and self.values_differ)
 
     @property
     def headline(self) -> str:
@@ -177,6 +201,9 @@ class Report:
         return {
             "schema_version": SCHEMA_VERSION,
             "ok": self.ok,
+            "question": self.question,
+            "restorable": self.restorable,
+            "alignment": None if self.alignment is None else self.alignment.to_dict(),
             "checkpoint": side(self.checkpoint),
             "target": side(self.target),
             "scheme": self.matching,
@@ -190,6 +217,7 @@ class Report:
                 "match_ratio": round(self.match_ratio, 6),
                 "min_match": self.options.min_match,
                 "strict": self.options.strict,
+                "values_differ": self.differing_values if self.options.values else None,
             },
             "findings": [f.to_dict() for f in self.findings],
         }
@@ -218,12 +246,66 @@ def _strip_first(key: str) -> str:
     return key.split("/", 1)[1] if "/" in key else key
 
 
+def _first_scope(key: str) -> str | None:
+    return key.split("/", 1)[0] if "/" in key else None
+
+
+@dataclass(frozen=True)
+class ScopeAlignment:
+    """One side's names carry one more leading scope than the other's, and the comparison
+    left it out. ``side`` is the side that carries it: "checkpoint" (a TF2 checkpoint saved
+    as ``tf.train.Checkpoint(scope=model)``) or "target"."""
+
+    side: str
+    scope: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"side": self.side, "scope": self.scope}
+
+
 @dataclass(frozen=True)
 class _Strategy:
     description: str
     ckpt_keys: KeyFn
     target_keys: KeyFn
     note: str | None = None
+    alignment: ScopeAlignment | None = None
+
+
+def _under(scope: str, key_fn: KeyFn) -> KeyFn:
+    """The keys below ``scope/``, without it; nothing for a variable outside it (a restore
+    through that attribute never reaches it)."""
+    prefix = scope + "/"
+    return lambda v: [k[len(prefix) :] for k in key_fn(v) if k.startswith(prefix)]
+
+
+def _common_scopes(inv: Inventory, key_fn: KeyFn, limit: int = 3) -> list[str]:
+    """The leading scopes most of the side's variables live under, most common first."""
+    counts: dict[str, int] = defaultdict(int)
+    for v in inv.variables.values():
+        for scope in {_first_scope(k) for k in key_fn(v)} - {None}:
+            assert scope is not None
+            counts[scope] += 1
+    return sorted(counts, key=lambda s: (-counts[s], s))[:limit]
+
+
+def _tf2_root_note(alignment: ScopeAlignment) -> str:
+    scope = alignment.scope
+    if alignment.side == "checkpoint":
+        return (
+            f"the checkpoint's names carry one more leading scope, '{scope}/', than the "
+            "target's (it was saved as tf.train.Checkpoint("
+            f"{scope}=model)); compared as a restore through that root attribute sees them, "
+            f"tf.train.Checkpoint({scope}=<target>).read(CKPT): restoring with the target "
+            "itself as the root would find none of them (or strip the scope with a map)"
+        )
+    return (
+        f"the target's names carry one more leading scope, '{scope}/', than the "
+        "checkpoint's; compared as a restore rooted at that attribute sees them, "
+        f"tf.train.Checkpoint(<target>.{scope}).read(CKPT) (or "
+        f"tf.train.Checkpoint(<the model at '{scope}'>)): restoring with the target's own "
+        "root would find none of them"
+    )
 
 
 def _strategies(ckpt: Inventory, target: Inventory, rekeyed: bool) -> list[_Strategy]:
@@ -252,34 +334,52 @@ def _strategies(ckpt: Inventory, target: Inventory, rekeyed: bool) -> list[_Stra
                 _by_either,
             )
         )
-    # A restore across schemes looks names up exactly (TF2 restoring a name-based
-    # checkpoint, a Saver an object-based one): an extra scope is not forgiven there, only
-    # when the object graph's root differs (same scheme) or when rekeying.
-    align_scopes = rekeyed or ckpt.scheme == target.scheme
     out = []
     for description, ck, tk in base:
         out.append(_Strategy(description, ck, tk))
-        if not align_scopes:
-            continue
-        out.append(
-            _Strategy(
-                description,
-                stripped(ck),
-                tk,
-                "the checkpoint's names carry one more leading scope than the target's (e.g. "
-                "'model/'); compared without it: restore with that attribute name "
-                "(tf.train.Checkpoint(model=...)) or strip the scope with a map",
+        if rekeyed:
+            # The checkpoint is rewritten under the target's keys: any one extra leading
+            # scope on either side is just another rename.
+            out.append(
+                _Strategy(
+                    description,
+                    stripped(ck),
+                    tk,
+                    "the checkpoint's names carry one more leading scope than the target's "
+                    "(e.g. 'model/'); compared without it, as the conversion into the "
+                    "target's keys renames them",
+                )
             )
-        )
-        out.append(
-            _Strategy(
-                description,
-                ck,
-                stripped(tk),
-                "the target's names carry one more leading scope than the checkpoint's; "
-                "compared without it",
+            out.append(
+                _Strategy(
+                    description,
+                    ck,
+                    stripped(tk),
+                    "the target's names carry one more leading scope than the checkpoint's; "
+                    "compared without it, as the conversion into the target's keys renames "
+                    "them",
+                )
             )
-        )
+        elif ckpt.scheme is Scheme.TF2 and target.scheme is Scheme.TF2:
+            # A TF2 restore walks the object graph from the root it is given: an extra
+            # leading scope is one root attribute (tf.train.Checkpoint(model=...)), and
+            # restoring through that attribute really ignores it. A name-based restore (a
+            # Saver, a TF2 model reading a TF1 checkpoint, a TF1 graph reading a TF2 one)
+            # looks every name up exactly: no scope is forgiven there (see _scope_hints).
+            for scope in _common_scopes(ckpt, ck):
+                alignment = ScopeAlignment("checkpoint", scope)
+                out.append(
+                    _Strategy(
+                        description, _under(scope, ck), tk, _tf2_root_note(alignment), alignment
+                    )
+                )
+            for scope in _common_scopes(target, tk):
+                alignment = ScopeAlignment("target", scope)
+                out.append(
+                    _Strategy(
+                        description, ck, _under(scope, tk), _tf2_root_note(alignment), alignment
+                    )
+                )
     return out
 
 
@@ -314,8 +414,9 @@ def _pair_with(strategy: _Strategy, ckpt: Inventory, target: Inventory) -> _Pair
     match_keys: dict[str, str] = {}
     taken: set[str] = set()
     for t in target.variables.values():
-        keys = [k for k in strategy.target_keys(t) if k not in ambiguous]
-        match_keys[t.name] = keys[0] if keys else strategy.target_keys(t)[0]
+        all_keys = strategy.target_keys(t)
+        keys = [k for k in all_keys if k not in ambiguous]
+        match_keys[t.name] = keys[0] if keys else (all_keys[0] if all_keys else t.name)
         pairs[t.name] = None
         for key in keys:
             c = index.get(key)
@@ -336,6 +437,103 @@ def _pair(ckpt: Inventory, target: Inventory, rekeyed: bool) -> _Pairing:
             best = pairing
     assert best is not None
     return best
+
+
+def _yaml_quoted(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+@dataclass(frozen=True)
+class _ScopeHint:
+    checkpoint: VariableSpec
+    side: str  # the side carrying the extra scope
+    scope: str
+    rule: str  # the one map rule (YAML flow mapping) that makes the names equal
+
+
+def _scope_hints(ckpt: Inventory, target: Inventory, plain: _Pairing) -> dict[str, _ScopeHint]:
+    """For a restore that looks names up exactly (a Saver): target variables the checkpoint
+    holds under a name differing only by one leading scope, with the map rule that renames
+    the checkpoint's names onto the target's. Map rules rename checkpoint keys, which are
+    the names only in a name-based (TF1) checkpoint."""
+    if ckpt.scheme is not Scheme.TF1:
+        return {}
+    base = plain.strategy
+
+    def stripped(key_fn: KeyFn) -> KeyFn:
+        return lambda v: [_strip_first(k) for k in key_fn(v)]
+
+    candidates = [
+        (
+            "checkpoint",
+            _pair_with(_Strategy("", stripped(base.ckpt_keys), base.target_keys), ckpt, target),
+        ),
+        (
+            "target",
+            _pair_with(_Strategy("", base.ckpt_keys, stripped(base.target_keys)), ckpt, target),
+        ),
+    ]
+    side, best = max(candidates, key=lambda c: c[1].hits)
+    if best.hits <= plain.hits:
+        return {}
+    found = {
+        t: c
+        for t, c in best.pairs.items()
+        if c is not None and plain.pairs.get(t) is None and c.name != t
+    }
+    if side == "checkpoint":
+        out = {}
+        for t, c in found.items():
+            scope = c.name.split("/", 1)[0]
+            rule = f"{{match: {_yaml_quoted(re.escape(scope) + '/(.*)')}, rename: '{{1}}'}}"
+            out[t] = _ScopeHint(c, side, scope, rule)
+        return out
+    by_scope: dict[str, list[tuple[str, VariableSpec]]] = defaultdict(list)
+    for t, c in found.items():
+        by_scope[t.split("/", 1)[0]].append((t, c))
+    all_heads = {v.name.split("/", 1)[0] for v in ckpt.variables.values()}
+    out = {}
+    for scope, members in by_scope.items():
+        heads = sorted({c.name.split("/", 1)[0] for _, c in members})
+        if set(heads) >= all_heads:
+            pattern = "(.*)"
+        else:
+            pattern = "((?:" + "|".join(re.escape(h) for h in heads) + ")(?:/.*)?)"
+        rule = f"{{match: {_yaml_quoted(pattern)}, rename: {_yaml_quoted(scope + '/{1}')}}}"
+        for t, c in members:
+            out[t] = _ScopeHint(c, side, scope, rule)
+    return out
+
+
+def _scope_hint_text(hint: _ScopeHint) -> str:
+    where = (
+        f"under one more leading scope, '{hint.scope}/'"
+        if hint.side == "checkpoint"
+        else f"without the leading scope '{hint.scope}/'"
+    )
+    return (
+        f"the checkpoint holds it as {hint.checkpoint.name!r}, {where}; a name-based "
+        f"restore (tf.compat.v1.train.Saver) looks names up exactly, so the map rule "
+        f"{hint.rule} fixes it"
+    )
+
+
+def _scope_note(hints: dict[str, _ScopeHint]) -> str:
+    rules = sorted({h.rule for h in hints.values()})
+    side = next(iter(hints.values())).side
+    which = (
+        "the checkpoint's names carry one more leading scope than the target's"
+        if side == "checkpoint"
+        else "the target's names carry one more leading scope than the checkpoint's"
+    )
+    shown = "; ".join(rules[:3]) + (f"; and {len(rules) - 3} more" if len(rules) > 3 else "")
+    return (
+        f"{which} ({len(hints)} variables): not matched, because a name-based restore "
+        "(tf.compat.v1.train.Saver) looks every name up exactly. The map rule"
+        f"{'s' if len(rules) > 1 else ''} {shown} rename{'' if len(rules) > 1 else 's'} "
+        "the checkpoint's names onto the target's (check again with --map, then convert "
+        "with --map and --target)"
+    )
 
 
 # -- messages --------------------------------------------------------------------------
@@ -416,7 +614,7 @@ class _Hints:
     MAX_ANY_SHAPE = 5000  # beyond this many unused names, only same-shape candidates
 
     def __init__(self, unused: dict[str, VariableSpec], key_fn: KeyFn) -> None:
-        self.by_key = {key_fn(v)[0]: v for v in unused.values()}
+        self.by_key = {(key_fn(v) or [v.name])[0]: v for v in unused.values()}
         originals: dict[str, list[VariableSpec]] = defaultdict(list)
         for v in unused.values():
             if v.original_name:
@@ -554,6 +752,11 @@ def compare(
     # it goes through the variable's name.
     restore_scheme = target_inv.scheme
     same_scheme = ckpt_inv.scheme == target_inv.scheme
+    scope_hints = (
+        {}
+        if options.rekeyed or cannot is not None or strategy.alignment is not None
+        else _scope_hints(ckpt_inv, target_inv, pairing)
+    )
 
     findings: list[Finding] = []
     for tname, tspec in target_inv.variables.items():
@@ -572,7 +775,9 @@ def compare(
             kind, tspec, cspec, lookup, restore_scheme, checkpoint_scheme=ckpt_inv.scheme
         )
         hint = None
-        if kind is Kind.MISSING:
+        if kind is Kind.MISSING and tname in scope_hints:
+            hint = _scope_hint_text(scope_hints[tname])
+        elif kind is Kind.MISSING:
             hint = hints[tspec.role].for_target(key, tspec)
         elif kind is Kind.SHAPE_MISMATCH:
             assert cspec is not None
@@ -607,8 +812,18 @@ def compare(
         )
     if strategy.note:
         notes.append(strategy.note)
+    if scope_hints:
+        notes.append(_scope_note(scope_hints))
     if patterns:
         notes.append(
             f"--ignore left out {ckpt_ignored} checkpoint and {target_ignored} target names"
         )
-    return Report(checkpoint, target, strategy.description, tuple(findings), options, tuple(notes))
+    return Report(
+        checkpoint,
+        target,
+        strategy.description,
+        tuple(findings),
+        options,
+        tuple(notes),
+        strategy.alignment,
+    )

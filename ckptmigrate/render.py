@@ -247,6 +247,8 @@ def check_text(report: Report, *, show_matched: bool = False) -> RenderableType:
 
 
 def verdict_text(report: Report) -> Text:
+    """The one verdict line, for the question the report answers (``Report.question``):
+    FAIL exactly when ``report.ok`` is false, as the exit code, JSON and HTML say."""
     counts = {kind: report.count(kind) for kind in Kind}
     problems = [f"{counts[k]} {k.label}" for k in FAILING if counts[k]]
     if report.below_min_match:
@@ -255,15 +257,25 @@ def verdict_text(report: Report) -> Text:
         )
     if report.options.strict and counts[Kind.UNUSED]:
         problems.append(f"{counts[Kind.UNUSED]} unused (--strict)")
+    differ = report.differing_values if report.options.values else 0
+    differ_text = f"{differ} matched variable{'s' if differ != 1 else ''} with different values"
     if problems:
+        also = f"; and {differ_text} (--values)" if differ else ""
         return Text(
-            f"FAIL: a strict restore would not succeed ({', '.join(problems)})", style="bold red"
+            f"FAIL: a strict restore would not succeed ({', '.join(problems)}){also}",
+            style="bold red",
+        )
+    if differ:
+        return Text(
+            f"FAIL: the values are not identical ({differ_text}, --values); a strict restore "
+            "would succeed",
+            style="bold red",
         )
     extra = f"; {counts[Kind.UNUSED]} checkpoint entries unused" if counts[Kind.UNUSED] else ""
-    return Text(
-        f"OK: every target variable restores with the same shape and dtype{extra}",
-        style="bold green",
+    what = (
+        "the same shape, dtype and values" if report.options.values else "the same shape and dtype"
     )
+    return Text(f"OK: every target variable restores with {what}{extra}", style="bold green")
 
 
 # -- convert ---------------------------------------------------------------------------

@@ -224,17 +224,60 @@ def test_values_compare_two_checkpoints(tf: Any, tmp_path: Path) -> None:
     first = tf_save(tf, tmp_path / "one", base)
     changed = dict(base, a=base["a"] + np.float32(0.5))
     second = tf_save(tf, tmp_path / "two", changed)
+    assert check(first, second).ok  # restorable: shapes and dtypes fit
     report = check(first, second, values=True)
-    assert report.ok  # shapes and dtypes fit...
     values = {f.name: f.values for f in report.findings}
     assert values["b"].identical
     assert values["s"].identical
     assert not values["a"].identical
     assert values["a"].max_abs_diff == pytest.approx(0.5)
     assert values["a"].rms_diff == pytest.approx(0.5)
-    result = runner.invoke(app, ["check", str(first), "--target", str(second), "--values"])
-    assert result.exit_code == 1  # ...but with --values, differing values fail the check
-    assert "max |diff| 0.5" in result.stdout
+    # With --values the question is "identical", and one verdict answers it everywhere.
+    assert report.restorable
+    assert not report.ok
+    assert report.question == "identical"
+    with pytest.raises(IncompatibleCheckpointError, match="values differ: a"):
+        assert_compatible(first, second, values=True)
+
+
+def test_values_verdict_is_one_in_exit_code_text_json_and_html(tf: Any, tmp_path: Path) -> None:
+    base = {"a": np.arange(6, dtype=np.float32).reshape(2, 3), "b": np.ones(3, np.int64)}
+    first = tf_save(tf, tmp_path / "one", base)
+    second = tf_save(tf, tmp_path / "two", dict(base, a=base["a"] + np.float32(0.5)))
+    same = tf_save(tf, tmp_path / "same", base)
+    args = ["check", str(first), "--values", "--target"]
+
+    text = runner.invoke(app, [*args, str(second), "--html", str(tmp_path / "r.html")])
+    assert text.exit_code == 1
+    verdict = text.stdout.strip().splitlines()[-1]
+    assert verdict == (
+        "FAIL: the values are not identical (1 matched variable with different values, "
+        "--values); a strict restore would succeed"
+    )
+    html = (tmp_path / "r.html").read_text()
+    assert '<p class="verdict fail">FAIL: the values are not identical' in html
+    data = json.loads(runner.invoke(app, [*args, str(second), "--json"]).stdout)
+    assert (data["ok"], data["question"], data["restorable"]) == (False, "identical", True)
+    assert data["summary"]["values_differ"] == 1
+
+    ok = runner.invoke(app, [*args, str(same), "--json"])
+    assert ok.exit_code == 0
+    data = json.loads(ok.stdout)
+    assert (data["ok"], data["question"], data["summary"]["values_differ"]) == (
+        True,
+        "identical",
+        0,
+    )
+    ok_text = runner.invoke(app, [*args, str(same)]).stdout.strip().splitlines()[-1]
+    assert ok_text == "OK: every target variable restores with the same shape, dtype and values"
+    plain = json.loads(
+        runner.invoke(app, ["check", str(first), "--target", str(second), "--json"]).stdout
+    )
+    assert (plain["ok"], plain["question"], plain["summary"]["values_differ"]) == (
+        True,
+        "restorable",
+        None,
+    )
 
 
 def test_policy_options(tf: Any, tmp_path: Path) -> None:
@@ -430,3 +473,132 @@ def test_a_name_two_variables_share_pairs_neither() -> None:
     report = compare(ckpt, target, CheckOptions(rekeyed=True))
     assert report.count(Kind.MATCHED) == 0
     assert report.count(Kind.MISSING) == 2
+
+
+# -- a leading scope: forgiven only where the restore ignores it -------------------------
+
+
+def _tf1_checkpoint_and_graph(
+    tf: Any, tmp_path: Path, saved: dict[str, np.ndarray], scope: str | None
+) -> tuple[Path, Path, Any]:
+    """A Saver checkpoint of ``saved`` and the .meta of a graph of the same variables,
+    under ``scope`` when given; returns (checkpoint, meta, a Saver restore of it)."""
+    v1 = tf.compat.v1
+    with tf.Graph().as_default():
+        for name, value in saved.items():
+            v1.get_variable(name, initializer=value)
+        saver = v1.train.Saver()
+        with v1.Session() as session:
+            session.run(v1.global_variables_initializer())
+            prefix = saver.save(session, str(tmp_path / "src" / "model.ckpt"))
+    graph = tf.Graph()
+    with graph.as_default():
+        with v1.variable_scope(scope or "", auxiliary_name_scope=False):
+            for name, value in saved.items():
+                v1.get_variable(name, initializer=np.zeros_like(value))
+        target_saver = v1.train.Saver()
+        meta = tmp_path / "target.meta"
+        target_saver.export_meta_graph(str(meta))
+
+    def restore(path: str | Path) -> dict[str, np.ndarray]:
+        with v1.Session(graph=graph) as session:
+            target_saver.restore(session, str(path))
+            return {v.op.name: session.run(v) for v in v1.global_variables()}
+
+    return Path(prefix), meta, restore
+
+
+def _rule_from(hint: str) -> str:
+    return hint[hint.index("{match:") : hint.rindex("}") + 1]
+
+
+def test_saver_restores_by_exact_name_and_the_hint_gives_the_rule(tf: Any, tmp_path: Path) -> None:
+    # TensorFlow's checkpoint_utils_test.testInitFromRootCheckpoint: a root checkpoint
+    # against a graph whose variables live under some_scope/.
+    saved = {
+        "var1": np.full((1, 10), 1.0, np.float32),
+        "var2": np.full((10, 10), 2.0, np.float32),
+        "useful_scope/var4": np.full((9, 9), 4.0, np.float32),
+    }
+    prefix, meta, restore = _tf1_checkpoint_and_graph(tf, tmp_path, saved, "some_scope")
+    with pytest.raises(tf.errors.NotFoundError, match="some_scope/useful_scope/var4"):
+        restore(prefix)  # TensorFlow: Key some_scope/useful_scope/var4 not found
+    for strict in (False, True):
+        report = check(prefix, meta, strict=strict)
+        assert not report.ok
+        assert report.alignment is None
+    result = runner.invoke(app, ["check", str(prefix), "--target", str(meta), "--strict"])
+    assert result.exit_code == 1
+    missing = by_kind(report, Kind.MISSING)
+    assert set(missing) == {f"some_scope/{name}" for name in saved}
+    hint = missing["some_scope/useful_scope/var4"].hint or ""
+    assert hint == (
+        "the checkpoint holds it as 'useful_scope/var4', without the leading scope "
+        "'some_scope/'; a name-based restore (tf.compat.v1.train.Saver) looks names up "
+        "exactly, so the map rule {match: '(.*)', rename: 'some_scope/{1}'} fixes it"
+    )
+    assert any("looks every name up exactly" in note for note in report.notes)
+    # the rule, as the hint spells it, is a map that makes check pass and the Saver restore
+    map_file = tmp_path / "scope.yaml"
+    map_file.write_text(f"version: 1\nrules:\n  - {_rule_from(hint)}\n")
+    assert check(prefix, meta, map=map_file, strict=True).ok
+    done = runner.invoke(
+        app,
+        [
+            "convert",
+            str(prefix),
+            "--map",
+            str(map_file),
+            "--target",
+            str(meta),
+            "-o",
+            str(tmp_path / "out"),
+        ],
+    )
+    assert done.exit_code == 0, done.output
+    values = restore(tmp_path / "out" / "model.ckpt")
+    for name, value in saved.items():
+        np.testing.assert_array_equal(values[f"some_scope/{name}"], value)
+
+
+def test_saver_does_not_forgive_an_extra_scope_in_the_checkpoint(tf: Any, tmp_path: Path) -> None:
+    # A BERT-style checkpoint whose head lives under bert/, against a graph without it.
+    saved = {
+        "bert/cls/predictions/transform/dense/kernel": np.ones((4, 4), np.float32),
+        "bert/cls/predictions/output_bias": np.ones(7, np.float32),
+    }
+    prefix, _, _ = _tf1_checkpoint_and_graph(tf, tmp_path, saved, None)
+    v1 = tf.compat.v1
+    graph = tf.Graph()
+    with graph.as_default():
+        v1.get_variable("cls/predictions/transform/dense/kernel", shape=(4, 4))
+        v1.get_variable("cls/predictions/output_bias", shape=(7,))
+        saver = v1.train.Saver()
+        with v1.Session() as session, pytest.raises(tf.errors.NotFoundError):
+            saver.restore(session, str(prefix))
+    report = check(prefix, graph)
+    assert not report.ok
+    assert report.count(Kind.MISSING) == 2
+    hint = by_kind(report, Kind.MISSING)["cls/predictions/output_bias"].hint or ""
+    assert "as 'bert/cls/predictions/output_bias', under one more leading scope, 'bert/'" in hint
+    assert _rule_from(hint) == "{match: 'bert/(.*)', rename: '{1}'}"
+
+
+def test_tf2_restore_through_a_root_attribute_ignores_the_scope(tf: Any, tmp_path: Path) -> None:
+    old = tf.Module()
+    old.dense = tf.Module()
+    old.dense.kernel = tf.Variable(np.full((3, 2), 0.5, np.float32))
+    prefix = tf.train.Checkpoint(model=old).write(str(tmp_path / "ckpt"))
+    new = tf.Module()
+    new.dense = tf.Module()
+    new.dense.kernel = tf.Variable(tf.zeros((3, 2)))
+    report = check(prefix, new, strict=True)
+    assert report.ok
+    assert report.alignment is not None
+    assert report.alignment.to_dict() == {"side": "checkpoint", "scope": "model"}
+    assert any("tf.train.Checkpoint(model=<target>).read(CKPT)" in n for n in report.notes)
+    # ...which is the restore the verdict speaks for: through that root attribute
+    tf.train.Checkpoint(model=new).read(prefix).assert_existing_objects_matched()
+    np.testing.assert_array_equal(new.dense.kernel.numpy(), np.full((3, 2), 0.5, np.float32))
+    data = json.loads(runner.invoke(app, ["check", prefix, "--target", prefix, "--json"]).stdout)
+    assert data["alignment"] is None
