@@ -67,15 +67,30 @@ def check(
 ) -> Report:
     """Compare ``checkpoint`` with what a restore into ``target`` needs.
 
-    ``target`` is a path (checkpoint, .meta, SavedModel, Keras file, spec file), a builder
-    ``pkg.module:function``, or a live Keras model / tf.Module / tf.train.Checkpoint /
-    tf.compat.v1.Graph. ``values`` (checkpoint targets only) adds, per matched pair, whether
-    the values are identical and otherwise their max absolute and RMS difference. ``map``
-    (a map file, bundled map name or loaded Map) checks the checkpoint as that map would
-    convert it, without writing anything: as ``convert --map M --target T`` writes it, under
-    the target's keys, so outputs pair with target variables by key or original name.
-    ``rekeyed`` pairs that way without a map (the checkpoint will be converted into the
-    target's keys, as ``restore`` does when the names differ)."""
+    Args:
+        checkpoint: the checkpoint (a path, prefix, directory or URL).
+        target: a path (checkpoint, .meta, SavedModel, Keras file, spec file), a builder
+            ``pkg.module:function``, or a live Keras model / tf.Module /
+            tf.train.Checkpoint / tf.compat.v1.Graph.
+        ignore: regular expressions; target variables whose names match are not required.
+        strict: unused checkpoint variables are mismatches too.
+        min_match: the fraction of target variables that must match (0 to 1).
+        values: (checkpoint targets only) also compare each matched pair's values: equal,
+            or their max absolute and RMS difference.
+        map: a map file, bundled map name or loaded Map: check the checkpoint as that map
+            would convert it (as ``convert(..., target=T)`` writes it, under the target's
+            keys, so outputs pair with target variables by key or original name).
+        rekeyed: pair that way without a map (the checkpoint will be converted into the
+            target's keys, as ``restore`` does when the names differ).
+
+    Returns:
+        The report: every finding, the headline and the verdict (``report.ok``). A
+        mismatch is never raised.
+
+    Raises:
+        CkptMigrateError: the checkpoint, target or map cannot be read, or the options
+            contradict each other.
+    """
     if min_match is not None and not 0.0 <= min_match <= 1.0:
         raise CkptMigrateError(f"--min-match must be between 0 and 1, got {min_match}")
     options = CheckOptions(
@@ -86,7 +101,7 @@ def check(
         values=values,
     )
     ckpt_inventory = (
-        load_checkpoint_inventory(checkpoint) if map is None else _mapped_inventory(checkpoint, map)
+        load_checkpoint_inventory(checkpoint) if map is None else mapped_inventory(checkpoint, map)
     )
     target_inventory = load_target(target)
     report = compare(ckpt_inventory, target_inventory, options)
@@ -106,7 +121,7 @@ def check(
     return report
 
 
-def _mapped_inventory(checkpoint: str | Path, mapping: Any) -> Inventory:
+def mapped_inventory(checkpoint: str | Path, mapping: Any) -> Inventory:
     """The checkpoint as the map would convert it: names, shapes, dtypes of the outputs."""
     from .checkpoint import open_checkpoint
     from .mapping.plan import plan_conversion
@@ -127,9 +142,41 @@ def _mapped_inventory(checkpoint: str | Path, mapping: Any) -> Inventory:
     return replace(mapped, notes=notes)
 
 
-def assert_compatible(checkpoint: str | Path, target: str | Path | Any, **kwargs: Any) -> Report:
-    """Like :func:`check`, but raise :class:`IncompatibleCheckpointError` unless ok."""
-    report = check(checkpoint, target, **kwargs)
+def assert_compatible(
+    checkpoint: str | Path,
+    target: str | Path | Any,
+    *,
+    ignore: tuple[str, ...] | list[str] = (),
+    strict: bool = False,
+    min_match: float | None = None,
+    values: bool = False,
+    map: Any = None,
+    rekeyed: bool = False,
+) -> Report:
+    """:func:`check`, raising unless a restore would succeed: a pre-restore sanity check.
+
+    Args:
+        checkpoint, target, ignore, strict, min_match, values, map, rekeyed: as for
+            :func:`check`.
+
+    Returns:
+        The report (ok).
+
+    Raises:
+        IncompatibleCheckpointError: the restore would not succeed; ``error.report`` holds
+            every finding.
+        CkptMigrateError: the checkpoint, target or map cannot be read.
+    """
+    report = check(
+        checkpoint,
+        target,
+        ignore=ignore,
+        strict=strict,
+        min_match=min_match,
+        values=values,
+        map=map,
+        rekeyed=rekeyed,
+    )
     if not report.ok:
         raise IncompatibleCheckpointError(report)
     return report

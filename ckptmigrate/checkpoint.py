@@ -91,8 +91,22 @@ class Checkpoint:
 
 
 def open_checkpoint(path: str | Path | RemotePath) -> Checkpoint:
-    """Locate, open and pre-flight a checkpoint (index parsed, shards present). ``path``
-    may be a URL (``s3://bucket/run/``): its tensors are then read with ranged requests."""
+    """Locate, open and pre-flight a checkpoint (index parsed, shards present).
+
+    Args:
+        path: a prefix, one of its files, a directory (with or without a ``checkpoint``
+            state file), a SavedModel, or a URL (``s3://bucket/run/``: its tensors are then
+            read with ranged requests).
+
+    Returns:
+        The open checkpoint (use it in a ``with`` block); ``.reader.read(key)`` reads a
+        tensor, CRC-checked.
+
+    Raises:
+        CheckpointNotFoundError: no checkpoint there (the message says what is there).
+        CorruptCheckpointError: the index or shards are not a valid checkpoint.
+        UnsupportedCheckpointError: a valid checkpoint this version cannot read.
+    """
     location = locate(path)
     reader: TensorSource
     if location.format == "v2":

@@ -150,8 +150,11 @@ def inspect(
         str | None,
         typer.Option("--filter", "-f", help="Only variables whose name matches this regex."),
     ] = None,
-    verify: Annotated[
-        bool, typer.Option("--verify", help="Also read every tensor and check its CRC32C.")
+    check_crc: Annotated[
+        bool,
+        typer.Option(
+            "--check-crc", "--verify", help="Also read every tensor and check its CRC32C."
+        ),
     ] = False,
     traceback: TracebackOption = False,
 ) -> None:
@@ -164,7 +167,9 @@ def inspect(
     from .inspection import inspect_checkpoint
     from .render import inspect_table, to_json
 
-    report = _run(lambda: inspect_checkpoint(checkpoint, filter=filter, verify=verify), traceback)
+    report = _run(
+        lambda: inspect_checkpoint(checkpoint, filter=filter, check_crc=check_crc), traceback
+    )
     if json_output:
         sys.stdout.write(to_json(report.to_dict()) + "\n")
     else:

@@ -124,7 +124,7 @@ def main() -> None:
         str(out / "suggested-h20"),
         "--verify",
     )
-    from ckptmigrate import rewrite_checkpoint
+    from .rewrite import rewrite_checkpoint
 
     print("\nRewriting it unchanged with the streaming writer ...")
     result = rewrite_checkpoint(prefix, out / "rewritten")

@@ -101,22 +101,36 @@ class InspectReport:
 
 
 def inspect_checkpoint(
-    path: str | Path, *, filter: str | None = None, verify: bool = False
+    path: str | Path, *, filter: str | None = None, check_crc: bool = False
 ) -> InspectReport:
-    """List a checkpoint's variables; ``filter`` is a regex searched in key and original
-    name; ``verify`` also checks every tensor's CRC32C (reads all data)."""
+    """List a checkpoint's variables: names, shapes, dtypes, sizes and roles.
+
+    Args:
+        path: the checkpoint (a path, prefix, directory, state file or URL).
+        filter: a regular expression searched in each key and original name.
+        check_crc: also read every tensor and check its CRC32C (reads all data).
+
+    Returns:
+        The report: a row per variable, totals per role, how the path was resolved.
+
+    Raises:
+        CheckpointNotFoundError: the path leads to no checkpoint.
+        CorruptCheckpointError: the files are not a valid checkpoint, or (``check_crc``)
+            a tensor's bytes do not match its checksum.
+        CkptMigrateError: ``filter`` is not a valid regular expression.
+    """
     pattern = None
     if filter is not None:
         try:
             pattern = re.compile(filter)
         except re.error as e:
             raise CkptMigrateError(
-                f"--filter {filter!r} is not a valid regular expression: {e}",
+                f"the filter {filter!r} is not a valid regular expression: {e}",
                 hint="quote the pattern; escape literal dots as \\.",
             ) from e
     with open_checkpoint(path) as checkpoint:
         rows = tuple(_rows(checkpoint, pattern))
-        verified = checkpoint.reader.verify() if verify else None
+        verified = checkpoint.reader.verify() if check_crc else None
         num_shards = getattr(getattr(checkpoint.reader, "header", None), "num_shards", 1)
         totals: dict[Role, RoleTotals] = {}
         for row in rows:

@@ -74,22 +74,33 @@ def restore(
 ) -> Report:
     """Check ``checkpoint`` against ``model_or_checkpoint``, migrate it if needed, restore it.
 
-    ``model_or_checkpoint``: a Keras 3 model, a tf-keras model, a ``tf.train.Checkpoint``
-    (or ``tf.Module``), a ``tf.compat.v1.Session``, or a ``tf.Graph`` with ``session=``.
-    ``map`` (a map file, bundled map name or loaded Map) converts the checkpoint into a
-    temporary directory under ``workdir`` (default: the system's; on the checkpoint's
-    filesystem unchanged shards are hard-linked, not copied), removed afterwards.
+    Args:
+        model_or_checkpoint: a Keras 3 model, a tf-keras model, a ``tf.train.Checkpoint``
+            (or ``tf.Module``), a ``tf.compat.v1.Session``, or a ``tf.Graph`` with
+            ``session=``.
+        checkpoint: the checkpoint to restore (a path, prefix, directory or URL).
+        map: a map file, bundled map name or loaded Map: the checkpoint is converted with it
+            into a temporary directory under ``workdir``, removed afterwards.
+        strict: (default) anything the check finds wrong raises before the model is
+            touched, and TF2 restores assert every existing object was matched; False
+            tolerates variables missing from the checkpoint (they keep their current
+            values); a wrong shape or dtype, or a match ratio below ``min_match``, still
+            raises.
+        session: the session of a ``tf.Graph`` target.
+        ignore: regular expressions of names to leave out of the check.
+        min_match: the fraction of the object's variables that must match.
+        workdir: where to convert (default: the system's temporary directory; on the
+            checkpoint's filesystem unchanged shards are hard-linked, not copied).
 
-    ``strict`` (default): anything the check finds wrong raises
-    :class:`IncompatibleCheckpointError` before the model is touched, and TF2 restores
-    assert every existing object was matched. ``strict=False`` tolerates variables missing
-    from the checkpoint (they keep their current values); a wrong shape or dtype, or a match
-    ratio below ``min_match``, still raises. ``ignore`` leaves names out of the check, as
-    ``check --ignore`` does.
+    Returns:
+        The report: of ``checkpoint`` against the object, or with a map, of the converted
+        checkpoint against it.
 
-    Returns the report: of ``checkpoint`` against the object, or with a map, of the
-    converted checkpoint against it. TensorFlow refusing the restore after a passing check
-    raises :class:`RestoreError`."""
+    Raises:
+        IncompatibleCheckpointError: the check failed; no variable was touched.
+        RestoreError: TensorFlow refused the restore after a passing check.
+        CkptMigrateError: the checkpoint, object or map is unusable.
+    """
     into = _into(model_or_checkpoint, session)
     options = CheckOptions(ignore=tuple(ignore), min_match=min_match)
     if _is_keras_file(checkpoint):

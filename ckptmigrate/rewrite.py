@@ -35,7 +35,7 @@ def rewrite_checkpoint(
     *,
     overwrite: bool = ...,
     durable: bool = ...,
-    verify: bool = ...,
+    check_crc: bool = ...,
 ) -> RewriteResult[Path]: ...
 @overload
 def rewrite_checkpoint(
@@ -44,7 +44,7 @@ def rewrite_checkpoint(
     *,
     overwrite: bool = ...,
     durable: bool = ...,
-    verify: bool = ...,
+    check_crc: bool = ...,
 ) -> RewriteResult[AnyPath]: ...
 def rewrite_checkpoint(
     source: str | Path | RemotePath,
@@ -52,17 +52,31 @@ def rewrite_checkpoint(
     *,
     overwrite: bool = False,
     durable: bool = False,
-    verify: bool = False,
+    check_crc: bool = False,
 ) -> RewriteResult[Any]:
     """Copy ``source`` to ``output_dir/<prefix name>``; nothing appears there on failure.
-    ``durable`` fsyncs every file before publishing (TensorFlow's own savers don't).
-    ``verify`` also checks every tensor's CRC32C (on a second thread) and refuses to publish
-    a corrupt copy; without it the copy is byte-identical to the source, corruption included,
-    which TensorFlow's restore (or ``inspect --verify``) still detects.
 
     Either side may be a URL (``s3://bucket/run``): a remote source's shards are downloaded
     (or, to the same store, copied by the store); a remote output is uploaded data first,
-    index last, and deleted again on failure (see ``BundleWriter``)."""
+    index last, and deleted again on failure (see ``BundleWriter``).
+
+    Args:
+        source: the checkpoint to copy (a path, prefix, directory or URL).
+        output_dir: the directory to create.
+        overwrite: replace an existing ``output_dir``.
+        durable: fsync every file before publishing (TensorFlow's own savers don't).
+        check_crc: check every tensor's CRC32C (on a second thread) and refuse to publish a
+            corrupt copy; without it the copy is byte-identical to the source, corruption
+            included, which TensorFlow's restore (or ``inspect --check-crc``) still detects.
+
+    Returns:
+        The output prefix and how each shard was carried over.
+
+    Raises:
+        CheckpointNotFoundError, CorruptCheckpointError: the source is unusable.
+        OutputError: the output exists (without ``overwrite``), is or holds the source, or
+            cannot be written.
+    """
     location = locate(source)
     # An output that is, holds or sits in the source would destroy it on overwrite.
     check_output(as_path(output_dir), location.given, location.prefix, overwrite)
@@ -74,7 +88,7 @@ def rewrite_checkpoint(
                 location.prefix.name,
                 overwrite=overwrite,
                 durable=durable,
-                verify=verify,
+                check_crc=check_crc,
             )
     with open_checkpoint(source) as checkpoint:
         reader = checkpoint.reader
@@ -98,7 +112,7 @@ def _copy_bundle(
     *,
     overwrite: bool,
     durable: bool,
-    verify: bool,
+    check_crc: bool,
 ) -> RewriteResult[Any]:
     writer = BundleWriter(
         output_dir,
@@ -109,8 +123,8 @@ def _copy_bundle(
         durable=durable,
     )
     # Every shard survives unchanged: each is copied as one whole file by the kernel (as
-    # cp does), byte-identical; with ``verify`` its checksums are checked on the second core.
-    stored = [key for key, entry in reader.entries.items() if not entry.slices and verify]
+    # cp does), byte-identical; with ``check_crc`` its checksums are checked on the second core.
+    stored = [key for key, entry in reader.entries.items() if not entry.slices and check_crc]
     with writer, verified_in_background(reader, stored) as finish:
         for shard in range(reader.header.num_shards):
             writer.link_shard(shard, reader.data_file(shard), allow_links=False)

@@ -775,7 +775,7 @@ def _init_rule(spec: VariableSpec, note: str) -> SuggestedRule | None:
 
 def _predict(checkpoint: str | Path, target: Inventory, rules: Sequence[SuggestedRule]) -> Report:
     """The target compared with the checkpoint as the rules would convert it."""
-    from .checker import _mapped_inventory
+    from .checker import mapped_inventory
     from .mapping.schema import parse_map
 
     text = _yaml_rules(list(rules))
@@ -783,7 +783,7 @@ def _predict(checkpoint: str | Path, target: Inventory, rules: Sequence[Suggeste
     # The target's metadata (save_counter) comes with the target: convert fills it in.
     restored = {k: v for k, v in target.variables.items() if v.role is not Role.METADATA}
     return compare(
-        _mapped_inventory(checkpoint, the_map),
+        mapped_inventory(checkpoint, the_map),
         replace(target, variables=restored),
         CheckOptions(rekeyed=True),
     )
@@ -814,9 +814,20 @@ def suggest(
     root: str | None = "model",
     format: str = "checkpoint",
 ) -> Suggestion:
-    """The map that would make ``checkpoint`` fit ``target`` (anything ``check`` takes),
-    named for ``convert --target`` with the same ``root`` and ``format``: new variables
-    get the keys that conversion writes."""
+    """The map that would make ``checkpoint`` fit ``target``.
+
+    Args:
+        checkpoint: the checkpoint to migrate.
+        target: anything :func:`ckptmigrate.check` takes.
+        root, format: as for :func:`ckptmigrate.convert` with this target: new variables
+            get the keys that conversion writes.
+
+    Returns:
+        The suggestion: its rules (uncertain ones marked), notes, and ``to_yaml()``.
+
+    Raises:
+        CkptMigrateError: the checkpoint or target cannot be read.
+    """
     from .targets.checkpoint import load_checkpoint_inventory
     from .targets.model import open_conversion_target
 
@@ -900,7 +911,7 @@ def _bundled_start(
     (a TF1 RNN cell's fused kernel and gate order) are known to those maps."""
     import yaml
 
-    from .checker import _mapped_inventory
+    from .checker import mapped_inventory
     from .errors import CkptMigrateError
     from .mapping.schema import BUNDLED_DIR, bundled_maps, load_map
 
@@ -909,7 +920,7 @@ def _bundled_start(
     best: tuple[str, Inventory] | None = None
     for name, _ in bundled_maps():
         try:
-            mapped = _mapped_inventory(checkpoint, load_map(name))
+            mapped = mapped_inventory(checkpoint, load_map(name))
         except CkptMigrateError:
             continue  # the map does not apply to this checkpoint
         count = compare(mapped, target, options).count(Kind.MATCHED)

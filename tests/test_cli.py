@@ -188,7 +188,7 @@ def test_help_and_import_do_not_load_tensorflow_or_numpy() -> None:
 def test_inspect_v2_never_imports_tensorflow(ckpt: Path) -> None:
     code = (
         "import sys; from ckptmigrate import inspect_checkpoint; "
-        f"inspect_checkpoint({str(ckpt)!r}, verify=True); "
+        f"inspect_checkpoint({str(ckpt)!r}, check_crc=True); "
         "print('tensorflow' in sys.modules)"
     )
     out = subprocess.run(

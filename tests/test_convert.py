@@ -903,7 +903,7 @@ def test_whole_shard_copies_are_byte_identical_and_corruption_stays_detectable(
     copied = result.prefix.with_name(result.prefix.name + ".data-00000-of-00001")
     assert copied.read_bytes() == bytes(data)  # carried over as is, never silently "fixed"
     with pytest.raises(ChecksumMismatchError):
-        inspect_checkpoint(result.prefix, verify=True)
+        inspect_checkpoint(result.prefix, check_crc=True)
 
 
 def test_a_shape_rule_reaches_the_slots_of_its_variable(tf: Any, tmp_path: Path) -> None:

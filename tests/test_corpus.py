@@ -75,7 +75,7 @@ def test_rewrite_reads_back_bit_exactly(tf: Any, corpus_prefix: Path, tmp_path: 
 
 @pytest.mark.corpus
 def test_verify_passes_on_every_corpus_checkpoint(corpus_prefix: Path) -> None:
-    report = inspect_checkpoint(corpus_prefix, verify=True)
+    report = inspect_checkpoint(corpus_prefix, check_crc=True)
     assert report.verified_bytes is not None
     if report.format == "v2":  # every stored byte was read and checksummed
         assert report.verified_bytes == sum(row.nbytes for row in report.rows)

@@ -376,9 +376,9 @@ def test_rewrite_between_s3_and_local_keeps_the_shards_byte_identical(
     tf: Any, big: tuple[str, dict[str, np.ndarray], Path], bucket: str, tmp_path: Path
 ) -> None:
     url, tensors, local = big
-    copied = ckptmigrate.rewrite_checkpoint(url, f"{bucket}/copy", verify=True)
+    copied = ckptmigrate.rewrite_checkpoint(url, f"{bucket}/copy", check_crc=True)
     assert str(copied.prefix) == f"{bucket}/copy/model.ckpt"
-    back = ckptmigrate.rewrite_checkpoint(str(copied.prefix), tmp_path / "back", verify=True)
+    back = ckptmigrate.rewrite_checkpoint(str(copied.prefix), tmp_path / "back", check_crc=True)
     shard = "model.ckpt.data-00000-of-00001"
     assert (back.prefix.parent / shard).read_bytes() == (local / shard).read_bytes()
     restored = tf.train.load_checkpoint(str(back.prefix))
@@ -436,4 +436,4 @@ def test_awkward_remote_layouts_resolve_like_local_ones(
         ckptmigrate.check(str(prefix), f"{bucket}/moved/{prefix.name}.meta")
     monkeypatch.setenv("CKPTMIGRATE_READ_BUFFER", "abc")
     with pytest.raises(ckptmigrate.CkptMigrateError, match="positive number of bytes"):
-        ckptmigrate.inspect_checkpoint(f"{bucket}/moved", verify=True)
+        ckptmigrate.inspect_checkpoint(f"{bucket}/moved", check_crc=True)

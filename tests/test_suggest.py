@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 import ckptmigrate
 from ckptmigrate import check, load_map
-from ckptmigrate.checker import _mapped_inventory
+from ckptmigrate.checker import mapped_inventory
 from ckptmigrate.cli import app
 from ckptmigrate.compare import CheckOptions, Kind, compare
 from ckptmigrate.suggestion import Section, Suggestion, _greedy, _hungarian, suggest
@@ -148,7 +148,7 @@ def test_keras_five_layers_into_six(tf: Any, tmp_path: Path) -> None:
     ]
     # the pairing convert --target makes: every target variable has its value
     the_map = load_map(write(suggestion, tmp_path / "grow.yaml"))
-    mapped = _mapped_inventory(prefix, the_map)
+    mapped = mapped_inventory(prefix, the_map)
     with open_conversion_target(bigger) as target:  # the keys convert --target writes
         report = compare(mapped, target.inventory, CheckOptions(rekeyed=True))
     # everything but the target's save_counter, which the target itself supplies

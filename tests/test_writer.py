@@ -252,5 +252,5 @@ def test_rewrite_of_a_corrupt_tensor_fails_and_leaves_nothing(tf: Any, tmp_path:
     data[-3] ^= 0x40  # inside the last tensor in layout order
     data_file.write_bytes(bytes(data))
     with pytest.raises(ChecksumMismatchError, match="CRC32C"):
-        rewrite_checkpoint(source, tmp_path / "out", verify=True)
+        rewrite_checkpoint(source, tmp_path / "out", check_crc=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]

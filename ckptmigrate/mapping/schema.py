@@ -835,7 +835,17 @@ def resolve_map_path(spec: str | Path) -> Path:
 
 
 def load_map(spec: str | Path) -> Map:
-    """Load and validate a map file (or a bundled map by name)."""
+    """Load and completely validate a map.
+
+    Args:
+        spec: a YAML map file, or the name of a bundled map (``strip-optimizer``).
+
+    Returns:
+        The validated map: frozen rules, each knowing where in the file it was written.
+
+    Raises:
+        MapError: the map is missing or invalid (``file:line:column``, with a hint).
+    """
     path = resolve_map_path(spec)
     return parse_map(read_map_text(path), str(path), path.parent)
 
