@@ -126,7 +126,8 @@ def mapped_inventory(checkpoint: str | Path, mapping: Any) -> Inventory:
     from .checkpoint import open_checkpoint
     from .mapping.plan import plan_conversion
     from .mapping.retarget import outputs_inventory
-    from .mapping.schema import Map, load_map
+    from .mapping.rules import Map
+    from .mapping.schema import load_map
 
     the_map = mapping if isinstance(mapping, Map) else load_map(mapping)
     with open_checkpoint(checkpoint) as ckpt:

@@ -284,8 +284,6 @@ def verdict_text(report: Report) -> Text:
 def plan_text(the_plan: Plan) -> RenderableType:
     """The dry-run: every output variable with its source, operations and shapes, then
     what is dropped, then warnings."""
-    from .mapping.ops import describe  # convert's modules stay off inspect/check paths
-
     into = f" into the target {the_plan.target}" if the_plan.target else ""
     parts: list[RenderableType] = [
         Text(f"plan for {the_plan.checkpoint} with {the_plan.map.path}{into}", style="bold")
@@ -301,7 +299,7 @@ def plan_text(the_plan: Plan) -> RenderableType:
         elif v.raw_copy:
             how = "copy" if not v.renamed_by else "rename (copy)"
         else:
-            how = "; ".join(describe(s.op) for s in v.steps)
+            how = "; ".join(s.op.describe() for s in v.steps)
         rows.append(
             [
                 (variable_path(v.name), ""),

@@ -20,9 +20,10 @@ from ckptmigrate import OutputError, check
 from ckptmigrate.cli import app
 from ckptmigrate.compare import Kind
 from ckptmigrate.conversion import PROVENANCE_FILE, convert, plan
+from ckptmigrate.mapping.fills import Fill, make_fill
 from ckptmigrate.mapping.located import MapError
-from ckptmigrate.mapping.ops import OpError, apply, make_fill
-from ckptmigrate.mapping.schema import Cast, Fill, Pad, parse_map
+from ckptmigrate.mapping.ops import Cast, OpError, Pad
+from ckptmigrate.mapping.schema import parse_map
 
 runner = CliRunner()
 
@@ -168,20 +169,21 @@ def test_require_all(small: Path, tmp_path: Path) -> None:
 
 
 def test_ops_match_numpy() -> None:
-    from ckptmigrate.mapping.schema import Reshape, Slice, Transpose, parse_index
+    from ckptmigrate.mapping.exprs import parse_index
+    from ckptmigrate.mapping.ops import Reshape, Slice, Transpose
 
     value = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
     assert np.array_equal(
-        apply(Slice(parse_index("[:, 1:, ::2]"), ""), value, "v"), value[:, 1:, ::2]
+        Slice(parse_index("[:, 1:, ::2]"), "").apply(value, "v"), value[:, 1:, ::2]
     )
-    assert np.array_equal(apply(Slice(parse_index("[..., -1]"), ""), value, "v"), value[..., -1])
-    assert np.array_equal(apply(Reshape((4, -1)), value, "v"), value.reshape(4, 6))
-    assert np.array_equal(apply(Transpose((2, 0, 1)), value, "v"), value.transpose(2, 0, 1))
-    padded = apply(Pad((3, 3, 5), Fill("constant", value=7.0)), value, "v")
+    assert np.array_equal(Slice(parse_index("[..., -1]"), "").apply(value, "v"), value[..., -1])
+    assert np.array_equal(Reshape((4, -1)).apply(value, "v"), value.reshape(4, 6))
+    assert np.array_equal(Transpose((2, 0, 1)).apply(value, "v"), value.transpose(2, 0, 1))
+    padded = Pad((3, 3, 5), Fill("constant", value=7.0)).apply(value, "v")
     assert np.array_equal(padded[:2, :, :4], value)
     assert (padded[2] == 7).all()
     assert (padded[:, :, 4] == 7).all()
-    mean = apply(Pad((2, 3, 6), Fill("mean")), value, "v")
+    mean = Pad((2, 3, 6), Fill("mean")).apply(value, "v")
     assert (mean[:, :, 4:] == value.mean()).all()
 
 
@@ -202,15 +204,15 @@ def test_fills_are_seeded_and_shaped() -> None:
 def test_cast_refuses_overflow_and_precision_loss() -> None:
     big = np.array([1.0, 70000.0], np.float32)
     with pytest.raises(OpError, match="overflows 1 value"):
-        apply(Cast("float16"), big, "v")
-    assert np.isinf(apply(Cast("float16", allow_overflow=True), big, "v")[1])
+        Cast("float16").apply(big, "v")
+    assert np.isinf(Cast("float16", allow_overflow=True).apply(big, "v")[1])
     fine = np.array([0.1], np.float32)
     with pytest.raises(OpError, match="changes 1 value"):
-        apply(Cast("float16"), fine, "v")
-    assert apply(Cast("float16", allow_precision_loss=True), fine, "v").dtype == np.float16
-    assert apply(Cast("float64"), fine, "v").dtype == np.float64  # widening is exact
+        Cast("float16").apply(fine, "v")
+    assert Cast("float16", allow_precision_loss=True).apply(fine, "v").dtype == np.float16
+    assert Cast("float64").apply(fine, "v").dtype == np.float64  # widening is exact
     with pytest.raises(OpError, match="overflows"):
-        apply(Cast("int8"), np.array([300], np.int64), "v")
+        Cast("int8").apply(np.array([300], np.int64), "v")
 
 
 # -- end to end, TF restores what we write -----------------------------------------------

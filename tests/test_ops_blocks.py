@@ -13,15 +13,10 @@ import pytest
 from helpers import same_bits, tf_save
 
 from ckptmigrate.conversion import convert, plan
+from ckptmigrate.mapping.exprs import SizeExpr, parse_size_expr
 from ckptmigrate.mapping.located import MapError
-from ckptmigrate.mapping.ops import OpError, apply, result_dtype, result_shape, split_bounds
-from ckptmigrate.mapping.schema import (
-    AddToBlock,
-    ReorderBlocks,
-    SizeExpr,
-    parse_map,
-    parse_size_expr,
-)
+from ckptmigrate.mapping.ops import AddToBlock, OpError, ReorderBlocks, split_bounds
+from ckptmigrate.mapping.schema import parse_map
 
 
 def sizes(*items: int | str) -> tuple[int | SizeExpr, ...]:
@@ -33,43 +28,43 @@ def sizes(*items: int | str) -> tuple[int | SizeExpr, ...]:
 
 def test_reorder_blocks_moves_whole_blocks() -> None:
     value = np.arange(24, dtype=np.float32).reshape(3, 8)  # four blocks of two columns
-    out = apply(ReorderBlocks(-1, (0, 2, 1, 3)), value, "v")
+    out = ReorderBlocks(-1, (0, 2, 1, 3)).apply(value, "v")
     assert np.array_equal(out[:, 0:2], value[:, 0:2])
     assert np.array_equal(out[:, 2:4], value[:, 4:6])
     assert np.array_equal(out[:, 4:6], value[:, 2:4])
     assert np.array_equal(out[:, 6:8], value[:, 6:8])
-    rows = apply(ReorderBlocks(0, (2, 0, 1)), value, "v")
+    rows = ReorderBlocks(0, (2, 0, 1)).apply(value, "v")
     assert np.array_equal(rows, value[[2, 0, 1]])
     assert out.flags.c_contiguous
     assert out.dtype == np.float32
     # Reordering by the inverse permutation gives the original back.
-    back = apply(ReorderBlocks(1, (0, 2, 1, 3)), out, "v")
+    back = ReorderBlocks(1, (0, 2, 1, 3)).apply(out, "v")
     assert same_bits(back, value)
 
 
 def test_add_to_block_touches_one_block_only() -> None:
     value = np.zeros(12, np.float32)
-    out = apply(AddToBlock(0, 4, 1, 1.0), value, "b")
+    out = AddToBlock(0, 4, 1, 1.0).apply(value, "b")
     assert np.array_equal(out, np.repeat([0.0, 1.0, 0.0, 0.0], 3).astype(np.float32))
     assert not value.any()  # the input is left as it was
     matrix = np.ones((2, 6), np.float64)
-    shifted = apply(AddToBlock(-1, 2, 0, -0.5), matrix, "m")
+    shifted = AddToBlock(-1, 2, 0, -0.5).apply(matrix, "m")
     assert np.array_equal(shifted[:, :3], np.full((2, 3), 0.5))
     assert np.array_equal(shifted[:, 3:], matrix[:, 3:])
-    half = apply(AddToBlock(0, 2, 1, 1.0), np.zeros(4, np.float16), "h")
+    half = AddToBlock(0, 2, 1, 1.0).apply(np.zeros(4, np.float16), "h")
     assert half.dtype == np.float16
     assert half.tolist() == [0.0, 0.0, 1.0, 1.0]
 
 
 def test_block_ops_check_shapes_and_dtypes_at_plan_time() -> None:
-    assert result_shape(ReorderBlocks(1, (1, 0)), (7, 16)) == (7, 16)
+    assert ReorderBlocks(1, (1, 0)).result_shape((7, 16)) == (7, 16)
     with pytest.raises(OpError, match=r"axis 0 of \[7, 16\] \(7\) does not cut into 2 equal"):
-        result_shape(ReorderBlocks(0, (1, 0)), (7, 16))
+        ReorderBlocks(0, (1, 0)).result_shape((7, 16))
     with pytest.raises(OpError, match=r"axis 2 is out of range for shape \[7, 16\]"):
-        result_shape(AddToBlock(2, 4, 1, 1.0), (7, 16))
-    assert result_dtype(AddToBlock(0, 4, 1, 1.0), "bfloat16") == "bfloat16"
+        AddToBlock(2, 4, 1, 1.0).result_shape((7, 16))
+    assert AddToBlock(0, 4, 1, 1.0).result_dtype("bfloat16") == "bfloat16"
     with pytest.raises(OpError, match="floating-point variables, this one is int64"):
-        result_dtype(AddToBlock(0, 1, 0, 1.0), "int64")
+        AddToBlock(0, 1, 0, 1.0).result_dtype("int64")
 
 
 # -- split sizes from the shape --------------------------------------------------------
@@ -345,7 +340,57 @@ def test_a_split_after_a_concat_keeps_what_was_concatenated(tf: Any, tmp_path: P
 
 
 def test_an_absurdly_long_size_expression_is_refused_not_a_crash() -> None:
-    from ckptmigrate.mapping.schema import parse_size_expr
+    from ckptmigrate.mapping.exprs import parse_size_expr
 
     with pytest.raises(ValueError, match="too long"):
         parse_size_expr("(" * 3000 + "1" + ")" * 3000)
+
+
+def test_an_operation_that_forgets_a_method_cannot_be_built() -> None:
+    """Each operation owns its shape, value, wording and slot behaviour: one that misses
+    any of them is refused when built, not silently treated as another operation."""
+    from dataclasses import dataclass
+
+    from ckptmigrate.mapping.ops import ValueOp
+
+    @dataclass(frozen=True)
+    class Halve(ValueOp):  # no for_slot
+        def result_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+            return shape
+
+        def apply(self, value: np.ndarray, name: str) -> np.ndarray:
+            return value / 2
+
+        def describe(self) -> str:
+            return "halve"
+
+    with pytest.raises(TypeError, match="for_slot"):
+        Halve()  # type: ignore[abstract]
+
+
+def test_every_map_operation_parses_into_an_operation_that_describes_itself() -> None:
+    from ckptmigrate.mapping.ops import Operation, ValueOp
+    from ckptmigrate.mapping.rules import Rule
+
+    body = textwrap.dedent("""\
+        version: 1
+        rules:
+          - {name: a, rename: b}
+          - {name: c, drop: true}
+          - {name: d, slice: '[:2]'}
+          - {name: e, pad: {shape: [4]}}
+          - {name: f, reshape: [2, 2]}
+          - {name: g, transpose: [1, 0]}
+          - {name: h, cast: float64}
+          - {name: i, split: {axis: 0, into: [i1, i2]}}
+          - {name: j, resize: {shape: [8]}}
+          - {name: k, reorder_blocks: {axis: 0, order: [1, 0]}}
+          - {name: l, add_to_block: {axis: 0, blocks: 2, block: 1, value: 1.0}}
+    """)
+    rules = parse_map(body).rules
+    ops = [r.op for r in rules if isinstance(r, Rule)]
+    assert len(ops) == len(rules) == 11
+    assert all(isinstance(op, Operation) and op.describe() for op in ops)
+    value_ops = [op for op in ops if isinstance(op, ValueOp)]
+    # A ValueOp either follows the variable into its slots (maybe with another fill) or not.
+    assert all(op.for_slot() is None or isinstance(op.for_slot(), ValueOp) for op in value_ops)

@@ -17,7 +17,8 @@ from ..errors import CkptMigrateError, OutputError
 from ..formats.locate import AnyPath, check_output
 from ..formats.remote import RemotePath, as_path
 from ..mapping.plan import Plan, plan_conversion
-from ..mapping.schema import NO_MAP, Map, load_map
+from ..mapping.rules import NO_MAP, Map
+from ..mapping.schema import load_map
 from ..output_format import OutputFormat
 from .bundle_out import PROVENANCE_FILE, download, write_checkpoint
 from .job import Job, OnVariable

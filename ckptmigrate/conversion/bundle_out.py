@@ -20,7 +20,7 @@ from ..formats.object_graph import OBJECT_GRAPH_KEY
 from ..formats.ordered_code import decode_slice_key, encode_slice_key, is_slice_key
 from ..formats.remote import RemotePath
 from ..mapping.plan import Plan
-from ..mapping.schema import NO_MAP
+from ..mapping.rules import NO_MAP
 from .job import Job
 from .options import Counts
 from .values import value_of

@@ -7,8 +7,9 @@ import contextlib
 from typing import Any
 
 from ..checkpoint import Checkpoint, open_checkpoint
+from ..mapping.fills import make_fill
 from ..mapping.located import MapError
-from ..mapping.ops import OpError, apply, make_fill
+from ..mapping.ops import OpError
 from ..mapping.plan import PlannedVariable
 
 __all__ = ["Sources", "stored_value", "value_of"]
@@ -61,7 +62,7 @@ def value_of(sources: Sources, variable: PlannedVariable) -> Any:
         value = sources.get(variable.origin).reader.read(variable.source)
     for step in variable.steps:
         try:
-            value = apply(step.op, value, variable.name)
+            value = step.op.apply(value, variable.name)
         except OpError as e:
             raise MapError(
                 step.rule, f"variable {variable.source or variable.name!r}: {e}"

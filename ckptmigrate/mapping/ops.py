@@ -1,47 +1,117 @@
-"""What map operations do to shapes (at plan time) and to values (at convert time)."""
+"""What a map's operations are and what they do: each operation is a frozen type that owns
+its behaviour (its result shape and dtype at plan time, its value at convert time, how it
+reads in a plan, and whether it follows a variable to its optimizer slots), so an operation
+that forgets one cannot be built (an abstract method) and no dispatch falls through."""
 
 from __future__ import annotations
 
 import math
-import zlib
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from .. import dtypes
-from .schema import (
-    AddToBlock,
-    Cast,
-    Fill,
-    Pad,
-    RemapRows,
-    ReorderBlocks,
-    Reshape,
-    Resize,
-    SizeExpr,
-    Slice,
-    SplitPart,
-    SplitSize,
-    Transpose,
-)
+from .exprs import ExprError, SizeExpr, SplitSize, size_value
+from .fills import OPTIMIZER_STATE, Fill, make_fill
+from .template import Template
 
 if TYPE_CHECKING:
     import numpy as np
 
-ShapeOp = (
-    Slice
-    | Pad
-    | Reshape
-    | Transpose
-    | Cast
-    | Resize
-    | RemapRows
-    | SplitPart
-    | ReorderBlocks
-    | AddToBlock
-)
+__all__ = [
+    "AddToBlock",
+    "Cast",
+    "Drop",
+    "OpError",
+    "Operation",
+    "Pad",
+    "RemapRows",
+    "Rename",
+    "ReorderBlocks",
+    "Reshape",
+    "Resize",
+    "Slice",
+    "Split",
+    "SplitPart",
+    "Transpose",
+    "ValueOp",
+    "split_bounds",
+]
 
 
 class OpError(ValueError):
     """An operation that cannot apply to this variable; the planner adds rule and name."""
+
+
+class Operation(ABC):
+    """What a rule does to the variables it selects."""
+
+    __slots__ = ()
+
+    @abstractmethod
+    def describe(self) -> str:
+        """One-line wording for plans and provenance."""
+
+
+class ValueOp(Operation):
+    """An operation on a variable's value: its shape and dtype are known at plan time, its
+    value is computed at convert time."""
+
+    __slots__ = ()
+
+    @abstractmethod
+    def result_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The shape this produces from ``shape``, or OpError saying why it can't."""
+
+    def result_dtype(self, dtype: str) -> str:
+        """The dtype this produces from ``dtype`` (most operations keep it)."""
+        return dtype
+
+    @abstractmethod
+    def apply(self, value: np.ndarray, name: str) -> np.ndarray:
+        """This operation applied to ``value`` of variable ``name`` (a new array; the input
+        is not modified)."""
+
+    @abstractmethod
+    def for_slot(self) -> ValueOp | None:
+        """This operation as it applies to an optimizer slot following its variable (None:
+        the slot keeps its value). Layout changes apply as they are; new cells get
+        optimizer-state values, not the variable's initialiser."""
+
+
+# -- naming and structure: the planner carries these out itself ------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Rename(Operation):
+    template: Template
+    text: str
+
+    def describe(self) -> str:
+        return f"rename -> {self.text}"
+
+
+@dataclass(frozen=True, slots=True)
+class Drop(Operation):
+    def describe(self) -> str:
+        return "drop"
+
+
+@dataclass(frozen=True, slots=True)
+class Split(Operation):
+    """One variable into several along ``axis``: equal parts, or ``sizes``. The planner
+    turns it into one :class:`SplitPart` per output."""
+
+    axis: int
+    into: tuple[Template, ...]
+    into_text: tuple[str, ...]
+    sizes: tuple[SplitSize, ...] | None = None
+
+    def describe(self) -> str:
+        return f"split along axis {self.axis} into {', '.join(self.into_text)}"
+
+
+# -- operations on values ----------------------------------------------------------------
 
 
 def _shape_probe(shape: tuple[int, ...]) -> np.ndarray:
@@ -51,75 +121,273 @@ def _shape_probe(shape: tuple[int, ...]) -> np.ndarray:
     return np.lib.stride_tricks.as_strided(np.zeros(1, np.int8), shape, (0,) * len(shape))
 
 
-def result_shape(op: ShapeOp, shape: tuple[int, ...]) -> tuple[int, ...]:
-    """The shape ``op`` produces from ``shape``, or OpError saying why it can't."""
-    if isinstance(op, Slice):
+@dataclass(frozen=True, slots=True)
+class Slice(ValueOp):
+    index: tuple[Any, ...]  # ints, slices, Ellipsis
+    text: str
+
+    def result_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
         try:
-            return tuple(int(d) for d in _shape_probe(shape)[op.index].shape)
+            return tuple(int(d) for d in _shape_probe(shape)[self.index].shape)
         except IndexError as e:
-            raise OpError(f"slice {op.text} does not fit shape {list(shape)}: {e}") from None
-    if isinstance(op, Pad):
-        if len(op.shape) != len(shape):
+            raise OpError(f"slice {self.text} does not fit shape {list(shape)}: {e}") from None
+
+    def apply(self, value: np.ndarray, name: str) -> np.ndarray:
+        import numpy as np
+
+        return np.array(value[self.index])
+
+    def for_slot(self) -> ValueOp:
+        return self
+
+    def describe(self) -> str:
+        return f"slice {self.text}"
+
+
+@dataclass(frozen=True, slots=True)
+class Pad(ValueOp):
+    shape: tuple[int, ...]
+    fill: Fill
+
+    def result_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        if len(self.shape) != len(shape):
             raise OpError(
-                f"pad to {list(op.shape)} has rank {len(op.shape)}, the variable "
+                f"pad to {list(self.shape)} has rank {len(self.shape)}, the variable "
                 f"{list(shape)} rank {len(shape)}"
             )
-        smaller = [i for i, (new, old) in enumerate(zip(op.shape, shape, strict=True)) if new < old]
+        smaller = [
+            i for i, (new, old) in enumerate(zip(self.shape, shape, strict=True)) if new < old
+        ]
         if smaller:
             raise OpError(
-                f"pad only grows: {list(op.shape)} is smaller than {list(shape)} on "
+                f"pad only grows: {list(self.shape)} is smaller than {list(shape)} on "
                 f"axis {smaller[0]} (use slice to shrink)"
             )
-        return op.shape
-    if isinstance(op, Reshape):
+        return self.shape
+
+    def apply(self, value: np.ndarray, name: str) -> np.ndarray:
+        existing = value if self.fill.kind in ("mean", OPTIMIZER_STATE) else None
+        out = make_fill(self.fill, self.shape, _dtype_name(value), name, existing)
+        out[tuple(slice(0, d) for d in value.shape)] = value
+        return out
+
+    def for_slot(self) -> ValueOp:
+        return replace(self, fill=Fill(OPTIMIZER_STATE))
+
+    def describe(self) -> str:
+        return f"pad to {list(self.shape)} with {self.fill.kind}"
+
+
+@dataclass(frozen=True, slots=True)
+class Reshape(ValueOp):
+    shape: tuple[int, ...]
+
+    def result_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
         total = math.prod(shape)
-        known = math.prod(d for d in op.shape if d != -1)
-        if -1 in op.shape:
+        known = math.prod(d for d in self.shape if d != -1)
+        if -1 in self.shape:
             if known == 0 or total % known:
                 raise OpError(
-                    f"cannot reshape {list(shape)} ({total} elements) to {list(op.shape)}"
+                    f"cannot reshape {list(shape)} ({total} elements) to {list(self.shape)}"
                 )
-            return tuple(total // known if d == -1 else d for d in op.shape)
+            return tuple(total // known if d == -1 else d for d in self.shape)
         if known != total:
             raise OpError(
-                f"cannot reshape {list(shape)} ({total} elements) to {list(op.shape)} "
+                f"cannot reshape {list(shape)} ({total} elements) to {list(self.shape)} "
                 f"({known} elements)"
             )
-        return op.shape
-    if isinstance(op, Transpose):
-        if len(op.perm) != len(shape):
+        return self.shape
+
+    def apply(self, value: np.ndarray, name: str) -> np.ndarray:
+        import numpy as np
+
+        return np.array(value.reshape(self.shape))
+
+    def for_slot(self) -> ValueOp:
+        return self
+
+    def describe(self) -> str:
+        return f"reshape to {list(self.shape)}"
+
+
+@dataclass(frozen=True, slots=True)
+class Transpose(ValueOp):
+    perm: tuple[int, ...]
+
+    def result_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        if len(self.perm) != len(shape):
             raise OpError(
-                f"transpose {list(op.perm)} needs rank {len(op.perm)}, the variable "
+                f"transpose {list(self.perm)} needs rank {len(self.perm)}, the variable "
                 f"{list(shape)} has rank {len(shape)}"
             )
-        return tuple(shape[i] for i in op.perm)
-    if isinstance(op, Resize):
-        if len(op.shape) != len(shape):
+        return tuple(shape[i] for i in self.perm)
+
+    def apply(self, value: np.ndarray, name: str) -> np.ndarray:
+        import numpy as np
+
+        return np.ascontiguousarray(np.transpose(value, self.perm))
+
+    def for_slot(self) -> ValueOp:
+        return self
+
+    def describe(self) -> str:
+        return f"transpose {list(self.perm)}"
+
+
+@dataclass(frozen=True, slots=True)
+class Cast(ValueOp):
+    dtype: str
+    allow_overflow: bool = False
+    allow_precision_loss: bool = False
+
+    def result_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        return shape
+
+    def result_dtype(self, dtype: str) -> str:
+        if dtypes.BY_NAME[dtype].itemsize is None:
+            raise OpError(f"cannot cast a {dtype} tensor")
+        return self.dtype
+
+    def apply(self, value: np.ndarray, name: str) -> np.ndarray:
+        return cast(value, self)
+
+    def for_slot(self) -> ValueOp:
+        return self
+
+    def describe(self) -> str:
+        return f"cast to {self.dtype}"
+
+
+@dataclass(frozen=True, slots=True)
+class SplitPart(ValueOp):
+    """The planner's record of one output of a Split: elements [start, stop) of ``axis``."""
+
+    axis: int
+    start: int
+    stop: int
+
+    def result_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        axis = _axis(self.axis, shape)
+        return (*shape[:axis], self.stop - self.start, *shape[axis + 1 :])
+
+    def apply(self, value: np.ndarray, name: str) -> np.ndarray:
+        import numpy as np
+
+        index = [slice(None)] * value.ndim
+        index[self.axis] = slice(self.start, self.stop)
+        return np.array(value[tuple(index)])
+
+    def for_slot(self) -> ValueOp:
+        return self
+
+    def describe(self) -> str:
+        return f"split part [{self.start}:{self.stop}] of axis {self.axis}"
+
+
+@dataclass(frozen=True, slots=True)
+class Resize(ValueOp):
+    shape: tuple[int, ...]
+    method: str = "linear"
+
+    def result_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        if len(self.shape) != len(shape):
             raise OpError(
-                f"resize to {list(op.shape)} has rank {len(op.shape)}, the variable "
+                f"resize to {list(self.shape)} has rank {len(self.shape)}, the variable "
                 f"{list(shape)} rank {len(shape)} (reshape first for a grid)"
             )
         if any(d == 0 for d in shape):
             raise OpError(f"cannot interpolate an empty tensor {list(shape)}")
-        return op.shape
-    if isinstance(op, RemapRows):
-        axis = _axis(op.axis, shape)
-        if shape[axis] != len(op.old_vocab):
+        return self.shape
+
+    def apply(self, value: np.ndarray, name: str) -> np.ndarray:
+        return resize(value, self.shape, self.method)
+
+    def for_slot(self) -> ValueOp:
+        return self
+
+    def describe(self) -> str:
+        return f"resize to {list(self.shape)} ({self.method})"
+
+
+@dataclass(frozen=True, slots=True)
+class RemapRows(ValueOp):
+    """Move each row (along ``axis``) to its token's index in the new vocabulary."""
+
+    old_vocab: tuple[str, ...]
+    new_vocab: tuple[str, ...]
+    axis: int
+    fill: Fill
+    old_path: str
+    new_path: str
+
+    def result_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        axis = _axis(self.axis, shape)
+        if shape[axis] != len(self.old_vocab):
             raise OpError(
-                f"axis {op.axis} has {shape[axis]} rows but the old vocabulary "
-                f"{op.old_path} has {len(op.old_vocab)} tokens"
+                f"axis {self.axis} has {shape[axis]} rows but the old vocabulary "
+                f"{self.old_path} has {len(self.old_vocab)} tokens"
             )
-        return (*shape[:axis], len(op.new_vocab), *shape[axis + 1 :])
-    if isinstance(op, SplitPart):
-        axis = _axis(op.axis, shape)
-        return (*shape[:axis], op.stop - op.start, *shape[axis + 1 :])
-    if isinstance(op, ReorderBlocks):
-        _block_size(op.axis, shape, len(op.order), "reorder_blocks")
+        return (*shape[:axis], len(self.new_vocab), *shape[axis + 1 :])
+
+    def apply(self, value: np.ndarray, name: str) -> np.ndarray:
+        return remap_rows(value, self, name)
+
+    def for_slot(self) -> ValueOp:
+        return replace(self, fill=Fill(OPTIMIZER_STATE))
+
+    def describe(self) -> str:
+        return f"remap rows {self.old_path} -> {self.new_path} ({self.fill.kind} for new tokens)"
+
+
+@dataclass(frozen=True, slots=True)
+class ReorderBlocks(ValueOp):
+    """Cut ``axis`` into ``len(order)`` equal blocks; block i of the result is block
+    ``order[i]`` of the input (gate order of fused RNN kernels)."""
+
+    axis: int
+    order: tuple[int, ...]
+
+    def result_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        _block_size(self.axis, shape, len(self.order), "reorder_blocks")
         return shape
-    if isinstance(op, AddToBlock):
-        _block_size(op.axis, shape, op.blocks, "add_to_block")
+
+    def apply(self, value: np.ndarray, name: str) -> np.ndarray:
+        return reorder_blocks(value, self)
+
+    def for_slot(self) -> ValueOp:
+        return self
+
+    def describe(self) -> str:
+        return f"reorder {len(self.order)} blocks of axis {self.axis} as {list(self.order)}"
+
+
+@dataclass(frozen=True, slots=True)
+class AddToBlock(ValueOp):
+    """Cut ``axis`` into ``blocks`` equal blocks and add ``value`` to block ``block``
+    (a constant a cell adds at run time, such as TF1 LSTM's forget_bias)."""
+
+    axis: int
+    blocks: int
+    block: int
+    value: float
+
+    def result_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        _block_size(self.axis, shape, self.blocks, "add_to_block")
         return shape
-    return shape  # Cast
+
+    def result_dtype(self, dtype: str) -> str:
+        if dtypes.BY_NAME[dtype].name not in _ADDABLE:
+            raise OpError(f"add_to_block adds to floating-point variables, this one is {dtype}")
+        return dtype
+
+    def apply(self, value: np.ndarray, name: str) -> np.ndarray:
+        return add_to_block(value, self)
+
+    def for_slot(self) -> None:
+        return None  # a constant added to the model's computation is no optimizer state
+
+    def describe(self) -> str:
+        return f"add {self.value:g} to block {self.block} of {self.blocks} along axis {self.axis}"
 
 
 def _block_size(axis: int, shape: tuple[int, ...], blocks: int, what: str) -> int:
@@ -166,7 +434,10 @@ def split_bounds(
 
 
 def _resolve_sizes(axis: int, shape: tuple[int, ...], sizes: tuple[SplitSize, ...]) -> list[int]:
-    resolved = [size_value(s, shape) if isinstance(s, SizeExpr) else s for s in sizes]
+    try:
+        resolved = [size_value(s, shape) if isinstance(s, SizeExpr) else s for s in sizes]
+    except ExprError as e:
+        raise OpError(str(e)) from None
     for size, value in zip(sizes, resolved, strict=True):
         if isinstance(size, SizeExpr) and value < 1:
             raise OpError(
@@ -196,140 +467,9 @@ def _sizes_text(sizes: tuple[SplitSize, ...] | None, resolved: list[int]) -> str
     return f"[{', '.join(shown)}]"
 
 
-def size_value(expr: SizeExpr, shape: tuple[int, ...]) -> int:
-    """Evaluate a split size expression against a shape (OpError if it does not apply)."""
-    return _evaluate(expr.text, expr.tree, shape)
-
-
-def _evaluate(text: str, tree: tuple[Any, ...], shape: tuple[int, ...]) -> int:
-    kind = tree[0]
-    if kind == "int":
-        return int(tree[1])
-    if kind == "dim":
-        axis = int(tree[1])
-        if axis >= len(shape):
-            raise OpError(
-                f"split size {text!r} reads dim{axis}, the variable {list(shape)} has "
-                f"rank {len(shape)}"
-            )
-        return shape[axis]
-    left, right = _evaluate(text, tree[1], shape), _evaluate(text, tree[2], shape)
-    if kind == "+":
-        return left + right
-    if kind == "-":
-        return left - right
-    if kind == "*":
-        return left * right
-    if right == 0 or left % right:
-        raise OpError(
-            f"split size {text!r} divides {left} by {right} for shape {list(shape)}, "
-            "which is not a whole number"
-        )
-    return left // right
-
-
-def result_dtype(op: ShapeOp, dtype: str) -> str:
-    if isinstance(op, AddToBlock) and dtypes.BY_NAME[dtype].name not in _ADDABLE:
-        raise OpError(f"add_to_block adds to floating-point variables, this one is {dtype}")
-    if isinstance(op, Cast):
-        if dtypes.BY_NAME[dtype].itemsize is None:
-            raise OpError(f"cannot cast a {dtype} tensor")
-        return op.dtype
-    return dtype
-
-
 # Integers would need overflow and rounding rules; the constants this op exists for
 # (biases a cell adds at run time) are floating point.
 _ADDABLE = frozenset({"float16", "bfloat16", "float32", "float64", "complex64", "complex128"})
-
-
-def _rng(fill: Fill, name: str) -> np.random.Generator:
-    import numpy as np
-
-    # Unseeded fills still reproduce run to run: the seed comes from the variable's name.
-    seed = fill.seed if fill.seed is not None else zlib.crc32(name.encode())
-    return np.random.default_rng(seed)
-
-
-def _fans(shape: tuple[int, ...]) -> tuple[int, int]:
-    # Keras' glorot convention: rank-2 (in, out); convolutions multiply by the receptive field.
-    if len(shape) == 0:
-        return 1, 1
-    if len(shape) == 1:
-        return shape[0], shape[0]
-    receptive = math.prod(shape[:-2])
-    return shape[-2] * receptive, shape[-1] * receptive
-
-
-# The fill of new cells in an optimizer slot that follows its variable's pad or row remap
-# (not a kind users write: their fill is meant for the variable, e.g. glorot_uniform).
-OPTIMIZER_STATE = "optimizer_state"
-
-
-def make_fill(
-    fill: Fill, shape: tuple[int, ...], dtype: str, name: str, existing: np.ndarray | None = None
-) -> np.ndarray:
-    """New values: constants, seeded random initialisers, or the mean of ``existing``."""
-    import numpy as np
-
-    target = dtypes.numpy_dtype(dtypes.BY_NAME[dtype])
-    if fill.kind in ("zeros", "ones", "constant"):
-        value = {"zeros": 0.0, "ones": 1.0}.get(fill.kind, fill.value)
-        return np.full(shape, value).astype(target)
-    if fill.kind == "mean":
-        base = 0.0 if existing is None or existing.size == 0 else float(np.mean(existing))
-        return np.full(shape, base).astype(target)
-    if fill.kind == OPTIMIZER_STATE:
-        # Accumulators (Adagrad, RMSProp, Ftrl) must stay positive: their mean where every
-        # existing value is; momenta and moments start fresh at zero.
-        positive = existing is not None and existing.size > 0 and bool(np.all(existing > 0))
-        base = float(np.mean(existing)) if positive and existing is not None else 0.0
-        return np.full(shape, base).astype(target)
-    rng = _rng(fill, name)
-    if fill.kind == "normal":
-        values = rng.normal(fill.mean, fill.stddev, size=shape)
-    elif fill.kind == "truncated_normal":
-        values = rng.normal(0.0, 1.0, size=shape)
-        outside = np.abs(values) > 2.0
-        while outside.any():  # redraw beyond two standard deviations, as TF's initialiser
-            values[outside] = rng.normal(0.0, 1.0, size=int(outside.sum()))
-            outside = np.abs(values) > 2.0
-        values = fill.mean + fill.stddev * values
-    else:  # glorot_uniform
-        fan_in, fan_out = _fans(shape)
-        limit = math.sqrt(6.0 / max(1, fan_in + fan_out))
-        values = rng.uniform(-limit, limit, size=shape)
-    return np.asarray(values).astype(target)
-
-
-def apply(op: ShapeOp, value: np.ndarray, name: str) -> np.ndarray:
-    """Apply one operation to a value (a new array; the input is not modified)."""
-    import numpy as np
-
-    if isinstance(op, Slice):
-        return np.array(value[op.index])
-    if isinstance(op, Pad):
-        existing = value if op.fill.kind in ("mean", OPTIMIZER_STATE) else None
-        out = make_fill(op.fill, op.shape, _dtype_name(value), name, existing)
-        out[tuple(slice(0, d) for d in value.shape)] = value
-        return out
-    if isinstance(op, Reshape):
-        return np.array(value.reshape(op.shape))
-    if isinstance(op, Transpose):
-        return np.ascontiguousarray(np.transpose(value, op.perm))
-    if isinstance(op, SplitPart):
-        index = [slice(None)] * value.ndim
-        index[op.axis] = slice(op.start, op.stop)
-        return np.array(value[tuple(index)])
-    if isinstance(op, Resize):
-        return resize(value, op.shape, op.method)
-    if isinstance(op, RemapRows):
-        return remap_rows(value, op, name)
-    if isinstance(op, ReorderBlocks):
-        return reorder_blocks(value, op)
-    if isinstance(op, AddToBlock):
-        return add_to_block(value, op)
-    return cast(value, op)
 
 
 def reorder_blocks(value: np.ndarray, op: ReorderBlocks) -> np.ndarray:
@@ -437,34 +577,3 @@ def _refuse(bad: np.ndarray, value: np.ndarray, what: str, flag: str, allowed: b
         return
     example = value.reshape(-1)[int(np.argmax(bad.reshape(-1)))]
     raise OpError(f"{what} {int(bad.sum())} value(s), e.g. {example!r} ({flag}: true to accept)")
-
-
-def describe(op: Any) -> str:
-    """One-line wording of an operation for plans and provenance."""
-    from .schema import Drop, Rename
-
-    if isinstance(op, Rename):
-        return f"rename -> {op.text}"
-    if isinstance(op, Drop):
-        return "drop"
-    if isinstance(op, Slice):
-        return f"slice {op.text}"
-    if isinstance(op, Pad):
-        return f"pad to {list(op.shape)} with {op.fill.kind}"
-    if isinstance(op, Reshape):
-        return f"reshape to {list(op.shape)}"
-    if isinstance(op, Transpose):
-        return f"transpose {list(op.perm)}"
-    if isinstance(op, Cast):
-        return f"cast to {op.dtype}"
-    if isinstance(op, SplitPart):
-        return f"split part [{op.start}:{op.stop}] of axis {op.axis}"
-    if isinstance(op, Resize):
-        return f"resize to {list(op.shape)} ({op.method})"
-    if isinstance(op, RemapRows):
-        return f"remap rows {op.old_path} -> {op.new_path} ({op.fill.kind} for new tokens)"
-    if isinstance(op, ReorderBlocks):
-        return f"reorder {len(op.order)} blocks of axis {op.axis} as {list(op.order)}"
-    if isinstance(op, AddToBlock):
-        return f"add {op.value:g} to block {op.block} of {op.blocks} along axis {op.axis}"
-    return type(op).__name__.lower()

@@ -10,7 +10,7 @@ renames, drops or reshapes the slot, unless the rule matched the slot's own name
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..checkpoint import Checkpoint
@@ -21,38 +21,14 @@ from ..formats.object_graph import (
 )
 from ..names import OPTIMIZER_SLOT_MARKER, VARIABLE_SUFFIX, Role
 from .located import MapError
-from .ops import (
-    OPTIMIZER_STATE,
-    OpError,
-    ShapeOp,
-    describe,
-    result_dtype,
-    result_shape,
-    split_bounds,
-)
-from .schema import (
-    AddToBlock,
-    AnyRule,
-    ConcatRule,
-    Drop,
-    Fill,
-    FromRule,
-    InitRule,
-    KeepRule,
-    Map,
-    Pad,
-    RemapRows,
-    Rename,
-    Rule,
-    Split,
-    SplitPart,
-)
+from .ops import Drop, OpError, Rename, Split, SplitPart, ValueOp, split_bounds
+from .rules import AnyRule, ConcatRule, FromRule, InitRule, KeepRule, Map, Rule
 
 
 @dataclass(frozen=True, slots=True)
 class Step:
     rule: str  # "rule 3 (map.yaml:9:5)"
-    op: ShapeOp
+    op: ValueOp
     shape_before: tuple[int, ...]
     shape_after: tuple[int, ...]
     dtype_before: str
@@ -61,7 +37,7 @@ class Step:
     def to_dict(self) -> dict[str, Any]:
         return {
             "rule": self.rule,
-            "operation": describe(self.op),
+            "operation": self.op.describe(),
             "shape_before": list(self.shape_before),
             "shape_after": list(self.shape_after),
             "dtype_before": self.dtype_before,
@@ -258,8 +234,10 @@ def _apply_rule(
         return []  # a slot of another shape than its variable keeps its own shape
     if isinstance(op, Split):
         return _split(rule, op, state, name_before, match, via_owner=via_owner)
+    # Rename, Drop and Split are the structural operations; every other one is a ValueOp.
+    assert isinstance(op, ValueOp), op
     if via_owner:
-        slot_op = _for_slot(op)
+        slot_op = op.for_slot()
         if slot_op is None:
             return []
         op = slot_op
@@ -267,21 +245,10 @@ def _apply_rule(
     return []
 
 
-def _for_slot(op: Any) -> Any:
-    """The operation as it applies to an optimizer slot following its variable: layout
-    changes apply as they are; new cells get optimizer-state values, not the variable's
-    initialiser; a constant added to the model's computation does not apply (None)."""
-    if isinstance(op, AddToBlock):
-        return None
-    if isinstance(op, Pad | RemapRows):
-        return replace(op, fill=Fill(OPTIMIZER_STATE))
-    return op
-
-
-def _add_step(rule: AnyRule, op: ShapeOp, state: _State, name: str) -> None:
+def _add_step(rule: AnyRule, op: ValueOp, state: _State, name: str) -> None:
     try:
-        shape = result_shape(op, state.shape)
-        dtype = result_dtype(op, state.dtype)
+        shape = op.result_shape(state.shape)
+        dtype = op.result_dtype(state.dtype)
     except OpError as e:
         raise _fail(rule, name, str(e)) from None
     state.steps.append(Step(rule.label, op, state.shape, shape, state.dtype, dtype))

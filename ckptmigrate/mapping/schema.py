@@ -12,20 +12,44 @@ import difflib
 import hashlib
 import math
 import re
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from .. import dtypes
 from ..names import Role
+from .exprs import SizeExpr, SplitSize, parse_index, parse_size_expr
+from .fills import FILL_KINDS, Fill
 from .located import MapError, Node, Where, load_located, read_map_text
-from .template import Template, TemplateError, parse_template
+from .ops import (
+    AddToBlock,
+    Cast,
+    Drop,
+    Operation,
+    Pad,
+    RemapRows,
+    Rename,
+    ReorderBlocks,
+    Reshape,
+    Resize,
+    Slice,
+    Split,
+    Transpose,
+)
+from .rules import (
+    AnyRule,
+    ConcatRule,
+    FromRule,
+    InitRule,
+    KeepRule,
+    Map,
+    Rule,
+    Selector,
+)
+from .template import TemplateError, parse_template
 
 MAP_VERSION = 1
 # Inside the package (a link to the repository's mappings/), so wheels ship the maps too.
 BUNDLED_DIR = Path(__file__).resolve().parent.parent / "mappings"
 
-FILL_KINDS = ("zeros", "ones", "constant", "normal", "truncated_normal", "glorot_uniform", "mean")
 OPERATIONS = (
     "rename",
     "drop",
@@ -44,233 +68,6 @@ STANDALONE = ("keep", "init", "concat", "from")
 RULE_KEYS = ("name", "match", "role", "optional", "note", *STANDALONE, *OPERATIONS)
 RESIZE_METHODS = ("linear", "nearest")
 TOP_KEYS = ("version", "description", "rules")
-
-
-@dataclass(frozen=True, slots=True)
-class Fill:
-    kind: str = "zeros"
-    value: float = 0.0
-    mean: float = 0.0
-    stddev: float = 0.05
-    seed: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Selector:
-    text: str
-    pattern: re.Pattern[str]
-    is_regex: bool
-    roles: frozenset[Role] | None = None  # `role:` selects by role; the pattern is then .*
-
-    def match(self, name: str, role: Role | None = None) -> re.Match[str] | None:
-        if self.roles is not None and role not in self.roles:
-            return None
-        return self.pattern.fullmatch(name)
-
-
-@dataclass(frozen=True, slots=True)
-class Rename:
-    template: Template
-    text: str
-
-
-@dataclass(frozen=True, slots=True)
-class Drop:
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class Slice:
-    index: tuple[Any, ...]  # ints, slices, Ellipsis
-    text: str
-
-
-@dataclass(frozen=True, slots=True)
-class Pad:
-    shape: tuple[int, ...]
-    fill: Fill
-
-
-@dataclass(frozen=True, slots=True)
-class Reshape:
-    shape: tuple[int, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Transpose:
-    perm: tuple[int, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Cast:
-    dtype: str
-    allow_overflow: bool = False
-    allow_precision_loss: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class SizeExpr:
-    """A split size computed from the variable's shape at plan time: ``dim1/4``,
-    ``dim0 - dim1``. ``tree`` is ("int", n), ("dim", axis) or (operator, left, right);
-    ``/`` divides exactly (a remainder is an error, not a silent floor)."""
-
-    text: str
-    tree: tuple[Any, ...]
-
-
-SplitSize = int | SizeExpr  # -1 is "the rest of the axis"
-
-
-@dataclass(frozen=True, slots=True)
-class Split:
-    """One variable into several along ``axis``: equal parts, or ``sizes``."""
-
-    axis: int
-    into: tuple[Template, ...]
-    into_text: tuple[str, ...]
-    sizes: tuple[SplitSize, ...] | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class SplitPart:
-    """The planner's record of one output of a Split: elements [start, stop) of ``axis``."""
-
-    axis: int
-    start: int
-    stop: int
-
-
-@dataclass(frozen=True, slots=True)
-class Resize:
-    shape: tuple[int, ...]
-    method: str = "linear"
-
-
-@dataclass(frozen=True, slots=True)
-class RemapRows:
-    """Move each row (along ``axis``) to its token's index in the new vocabulary."""
-
-    old_vocab: tuple[str, ...]
-    new_vocab: tuple[str, ...]
-    axis: int
-    fill: Fill
-    old_path: str
-    new_path: str
-
-
-@dataclass(frozen=True, slots=True)
-class ReorderBlocks:
-    """Cut ``axis`` into ``len(order)`` equal blocks; block i of the result is block
-    ``order[i]`` of the input (gate order of fused RNN kernels)."""
-
-    axis: int
-    order: tuple[int, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class AddToBlock:
-    """Cut ``axis`` into ``blocks`` equal blocks and add ``value`` to block ``block``
-    (a constant a cell adds at run time, such as TF1 LSTM's forget_bias)."""
-
-    axis: int
-    blocks: int
-    block: int
-    value: float
-
-
-Operation = (
-    Rename
-    | Drop
-    | Slice
-    | Pad
-    | Reshape
-    | Transpose
-    | Cast
-    | Split
-    | Resize
-    | RemapRows
-    | ReorderBlocks
-    | AddToBlock
-)
-
-
-class _Numbered:
-    """What every rule has: its position in the map and where it is written."""
-
-    __slots__ = ()
-    number: int
-    where: Where
-
-    @property
-    def label(self) -> str:
-        return f"rule {self.number} ({self.where})"
-
-
-@dataclass(frozen=True, slots=True)
-class Rule(_Numbered):
-    number: int  # 1-based position in the map, as users count
-    where: Where
-    selector: Selector
-    op: Operation
-    note: str | None = None
-    optional: bool = False  # matching nothing is expected: no warning
-
-
-@dataclass(frozen=True, slots=True)
-class KeepRule(_Numbered):
-    number: int
-    where: Where
-    patterns: tuple[Selector, ...]
-    note: str | None = None
-    optional: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class InitRule(_Numbered):
-    number: int
-    where: Where
-    name: str
-    shape: tuple[int, ...]
-    dtype: str
-    fill: Fill
-    note: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ConcatRule(_Numbered):
-    number: int
-    where: Where
-    sources: tuple[str, ...]
-    axis: int
-    into: str
-    note: str | None = None
-    optional: bool = False  # none of the sources present: skipped (some present: an error)
-
-
-@dataclass(frozen=True, slots=True)
-class FromRule(_Numbered):
-    """Bring variables from a second checkpoint into the flow, under their own names."""
-
-    number: int
-    where: Where
-    checkpoint: str
-    selector: Selector
-    note: str | None = None
-
-
-AnyRule = Rule | KeepRule | InitRule | ConcatRule | FromRule
-
-
-@dataclass(frozen=True)
-class Map:
-    path: str
-    description: str | None
-    rules: tuple[AnyRule, ...]
-    sha256: str
-
-
-NO_MAP = Map("(no map)", None, (), "")
-"""The map of a conversion given only a target: every variable pairs by name."""
 
 
 # -- helpers ---------------------------------------------------------------------------
@@ -373,33 +170,6 @@ def _fill(node: Node | None, extra: dict[str, Node], allow_mean: bool) -> Fill:
 
 
 _FILL_PARAMS = ("fill", "value", "mean", "stddev", "seed")
-_INDEX_PART = re.compile(r"^\s*(-?\d+)?\s*(?::\s*(-?\d+)?\s*(?::\s*(-?\d+)?\s*)?)?$")
-
-
-def parse_index(text: str) -> tuple[Any, ...]:
-    """A numpy basic index written as text: ``[:, :3]``, ``[..., 0:2]``, ``[1]``."""
-    body = text.strip()
-    if not (body.startswith("[") and body.endswith("]")):
-        raise ValueError("write the index in brackets, e.g. '[:, :3]'")
-    parts = [p.strip() for p in body[1:-1].split(",")] if body[1:-1].strip() else []
-    out: list[Any] = []
-    for part in parts:
-        if part == "...":
-            if Ellipsis in out:
-                raise ValueError("only one ... is allowed")
-            out.append(Ellipsis)
-            continue
-        match = _INDEX_PART.match(part)
-        if not part or match is None:
-            raise ValueError(f"{part!r} is not an index, a start:stop:step slice or ...")
-        start, stop, step = (None if g is None else int(g) for g in match.groups())
-        if ":" not in part:
-            out.append(start)
-        else:
-            if step == 0:
-                raise ValueError("a slice step cannot be 0")
-            out.append(slice(start, stop, step))
-    return tuple(out)
 
 
 def _split(node: Node, selector: Selector) -> Split:
@@ -450,75 +220,6 @@ def _split_sizes(node: Node) -> tuple[SplitSize, ...]:
     if sizes.count(-1) > 1:
         raise MapError(node.where, "split sizes allow one -1 (the rest of the axis)")
     return tuple(sizes)
-
-
-_SIZE_TOKEN = re.compile(r"\s*(?:(\d+)|dim(\d+)|([-+*/()]))")
-
-
-_MAX_SIZE_TOKENS = 200
-
-
-def parse_size_expr(text: str) -> tuple[Any, ...]:
-    """Parse ``dim1/4``, ``dim0 - dim1``, ``(dim1 - 2) * 3``: integers, ``dimN`` (axis N of
-    the variable's shape), + - * / and parentheses. A hand-written parser, never eval."""
-    tokens: list[tuple[str, Any]] = []
-    pos, text = 0, text.rstrip()
-    while pos < len(text):
-        found = _SIZE_TOKEN.match(text, pos)
-        if found is None:
-            rest = text[pos:].strip()
-            raise ValueError(f"unexpected {rest[:10]!r}; use integers, dimN, + - * / ( )")
-        number, dim, symbol = found.groups()
-        if number is not None:
-            tokens.append(("int", int(number)))
-        elif dim is not None:
-            tokens.append(("dim", int(dim)))
-        else:
-            tokens.append(("op", symbol))
-        pos = found.end()
-    if not tokens:
-        raise ValueError("the expression is empty")
-    if len(tokens) > _MAX_SIZE_TOKENS:  # also bounds the parser's recursion depth
-        raise ValueError(f"the expression is too long (over {_MAX_SIZE_TOKENS} tokens)")
-    tree, used = _sum(tokens, 0)
-    if used != len(tokens):
-        raise ValueError(f"unexpected {_token_text(tokens[used])!r} after a complete expression")
-    return tree
-
-
-def _token_text(token: tuple[str, Any]) -> str:
-    kind, value = token
-    return f"dim{value}" if kind == "dim" else str(value)
-
-
-def _sum(tokens: list[tuple[str, Any]], at: int) -> tuple[tuple[Any, ...], int]:
-    tree, at = _product(tokens, at)
-    while at < len(tokens) and tokens[at] in (("op", "+"), ("op", "-")):
-        right, after = _product(tokens, at + 1)
-        tree, at = (tokens[at][1], tree, right), after
-    return tree, at
-
-
-def _product(tokens: list[tuple[str, Any]], at: int) -> tuple[tuple[Any, ...], int]:
-    tree, at = _atom(tokens, at)
-    while at < len(tokens) and tokens[at] in (("op", "*"), ("op", "/")):
-        right, after = _atom(tokens, at + 1)
-        tree, at = (tokens[at][1], tree, right), after
-    return tree, at
-
-
-def _atom(tokens: list[tuple[str, Any]], at: int) -> tuple[tuple[Any, ...], int]:
-    if at >= len(tokens):
-        raise ValueError("the expression ends early")
-    kind, value = tokens[at]
-    if kind in ("int", "dim"):
-        return (kind, value), at + 1
-    if value == "(":
-        tree, after = _sum(tokens, at + 1)
-        if after >= len(tokens) or tokens[after] != ("op", ")"):
-            raise ValueError("a ( is not closed")
-        return tree, after + 1
-    raise ValueError(f"unexpected {value!r}")
 
 
 def _reorder_blocks(node: Node) -> ReorderBlocks:
