@@ -505,16 +505,23 @@ def _scope_hints(ckpt: Inventory, target: Inventory, plain: _Pairing) -> dict[st
     return out
 
 
-def _scope_hint_text(hint: _ScopeHint) -> str:
+def _scope_hint_text(hint: _ScopeHint, target: VariableSpec) -> str:
     where = (
         f"under one more leading scope, '{hint.scope}/'"
         if hint.side == "checkpoint"
         else f"without the leading scope '{hint.scope}/'"
     )
-    return (
+    text = (
         f"the checkpoint holds it as {hint.checkpoint.name!r}, {where}; a name-based "
         f"restore (tf.compat.v1.train.Saver) looks names up exactly, so the map rule "
-        f"{hint.rule} fixes it"
+        f"{hint.rule} "
+    )
+    stored = hint.checkpoint
+    if stored.shape == target.shape and stored.dtype == target.dtype:
+        return text + "fixes it"
+    return (
+        text + f"renames it, but it holds {_human(stored.shape)} {stored.dtype} where the "
+        f"model needs {_human(target.shape)} {target.dtype}: that takes another rule"
     )
 
 
@@ -776,7 +783,7 @@ def compare(
         )
         hint = None
         if kind is Kind.MISSING and tname in scope_hints:
-            hint = _scope_hint_text(scope_hints[tname])
+            hint = _scope_hint_text(scope_hints[tname], tspec)
         elif kind is Kind.MISSING:
             hint = hints[tspec.role].for_target(key, tspec)
         elif kind is Kind.SHAPE_MISMATCH:

@@ -572,16 +572,23 @@ def test_saver_does_not_forgive_an_extra_scope_in_the_checkpoint(tf: Any, tmp_pa
     graph = tf.Graph()
     with graph.as_default():
         v1.get_variable("cls/predictions/transform/dense/kernel", shape=(4, 4))
-        v1.get_variable("cls/predictions/output_bias", shape=(7,))
+        v1.get_variable("cls/predictions/output_bias", shape=(8,))  # and resized
         saver = v1.train.Saver()
         with v1.Session() as session, pytest.raises(tf.errors.NotFoundError):
             saver.restore(session, str(prefix))
     report = check(prefix, graph)
     assert not report.ok
     assert report.count(Kind.MISSING) == 2
-    hint = by_kind(report, Kind.MISSING)["cls/predictions/output_bias"].hint or ""
-    assert "as 'bert/cls/predictions/output_bias', under one more leading scope, 'bert/'" in hint
-    assert _rule_from(hint) == "{match: 'bert/(.*)', rename: '{1}'}"
+    missing = by_kind(report, Kind.MISSING)
+    hint = missing["cls/predictions/transform/dense/kernel"].hint or ""
+    assert "as 'bert/cls/predictions/transform/dense/kernel', under one more leading " in hint
+    assert hint.endswith("{match: 'bert/(.*)', rename: '{1}'} fixes it")
+    resized = missing["cls/predictions/output_bias"].hint or ""
+    assert _rule_from(resized) == "{match: 'bert/(.*)', rename: '{1}'}"
+    assert resized.endswith(
+        "renames it, but it holds [7] float32 where the model needs [8] float32: that takes "
+        "another rule"
+    )
 
 
 def test_tf2_restore_through_a_root_attribute_ignores_the_scope(tf: Any, tmp_path: Path) -> None:
