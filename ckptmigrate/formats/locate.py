@@ -9,13 +9,21 @@ that says what the path is and what to pass instead.
 from __future__ import annotations
 
 import difflib
+import errno
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, overload
 
-from ..errors import CheckpointNotFoundError, CkptMigrateError, OutputError
-from .checkpoint_state import STATE_FILENAME, looks_like_state_file, parse_state, resolve_state_path
+from ..errors import CheckpointNotFoundError, CkptMigrateError, CorruptCheckpointError, OutputError
+from .checkpoint_state import (
+    MAX_STATE_BYTES,
+    STATE_FILENAME,
+    StateFileError,
+    looks_like_state_file,
+    parse_state,
+    resolve_state_path,
+)
 from .remote import RemotePath, as_path, is_url
 from .table import FOOTER_SIZE, has_table_magic
 
@@ -81,8 +89,13 @@ def _is_v1_file(path: AnyPath) -> bool:
 
 
 def _existing_format(prefix: AnyPath) -> Format | None:
-    if index_path(prefix).is_file():
-        return "v2"
+    try:
+        if index_path(prefix).is_file():
+            return "v2"
+    except OSError as e:
+        if e.errno != errno.ENAMETOOLONG:
+            raise
+        return None  # a name no file can have (a state file's path, a typo)
     if _is_v1_file(prefix):
         return "v1"
     return None
@@ -113,13 +126,32 @@ def _recorded_target(directory: AnyPath, recorded: str) -> AnyPath:
     return directory / recorded
 
 
+def _show(name: str, limit: int = 200) -> str:
+    """A recorded path as a message shows it: control characters escaped, not pages long."""
+    shown = name if name.isprintable() else repr(name)
+    return shown if len(shown) <= limit else f"{shown[: limit - 3]}..."
+
+
 def _from_state_file(state: AnyPath, given: AnyPath) -> CheckpointLocation:
     directory = state.parent
     try:
-        parsed = parse_state(state.read_text(encoding="utf-8", errors="surrogateescape"))
+        # At most one byte more than a state file may hold: parse_state refuses it.
+        data = _read_range(state, 0, MAX_STATE_BYTES + 1)
     except OSError as e:
         raise CheckpointNotFoundError(
             f"cannot read the checkpoint state file: {e}", path=str(state)
+        ) from e
+    try:
+        parsed = parse_state(data)
+    except StateFileError as e:
+        present = _prefixes_in(directory)
+        raise CorruptCheckpointError(
+            f"this checkpoint state file is unreadable: {e}",
+            path=str(state),
+            hint=f"checkpoints present here: {_list_for_hint(present)}; pass one of them as a "
+            "prefix, or let TensorFlow rewrite the state file with its next save."
+            if present
+            else "pass the checkpoint prefix (e.g. model.ckpt-1000) instead.",
         ) from e
     if parsed is None:
         raise CheckpointNotFoundError(
@@ -129,15 +161,21 @@ def _from_state_file(state: AnyPath, given: AnyPath) -> CheckpointLocation:
         )
     recorded = parsed.latest
     assert recorded is not None
-    target: AnyPath | None
+    target: AnyPath | None = None
+    fmt: Format | None = None
+    # TensorFlow appends ".index" to the recorded string; a path ending in "/", "." or ".."
+    # would lose its last part to pathlib's normalisation instead: it names no prefix.
+    names_prefix = recorded.rsplit("/", 1)[-1] not in ("", ".", "..")
     try:
-        target = _recorded_target(directory, recorded)
-        fmt = _existing_format(target)
-    except (CkptMigrateError, OSError, ValueError):
-        if isinstance(directory, Path):
+        if names_prefix:
+            target = _recorded_target(directory, recorded)
+            fmt = _existing_format(target)
+    except (CkptMigrateError, OSError, ValueError) as e:
+        if isinstance(directory, Path) and isinstance(e, PermissionError):
             raise
         # A URL of another store (or one this machine can't reach) is as stale as a
         # path from another machine: the checkpoint beside the state file is looked for.
+        # So is a path no file can have (a name longer than the filesystem allows).
         target, fmt = None, None
     notes = [f"followed the checkpoint state file {state} to {target or recorded}"]
     if target is not None and not isinstance(directory, Path) and Path(recorded).is_absolute():
@@ -149,8 +187,9 @@ def _from_state_file(state: AnyPath, given: AnyPath) -> CheckpointLocation:
         # Checkpoints get moved; the state file then holds a stale absolute path or one
         # relative to another working directory. A prefix of the same name beside the
         # state file is what the user means.
-        beside = directory / Path(recorded).name
-        beside_fmt = _existing_format(beside)
+        name = Path(recorded).name if names_prefix else ""
+        beside = directory / name
+        beside_fmt = _existing_format(beside) if name else None
         if beside_fmt is not None and beside != target:
             note = (
                 f"the state file {state} records {recorded!r}, which is missing; "
@@ -163,9 +202,10 @@ def _from_state_file(state: AnyPath, given: AnyPath) -> CheckpointLocation:
             if present
             else "no checkpoint files are in that directory; was it copied without them?"
         )
+        looked_for = index_path(target or beside) if name or target else None
         raise CheckpointNotFoundError(
-            f"this is the checkpoint state file; it points at {recorded}, which is missing "
-            f"(looked for {index_path(target or beside)})",
+            f"this is the checkpoint state file; it points at {_show(recorded)}, which is "
+            "missing" + (f" (looked for {_show(str(looked_for))})" if looked_for else ""),
             path=str(state),
             hint=hint,
         )
