@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Protocol
 from .errors import CorruptCheckpointError, UnsupportedCheckpointError
 from .formats.bundle_reader import BundleReader, TensorInfo, open_bundle
 from .formats.locate import AnyPath, CheckpointLocation, locate
-from .formats.object_graph import OBJECT_GRAPH_KEY, ObjectGraph, TrackableNode
+from .formats.object_graph import OBJECT_GRAPH_KEY, ObjectGraph
 from .formats.protowire import ProtoError
 from .formats.remote import RemotePath
 from .formats.v1 import V1Reader
@@ -55,10 +55,6 @@ class Checkpoint:
         return self.graph is not None
 
     @property
-    def object_graph(self) -> list[TrackableNode] | None:
-        return None if self.graph is None else self.graph.nodes
-
-    @property
     def object_graph_bytes(self) -> bytes | None:
         return None if self.graph is None else self.graph.data
 
@@ -86,7 +82,7 @@ class Checkpoint:
     def __enter__(self) -> Checkpoint:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, *_: object) -> None:
         self.close()
 
 

@@ -66,7 +66,7 @@ def _run(action: Callable[[], T], traceback: bool = False) -> T:
     """Call the library; our errors become one paragraph on stderr and exit code 2."""
     from .errors import CkptMigrateError, InterruptedAfterWriting
 
-    def _terminate(signum: int, frame: object) -> None:
+    def _terminate(_signum: int, _frame: object) -> None:
         # Turn SIGTERM into an exception so staged output is cleaned up like on Ctrl-C.
         raise KeyboardInterrupt
 

@@ -26,6 +26,8 @@ from ckptmigrate.formats.keras_weights import (
 )
 from ckptmigrate.targets.keras_layout import keras_layout
 
+pytestmark = pytest.mark.tensorflow  # every test builds Keras models
+
 # ---------------------------------------------------------------------------------------
 # Models. Every builder clears the Keras session first, so building the same architecture
 # twice gives the same variable paths (seed_generator_1, adam, ...).

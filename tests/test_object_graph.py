@@ -1,5 +1,6 @@
 """The object graph's derived data (original names, slot keys, aliases), read straight from
-the parsed message and on first use, agrees with the node-by-node derivations."""
+protobuf's parsed message and on first use, agrees with a plain second reading of the wire
+format (tests/object_graph_oracle.py)."""
 
 from __future__ import annotations
 
@@ -7,17 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import object_graph_oracle as oracle
 from models import keras3_model
 
 from ckptmigrate import open_checkpoint
-from ckptmigrate.formats.object_graph import (
-    OBJECT_GRAPH_KEY,
-    ObjectGraph,
-    original_names,
-    parse_object_graph,
-    slot_keys,
-    variable_aliases,
-)
+from ckptmigrate.formats.object_graph import OBJECT_GRAPH_KEY, ObjectGraph
 from ckptmigrate.targets.checkpoint import inventory_of
 
 
@@ -28,12 +23,12 @@ def _graph_bytes(prefix: str | Path) -> bytes:
 
 
 def _assert_derivations_agree(data: bytes) -> None:
-    nodes = parse_object_graph(data)
+    nodes = oracle.parse(data)
     graph = ObjectGraph(data)
-    assert graph.original_names == original_names(nodes)
-    assert graph.slot_keys == slot_keys(nodes)
-    assert graph.aliases == variable_aliases(nodes)
-    assert graph.nodes == nodes
+    assert graph.original_names == oracle.original_names(nodes)
+    assert graph.slot_keys == oracle.slot_keys(nodes)
+    assert graph.aliases == oracle.aliases(nodes)
+    assert graph.paths() == oracle.paths(nodes)
 
 
 def test_optimizer_slot_variables(tf: Any, tmp_path: Path) -> None:
@@ -44,14 +39,14 @@ def test_optimizer_slot_variables(tf: Any, tmp_path: Path) -> None:
     optimizer.minimize(lambda: tf.reduce_sum(model.kernel) + tf.reduce_sum(model.bias))
     checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
     data = _graph_bytes(checkpoint.write(str(tmp_path / "ckpt")))
-    assert len(slot_keys(parse_object_graph(data))) == 4  # the case is covered
+    assert len(oracle.slot_keys(oracle.parse(data))) == 4  # the case is covered
     _assert_derivations_agree(data)
 
 
 def test_keras3_weights_reachable_twice(tf: Any, tmp_path: Path) -> None:
     model = keras3_model()  # the optimizer lists the model's weights again
     data = _graph_bytes(tf.train.Checkpoint(model=model).write(str(tmp_path / "ckpt")))
-    assert any(len(v) > 1 for v in variable_aliases(parse_object_graph(data)).values())
+    assert any(len(v) > 1 for v in oracle.aliases(oracle.parse(data)).values())
     _assert_derivations_agree(data)
 
 
@@ -69,9 +64,9 @@ def test_shared_objects_and_cycles(tf: Any, tmp_path: Path) -> None:
     _assert_derivations_agree(b"")  # an empty graph
 
 
-def test_inventory_needs_no_graph_nodes(tf: Any, tmp_path: Path) -> None:
-    """Listing and comparing checkpoints reads the parsed graph directly; a Python object
-    per node is built only for the object-graph editor (convert)."""
+def test_inventory_leaves_the_aliases_undone(tf: Any, tmp_path: Path) -> None:
+    """Listing and comparing checkpoints reads the parsed graph directly and derives only
+    what it needs."""
     model = keras3_model(train=False)
     prefix = tf.train.Checkpoint(model=model).write(str(tmp_path / "ckpt"))
     with open_checkpoint(prefix) as checkpoint:
@@ -79,5 +74,4 @@ def test_inventory_needs_no_graph_nodes(tf: Any, tmp_path: Path) -> None:
         assert checkpoint.original_names  # what inspect needs ...
         assert "aliases" not in vars(checkpoint.graph)  # ... leaves the aliases undone
         inventory = inventory_of(checkpoint)
-        assert "nodes" not in vars(checkpoint.graph)
         assert OBJECT_GRAPH_KEY in inventory.variables

@@ -72,10 +72,6 @@ class BundleEntry:
     slices: tuple[TensorSlice, ...] = field(default_factory=tuple)
     unknown_rank: bool = False
 
-    @property
-    def is_partitioned(self) -> bool:
-        return bool(self.slices)
-
 
 def _int_field(value: int | bytes, what: str) -> int:
     if not isinstance(value, int):

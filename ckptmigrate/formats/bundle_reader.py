@@ -214,10 +214,6 @@ class BundleReader:
             key, dtype, entry.shape, entry.size, entry.shard_id, entry.offset, entry.crc32c, ()
         )
 
-    def infos(self) -> Iterator[TensorInfo]:
-        for key in self.variable_keys():
-            yield self.info(key)
-
     def _entry(self, key: str) -> BundleEntry:
         try:
             return self.entries[key]
@@ -460,7 +456,7 @@ class BundleReader:
     def __enter__(self) -> BundleReader:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, *_: object) -> None:
         self.close()
 
 

@@ -80,7 +80,7 @@ class KerasLayout:
     def __enter__(self) -> KerasLayout:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, *_: object) -> None:
         self.close()
 
 

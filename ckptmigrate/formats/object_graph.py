@@ -8,7 +8,7 @@ needed here; rewriting unchanged copies the bytes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
 from functools import cached_property
 from typing import Any
 
@@ -16,27 +16,6 @@ from . import messages
 from .protowire import LEN, MessageWriter, ProtoError, iter_fields, paused_gc
 
 OBJECT_GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
-
-
-@dataclass(frozen=True, slots=True)
-class SerializedTensor:
-    name: str
-    full_name: str
-    checkpoint_key: str
-
-
-@dataclass(frozen=True, slots=True)
-class SlotReference:
-    original_variable_node_id: int
-    slot_name: str
-    slot_variable_node_id: int
-
-
-@dataclass(frozen=True, slots=True)
-class TrackableNode:
-    children: tuple[tuple[int, str], ...]  # (node id, local name)
-    attributes: tuple[SerializedTensor, ...]
-    slot_variables: tuple[SlotReference, ...]
 
 
 def _msg(value: int | bytes) -> bytes:
@@ -56,66 +35,6 @@ def _parse_message(data: bytes) -> Any:
         raise ProtoError(f"not a TrackableObjectGraph ({e})") from None
 
 
-def _nodes_of(graph: Any) -> list[TrackableNode]:
-    # Decoding inline (no helper call per string) matters at 20,000 nodes.
-    nodes = []
-    for node in graph.nodes:
-        children = tuple(
-            (c.node_id, c.local_name.decode("utf-8", "surrogateescape")) for c in node.children
-        )
-        attributes = (
-            tuple(
-                SerializedTensor(
-                    a.name.decode("utf-8", "surrogateescape"),
-                    a.full_name.decode("utf-8", "surrogateescape"),
-                    a.checkpoint_key.decode("utf-8", "surrogateescape"),
-                )
-                for a in node.attributes
-            )
-            if node.attributes
-            else ()
-        )
-        slots = (
-            tuple(
-                SlotReference(
-                    s.original_variable_node_id, _str(s.slot_name), s.slot_variable_node_id
-                )
-                for s in node.slot_variables
-            )
-            if node.slot_variables
-            else ()
-        )
-        nodes.append(TrackableNode(children, attributes, slots))
-    return nodes
-
-
-def parse_object_graph(data: bytes) -> list[TrackableNode]:
-    """The graph's nodes, decoded by protobuf's C parser (a 20,000-node graph of a
-    10,000-variable checkpoint takes tens of milliseconds)."""
-    with paused_gc():
-        return _nodes_of(_parse_message(data))
-
-
-def original_names(nodes: list[TrackableNode]) -> dict[str, str]:
-    """checkpoint key -> the variable's name when it was saved, where one is recorded."""
-    names = {}
-    for node in nodes:
-        for attribute in node.attributes:
-            if attribute.full_name and attribute.checkpoint_key:
-                names[attribute.checkpoint_key] = attribute.full_name
-    return names
-
-
-def slot_keys(nodes: list[TrackableNode]) -> set[str]:
-    """Checkpoint keys saved by slot-variable nodes (optimizer state per variable)."""
-    keys: set[str] = set()
-    for node in nodes:
-        for slot in node.slot_variables:
-            if 0 <= slot.slot_variable_node_id < len(nodes):
-                keys.update(a.checkpoint_key for a in nodes[slot.slot_variable_node_id].attributes)
-    return keys
-
-
 MAX_PATHS_PER_NODE = 8  # objects reachable many ways (shared layers) keep a few paths
 VARIABLE_ATTRIBUTE = "VARIABLE_VALUE"
 # The key grammar of object-based checkpoints (names.py re-exports these).
@@ -123,71 +42,39 @@ VARIABLE_SUFFIX = "/.ATTRIBUTES/" + VARIABLE_ATTRIBUTE
 OPTIMIZER_SLOT_MARKER = "/.OPTIMIZER_SLOT/"
 
 
-def _node_paths(nodes: list[TrackableNode]) -> dict[int, list[str]]:
-    """Every path (up to a few per node) from the root object along named children."""
-    from collections import deque
-
-    paths: dict[int, list[str]] = {0: [""]} if nodes else {}
-    queue = deque([(0, "")]) if nodes else deque()
-    while queue:
-        node, path = queue.popleft()
-        for child, name in nodes[node].children:
-            if not 0 <= child < len(nodes):
+def walk_paths(
+    count: int, children: Callable[[int], Iterable[tuple[int, str]]]
+) -> dict[int, list[str]]:
+    """Every path (up to a few per node) from the root object (node 0) along named
+    children, breadth first; ``children(node)`` gives (child id, local name) pairs."""
+    paths: dict[int, list[str]] = {0: [""]} if count else {}
+    queue = [(0, "")] if count else []
+    # A list walked by index is the FIFO queue: nothing is ever popped.
+    for node, path in queue:
+        for child_id, name in children(node):
+            if not 0 <= child_id < count:
                 continue
             child_path = f"{path}/{name}" if path else name
-            known = paths.setdefault(child, [])
-            if len(known) >= MAX_PATHS_PER_NODE:
+            known = paths.get(child_id)
+            if known is None:
+                paths[child_id] = [child_path]
+            elif len(known) >= MAX_PATHS_PER_NODE:
                 continue  # also ends cycles: each node takes a bounded number of paths
-            known.append(child_path)
-            queue.append((child, child_path))
+            else:
+                known.append(child_path)
+            queue.append((child_id, child_path))
     return paths
-
-
-def variable_aliases(nodes: list[TrackableNode]) -> dict[str, list[str]]:
-    """checkpoint key -> every key-shaped path a restore could reach the same value by.
-
-    TF2 restores by walking the object graph, not by comparing keys: a variable reachable
-    as ``model/layer-0/kernel`` and ``model/optimizer/_trainable_variables/0`` restores
-    through either, while its key records only the first path saved."""
-    paths = _node_paths(nodes)
-    suffix = VARIABLE_SUFFIX
-    aliases: dict[str, list[str]] = {}
-    for node_id, node in enumerate(nodes):
-        for attribute in node.attributes:
-            if attribute.name == VARIABLE_ATTRIBUTE and attribute.checkpoint_key:
-                found = [p + suffix for p in paths.get(node_id, [])]
-                aliases[attribute.checkpoint_key] = found
-    for optimizer_id, node in enumerate(nodes):
-        for slot in node.slot_variables:
-            if not 0 <= slot.slot_variable_node_id < len(nodes):
-                continue
-            found = [
-                f"{var_path}{OPTIMIZER_SLOT_MARKER}{opt_path}/{slot.slot_name}{suffix}"
-                for var_path in paths.get(slot.original_variable_node_id, [])
-                for opt_path in paths.get(optimizer_id, [])
-            ][:MAX_PATHS_PER_NODE]
-            for attribute in nodes[slot.slot_variable_node_id].attributes:
-                if attribute.checkpoint_key:
-                    aliases.setdefault(attribute.checkpoint_key, []).extend(found)
-    return aliases
 
 
 class ObjectGraph:
     """A parsed object graph whose derived data is computed on first use.
 
     Read straight from protobuf's parsed message: building a Python object per node first
-    (``nodes``) costs ~0.1 s for a 20,000-node graph, several times the derivations
-    themselves, and only the object-graph editor needs the nodes. Each derivation matches
-    the function of the same name above on ``nodes``."""
+    costs ~0.1 s for a 20,000-node graph, several times the derivations themselves."""
 
     def __init__(self, data: bytes) -> None:
         self.data = data
         self._message = _parse_message(data)  # malformed bytes fail here, at open
-
-    @cached_property
-    def nodes(self) -> list[TrackableNode]:
-        with paused_gc():
-            return _nodes_of(self._message)
 
     @cached_property
     def _facts(self) -> tuple[list[tuple[int, str, str, str]], list[tuple[int, int, str, int]]]:
@@ -247,36 +134,25 @@ class ObjectGraph:
                     keys.update(by_node.get(slot_id, ()))
         return keys
 
-    def _paths(self) -> dict[int, list[str]]:
-        """As ``_node_paths``, walking the parsed message."""
+    def paths(self) -> dict[int, list[str]]:
+        """node id -> its paths from the root (see :func:`walk_paths`)."""
         nodes = self._message.nodes
-        count = len(nodes)
-        paths: dict[int, list[str]] = {0: [""]} if count else {}
-        queue = [(0, "")] if count else []
-        limit = MAX_PATHS_PER_NODE
-        # A list walked by index is the FIFO queue: nothing is ever popped.
-        for node, path in queue:
+
+        def children(node: int) -> Iterator[tuple[int, str]]:
             for child in nodes[node].children:
-                child_id = child.node_id
-                if not 0 <= child_id < count:
-                    continue
-                name = child.local_name.decode("utf-8", "surrogateescape")
-                child_path = f"{path}/{name}" if path else name
-                known = paths.get(child_id)
-                if known is None:
-                    paths[child_id] = [child_path]
-                elif len(known) >= limit:
-                    continue  # also ends cycles: each node takes a bounded number of paths
-                else:
-                    known.append(child_path)
-                queue.append((child_id, child_path))
-        return paths
+                yield child.node_id, child.local_name.decode("utf-8", "surrogateescape")
+
+        return walk_paths(len(nodes), children)
 
     @cached_property
     def aliases(self) -> dict[str, list[str]]:
-        """As ``variable_aliases``."""
+        """checkpoint key -> every key-shaped path a restore could reach the same value by.
+
+        TF2 restores by walking the object graph, not by comparing keys: a variable
+        reachable as ``model/layer-0/kernel`` and ``model/optimizer/_trainable_variables/0``
+        restores through either, while its key records only the first path saved."""
         with paused_gc():
-            paths = self._paths()
+            paths = self.paths()
             suffix = VARIABLE_SUFFIX
             aliases: dict[str, list[str]] = {}
             for node_id, name, _, key in self._attributes:
@@ -334,10 +210,18 @@ def rebuild_object_graph(data: bytes, outputs: dict[str, str | None]) -> bytes:
     """The object graph for a checkpoint whose variables are ``outputs`` (new key -> the
     source key it came from, None for new variables). Values move to the objects their new
     keys name; slot references follow moved variables; removed keys leave their objects."""
-    nodes = parse_object_graph(data)
     top = list(iter_fields(data))
     raw_nodes = [list(iter_fields(_msg(v))) for n, w, v in top if n == 1 and w == LEN]
-    paths = _node_paths(nodes)
+
+    def children(node: int) -> Iterator[tuple[int, str]]:
+        for number, wire, value in raw_nodes[node]:
+            if number == 1 and wire == LEN:  # an ObjectReference: node_id 1, local_name 2
+                reference = {n: v for n, _, v in iter_fields(_msg(value))}
+                child, name = reference.get(1, 0), reference.get(2, b"")
+                if isinstance(child, int) and isinstance(name, bytes):
+                    yield child, _str(name)
+
+    paths = walk_paths(len(raw_nodes), children)
     at_path = {p: node for node, ps in paths.items() for p in ps}
     owner: dict[str, tuple[int, list[Field]]] = {}  # source key -> (node, attribute fields)
     for node_id, fields in enumerate(raw_nodes):

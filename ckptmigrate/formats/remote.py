@@ -18,7 +18,6 @@ import glob
 import os
 import posixpath
 import re
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -51,31 +50,6 @@ def read_buffer() -> int:
             hint=f"unset {READ_BUFFER_ENV} for the default ({DEFAULT_READ_BUFFER} bytes).",
         )
     return value
-
-
-class Traffic:
-    """Requests made and bytes downloaded through RemotePath: what "only the bytes of the
-    tensors needed" means, measurable (``inspect`` of a 10 GB checkpoint on S3 should
-    fetch kilobytes). A plain class: a dataclass costs start-up time on local runs too."""
-
-    def __init__(self) -> None:
-        self.requests = 0
-        self.bytes_read = 0
-        self.bytes_written = 0
-        self._lock = threading.Lock()
-
-    def count(self, read: int = 0, written: int = 0) -> None:
-        with self._lock:  # a background verifier may read while the main thread copies
-            self.requests += 1
-            self.bytes_read += read
-            self.bytes_written += written
-
-    def reset(self) -> None:
-        with self._lock:
-            self.requests = self.bytes_read = self.bytes_written = 0
-
-
-TRAFFIC = Traffic()
 
 
 def is_url(path: object) -> bool:
@@ -208,34 +182,28 @@ class RemotePath:
         return RemoteStat(int(self.fs.size(self.path)))
 
     def glob(self, pattern: str) -> list[RemotePath]:
-        TRAFFIC.count()
         # The directory part is literal: a run named run[1] must not be a character class.
         found = self.fs.glob(posixpath.join(glob.escape(self.path), pattern))
         return [RemotePath(self.fs, p) for p in sorted(found)]
 
     def iterdir(self) -> list[RemotePath]:
-        TRAFFIC.count()
         return [RemotePath(self.fs, p) for p in sorted(self.fs.ls(self.path, detail=False))]
 
     # -- reading: every call is one request for exactly the bytes wanted ------------------
 
     def read_bytes(self) -> bytes:
-        data = bytes(self.fs.cat_file(self.path))
-        TRAFFIC.count(read=len(data))
-        return data
+        return bytes(self.fs.cat_file(self.path))
 
     def read_text(self, encoding: str = "utf-8", errors: str = "strict") -> str:
         return self.read_bytes().decode(encoding, errors)
 
     def read_range(self, start: int, end: int) -> bytes:
         """Bytes [start, end) (fewer at the end of the file)."""
-        data = bytes(self.fs.cat_file(self.path, start=start, end=end))
-        TRAFFIC.count(read=len(data))
-        return data
+        return bytes(self.fs.cat_file(self.path, start=start, end=end))
 
     def download(self, target: Path, buffer: int | None = None) -> int:
         """Copy the whole file to the local ``target`` in ranged reads of ``buffer`` bytes
-        (bounded memory, and the same accounting as tensor reads); returns its size."""
+        (bounded memory, requests like tensor reads); returns its size."""
         size = self.stat().st_size
         step = buffer or read_buffer()
         with target.open("wb") as out:
@@ -252,25 +220,20 @@ class RemotePath:
         """Put the local file ``source`` here. Object stores publish an object only when
         its upload completes (multipart included), so readers never see a partial file."""
         self.fs.put_file(str(source), self.path)
-        TRAFFIC.count(written=source.stat().st_size)
 
     def copy_from(self, source: RemotePath) -> None:
         """Server-side copy within one filesystem: the bytes never come down."""
         self.fs.copy(source.path, self.path)
-        TRAFFIC.count()
 
     def delete(self) -> None:
         self.fs.rm_file(self.path)
-        TRAFFIC.count()
 
     def delete_contents(self) -> None:
         """Delete every file under this directory, but not the directory itself: it may be
         a bucket, which ``rm(recursive=True)`` would delete too."""
         found = self.fs.find(self.path)
-        TRAFFIC.count()
         if found:
             self.fs.rm(found)
-            TRAFFIC.count()
 
     def same_filesystem(self, other: Path | RemotePath) -> bool:
         return isinstance(other, RemotePath) and other.fs is self.fs

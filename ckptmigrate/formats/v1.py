@@ -6,7 +6,6 @@ beside it) and read through TensorFlow's own reader, imported only here and only
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -51,9 +50,6 @@ class V1Reader:
     def info(self, key: str) -> TensorInfo:
         return self._infos[key]
 
-    def infos(self) -> Iterator[TensorInfo]:
-        yield from self._infos.values()
-
     def read(self, key: str, verify: bool = True) -> np.ndarray:
         import numpy as np
 
@@ -81,5 +77,5 @@ class V1Reader:
     def __enter__(self) -> V1Reader:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, *_: object) -> None:
         self.close()
