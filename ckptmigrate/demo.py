@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from ._tf import import_tensorflow
+from .isolated import python_command
 
 
 def _build_checkpoint(directory: Path, hidden: tuple[int, ...] = (10, 10), steps: int = 20) -> Path:
@@ -78,7 +79,7 @@ def _restore_and_compare(original: Path, rewritten: Path) -> int:
 
 def _cli(*args: str, expect: int = 0) -> None:
     print(f"\n$ ckptmigrate {' '.join(args)}", flush=True)
-    code = subprocess.run([sys.executable, "-m", "ckptmigrate", *args], check=False).returncode
+    code = subprocess.run(python_command("ckptmigrate", *args), check=False).returncode
     print(f"(exit code {code})")
     if code != expect:
         raise SystemExit(f"demo failed: expected exit code {expect}, got {code}")

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import CkptMigrateError, InterruptedAfterWriting, first_line
+from .isolated import python_command
 from .output_format import OutputFormat
 
 CHECKPOINT = OutputFormat.CHECKPOINT
@@ -149,10 +150,9 @@ def _fresh_copy(target: Any) -> Any:
 
 def _in_child(request: RestoreRequest) -> tuple[str, str | None]:
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     process = subprocess.run(
-        [sys.executable, "-m", "ckptmigrate.verification", request.to_json()],
+        python_command("ckptmigrate.verification", request.to_json()),
         capture_output=True,
         text=True,
         env=env,

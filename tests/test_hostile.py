@@ -6,6 +6,8 @@ their slices. TensorFlow is the oracle for what is valid; every refusal is one c
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,7 @@ from ckptmigrate.cli import app
 from ckptmigrate.errors import CorruptCheckpointError
 from ckptmigrate.formats.checkpoint_state import StateFileError, parse_state, render_state
 from ckptmigrate.formats.locate import locate
+from ckptmigrate.isolated import python_command
 
 runner = CliRunner()
 
@@ -213,3 +216,54 @@ def test_state_file_escapes_read_as_tensorflow_reads_them(
     assert parsed is not None
     assert parsed.latest is not None
     assert expected == str(directory / parsed.latest)
+
+
+# --- Python files planted in the working directory ------------------------------------------
+
+HOSTILE_MODULES = ["json", "numpy", "runpy", "typing", "tensorflow"]
+
+
+def plant_modules(directory: Path) -> Path:
+    """Modules that leave a marker file when imported; return the marker directory."""
+    directory.mkdir()
+    markers = directory / "markers"
+    markers.mkdir()
+    for name in HOSTILE_MODULES:
+        (directory / f"{name}.py").write_text(
+            f"open({str(markers / name)!r}, 'w').write('imported from the working directory')\n"
+        )
+    return markers
+
+
+def test_convert_verify_imports_nothing_from_the_working_directory(tf: Any, tmp_path: Path) -> None:
+    script = Path(sys.executable).with_name("ckptmigrate")
+    if not script.is_file():
+        pytest.skip("the ckptmigrate console script is not installed beside this Python")
+    source = tmp_path / "run"
+    ckpt = tf.train.Checkpoint(v=tf.Variable([1.0, 2.0]))
+    tf.train.CheckpointManager(ckpt, str(source), 1).save()
+    hostile = tmp_path / "hostile"
+    markers = plant_modules(hostile)
+    output = tmp_path / "out"
+    args = ["convert", str(source), "-m", "strip-optimizer", "-o", str(output), "--verify"]
+    process = subprocess.run(
+        [str(script), *args], cwd=hostile, capture_output=True, text=True, check=False
+    )
+    assert sorted(p.name for p in markers.iterdir()) == []
+    assert process.returncode == 0, process.stderr
+    assert "verify ok: read back with tf.train.load_checkpoint" in process.stdout, process.stdout
+
+
+def test_isolated_children_import_nothing_from_the_working_directory(tmp_path: Path) -> None:
+    hostile = tmp_path / "hostile"
+    markers = plant_modules(hostile)
+    process = subprocess.run(
+        python_command("ckptmigrate", "maps"),
+        cwd=hostile,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert process.returncode == 0, process.stderr
+    assert "strip-optimizer" in process.stdout
+    assert sorted(p.name for p in markers.iterdir()) == []
