@@ -25,8 +25,9 @@ from ..inventory import Inventory, Scheme, VariableSpec
 from ..output_format import OutputFormat
 from . import load_target
 from .checkpoint import inventory_of
+from .detect import TargetKind, detect_target
 from .keras_h5 import load_keras_model
-from .live import call_builder, is_builder_spec
+from .live import call_builder
 from .metagraph import import_meta_graph
 
 if TYPE_CHECKING:
@@ -178,17 +179,20 @@ def _checkpoint_path(target: str | Path | Any) -> Path:
 
 def _instantiate(target: str | Path | Any) -> tuple[Any, str | None, str]:
     """(live object or None, a rebuildable description or None, inventory kind)."""
-    if not isinstance(target, str | Path):
-        return target, None, f"{type(target).__module__}.{type(target).__qualname__}"
-    text = str(target)
-    path = Path(text).expanduser()
-    if not path.exists() and is_builder_spec(text):
-        return call_builder(text), text, "builder"
-    if path.is_file() and path.name.lower().endswith(".keras"):
-        return load_keras_model(path), text, "keras"
-    if path.is_file() and path.name.lower().endswith(".meta"):
-        return import_meta_graph(path), text, "metagraph"
-    return None, text, ""
+    detected = detect_target(target)
+    match detected.kind:
+        case TargetKind.LIVE:
+            return target, None, detected.text
+        case TargetKind.BUILDER:
+            return call_builder(detected.text), detected.text, "builder"
+        case TargetKind.KERAS_ARCHIVE:
+            assert detected.path is not None
+            return load_keras_model(detected.path), detected.text, "keras"
+        case TargetKind.METAGRAPH:
+            assert detected.path is not None
+            return import_meta_graph(detected.path), detected.text, "metagraph"
+        case _:  # only names and values: a checkpoint, SavedModel, spec or weights file
+            return None, detected.text, ""
 
 
 def _is_graph(obj: Any) -> bool:
