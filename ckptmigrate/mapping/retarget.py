@@ -6,11 +6,16 @@ would not make it (the output is written under the target's keys, so it will). E
 target variable must then be supplied with its exact shape and dtype: by the map, by the
 target's own initial value (its metadata always; model variables with
 ``--fill-missing-from-target``), or the conversion is refused with the full list.
+
+A name a map rule wrote (a rename, a split's parts) is what pairs that output: the rule
+wins over the original name its source was saved under. Where the two disagree so that the
+rule cannot be followed (its name is no variable of the target, or another output claims
+the same target variable by its original name), the conversion is refused naming both.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from ..compare import CheckOptions, Finding, Kind, Report, compare
 from ..errors import CkptMigrateError
@@ -59,17 +64,129 @@ def _problem(finding: Finding) -> str:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class RenamedOutput(VariableSpec):
+    """An output a map rule named: it pairs by that name only, never by
+    ``source_original``, the original name its source was saved under (kept to tell a
+    rule that contradicts it)."""
+
+    source_original: str | None = None
+    rule: str = ""  # the rule that last named it
+    source: str = ""  # the checkpoint variable it comes from
+
+
 def outputs_inventory(the_plan: Plan, base: Inventory) -> Inventory:
     """The plan's outputs as an inventory: names, shapes, dtypes, and the original names of
-    the source variables they come from (what pairs them across naming schemes)."""
-    variables = {}
+    the source variables they come from (what pairs them across naming schemes). An output
+    a rule renamed carries no original name: the rule's name is what pairs it."""
+    variables: dict[str, VariableSpec] = {}
     for v in the_plan.outputs:
         original = None
         if v.source is not None and v.origin is None:
             source = base.variables.get(v.source)
             original = source.original_name if source is not None else None
-        variables[v.name] = VariableSpec(v.name, v.shape, v.dtype, v.role, original)
+        if v.renamed_by:
+            variables[v.name] = RenamedOutput(
+                v.name,
+                v.shape,
+                v.dtype,
+                v.role,
+                None,
+                (),
+                original,
+                v.renamed_by[-1],
+                variable_path(v.source or v.name),
+            )
+        else:
+            variables[v.name] = VariableSpec(v.name, v.shape, v.dtype, v.role, original)
     return Inventory(base.kind, base.source, base.scheme, variables, base.notes)
+
+
+class PairingConflictError(CkptMigrateError):
+    """A map rule's name and the pairing by original name disagree in a way the rule
+    cannot win: the output would silently land elsewhere, or two outputs want one target
+    variable."""
+
+
+def _paired(report: Report) -> dict[str, str]:
+    """Output name -> target name, for every output the report pairs with a target."""
+    return {
+        f.checkpoint_name: f.name
+        for f in report.findings
+        if f.kind is not Kind.UNUSED and f.checkpoint_name is not None
+    }
+
+
+def _target_label(target: Inventory, key: str) -> str:
+    """A target variable as a message names it: its key, and its variable's own name where
+    that differs (a Keras weights file's ``layers/dense_1/vars/0`` is ``d1/kernel``)."""
+    spec = target.variables[key]
+    path = variable_path(key)
+    original = (spec.original_name or "").removesuffix(":0")
+    return f"{path} ({original})" if original and original != path else path
+
+
+def refuse_pairing_conflicts(mapped: Inventory, target: Inventory) -> None:
+    """Raise :class:`PairingConflictError` where a map rule's name and the original-name
+    pairing disagree so that the rule cannot win: a renamed output whose name is no
+    variable of the target (by its original name it would fill one), or a target variable
+    a rule's name claims while another output pairs with it by its original name."""
+    renamed: dict[str, VariableSpec] = {
+        name: spec for name, spec in mapped.variables.items() if isinstance(spec, RenamedOutput)
+    }
+    if not any(
+        isinstance(spec, RenamedOutput) and spec.source_original for spec in renamed.values()
+    ):
+        return  # no original name to disagree with (TF1 names, inits, concats)
+    options = CheckOptions(rekeyed=True)
+    # What the map's rules claim, and what pairing by original names alone would do.
+    claimed = _paired(compare(replace(mapped, variables=renamed), target, options))
+    claimant = {t: o for o, t in claimed.items()}
+    inferred_variables = {
+        name: VariableSpec(
+            spec.name, spec.shape, spec.dtype, spec.role, spec.source_original, spec.aliases
+        )
+        if isinstance(spec, RenamedOutput)
+        else spec
+        for name, spec in mapped.variables.items()
+    }
+    inferred = _paired(compare(replace(mapped, variables=inferred_variables), target, options))
+    conflicts = []
+    for output, target_key in sorted(inferred.items()):
+        target_name = _target_label(target, target_key)
+        spec = mapped.variables[output]
+        if isinstance(spec, RenamedOutput) and spec.source_original and output not in claimed:
+            conflicts.append(
+                f"{spec.rule} renames {spec.source} to {variable_path(output)}, which is no "
+                f"variable of the target, while its original name {spec.source_original} "
+                f"pairs it with the target's {target_name}"
+            )
+            continue
+        owner = claimant.get(target_key)
+        if owner is not None and owner != output and output not in renamed:
+            rule = mapped.variables[owner]
+            assert isinstance(rule, RenamedOutput)
+            by = (
+                f"whose original name {spec.original_name} pairs it there"
+                if spec.original_name
+                else "which pairs with it by name"
+            )
+            conflicts.append(
+                f"the target's {target_name} is claimed by {rule.rule}, which renames "
+                f"{rule.source} to {variable_path(owner)}, and by {variable_path(output)}, {by}"
+            )
+    if conflicts:
+        shown = "; ".join(conflicts[:10]) + (
+            f"; and {len(conflicts) - 10} more" if len(conflicts) > 10 else ""
+        )
+        raise PairingConflictError(
+            f"the map's renames contradict the pairing by original variable names: {shown}",
+            path=target.source,
+            hint="a rule's name is followed over an original name: rename each of these "
+            "outputs to the target variable it is meant for (its name or original name, "
+            "as `ckptmigrate check CKPT --target T --map M` lists them), or drop the ones "
+            "the target should not receive.",
+        )
 
 
 def retarget(
@@ -81,7 +198,9 @@ def retarget(
     strict: bool = False,
 ) -> tuple[Plan, Report]:
     """``the_plan`` with its outputs renamed to the target's keys, every target variable
-    supplied; raises :class:`TargetMismatchError` listing what doesn't fit."""
+    supplied; raises :class:`TargetMismatchError` listing what doesn't fit, or
+    :class:`PairingConflictError` where a map rule's name and an original name disagree."""
+    refuse_pairing_conflicts(mapped, target.inventory)
     report = compare(mapped, target.inventory, CheckOptions(rekeyed=True))
     outputs_by_name = {v.name: v for v in the_plan.outputs}
     outputs: list[PlannedVariable] = []

@@ -116,6 +116,7 @@ def open_keras_target(target: str | Path | Any) -> Iterator[TargetModel]:
             hint="pass a .keras file or a builder (module:function) returning a Keras 3 model.",
         )
     with keras_layout(live) as layout:
+        keys = _checkpoint_keys(live)
         variables = {
             e.h5_path: VariableSpec(
                 e.h5_path,
@@ -123,12 +124,26 @@ def open_keras_target(target: str | Path | Any) -> Iterator[TargetModel]:
                 e.dtype,
                 Role.OPTIMIZER if e.h5_path.startswith("optimizer/") else Role.MODEL,
                 e.variable_path,
+                keys.get(e.variable_path, ()),
             )
             for e in layout.entries
         }
         note = "Keras 3 weight paths found by saving the target with Keras"
         inventory = Inventory(kind, str(rebuild or kind), Scheme.KERAS3, variables, (note,))
         yield TargetModel(inventory, None, rebuild, None, live, layout)
+
+
+def _checkpoint_keys(model: Any) -> dict[str, tuple[str, ...]]:
+    """Variable path -> the key ``tf.train.Checkpoint(model=model)`` saves it under, for
+    the variables whose name is unique in that checkpoint: a map written for the
+    checkpoint output (``model/_functional/_operations/1/_kernel``) names the same weights
+    in a Keras output, so one map serves both."""
+    with open_target_model(model, root=DEFAULT_ROOT) as target:
+        by_original: dict[str, list[str]] = {}
+        for key, spec in target.inventory.variables.items():
+            if spec.original_name:
+                by_original.setdefault(spec.original_name.removesuffix(":0"), []).append(key)
+    return {name: (keys[0],) for name, keys in by_original.items() if len(keys) == 1}
 
 
 def open_conversion_target(
