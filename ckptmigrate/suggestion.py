@@ -37,9 +37,12 @@ How variables are paired, deterministically:
    grouped into one scope rename when all of a scope moves), shape fixes (slice the axes
    that are too long, then pad those too short: kernels ``glorot_uniform``, biases
    ``zeros``, scales ``ones``; an optimizer slot that the target keeps is padded by its
-   own rule first, with ``mean`` for accumulators and ``zeros`` otherwise, so Adagrad
-   accumulators never get random values), drops (a role the target has none of is dropped
-   by ``role:``; unpaired model variables and leftover slots by name), inits.
+   own rule first, with what the optimizer starts that slot at: the target's own start
+   when it has one constant (a ``.meta`` graph's initialiser), else the optimizer's
+   default for the slot's kind (Adagrad/Ftrl accumulators 0.1, Ftrl's linear and Adam's
+   moments 0; ``fills.slot_kind``), so no accumulator gets zeros or random values), drops
+   (a role the target has none of is dropped by ``role:``; unpaired model variables and
+   leftover slots by name), inits (new optimizer slots start the same way).
 5. The map is planned against the checkpoint and compared with the target (rekeyed): what
    is still unused is dropped by name, what is still missing initialised, and the final
    prediction is kept as ``Suggestion.predicted``.
@@ -51,11 +54,11 @@ import difflib
 import math
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import dtypes
 from .compare import CheckOptions, Kind, Report, compare
@@ -63,8 +66,12 @@ from .errors import OutputError
 from .formats.object_graph import OBJECT_GRAPH_KEY
 from .fs import staged_file
 from .inventory import Inventory, VariableSpec
+from .mapping.fills import slot_kind
 from .names import Role, variable_path
 from .output_format import OutputFormat
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = ["Pair", "Section", "SuggestedRule", "Suggestion", "suggest", "write_map"]
 
@@ -465,10 +472,73 @@ def _fill_for(name: str, shape: tuple[int, ...], dtype: str) -> dict[str, Any]:
     return {"fill": "zeros"}
 
 
-def _slot_fill(name: str) -> dict[str, Any]:
-    # An accumulator divides by its square root: random or zero cells would blow up
-    # (Adagrad starts at 0.1); the mean of the old cells is a sound, positive start.
-    return {"fill": "mean"} if _ACCUMULATOR.search(name.rsplit("/", 1)[-1]) else {"fill": "zeros"}
+def _constant_fill(value: float) -> dict[str, Any]:
+    if value == 0.0:
+        return {"fill": "zeros"}
+    if value == 1.0:
+        return {"fill": "ones"}
+    return {"fill": "constant", "value": value}
+
+
+def _constant_of(value: np.ndarray | None) -> float | None:
+    """The one value every cell of a float tensor holds (what a constant initialiser
+    gives), written as briefly as it round-trips in its dtype; None otherwise."""
+    import numpy as np
+
+    if value is None or value.size == 0 or value.dtype.kind not in "fV":
+        return None
+    if value.dtype.kind == "V":  # bfloat16, float8 (ml_dtypes): compared as float32
+        try:
+            value = value.astype(np.float32)
+        except (TypeError, ValueError):
+            return None
+    first = value.reshape(-1)[0]
+    if not np.isfinite(first) or not np.all(value == first):
+        return None
+    return float(np.format_float_positional(first, unique=True, trim="-"))
+
+
+class _SlotStarts:
+    """What new optimizer state starts at: the target's own start where it has one (a
+    ``.meta`` graph's initialiser, a built model's optimizer: one constant for the whole
+    slot), else what the optimizer creates for the slot's kind (Adagrad and Ftrl
+    accumulators ``initial_accumulator_value`` 0.1, Ftrl's linear and Adam's moments 0,
+    TF1 RMSProp's rms 1); never the variable's random initialiser."""
+
+    def __init__(self, target: Inventory, initial_value: Callable[[str], Any]) -> None:
+        self._keys: dict[str, str] = {}
+        for spec in target.variables.values():
+            for key in _target_keys(spec):
+                self._keys.setdefault(key, spec.name)
+        self._initial_value = initial_value
+
+    def fill(self, name: str) -> tuple[dict[str, Any] | None, str]:
+        """(fill, why) for the slot named ``name`` (a target key or its display name);
+        fill None: nothing is known about it."""
+        kind = slot_kind(name)
+        what = f"{kind.optimizer}'s {kind.slot} " if kind is not None else ""
+        key = self._keys.get(variable_path(name), name)
+        own = _constant_of(self._initial_value(key))
+        if own is not None and not (kind is not None and kind.positive and own <= 0.0):
+            return _constant_fill(own), f"at {what}{own:g}, the target's own start"
+        if kind is not None:
+            return _constant_fill(kind.start), (
+                f"at {what}{kind.start:g}, the optimizer's default (the target holds no "
+                "single start value)"
+            )
+        return None, (
+            "an optimizer slot of no known kind, which the target gives no single start "
+            "value: check that the optimizer starts it at zero"
+        )
+
+    def pad_fill(self, name: str) -> dict[str, Any]:
+        fill, _ = self.fill(name)
+        if fill is not None:
+            return fill
+        # Unknown kind: an accumulator divides by its square root, so its new cells get
+        # the mean of the old ones (positive); anything else zeros.
+        leaf = name.rsplit("/", 1)[-1]
+        return {"fill": "mean"} if _ACCUMULATOR.search(leaf) else {"fill": "zeros"}
 
 
 def _index(source: tuple[int, ...], target: tuple[int, ...]) -> str | None:
@@ -701,7 +771,11 @@ def _scope_groups(renames: dict[str, str], names: list[str]) -> dict[tuple[str, 
 
 
 def _fix_rules(
-    plan: _Plan, ckpt: Inventory, target: Inventory, doubts: dict[str, str]
+    plan: _Plan,
+    ckpt: Inventory,
+    target: Inventory,
+    doubts: dict[str, str],
+    starts: _SlotStarts,
 ) -> list[SuggestedRule]:
     slots = _slots_of(ckpt)
     wanted = set().union(*(_target_keys(t) for t in target.variables.values()))
@@ -723,7 +797,7 @@ def _fix_rules(
         for slot in sorted(slots.get(source, []), key=_natural):
             slot_name = name + slot[len(source) :]
             if slot_name in wanted:
-                slot_ops, _ = _shape_ops(src.shape, tgt.shape, _slot_fill(slot))
+                slot_ops, _ = _shape_ops(src.shape, tgt.shape, starts.pad_fill(slot_name))
                 for op in slot_ops:
                     rules.append(_rule(Section.SHAPE, {"name": slot_name, **op}))
         why = doubt or doubts.get(source)
@@ -759,15 +833,25 @@ def _drop_rules(plan: _Plan, ckpt: Inventory, target: Inventory) -> list[Suggest
     return rules
 
 
-def _init_rule(spec: VariableSpec, note: str) -> SuggestedRule | None:
+def _init_rule(spec: VariableSpec, note: str, starts: _SlotStarts) -> SuggestedRule | None:
     dtype = dtypes.BY_NAME.get(spec.dtype)
     if dtype is None or dtype.itemsize is None:
         return None  # strings, variants: nothing a map can create
     name = variable_path(spec.name)
-    fill = _fill_for(name, spec.shape, spec.dtype) if spec.role is Role.MODEL else {"fill": "zeros"}
+    fill: dict[str, Any] = {"fill": "zeros"}
+    if spec.role is Role.MODEL:
+        fill = _fill_for(name, spec.shape, spec.dtype)
+    uncertain = None
+    if spec.role is Role.OPTIMIZER and spec.dtype.startswith(("float", "bfloat", "half")):
+        start, why = starts.fill(spec.name)
+        if start is None:
+            uncertain = why
+        else:
+            fill = start
+            note = f"{note}; it starts {why}"
     init = {"name": name, "shape": list(spec.shape), "dtype": spec.dtype, **fill}
     body: dict[str, Any] = {"init": init, "note": note}
-    return _rule(Section.INIT, body)
+    return _rule(Section.INIT, body, uncertain)
 
 
 # -- simulation ------------------------------------------------------------------------
@@ -789,7 +873,7 @@ def _predict(checkpoint: str | Path, target: Inventory, rules: Sequence[Suggeste
     )
 
 
-def _leftover_rules(report: Report) -> list[SuggestedRule]:
+def _leftover_rules(report: Report, starts: _SlotStarts) -> list[SuggestedRule]:
     rules = []
     for f in report.findings:
         if f.kind is Kind.UNUSED and f.checkpoint is not None:
@@ -797,7 +881,7 @@ def _leftover_rules(report: Report) -> list[SuggestedRule]:
             body = {"name": name, "drop": True, "note": "the target does not restore it"}
             rules.append(_rule(Section.DROP, body))
         elif f.kind is Kind.MISSING and f.target is not None and f.target.role is not Role.METADATA:
-            rule = _init_rule(f.target, "the checkpoint has no value for it; it starts fresh")
+            rule = _init_rule(f.target, "the checkpoint has no value for it", starts)
             if rule is not None:
                 rules.append(rule)
     return rules
@@ -835,7 +919,13 @@ def suggest(
     with open_conversion_target(
         target, root=root, format=OutputFormat.parse(format)
     ) as target_model:
-        target_inventory = target_model.inventory
+        starts = _SlotStarts(target_model.inventory, target_model.initial_value)
+        return _suggest(checkpoint, ckpt, target_model.inventory, starts)
+
+
+def _suggest(
+    checkpoint: str | Path, ckpt: Inventory, target_inventory: Inventory, starts: _SlotStarts
+) -> Suggestion:
     start = _bundled_start(checkpoint, ckpt, target_inventory)
     base: list[SuggestedRule] = []
     notes: list[str] = []
@@ -847,18 +937,18 @@ def suggest(
     rules = [
         *base,
         *_rename_rules(plan, ckpt, doubts),
-        *_fix_rules(plan, ckpt, target_inventory, doubts),
+        *_fix_rules(plan, ckpt, target_inventory, doubts, starts),
         *_drop_rules(plan, ckpt, target_inventory),
     ]
     # Metadata (a tf.train.Checkpoint's save_counter) comes with the target's own value.
     inits = [s for s in plan.inits if s.role is not Role.METADATA]
     for spec in sorted(inits, key=lambda s: _natural(s.name)):
-        rule = _init_rule(spec, "the checkpoint has nothing that fits it")
+        rule = _init_rule(spec, "the checkpoint has nothing that fits it", starts)
         if rule is not None:
             rules.append(rule)
     rules = list(_ordered(rules))
     first = _predict(checkpoint, target_inventory, rules)
-    leftovers = _leftover_rules(first)
+    leftovers = _leftover_rules(first, starts)
     if leftovers:
         rules = list(_ordered([*rules, *leftovers]))
     predicted = _predict(checkpoint, target_inventory, rules) if leftovers else first

@@ -143,3 +143,226 @@ def test_a_rename_the_pairing_by_original_name_contradicts_is_refused_naming_bot
         convert(tmp_path / "old", typo, tmp_path / "t.weights.h5", target=archive, format="keras")
     assert not (tmp_path / "h.weights.h5").exists()
     assert not (tmp_path / "t.weights.h5").exists()
+
+
+# -- new optimizer state is what the optimizer would create -----------------------------
+
+
+def _dnn(tf: Any, hidden: tuple[int, ...], n_classes: int, optimizer: Any) -> Any:
+    """In the current graph, an Estimator-named DNN (dnn/hiddenlayer_N, dnn/logits) on fixed
+    data, trained by ``optimizer()``; returns the training op."""
+    v1 = tf.compat.v1
+    v1.set_random_seed(1)
+    global_step = v1.train.get_or_create_global_step()
+    rng = np.random.default_rng(0)
+    net = tf.constant(rng.standard_normal((16, 4)), tf.float32)
+    labels = tf.constant(np.arange(16) % n_classes, tf.int64)
+    with v1.variable_scope("dnn"):
+        for i, units in enumerate(hidden):
+            with v1.variable_scope(f"hiddenlayer_{i}"):
+                kernel = v1.get_variable("kernel", [net.shape[-1], units])
+                bias = v1.get_variable("bias", [units], initializer=v1.zeros_initializer())
+                net = tf.nn.relu(tf.matmul(net, kernel) + bias)
+        with v1.variable_scope("logits"):
+            kernel = v1.get_variable("kernel", [net.shape[-1], n_classes])
+            bias = v1.get_variable("bias", [n_classes], initializer=v1.zeros_initializer())
+            logits = tf.matmul(net, kernel) + bias
+    loss = v1.losses.sparse_softmax_cross_entropy(labels, logits)
+    return optimizer().minimize(loss, global_step=global_step)
+
+
+def _save_dnn(
+    tf: Any, prefix: Path, hidden: tuple[int, ...], n_classes: int, optimizer: Any, *, steps: int
+) -> tuple[Path, Path]:
+    """The DNN trained ``steps`` steps, saved by a Saver (with its .meta); returns
+    (checkpoint prefix, .meta)."""
+    v1 = tf.compat.v1
+    graph = tf.Graph()
+    with graph.as_default():
+        train = _dnn(tf, hidden, n_classes, optimizer)
+        saver = v1.train.Saver()
+        with v1.Session(graph=graph) as session:
+            session.run(v1.global_variables_initializer())
+            for _ in range(steps):
+                session.run(train)
+            saved = saver.save(session, str(prefix), global_step=steps)
+    return Path(saved), Path(saved + ".meta")
+
+
+def _initial_values(tf: Any, meta: Path) -> dict[str, np.ndarray]:
+    """What the target graph's own initialisers give every variable."""
+    v1 = tf.compat.v1
+    graph = tf.Graph()
+    with graph.as_default(), v1.Session(graph=graph) as session:
+        v1.train.import_meta_graph(str(meta))
+        session.run(v1.global_variables_initializer())
+        return {v.op.name: session.run(v) for v in v1.global_variables()}
+
+
+def _one_step(
+    tf: Any, build: Any, prefix: Path, fresh: dict[str, np.ndarray] | None = None
+) -> dict[str, np.ndarray]:
+    """Build the target graph with ``build`` (returns its training op), restore ``prefix``
+    with a Saver, run one step of the target's own optimizer; every variable after it.
+    ``fresh``: values assigned after the restore (the reference run: new cells as the
+    optimizer's own initialisers make them)."""
+    v1 = tf.compat.v1
+    graph = tf.Graph()
+    with graph.as_default():
+        train = build()
+        saver = v1.train.Saver()
+        variables = {v.op.name: v for v in v1.global_variables()}
+        with v1.Session(graph=graph) as session:
+            saver.restore(session, str(prefix))
+            for name, value in (fresh or {}).items():
+                variables[name].load(value, session)
+            session.run(train)
+            return {name: session.run(v) for name, v in variables.items()}
+
+
+def _suggest_and_convert(source: Path, meta: Path, directory: Path) -> tuple[Path, str]:
+    """`ckptmigrate suggest` then `convert --target --verify`, as a user runs them; returns
+    (the converted prefix, the map's text)."""
+    map_path = directory / "suggested.yaml"
+    done = runner.invoke(app, ["suggest", str(source), "-t", str(meta), "-o", str(map_path)])
+    assert done.exit_code == 0, done.output
+    out = directory / "converted"
+    done = runner.invoke(
+        app,
+        ["convert", str(source), "-m", str(map_path), "-t", str(meta), "-o", str(out), "--verify"],
+    )
+    assert done.exit_code == 0, done.output
+    assert "verify ok" in done.output
+    return out, map_path.read_text()
+
+
+def _assert_finite(values: dict[str, np.ndarray]) -> None:
+    bad = {
+        name: int(np.size(v) - np.isfinite(v).sum())
+        for name, v in values.items()
+        if np.asarray(v).dtype.kind == "f" and not np.isfinite(v).all()
+    }
+    assert not bad, f"NaN or Inf after one training step: {bad}"
+
+
+def _latest(tf: Any, directory: Path) -> Path:
+    found = tf.train.latest_checkpoint(str(directory))
+    assert found is not None
+    return Path(found)
+
+
+@pytest.mark.parametrize("hidden", [(10, 10, 10), (20, 20, 20)], ids=["deeper", "wider"])
+def test_suggested_estimator_migration_trains_a_step_of_adagrad_without_nan(
+    tf: Any, tmp_path: Path, hidden: tuple[int, ...]
+) -> None:
+    from models import save_estimator_checkpoint
+
+    from ckptmigrate.examples import build_estimator_dnn
+
+    source, _ = save_estimator_checkpoint(tf, tmp_path / "old", partitioned=False)
+    target, _ = save_estimator_checkpoint(
+        tf, tmp_path / "new", hidden_units=hidden, partitioned=False, steps=0
+    )
+    meta = Path(str(target) + ".meta")
+    out, text = _suggest_and_convert(source, meta, tmp_path)
+    assert "Adagrad" in text
+    assert "fill: mean" not in text
+    converted = tf.train.load_checkpoint(str(_latest(tf, out)))
+    fresh = _initial_values(tf, meta)
+    # The new layer's accumulators are what the target's AdagradOptimizer creates (0.1).
+    for name in ("dnn/hiddenlayer_2/kernel/Adagrad", "dnn/hiddenlayer_2/bias/Adagrad"):
+        np.testing.assert_array_equal(converted.get_tensor(name), fresh[name])
+    if hidden[0] == 20:  # and the new cells of the widened ones too
+        np.testing.assert_array_equal(
+            converted.get_tensor("dnn/hiddenlayer_1/kernel/Adagrad")[10:, 10:],
+            fresh["dnn/hiddenlayer_1/kernel/Adagrad"][10:, 10:],
+        )
+    after = _one_step(
+        tf,
+        lambda: build_estimator_dnn(tf, hidden_units=hidden, partitioned=False),
+        _latest(tf, out),
+    )
+    _assert_finite(after)
+
+
+def test_new_accumulators_start_where_the_target_graph_starts_them(tf: Any, tmp_path: Path) -> None:
+    def adagrad() -> Any:
+        return tf.compat.v1.train.AdagradOptimizer(0.1, initial_accumulator_value=0.3)
+
+    source, _ = _save_dnn(tf, tmp_path / "old" / "m", (6,), 3, adagrad, steps=3)
+    _, meta = _save_dnn(tf, tmp_path / "new" / "m", (6, 6), 3, adagrad, steps=0)
+    out, text = _suggest_and_convert(source, meta, tmp_path)
+    assert "initial_accumulator_value 0.3, the target" in text
+    converted = tf.train.load_checkpoint(str(_latest(tf, out)))
+    assert (converted.get_tensor("dnn/hiddenlayer_1/kernel/Adagrad") == np.float32(0.3)).all()
+    _assert_finite(_one_step(tf, lambda: _dnn(tf, (6, 6), 3, adagrad), _latest(tf, out)))
+
+
+def _ftrl() -> Any:
+    import tensorflow as tf
+
+    return tf.compat.v1.train.FtrlOptimizer(0.5)
+
+
+def test_ftrl_slots_grow_as_ftrl_creates_them_and_new_classes_step_as_fresh_ones(
+    tf: Any, tmp_path: Path
+) -> None:
+    source, _ = _save_dnn(tf, tmp_path / "old" / "m", (8,), 3, _ftrl, steps=5)
+    linear = tf.train.load_checkpoint(str(source)).get_tensor("dnn/logits/kernel/Ftrl_1")
+    assert (linear > 0).any()
+    assert (linear < 0).any()
+    _, meta = _save_dnn(tf, tmp_path / "new" / "m", (8,), 5, _ftrl, steps=0)
+    out, _ = _suggest_and_convert(source, meta, tmp_path)
+    converted = tf.train.load_checkpoint(str(_latest(tf, out)))
+    fresh = _initial_values(tf, meta)
+    for slot in ("Ftrl", "Ftrl_1"):  # accumulator 0.1, linear 0: what FtrlOptimizer creates
+        for name in (f"dnn/logits/kernel/{slot}", f"dnn/logits/bias/{slot}"):
+            new_cells = converted.get_tensor(name)[..., 3:]
+            np.testing.assert_array_equal(new_cells, fresh[name][..., 3:], err_msg=name)
+    np.testing.assert_array_equal(
+        converted.get_tensor("dnn/logits/kernel/Ftrl_1")[:, :3], linear
+    )  # the trained cells are kept
+    _assert_steps_as_a_fresh_optimizer(tf, _latest(tf, out), fresh)
+
+
+def test_a_map_padding_a_variable_gives_its_slots_the_optimizers_start(
+    tf: Any, tmp_path: Path
+) -> None:
+    """A hand-written map: the slots follow the variable's pad with what the optimizer
+    creates for their kind, whatever their trained values look like."""
+    source, _ = _save_dnn(tf, tmp_path / "old" / "m", (8,), 3, _ftrl, steps=5)
+    _, meta = _save_dnn(tf, tmp_path / "new" / "m", (8,), 5, _ftrl, steps=0)
+    widen = tmp_path / "widen.yaml"
+    widen.write_text(
+        "version: 1\nrules:\n"
+        "  - name: dnn/logits/kernel\n    pad: {shape: [8, 5], fill: glorot_uniform, seed: 1}\n"
+        "  - name: dnn/logits/bias\n    pad: {shape: [5], fill: zeros}\n"
+    )
+    result = convert(source, widen, tmp_path / "out", target=str(meta), verify=True)
+    assert result.verification is not None
+    assert result.verification.ok
+    converted = tf.train.load_checkpoint(str(result.prefix))
+    fresh = _initial_values(tf, meta)
+    for name in ("dnn/logits/kernel/Ftrl", "dnn/logits/kernel/Ftrl_1", "dnn/logits/bias/Ftrl"):
+        np.testing.assert_array_equal(
+            converted.get_tensor(name)[..., 3:], fresh[name][..., 3:], err_msg=name
+        )
+    _assert_steps_as_a_fresh_optimizer(tf, Path(str(result.prefix)), fresh)
+
+
+def _assert_steps_as_a_fresh_optimizer(tf: Any, prefix: Path, fresh: dict[str, np.ndarray]) -> None:
+    """One real FTRL step on the widened [8, 5] head: finite, and FTRL, which recomputes
+    each weight from its linear and accumulator slots, moves the new class columns exactly
+    as it does when their slot cells hold what FtrlOptimizer itself creates."""
+    reader = tf.train.load_checkpoint(str(prefix))
+    reference_state = {}
+    for name in ("dnn/logits/kernel", "dnn/logits/bias"):
+        for slot in ("Ftrl", "Ftrl_1"):
+            value = reader.get_tensor(f"{name}/{slot}")
+            value[..., 3:] = fresh[f"{name}/{slot}"][..., 3:]
+            reference_state[f"{name}/{slot}"] = value
+    after = _one_step(tf, lambda: _dnn(tf, (8,), 5, _ftrl), prefix)
+    _assert_finite(after)
+    reference = _one_step(tf, lambda: _dnn(tf, (8,), 5, _ftrl), prefix, reference_state)
+    for name in ("dnn/logits/kernel", "dnn/logits/bias"):
+        np.testing.assert_array_equal(after[name][..., 3:], reference[name][..., 3:], name)

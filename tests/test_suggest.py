@@ -71,8 +71,13 @@ def test_estimator_widened_with_slots_kept(
     assert pads["dnn/hiddenlayer_0/bias"] == {"shape": [20], "fill": "zeros"}
     assert pads["dnn/hiddenlayer_1/kernel"] == {"shape": [20, 20], "fill": "glorot_uniform"}
     assert pads["dnn/logits/kernel"] == {"shape": [20, 2], "fill": "glorot_uniform"}
-    # the target keeps Adagrad slots: padded with their own fill, never dropped
-    assert pads["dnn/hiddenlayer_1/kernel/Adagrad"] == {"shape": [20, 20], "fill": "mean"}
+    # the target keeps Adagrad slots: padded with their own fill (what the target's
+    # AdagradOptimizer starts an accumulator at), never dropped
+    assert pads["dnn/hiddenlayer_1/kernel/Adagrad"] == {
+        "shape": [20, 20],
+        "fill": "constant",
+        "value": 0.1,
+    }
     assert not rules_of(suggestion, "drop")
     slices = {r["name"]: r["slice"] for r in rules_of(suggestion, "slice")}
     assert slices == {

@@ -12,7 +12,7 @@ from .. import dtypes
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = ["FILL_KINDS", "OPTIMIZER_STATE", "Fill", "make_fill"]
+__all__ = ["FILL_KINDS", "OPTIMIZER_STATE", "Fill", "SlotKind", "make_fill", "slot_kind"]
 
 FILL_KINDS = ("zeros", "ones", "constant", "normal", "truncated_normal", "glorot_uniform", "mean")
 
@@ -52,6 +52,65 @@ def _fans(shape: tuple[int, ...]) -> tuple[int, int]:
 OPTIMIZER_STATE = "optimizer_state"
 
 
+@dataclass(frozen=True, slots=True)
+class SlotKind:
+    """What an optimizer creates for a new variable in one of its slots."""
+
+    optimizer: str
+    slot: str  # the slot, or the optimizer's parameter that sets its start
+    start: float  # the value every cell of a new slot starts at (the optimizer's default)
+    positive: bool = False  # the update divides by it: it must stay above zero
+
+
+_ACCUMULATOR = "initial_accumulator_value"
+# TF1 slots are named `<variable>/<optimizer name>[_N]`, N counting the optimizer's slots in
+# the order it creates them; TF2 (Keras optimizer v2) slots `.../.OPTIMIZER_SLOT/<opt>/<slot>`.
+_TF1_SLOTS = {
+    "Adagrad": SlotKind("Adagrad", _ACCUMULATOR, 0.1, positive=True),
+    "ProximalAdagrad": SlotKind("ProximalAdagrad", _ACCUMULATOR, 0.1, positive=True),
+    "AdagradDA": SlotKind("AdagradDA", "gradient_accumulator", 0.0),
+    "AdagradDA_1": SlotKind(
+        "AdagradDA", "initial_gradient_squared_accumulator_value", 0.1, positive=True
+    ),
+    "Ftrl": SlotKind("Ftrl", _ACCUMULATOR, 0.1, positive=True),
+    "Ftrl_1": SlotKind("Ftrl", "linear", 0.0),
+    "RMSProp": SlotKind("RMSProp", "rms", 1.0, positive=True),  # TF1 starts rms at ones
+    "RMSProp_1": SlotKind("RMSProp", "momentum (mg when centered)", 0.0),
+    "RMSProp_2": SlotKind("RMSProp", "momentum", 0.0),
+    "Adam": SlotKind("Adam", "m", 0.0),
+    "Adam_1": SlotKind("Adam", "v", 0.0),
+    "Momentum": SlotKind("Momentum", "momentum", 0.0),
+    "Adadelta": SlotKind("Adadelta", "accum", 0.0),
+    "Adadelta_1": SlotKind("Adadelta", "accum_update", 0.0),
+}
+_TF2_SLOTS = {
+    # Keras' Adagrad and Ftrl both start `accumulator` at initial_accumulator_value=0.1.
+    "accumulator": SlotKind("Adagrad/Ftrl", _ACCUMULATOR, 0.1, positive=True),
+    "linear": SlotKind("Ftrl", "linear", 0.0),
+    "m": SlotKind("Adam", "m", 0.0),
+    "v": SlotKind("Adam", "v", 0.0),
+    "vhat": SlotKind("Adam", "vhat", 0.0),
+    "momentum": SlotKind("SGD/RMSprop", "momentum", 0.0),
+    "rms": SlotKind("RMSprop", "rms", 0.0),  # Keras' RMSprop, unlike TF1's, starts at 0
+    "mg": SlotKind("RMSprop", "mg", 0.0),
+    "accum_grad": SlotKind("Adadelta", "accum_grad", 0.0),
+    "accum_var": SlotKind("Adadelta", "accum_var", 0.0),
+}
+_TF2_SLOT_MARKER = "/.OPTIMIZER_SLOT/"
+
+
+def slot_kind(name: str) -> SlotKind | None:
+    """The kind of optimizer slot ``name`` is, by the name TensorFlow gives it
+    (``dense/kernel/Adagrad``, ``.../kernel/t_0/Ftrl_1``,
+    ``dense/kernel/.OPTIMIZER_SLOT/optimizer/m``); None for names no known optimizer makes
+    (a TF1 optimizer created with its own ``name=``, a Keras 3 ``optimizer/vars/3``)."""
+    name = name.removesuffix("/.ATTRIBUTES/VARIABLE_VALUE")
+    last = name.rsplit("/", 1)[-1]
+    if _TF2_SLOT_MARKER in name:
+        return _TF2_SLOTS.get(last)
+    return _TF1_SLOTS.get(last)
+
+
 def make_fill(
     fill: Fill, shape: tuple[int, ...], dtype: str, name: str, existing: np.ndarray | None = None
 ) -> np.ndarray:
@@ -66,8 +125,13 @@ def make_fill(
         base = 0.0 if existing is None or existing.size == 0 else float(np.mean(existing))
         return np.full(shape, base).astype(target)
     if fill.kind == OPTIMIZER_STATE:
-        # Accumulators (Adagrad, RMSProp, Ftrl) must stay positive: their mean where every
-        # existing value is; momenta and moments start fresh at zero.
+        # What the optimizer gives a new variable: its start value for a known slot
+        # (Adagrad's accumulator 0.1, Ftrl's linear 0, Adam's moments 0); an unknown
+        # slot gets the mean of its cells where every one is positive (an accumulator the
+        # update divides by), zeros otherwise.
+        kind = slot_kind(name)
+        if kind is not None:
+            return np.full(shape, kind.start).astype(target)
         positive = existing is not None and existing.size > 0 and bool(np.all(existing > 0))
         base = float(np.mean(existing)) if positive and existing is not None else 0.0
         return np.full(shape, base).astype(target)

@@ -31,6 +31,8 @@ from .live import call_builder
 from .metagraph import import_meta_graph
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from ..formats.keras_weights import KerasLayout
 
 DEFAULT_ROOT = "model"
@@ -60,6 +62,21 @@ class TargetModel:
 
     def has_initial_value(self, key: str) -> bool:
         return key in self._initial_keys
+
+    def initial_value(self, key: str) -> np.ndarray | None:
+        """The value the target holds for ``key`` as instantiated (a graph's initialisers
+        run, a builder's model as built, a checkpoint's stored value); None without one."""
+        if not self.has_initial_value(key):
+            return None
+        if self.keras is not None:
+            import h5py
+
+            from ..formats.keras_weights import read_dataset
+
+            with h5py.File(self.keras.template, "r") as template:
+                return read_dataset(template[key])
+        assert self.template is not None
+        return self.template.reader.read(key)
 
     @functools.cached_property
     def _initial_keys(self) -> frozenset[str]:
