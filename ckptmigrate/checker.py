@@ -42,7 +42,7 @@ class IncompatibleCheckpointError(CkptMigrateError):
         ]
         more = f"; and {len(problems) - 20} more" if len(problems) > 20 else ""
         below = (
-            f"; the match ratio {report.match_ratio:.2f} is below --min-match "
+            f"; the match ratio {report.match_ratio:.2f} is below [[min_match]] "
             f"{report.options.min_match}"
             if report.below_min_match
             else ""
@@ -50,7 +50,7 @@ class IncompatibleCheckpointError(CkptMigrateError):
         super().__init__(
             f"not compatible with the target: {report.headline}{below}. " + "; ".join(lines) + more,
             path=report.checkpoint.source,
-            hint="`ckptmigrate check CKPT --target T` prints the full report.",
+            hint="[[check_command]] prints the full report.",
         )
 
 
@@ -92,7 +92,7 @@ def check(
             contradict each other.
     """
     if min_match is not None and not 0.0 <= min_match <= 1.0:
-        raise CkptMigrateError(f"--min-match must be between 0 and 1, got {min_match}")
+        raise CkptMigrateError(f"[[min_match]] must be between 0 and 1, got {min_match}")
     options = CheckOptions(
         ignore=tuple(ignore),
         strict=strict,
@@ -108,14 +108,14 @@ def check(
     if values:
         if target_inventory.kind not in CHECKPOINT_KINDS:
             raise CkptMigrateError(
-                f"--values compares two checkpoints; the target is a {target_inventory.kind}",
+                f"[[values]] compares two checkpoints; the target is a {target_inventory.kind}",
                 path=target_inventory.source,
-                hint="pass a checkpoint as --target, or drop --values.",
+                hint="pass a checkpoint as [[target]], or check without [[values]].",
             )
         if map is not None:
             raise CkptMigrateError(
-                "--values compares stored values; it cannot be combined with --map",
-                hint="convert first, then check --values.",
+                "[[values]] compares stored values; it cannot be combined with [[map]]",
+                hint="convert first, then check the output with [[values]].",
             )
         report = _with_values(report, checkpoint, target_inventory.source)
     return report

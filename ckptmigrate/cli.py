@@ -49,6 +49,16 @@ CLI_FLAGS = {
     "map": "--map M",
     "target": "--target T",
     "fill_missing_from_target": "--fill-missing-from-target",
+    "format_keras": "--format keras",
+    "verify": "--verify",
+    "check_crc": "--check-crc",
+    "strict": "--strict",
+    "require_all": "--require-all",
+    "min_match": "--min-match",
+    "values": "--values",
+    "check_command": "`ckptmigrate check CKPT --target T`",
+    "check_map_command": "`ckptmigrate check CKPT --target T --map M`",
+    "suggest_command": "`ckptmigrate suggest CKPT --target T`",
 }
 
 

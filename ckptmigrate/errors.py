@@ -16,9 +16,19 @@ from pathlib import Path
 # flag (``error.render(flags)``; cli.py owns the flags).
 API_SPELLING: Mapping[str, str] = {
     "overwrite": "overwrite=True",
-    "map": "mapping=",
-    "target": "target=",
+    "map": "a map (mapping=...)",
+    "target": "target=...",
     "fill_missing_from_target": "fill_missing_from_target=True",
+    "format_keras": 'format="keras"',
+    "verify": "verify=True",
+    "check_crc": "check_crc=True",
+    "strict": "strict=True",
+    "require_all": "require_all=True",
+    "min_match": "min_match",
+    "values": "values=True",
+    "check_command": "ckptmigrate.check(checkpoint, target)",
+    "check_map_command": "ckptmigrate.check(checkpoint, target, map=...)",
+    "suggest_command": "ckptmigrate.suggest(checkpoint, target)",
 }
 _OPTION_TOKEN = re.compile(r"\[\[([a-z_]+)\]\]")
 

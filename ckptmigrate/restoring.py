@@ -316,7 +316,7 @@ def _restore_from(into: _Into, prefix: str | Path, strict: bool, *, skip: frozen
         raise RestoreError(
             f"{into.flavour.value} did not restore it: {first_line(e)}",
             path=prefix,
-            hint="this is a bug if the check passed: please report it with --traceback.",
+            hint="this is a bug if the check passed: please report it with the traceback.",
         ) from e
 
 

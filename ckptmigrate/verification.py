@@ -169,7 +169,7 @@ def _in_child(request: RestoreRequest) -> tuple[str, str | None]:
             f"again to verify it: {answer['trouble']}",
             path=request.target,
             hint="check that the target loads on its own (a builder's imports, a .keras "
-            "file's custom objects), or convert without --verify.",
+            "file's custom objects), or convert without [[verify]].",
         )
     return str(answer["how"]), answer.get("error")
 

@@ -176,3 +176,50 @@ def test_public_functions_document_args_returns_and_raises(name: str) -> None:
     if not parameters:
         missing = [s for s in missing if s != "Args:"]
     assert missing == [], f"{name}'s docstring lacks {', '.join(missing)}"
+
+
+def _strings(node: ast.AST) -> Iterator[str]:
+    for child in ast.walk(node):
+        if isinstance(child, ast.Constant) and isinstance(child.value, str):
+            yield child.value
+
+
+def _error_calls(tree: ast.Module) -> Iterator[ast.Call]:
+    """Calls that build an error (``...Error(...)``) or carry a ``hint=``."""
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        func = node.func
+        name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+        if name.endswith("Error") or any(k.arg == "hint" for k in node.keywords):
+            yield node
+
+
+def test_library_errors_name_options_not_cli_flags() -> None:
+    """An API caller who passed overwrite= must not read "pass --force": library messages
+    write [[option]] tokens, which str(error) spells as the API's keywords and the CLI as
+    its flags; both tables know every token used."""
+    import re
+
+    from ckptmigrate.cli import CLI_FLAGS
+    from ckptmigrate.errors import API_SPELLING
+
+    flag = re.compile(r"(?<![\w-])--[a-z]")
+    token = re.compile(r"\[\[([a-z_]+)\]\]")
+    flags_named: list[str] = []
+    tokens: set[str] = set()
+    for name, path in sorted(modules().items()):
+        if name == "ckptmigrate.cli":
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for call in _error_calls(tree):
+            for text in _strings(call):
+                if flag.search(text):
+                    flags_named.append(f"{name}:{call.lineno}: {text!r}")
+        if name != "ckptmigrate.errors":  # it explains the tokens in its docstrings
+            for text in _strings(tree):
+                tokens.update(token.findall(text))
+    assert flags_named == []
+    assert tokens, "no option tokens found: the scan is broken"
+    assert sorted(tokens - set(API_SPELLING)) == []
+    assert sorted(tokens - set(CLI_FLAGS)) == []

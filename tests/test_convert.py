@@ -149,7 +149,7 @@ def test_rule_matching_nothing_warns_then_fails_with_strict(small: Path, tmp_pat
 
 def test_require_all(small: Path, tmp_path: Path) -> None:
     partial = write_map(tmp_path, "version: 1\nrules:\n  - name: global_step\n    drop: true\n")
-    with pytest.raises(MapError, match="--require-all: 4 variable"):
+    with pytest.raises(MapError, match="require_all=True: 4 variable"):
         plan(small, partial, require_all=True)  # only global_step has a rule
     full = write_map(
         tmp_path,

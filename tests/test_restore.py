@@ -187,7 +187,7 @@ def test_non_strict_leaves_missing_variables_alone(tf: Any, tmp_path: Path) -> N
     restored = _tf1_values(tf, session)
     assert same_bits(restored["dense/kernel"], saved["dense/kernel"])
     assert np.all(restored["head/kernel"] == 9.0)
-    with pytest.raises(IncompatibleCheckpointError, match="below --min-match"):
+    with pytest.raises(IncompatibleCheckpointError, match="below min_match"):
         restore(session, prefix, strict=False, min_match=0.9)
 
 

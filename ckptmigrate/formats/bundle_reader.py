@@ -264,7 +264,7 @@ class BundleReader:
             "check: the data is corrupt",
             path=str(self.data_file(entry.shard_id)),
             variable=key,
-            hint="re-copy the checkpoint; `ckptmigrate inspect --verify` checks every tensor.",
+            hint="re-copy the checkpoint; inspecting it with [[check_crc]] checks every tensor.",
         )
 
     def _chunks(

@@ -253,7 +253,7 @@ def _describe_foreign_file(path: AnyPath, head: bytes) -> CheckpointNotFoundErro
         return CheckpointNotFoundError(
             "this is an HDF5 file (a Keras .h5 / .weights.h5), not a TensorFlow checkpoint",
             path=str(path),
-            hint="Keras weight files are accepted as --target by `check`; "
+            hint="Keras weight files are accepted as a check's [[target]]; "
             "inspect reads TensorFlow checkpoints.",
         )
     if head.startswith(_ZIP_SIGNATURE):
@@ -301,7 +301,7 @@ def _from_file(path: AnyPath, given: AnyPath) -> CheckpointLocation:
                 "this is a MetaGraph (the graph only, no variable values) and the checkpoint "
                 f"beside it is missing (no {index_path(prefix).name})",
                 path=str(path),
-                hint="a .meta file is accepted as --target by `check`; "
+                hint="a .meta file is accepted as a check's [[target]]; "
                 "pass the checkpoint prefix to read values.",
             )
         return CheckpointLocation(prefix, fmt, given, (f"{path} is a MetaGraph; using {prefix}",))
@@ -384,12 +384,12 @@ def _locate_remote(given: RemotePath) -> CheckpointLocation:
         raise remote_error(e, given) from e
 
 
-def check_output(output: AnyPath, given: AnyPath, prefix: AnyPath, force: bool) -> None:
-    """Refuse outputs that are, contain or sit inside the source: replacing them (--force)
+def check_output(output: AnyPath, given: AnyPath, prefix: AnyPath, overwrite: bool) -> None:
+    """Refuse outputs that are, contain or sit inside the source: replacing them (overwrite)
     would destroy it. A source given as a directory owns everything under it. Local and
     remote paths never compare equal, so a URL output is checked against a URL source."""
     try:
-        _check_output(output, given, prefix, force)
+        _check_output(output, given, prefix, overwrite)
     except CkptMigrateError:
         raise
     except Exception as e:  # a store's client raises its own types (no credentials, ...)
@@ -408,7 +408,7 @@ def unreachable_output(error: BaseException, output: RemotePath) -> OutputError:
     )
 
 
-def _check_output(output: AnyPath, given: AnyPath, prefix: AnyPath, force: bool) -> None:
+def _check_output(output: AnyPath, given: AnyPath, prefix: AnyPath, overwrite: bool) -> None:
     out = output.resolve()
     source_dir = prefix.resolve().parent
     given_dir = given.resolve() if given.is_dir() else None
@@ -424,11 +424,11 @@ def _check_output(output: AnyPath, given: AnyPath, prefix: AnyPath, force: bool)
             "would destroy the source",
             path=str(output),
         )
-    if output.exists() and not force:
+    if output.exists() and not overwrite:
         raise OutputError(
             "the output already exists",
             path=str(output),
-            hint="choose a new path, or pass --force to replace it.",
+            hint="choose a new path, or pass [[overwrite]] to replace it.",
         )
 
 

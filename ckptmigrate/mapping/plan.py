@@ -470,7 +470,7 @@ def plan_conversion(
                     rule.where,
                     message,
                     hint="remove the rule or fix its pattern "
-                    "(or run without --strict to only warn).",
+                    "(or run without [[strict]] to only warn).",
                 )
             warnings.append(message)
     _check_unique(states, mapping)
@@ -481,7 +481,7 @@ def plan_conversion(
             more = f" and {len(unhandled) - 10} more" if len(unhandled) > 10 else ""
             raise MapError(
                 mapping.path,
-                f"--require-all: {len(unhandled)} variable(s) no rule "
+                f"[[require_all]]: {len(unhandled)} variable(s) no rule "
                 f"renames, keeps or drops: {shown}{more}",
                 hint="add a rule for them (keep: [...] or drop: true).",
             )
@@ -569,5 +569,5 @@ def _object_graph(
             f"this object-based (TF2) checkpoint restores through its object graph, and the "
             f"map asks for a change it cannot express: {e}",
             hint="map onto object paths the checkpoint already has (inspect lists them), or "
-            "convert against the target model (--target, planned) to write its own graph.",
+            "convert into the target model ([[target]]) to write its own graph.",
         ) from None

@@ -41,11 +41,11 @@ class TargetMismatchError(CkptMigrateError):
             path=target,
             hint="add rules to the map (init for new variables, pad/slice for shapes)"
             + (
-                ", pass --fill-missing-from-target to keep the target's initial values"
+                ", pass [[fill_missing_from_target]] to keep the target's initial values"
                 if has_initial_values
                 else ""
             )
-            + ", or let `ckptmigrate suggest CKPT --target T` write the map.",
+            + ", or let [[suggest_command]] write the map.",
         )
 
 
@@ -184,7 +184,7 @@ def refuse_pairing_conflicts(mapped: Inventory, target: Inventory) -> None:
             path=target.source,
             hint="a rule's name is followed over an original name: rename each of these "
             "outputs to the target variable it is meant for (its name or original name, "
-            "as `ckptmigrate check CKPT --target T --map M` lists them), or drop the ones "
+            "as [[check_map_command]] lists them), or drop the ones "
             "the target should not receive.",
         )
 

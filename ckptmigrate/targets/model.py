@@ -128,7 +128,7 @@ def open_keras_target(target: str | Path | Any) -> Iterator[TargetModel]:
         load_target(target)  # a path that doesn't exist, or isn't a target, says so
     if live is None or _is_graph(live):
         raise CkptMigrateError(
-            "--format keras needs a Keras 3 model as the target",
+            "a Keras output ([[format_keras]]) needs a Keras 3 model as the target",
             path=str(target),
             hint="pass a .keras file or a builder (module:function) returning a Keras 3 model.",
         )
@@ -190,15 +190,15 @@ def _refuse_unwritable(inventory: Inventory) -> None:
         raise CkptMigrateError(
             "a Keras weights file holds no TensorFlow checkpoint keys to convert into",
             path=inventory.source,
-            hint="for a Keras 3 model use --format keras with the model as --target (its "
-            ".keras file or a builder module:function).",
+            hint="for a Keras 3 model write a Keras output ([[format_keras]]) with the model as "
+            "[[target]] (its .keras file or a builder module:function).",
         )
     if inventory.kind == "spec" and inventory.scheme is Scheme.TF2:
         raise CkptMigrateError(
             "a spec file of TF2 object-based keys has no object graph to write, so "
             "tf.train.Checkpoint could not restore the output",
             path=inventory.source,
-            hint="pass the model (a builder, a .keras file) or one of its checkpoints as --target.",
+            hint="pass the model (a builder, a .keras file) or one of its checkpoints as [[target]].",
         )
 
 
