@@ -11,7 +11,10 @@ How variables are paired, deterministically:
    by original name, or with one extra leading scope on either side). A pair whose
    checkpoint name or original name already equals one of the target's keys needs no
    rule; otherwise it gets a rename onto the target key. A shape mismatch that slicing,
-   padding, transposing or reshaping can fix stays paired; one that cannot is released.
+   padding, transposing or reshaping can fix stays paired; one that cannot is released,
+   and so is one whose source has exactly the shape of a target variable nothing else
+   supplies (positional names such as Keras' ``_operations/2`` would pad a trained head
+   into the hidden layer inserted at its index: scored, the head goes to the head).
 2. The rest, unpaired model variables on both sides (and step counters among themselves),
    are scored pairwise. Only same-dtype pairs whose shapes are equal, of the same rank,
    transposed or of equal size are candidates. The score mixes
@@ -617,8 +620,28 @@ def _decide(ckpt: Inventory, target: Inventory) -> _Plan:
     poolable = (Role.MODEL, Role.STEP)
     # Slots follow their variable's renames and shape fixes; the simulation catches the rest.
     owned = {slot for slots in _slots_of(ckpt).values() for slot in slots}
+    # A name pair whose shapes differ while a target variable nothing supplies has exactly
+    # the source's shape is doubtful: positional names (Keras' _operations/2) pair a
+    # trained head with the hidden layer inserted at its index. Such pairs go to the
+    # scored pools, where shape, name and layer position (the head is last on both
+    # sides) decide.
+    vacant = Counter(
+        (f.target.shape, f.target.dtype)
+        for f in report.findings
+        if f.kind is Kind.MISSING and f.target is not None and f.target.role in poolable
+    )
     for f in report.findings:
         if f.checkpoint is not None and variable_path(f.checkpoint.name) in owned:
+            continue
+        if (
+            f.kind is Kind.SHAPE_MISMATCH
+            and f.checkpoint is not None
+            and f.target is not None
+            and f.checkpoint.role in poolable
+            and vacant[(f.checkpoint.shape, f.checkpoint.dtype)]
+        ):
+            pool_sources.append(f.checkpoint)
+            pool_targets.append(f.target)
             continue
         if f.kind is Kind.UNUSED:
             if f.checkpoint is not None and f.checkpoint.role in poolable:

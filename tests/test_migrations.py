@@ -366,3 +366,45 @@ def _assert_steps_as_a_fresh_optimizer(tf: Any, prefix: Path, fresh: dict[str, n
     reference = _one_step(tf, lambda: _dnn(tf, (8,), 5, _ftrl), prefix, reference_state)
     for name in ("dnn/logits/kernel", "dnn/logits/bias"):
         np.testing.assert_array_equal(after[name][..., 3:], reference[name][..., 3:], name)
+
+
+# -- suggest keeps layer order and role ---------------------------------------------------
+
+
+@pytest.mark.parametrize("output", ["checkpoint", "keras"])
+def test_a_deeper_keras_stack_keeps_its_trained_head_as_the_head(
+    tf: Any, tmp_path: Path, output: str
+) -> None:
+    """Depth 2 into depth 3: the [32, 10] head goes to the new head, the inserted hidden
+    layer starts fresh (Keras' positional object paths pair the head with the new hidden
+    layer at its index, which a pad would have made fit)."""
+    from models import keras3_model
+
+    from ckptmigrate import suggest
+
+    old = keras3_model(units=(32, 10), train=True)
+    source = tf.train.Checkpoint(model=old).write(str(tmp_path / "two" / "ckpt"))
+    trained = [w.numpy() for w in old.weights[:4]]
+    target = keras3_model(units=(32, 32, 10), train=False, seed=1)
+    archive = tmp_path / "three.keras"
+    target.save(archive)
+    suggestion = suggest(source, archive, format=output)
+    assert not [r for r in suggestion.rules if "pad" in r.body or "slice" in r.body]
+    inits = sorted(r.body["init"]["shape"] for r in suggestion.rules if "init" in r.body)
+    assert inits == [[32], [32, 32]]  # only the inserted hidden layer is new
+    map_path = tmp_path / "deeper.yaml"
+    map_path.write_text(suggestion.to_yaml())
+    out = tmp_path / ("out.weights.h5" if output == "keras" else "out")
+    result = convert(source, map_path, out, target=archive, format=output, verify=True)
+    assert result.verification is not None
+    assert result.verification.ok, result.verification.verdict
+    model = keras3_model(units=(32, 32, 10), train=False, seed=2)
+    if output == "keras":
+        model.load_weights(out)
+    else:
+        tf.train.Checkpoint(model=model).read(str(result.prefix)).assert_existing_objects_matched()
+    first, head = model.get_layer("dense"), model.get_layer("dense_2")
+    np.testing.assert_array_equal(first.kernel.numpy(), trained[0])
+    np.testing.assert_array_equal(first.bias.numpy(), trained[1])
+    np.testing.assert_array_equal(head.kernel.numpy(), trained[2])
+    np.testing.assert_array_equal(head.bias.numpy(), trained[3])
