@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 from typing import Any
 
-from .protowire import MessageWriter
+from .messages import DOUBLE, OPTIONAL, REPEATED, STRING, ProtoFile
 
 STATE_FILENAME = "checkpoint"
 
@@ -34,15 +33,20 @@ _LONG_RUN = 16
 _MAX_RUN_COST = 10_000_000
 _BACKSLASH_RUN = re.compile(rb"\\{%d,}" % (_LONG_RUN + 1))
 
-_PACKAGE = "tensorflow"  # a private pool: error messages name the type as TensorFlow does
-# tensorflow/core/protobuf/checkpoint_state.proto (proto3)
-_STRING, _DOUBLE = 9, 1
-_OPTIONAL, _REPEATED = 1, 3
-_FIELDS = (
-    ("model_checkpoint_path", 1, _STRING, _OPTIONAL),
-    ("all_model_checkpoint_paths", 2, _STRING, _REPEATED),
-    ("all_model_checkpoint_timestamps", 3, _DOUBLE, _REPEATED),
-    ("last_preserved_timestamp", 4, _DOUBLE, _OPTIONAL),
+# tensorflow/core/protobuf/checkpoint_state.proto (proto3), in the package TensorFlow uses
+# so that protobuf's error messages name the type as TensorFlow's do.
+_STATE_FILE = ProtoFile(
+    "ckptmigrate_checkpoint_state.proto",
+    "tensorflow",
+    "proto3",
+    {
+        "CheckpointState": [
+            ("model_checkpoint_path", 1, STRING, OPTIONAL, None),
+            ("all_model_checkpoint_paths", 2, STRING, REPEATED, None),
+            ("all_model_checkpoint_timestamps", 3, DOUBLE, REPEATED, None),
+            ("last_preserved_timestamp", 4, DOUBLE, OPTIONAL, None),
+        ]
+    },
 )
 
 
@@ -59,25 +63,8 @@ class CheckpointState:
     last_preserved_timestamp: float = 0.0
 
 
-@cache
 def _message_class() -> Any:
-    from google.protobuf import descriptor_pool, message_factory
-
-    file = MessageWriter()
-    file.bytes_(1, b"ckptmigrate_checkpoint_state.proto")  # FileDescriptorProto.name
-    file.bytes_(2, _PACKAGE.encode())  # package
-    message = MessageWriter().bytes_(1, b"CheckpointState")  # DescriptorProto.name
-    for name, number, kind, label in _FIELDS:
-        field = MessageWriter().bytes_(1, name.encode())  # FieldDescriptorProto.name
-        field.varint(3, number).varint(4, label).varint(5, kind)
-        message.bytes_(2, field.getvalue())  # DescriptorProto.field
-    file.bytes_(4, message.getvalue())  # message_type
-    file.bytes_(12, b"proto3")  # syntax
-    pool = descriptor_pool.DescriptorPool()
-    pool.AddSerializedFile(file.getvalue())
-    return message_factory.GetMessageClass(
-        pool.FindMessageTypeByName(f"{_PACKAGE}.CheckpointState")
-    )
+    return _STATE_FILE.message_class("CheckpointState")
 
 
 def _one_line(text: str) -> str:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Iterator
 from functools import cached_property
 from typing import Any
 
-from . import messages
+from .messages import parse_object_graph_message
 from .protowire import LEN, MessageWriter, ProtoError, iter_fields, paused_gc
 
 OBJECT_GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
@@ -30,7 +30,7 @@ def _str(raw: bytes) -> str:
 
 def _parse_message(data: bytes) -> Any:
     try:
-        return messages.parse("TrackableObjectGraph", data)
+        return parse_object_graph_message(data)
     except Exception as e:  # google.protobuf.message.DecodeError, without importing it
         raise ProtoError(f"not a TrackableObjectGraph ({e})") from None
 
