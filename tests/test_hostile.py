@@ -6,8 +6,10 @@ their slices. TensorFlow is the oracle for what is valid; every refusal is one c
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +22,17 @@ from typer.testing import CliRunner
 from ckptmigrate import open_checkpoint
 from ckptmigrate.cli import app
 from ckptmigrate.errors import CorruptCheckpointError
+from ckptmigrate.formats.bundle_proto import (
+    BundleEntry,
+    Extent,
+    TensorSlice,
+    decode_entry,
+    encode_entry,
+)
 from ckptmigrate.formats.checkpoint_state import StateFileError, parse_state, render_state
 from ckptmigrate.formats.locate import locate
+from ckptmigrate.formats.ordered_code import encode_slice_key
+from ckptmigrate.formats.table import TableWriter, iter_table
 from ckptmigrate.isolated import python_command
 
 runner = CliRunner()
@@ -267,3 +278,240 @@ def test_isolated_children_import_nothing_from_the_working_directory(tmp_path: P
     assert process.returncode == 0, process.stderr
     assert "strip-optimizer" in process.stdout
     assert sorted(p.name for p in markers.iterdir()) == []
+
+
+# --- index entries that lie about slices and sizes ------------------------------------------
+
+PARTS = {"0,7:-": (0, 7), "7,7:-": (7, 7), "14,6:-": (14, 6)}
+
+
+def partitioned(tf: Any, prefix: Path, specs: list[str] | None = None) -> Path:
+    """A [20, 8] float32 variable 'w' saved by TF in row slices (and a scalar 'step')."""
+    specs = specs or list(PARTS)
+    values = np.arange(160, dtype=np.float32).reshape(20, 8)
+    tensors = []
+    for spec in specs:
+        rows = spec.split(":")[0].split(",")
+        start, length = int(rows[0]), int(rows[1])
+        tensors.append(values[start : start + length])
+    tf.raw_ops.SaveV2(
+        prefix=str(prefix),
+        tensor_names=["w"] * len(specs) + ["step"],
+        shape_and_slices=[f"20 8 {spec}" for spec in specs] + [""],
+        tensors=[*tensors, tf.constant(7, tf.int64)],
+    )
+    return prefix
+
+
+def rewrite_index(prefix: Path, edit: Any, duplicate: str | None = None) -> None:
+    """Decode the index with the project's own table and entry code, let ``edit`` change
+    the entries (a dict of key -> BundleEntry), and write it back (``duplicate``: a key
+    written twice)."""
+    index = prefix.with_name(prefix.name + ".index")
+    header = b""
+    entries: dict[str, BundleEntry] = {}
+    for raw_key, value in iter_table(index.read_bytes()):
+        if raw_key:
+            entries[raw_key.decode("utf-8", "surrogateescape")] = decode_entry(value)
+        else:
+            header = value
+    edit(entries)
+    with index.open("wb") as f:
+        table = TableWriter(f)
+        table.add(b"", header)
+        for key in sorted(entries, key=lambda k: k.encode("utf-8", "surrogateescape")):
+            raw = key.encode("utf-8", "surrogateescape")
+            table.add(raw, encode_entry(entries[key]))
+            if key == duplicate:
+                table._last_key = None  # the writer refuses a repeated key; a hostile one won't
+                table.add(raw, encode_entry(entries[key]))
+        table.finish()
+
+
+def tf_refuses(prefix: Path, key: str, *fragments: str) -> None:
+    """TensorFlow refuses to read ``key``: an error naming ``fragments``, or an abort (a
+    CHECK failure in its reader: hence a separate process)."""
+    code = (
+        "import sys, tensorflow as tf\n"
+        "tf.train.load_checkpoint(sys.argv[1]).get_tensor(sys.argv[2])\n"
+        "print('TF READ IT')\n"
+    )
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    process = subprocess.run(
+        [sys.executable, "-c", code, str(prefix), key],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert process.returncode != 0, process.stdout
+    for fragment in fragments:
+        assert fragment in process.stderr, process.stderr[-2000:]
+
+
+def refused(prefix: Path, *fragments: str) -> str:
+    """inspect and convert both refuse ``prefix`` with one clean paragraph."""
+    index = f"{prefix}.index"
+    for args in (
+        ["inspect", str(prefix)],
+        ["convert", str(prefix), "-m", "strip-optimizer", "-o", str(prefix.parent / "out")],
+    ):
+        message = clean_error(*args)
+        assert message.startswith(f"error: {index} (variable 'w'): "), message
+        for fragment in fragments:
+            assert fragment in message, (fragment, message)
+    assert not (prefix.parent / "out").exists()
+    with pytest.raises(CorruptCheckpointError):
+        open_checkpoint(prefix)
+    return message
+
+
+def slice_key(name: str, spec: str) -> str:
+    start, length = PARTS[spec]
+    return encode_slice_key(name, [(start, length), (0, None)])
+
+
+def test_overlapping_slices_written_by_tf_are_refused(tf: Any, tmp_path: Path) -> None:
+    prefix = partitioned(tf, tmp_path / "model.ckpt", ["0,7:-", "1,7:-", "2,7:-"])
+    tf_refuses(prefix, "w", "Overlapping slices")
+    refused(prefix, "overlapping slices 0,7:- and 1,7:-", "Overlapping slices")
+
+
+def test_duplicate_slices_are_refused(tf: Any, tmp_path: Path) -> None:
+    prefix = partitioned(tf, tmp_path / "model.ckpt")
+
+    def repeat_first_slice(entries: dict[str, BundleEntry]) -> None:
+        full = entries["w"]
+        entries["w"] = replace(full, slices=(full.slices[0], *full.slices))
+
+    rewrite_index(prefix, repeat_first_slice)
+    tf_refuses(prefix, "w")  # TensorFlow aborts: a CHECK failure in its CheckpointReader
+    refused(prefix, "overlapping slices 0,7:- and 0,7:-")
+
+
+def test_duplicate_index_keys_are_refused(tf: Any, tmp_path: Path) -> None:
+    prefix = partitioned(tf, tmp_path / "model.ckpt")
+    rewrite_index(prefix, lambda entries: None, duplicate="w")
+    refused(prefix, "the index holds this key twice")
+
+
+def test_slices_that_do_not_cover_the_variable_are_refused(tf: Any, tmp_path: Path) -> None:
+    prefix = partitioned(tf, tmp_path / "model.ckpt", ["0,7:-", "14,6:-"])
+    tf_refuses(prefix, "w", "sufficient slices")
+    refused(prefix, "cover 104 of the 160 elements")
+
+
+def test_a_partitioned_entrys_own_offsets_are_ignored_as_tf_ignores_them(
+    tf: Any, tmp_path: Path
+) -> None:
+    prefix = partitioned(tf, tmp_path / "model.ckpt")
+    expected = tf.train.load_checkpoint(str(prefix)).get_tensor("w")
+
+    def bogus_location(entries: dict[str, BundleEntry]) -> None:
+        entries["w"] = replace(entries["w"], shard_id=7, offset=-5, size=1 << 40)
+
+    rewrite_index(prefix, bogus_location)
+    np.testing.assert_array_equal(tf.train.load_checkpoint(str(prefix)).get_tensor("w"), expected)
+    with open_checkpoint(prefix) as ckpt:
+        np.testing.assert_array_equal(ckpt.reader.read("w"), expected)
+    output = tmp_path / "out"
+    code, _, err = run_cli("convert", str(prefix), "-m", "strip-optimizer", "-o", str(output))
+    assert code == 0, err
+    restored = tf.train.load_checkpoint(str(output / "model.ckpt")).get_tensor("w")
+    np.testing.assert_array_equal(restored, expected)
+
+
+SLICE_LIES = {
+    # (what is changed, a fragment of our message)
+    "slice outside the shape": (
+        lambda e: {"w": replace(e["w"], slices=(*e["w"].slices[:2], _rows(14, 9)))},
+        "slice 14,9:- does not lie inside [20, 8]",
+    ),
+    "negative start": (
+        lambda e: {"w": replace(e["w"], slices=(_rows(-1, 7), *e["w"].slices[1:]))},
+        "slice -1,7:- does not lie inside [20, 8]",
+    ),
+    "slice of the wrong rank": (
+        lambda e: {"w": replace(e["w"], slices=(TensorSlice((Extent(0, 7),)),))},
+        "slice 0,7 does not lie inside [20, 8]",
+    ),
+    "slice listed but not stored": (
+        lambda e: {slice_key("w", "7,7:-"): None},
+        "slice 7,7:- is listed but not stored",
+    ),
+    "slice stored with another dtype": (
+        lambda e: {slice_key("w", "7,7:-"): replace(e[slice_key("w", "7,7:-")], dtype=3)},
+        "slice 7,7:- is stored as int32 [7, 8], not float32 [7, 8]",
+    ),
+    "slice stored with another size": (
+        lambda e: {slice_key("w", "7,7:-"): replace(e[slice_key("w", "7,7:-")], shape=(7, 9))},
+        "entry size 224 does not match float32 [7, 9] (252 bytes)",
+    ),
+    "slice stored as a partition itself": (
+        lambda e: {
+            slice_key("w", "7,7:-"): replace(e[slice_key("w", "7,7:-")], slices=e["w"].slices)
+        },
+        "slice 0,7:- is listed but not stored",
+    ),
+    "2 GiB of zeros": (
+        lambda e: {"w": replace(e["w"], shape=(1 << 28, 8), slices=(_rows(0, 7),))},
+        "cover 56 of the 2147483648 elements",
+    ),
+    "bogus shard of a sliced plain entry": (
+        lambda e: {
+            "step": replace(e["step"], shard_id=9, offset=-3, size=-1, slices=(TensorSlice(()),))
+        },
+        "is listed but not stored",
+    ),
+}
+
+
+def _rows(start: int, length: int) -> TensorSlice:
+    return TensorSlice((Extent(start, length), Extent(0, None)))
+
+
+@pytest.mark.parametrize("lie", SLICE_LIES)
+def test_index_entries_lying_about_slices_are_refused(tf: Any, tmp_path: Path, lie: str) -> None:
+    change, fragment = SLICE_LIES[lie]
+    prefix = partitioned(tf, tmp_path / "model.ckpt")
+
+    def edit(entries: dict[str, BundleEntry]) -> None:
+        for key, entry in change(entries).items():
+            if entry is None:
+                del entries[key]
+            else:
+                entries[key] = entry
+
+    rewrite_index(prefix, edit)
+    variable = "step" if "plain entry" in lie else "w"
+    if lie != "slice stored as a partition itself":
+        # TF reads a slice's bytes ignoring a `slices` field on it; an entry both stored
+        # and partitioned is refused here rather than guessed at.
+        tf_refuses(prefix, variable)
+    index = f"{prefix}.index"
+    if lie in ("slice stored with another size", "slice stored as a partition itself"):
+        variable = "w (slice 7,7:-)"
+    message = clean_error("inspect", str(prefix))
+    assert message.startswith(f"error: {index} (variable '{variable}'): "), message
+    assert fragment in message, message
+    with pytest.raises(CorruptCheckpointError):
+        open_checkpoint(prefix)
+
+
+@pytest.mark.parametrize(("dtype", "count"), [("string", 200_000_000), ("string", 1 << 62),
+                                              ("variant", 1 << 40)])  # fmt: skip
+def test_string_and_variant_counts_are_checked_before_allocating(
+    tf: Any, tmp_path: Path, dtype: str, count: int
+) -> None:
+    prefix = tmp_path / "model.ckpt"
+    tf.raw_ops.SaveV2(
+        prefix=str(prefix),
+        tensor_names=["s", "w"],
+        shape_and_slices=["", ""],
+        tensors=[tf.constant([b"ab"]), tf.constant([1.0])],
+    )
+    enum = {"string": 7, "variant": 21}[dtype]
+    rewrite_index(prefix, lambda e: e.update(s=replace(e["s"], dtype=enum, shape=(count,))))
+    tf_refuses(prefix, "s")
+    message = clean_error("inspect", str(prefix))
+    assert f"(variable 's'): {dtype} [{count}] declares {count} elements" in message, message

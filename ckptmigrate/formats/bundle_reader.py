@@ -28,7 +28,7 @@ from ..errors import (
 from . import crc, tensor_codec
 from .bundle_proto import BIG_ENDIAN, BundleEntry, BundleHeader, decode_entry, decode_header
 from .locate import AnyPath, data_path, index_path
-from .ordered_code import encode_slice_key, is_slice_key
+from .ordered_code import decode_slice_key, encode_slice_key, is_slice_key
 from .protowire import ProtoError, paused_gc
 from .remote import RemotePath
 from .remote import read_buffer as default_read_buffer
@@ -79,12 +79,15 @@ class BundleReader:
 
     # -- index -------------------------------------------------------------------------
 
-    def _corrupt(self, message: str, variable: str | None = None) -> CorruptCheckpointError:
+    def _corrupt(
+        self, message: str, variable: str | None = None, hint: str | None = None
+    ) -> CorruptCheckpointError:
         return CorruptCheckpointError(
             message,
             path=str(self.index_file),
             variable=variable,
-            hint="the checkpoint is damaged or incompletely copied; re-copy it from its source.",
+            hint=hint
+            or "the checkpoint is damaged or incompletely copied; re-copy it from its source.",
         )
 
     def _read_index(self) -> tuple[BundleHeader, dict[str, BundleEntry]]:
@@ -110,6 +113,8 @@ class BundleReader:
                     key = raw_key.decode("utf-8", "surrogateescape")
                     if key == HEADER_KEY:
                         header = decode_header(value)
+                    elif key in entries:
+                        raise self._corrupt("the index holds this key twice", variable=key)
                     else:
                         entries[key] = decode_entry(value, shapes)
         except TableError as e:
@@ -129,10 +134,14 @@ class BundleReader:
 
     def _check_shards(self) -> None:
         needed = [0] * self.header.num_shards
-        for key, entry in self.entries.items():
+        for stored_key, entry in self.entries.items():
+            key = _readable(stored_key)
             if any(d < 0 for d in entry.shape) or len(entry.shape) > 64:
                 raise self._corrupt(f"invalid shape {list(entry.shape)}", variable=key)
             if entry.slices:
+                # A partitioned variable's own shard, offset and size mean nothing (TF
+                # ignores them): its slices, stored under their own keys, are checked.
+                self._check_slices(stored_key, entry, key)
                 continue
             if not 0 <= entry.shard_id < self.header.num_shards:
                 raise self._corrupt(
@@ -149,6 +158,17 @@ class BundleReader:
                     raise self._corrupt(
                         f"entry size {entry.size} does not match {dtype.name} "
                         f"{list(entry.shape)} ({expected} bytes)",
+                        variable=key,
+                    )
+            elif dtype.is_string or dtype.is_variant:
+                # Each string takes at least its length byte (and the lengths a 4-byte
+                # checksum); each variant at least a length byte and a 4-byte checksum.
+                count = math.prod(entry.shape)
+                least = 0 if not count else count + 4 if dtype.is_string else 5 * count
+                if entry.size < least:
+                    raise self._corrupt(
+                        f"{dtype.name} {list(entry.shape)} declares {count} elements, which "
+                        f"need at least {least} bytes, but the entry stores {entry.size}",
                         variable=key,
                     )
             needed[entry.shard_id] = max(needed[entry.shard_id], entry.offset + entry.size)
@@ -174,6 +194,68 @@ class BundleReader:
                     path=str(path),
                     hint="the copy was interrupted; re-copy the shard.",
                 )
+
+    def _check_slices(self, stored_key: str, entry: BundleEntry, key: str) -> None:
+        """A partitioned variable's slices must lie inside its shape, be stored (under
+        their slice keys, with its dtype and their shape), not overlap and cover it whole:
+        TensorFlow refuses to restore it otherwise ("Overlapping slices", "Does not have
+        sufficient slices"), and reading it would leave zeros where nothing is stored."""
+        shape = list(entry.shape)
+        boxes: list[tuple[tuple[int, int, bool], ...]] = []
+        covered = 0
+        for i, tslice in enumerate(entry.slices):
+            spec = tslice.spec()
+            if len(tslice.extents) != len(shape) or any(
+                e.start != 0
+                if e.length is None
+                else (e.start < 0 or e.length < 0 or e.start + e.length > dim)
+                for e, dim in zip(tslice.extents, shape, strict=False)
+            ):
+                raise self._corrupt(f"slice {spec} does not lie inside {shape}", variable=key)
+            part_shape = tslice.shape(entry.shape)
+            part = self.entries.get(self.slice_key(stored_key, i))
+            if part is None or part.slices:
+                raise self._corrupt(f"slice {spec} is listed but not stored", variable=key)
+            # TF copies a slice's elements in order: any shape of the same size reads.
+            if part.dtype != entry.dtype or math.prod(part.shape) != math.prod(part_shape):
+                raise self._corrupt(
+                    f"slice {spec} is stored as {dtypes.from_enum(part.dtype).name} "
+                    f"{list(part.shape)}, not {dtypes.from_enum(entry.dtype).name} "
+                    f"{list(part_shape)}",
+                    variable=key,
+                )
+            covered += math.prod(part_shape)
+            boxes.append(
+                tuple(
+                    (e.start, dim if e.length is None else e.start + e.length, e.length is None)
+                    for e, dim in zip(tslice.extents, shape, strict=True)
+                )
+            )
+        try:
+            pair = _first_overlap(boxes)
+        except ValueError:
+            raise UnsupportedCheckpointError(
+                f"its {len(boxes)} slices overlap each other in every dimension too often to "
+                "check that they are disjoint",
+                path=str(self.index_file),
+                variable=key,
+            ) from None
+        if pair is not None:
+            first, second = (entry.slices[i].spec() for i in pair)
+            raise self._corrupt(
+                f"overlapping slices {first} and {second}: TensorFlow refuses to restore it "
+                f"(Overlapping slices: existing slice = {first}, new slice = {second})",
+                variable=key,
+                hint=_BAD_PARTITION_HINT,
+            )
+        if covered != math.prod(entry.shape):
+            raise self._corrupt(
+                f"slices {', '.join(s.spec() for s in entry.slices)} cover {covered} of the "
+                f"{math.prod(entry.shape)} elements of {shape}: TensorFlow refuses to restore "
+                "it (Does not have sufficient slices)",
+                variable=key,
+                hint=_BAD_PARTITION_HINT,
+            )
 
     # -- listing -----------------------------------------------------------------------
 
@@ -399,8 +481,9 @@ class BundleReader:
             if self.big_endian != tensor_codec.NATIVE_IS_BIG:
                 tensor_codec.swap_bytes_inplace(array)
             return array.reshape(entry.shape)
+        elements = self._decode_elements(key, entry, raw, verify)  # before any allocation
         out = np.empty(count, dtype=object)
-        out[:] = self._decode_elements(key, entry, raw, verify)
+        out[:] = elements
         return out.reshape(entry.shape)
 
     def _read_partitioned(self, key: str, entry: BundleEntry, verify: bool) -> np.ndarray:
@@ -540,6 +623,74 @@ def open_bundle(prefix: AnyPath) -> BundleReader:
 
 def _discard(_: memoryview) -> None:
     pass
+
+
+def _readable(key: str) -> str:
+    """A key as messages name it: a slice's key (binary ordered code) as
+    ``name (slice 0,7:-)``."""
+    if not is_slice_key(key):
+        return key
+    try:
+        name, extents = decode_slice_key(key)
+    except ProtoError:
+        return key
+    spec = ":".join("-" if length is None else f"{start},{length}" for start, length in extents)
+    return f"{name} (slice {spec})"
+
+
+_BAD_PARTITION_HINT = (
+    "TensorFlow cannot restore this variable either; save it again from the model that "
+    "holds it, or re-copy the checkpoint if the copy is damaged."
+)
+# Pairs of slices compared, at most, when looking for an overlap: a few seconds. Real
+# partitions (along one or two dimensions) need about one comparison per slice.
+_MAX_SLICE_COMPARISONS = 50_000_000
+
+
+def _first_overlap(boxes: list[tuple[tuple[int, int, bool], ...]]) -> tuple[int, int] | None:
+    """Two boxes that intersect as TensorFlow's TensorSlice::Intersect decides (in every
+    dimension: either extent is full, or they share an element), or None.
+
+    Sorted by their start in one dimension, a box can only meet the boxes after it that
+    start before it ends there: each is compared with that window only. The dimension
+    chosen is the one whose windows are smallest (the partitioned one)."""
+    import numpy as np
+
+    n = len(boxes)
+    if n < 2:
+        return None
+    if not boxes[0]:  # scalars: every two slices intersect
+        return (0, 1)
+    array = np.array(boxes, dtype=np.int64).reshape(n, -1, 3)
+    starts, ends, full = array[:, :, 0], array[:, :, 1], array[:, :, 2].astype(bool)
+    best: tuple[int, np.ndarray, np.ndarray] | None = None
+    for dim in range(starts.shape[1]):
+        order = np.argsort(starts[:, dim], kind="stable")
+        if full[:, dim].any():  # a full extent meets every box in this dimension
+            limits = np.full(n, n)
+        else:
+            limits = np.searchsorted(starts[order, dim], ends[order, dim], side="left")
+        limits = np.maximum(limits, np.arange(1, n + 1))
+        work = int((limits - np.arange(1, n + 1)).sum())
+        if best is None or work < best[0]:
+            best = (work, order, limits)
+    assert best is not None
+    work, order, limits = best
+    if work * starts.shape[1] > _MAX_SLICE_COMPARISONS:
+        raise ValueError("too many slices to compare")
+    starts, ends, full = starts[order], ends[order], full[order]
+    for i in np.nonzero(limits > np.arange(1, n + 1))[0]:
+        window = slice(i + 1, limits[i])
+        meet = (
+            full[i]
+            | full[window]
+            | (np.maximum(starts[i], starts[window]) < np.minimum(ends[i], ends[window]))
+        )
+        hits = np.nonzero(meet.all(axis=1))[0]
+        if hits.size:
+            a, b = int(order[i]), int(order[i + 1 + hits[0]])
+            return (a, b) if a < b else (b, a)
+    return None
 
 
 @contextlib.contextmanager
