@@ -14,7 +14,31 @@ from typing import Any
 
 from .errors import TensorFlowRequiredError
 
-__all__ = ["import_keras", "import_tensorflow"]
+__all__ = ["INSTALL_HINT", "import_keras", "import_tensorflow", "require_tensorflow"]
+
+# The base install is TensorFlow-free (inspect, checkpoint-vs-checkpoint check, convert,
+# suggest); restoring, models and Keras outputs need the extra.
+INSTALL_HINT = "pip install 'ckptmigrate[tensorflow]' (TensorFlow and Keras)"
+
+
+def require_tensorflow(what: str) -> None:
+    """Refuse, before any work, something that will need TensorFlow when it is missing:
+    ``convert --verify`` must not write its output first and then fail.
+
+    Args:
+        what: what needs it, for the message (``"verifying the output"``).
+
+    Raises:
+        TensorFlowRequiredError: TensorFlow (or Keras) is not installed.
+    """
+    import importlib.util
+
+    missing = [m for m in ("tensorflow", "keras") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise TensorFlowRequiredError(
+            f"{what} needs {' and '.join(missing)}, which is not installed",
+            hint=INSTALL_HINT + ".",
+        )
 
 
 def import_tensorflow() -> Any:
@@ -38,7 +62,7 @@ def import_tensorflow() -> Any:
     except ImportError as e:
         raise TensorFlowRequiredError(
             f"this needs TensorFlow, which cannot be imported ({e})",
-            hint="pip install tensorflow",
+            hint=INSTALL_HINT + ".",
         ) from e
     return tf
 
@@ -57,7 +81,7 @@ def import_keras() -> Any:
         import keras
     except ImportError as e:
         raise TensorFlowRequiredError(
-            f"this needs Keras 3, which cannot be imported ({e})", hint="pip install keras"
+            f"this needs Keras 3, which cannot be imported ({e})", hint=INSTALL_HINT + "."
         ) from e
     return keras
 

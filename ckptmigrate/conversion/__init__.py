@@ -12,6 +12,7 @@ import functools
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .._tf import require_tensorflow
 from ..checkpoint import Checkpoint, open_checkpoint
 from ..errors import CkptMigrateError, OutputError
 from ..formats.locate import AnyPath, check_output
@@ -158,7 +159,10 @@ def run_conversion(
     """:func:`convert` with its options in one object (what the CLI builds)."""
     the_map = _as_map(mapping, target)
     destination = as_path(output)
+    if options.verify:
+        require_tensorflow("verifying the output ([[verify]])")
     if options.format is OutputFormat.KERAS:
+        require_tensorflow("a Keras output ([[format_keras]])")
         if isinstance(destination, RemotePath):
             raise OutputError(
                 "Keras weight files are written locally only",
