@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CkptMigrateError
+from ..yaml_text import YamlTextError, compose, construct, read_text
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,21 +65,25 @@ def _kind(value: Any) -> str:
 
 
 def load_located(text: str, path: str) -> Node:
+    """``text`` as a tree of located values.
+
+    Raises:
+        MapError: invalid YAML, an empty map, a value its tag cannot build, duplicate or
+            non-text keys, or a document over the size and depth bounds.
+    """
     import yaml
 
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark
-        where = Where(path, mark.line + 1, mark.column + 1) if mark else Where(path, 1, 1)
-        raise MapError(where, f"not valid YAML: {e.problem}") from None
-    except yaml.YAMLError as e:
-        raise MapError(Where(path, 1, 1), f"not valid YAML: {e}") from None
+        root = compose(text)
+    except YamlTextError as e:
+        raise MapError(Where(path, e.line, e.column), e.message) from None
     if root is None:
         raise MapError(Where(path, 1, 1), "the map is empty")
     constructor = yaml.SafeLoader(text)
     try:
         return _convert(root, path, constructor)
+    except YamlTextError as e:
+        raise MapError(Where(path, e.line, e.column), e.message) from None
     finally:
         constructor.dispose()
 
@@ -91,7 +96,7 @@ def _convert(node: Any, path: str, constructor: Any) -> Node:
         values: dict[str, Node] = {}
         keys: dict[str, Where] = {}
         for key_node, value_node in node.value:
-            key = constructor.construct_object(key_node)
+            key = construct(key_node, constructor)
             key_where = Where(path, key_node.start_mark.line + 1, key_node.start_mark.column + 1)
             if not isinstance(key, str):
                 raise MapError(key_where, f"keys must be text, got {key!r}")
@@ -102,11 +107,18 @@ def _convert(node: Any, path: str, constructor: Any) -> Node:
         return Node(values, where, keys)
     if isinstance(node, yaml.SequenceNode):
         return Node([_convert(item, path, constructor) for item in node.value], where)
-    return Node(constructor.construct_object(node), where)
+    return Node(construct(node, constructor), where)
 
 
 def read_map_text(path: Path) -> str:
+    """The map file's text.
+
+    Raises:
+        MapError: it cannot be read, is too large, or is not UTF-8.
+    """
     try:
-        return path.read_text(encoding="utf-8")
+        return read_text(path)
+    except YamlTextError as e:
+        raise MapError(Where(str(path), e.line, e.column), e.message) from None
     except OSError as e:
         raise MapError(str(path), f"cannot read the map: {e.strerror or e}") from e

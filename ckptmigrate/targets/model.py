@@ -198,7 +198,8 @@ def _refuse_unwritable(inventory: Inventory) -> None:
             "a spec file of TF2 object-based keys has no object graph to write, so "
             "tf.train.Checkpoint could not restore the output",
             path=inventory.source,
-            hint="pass the model (a builder, a .keras file) or one of its checkpoints as [[target]].",
+            hint="pass the model (a builder, a .keras file) or one of its checkpoints as "
+            "[[target]].",
         )
 
 

@@ -20,6 +20,7 @@ from .. import dtypes
 from ..errors import CkptMigrateError
 from ..inventory import Inventory, Scheme, VariableSpec
 from ..names import VARIABLE_SUFFIX, classify
+from ..yaml_text import YamlTextError, compose, plain, read_text
 
 SPEC_SUFFIXES = (".yaml", ".yml", ".json")
 
@@ -51,12 +52,21 @@ def _variable(path: Path, name: str, body: Any) -> VariableSpec:
 
 
 def load_spec(path: Path) -> Inventory:
+    """A spec file's variables as an Inventory.
+
+    Raises:
+        CkptMigrateError: the file cannot be read or parsed (with line:column), or does not
+            describe variables.
+    """
     import yaml
 
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))  # JSON is YAML too
-    except (OSError, yaml.YAMLError) as e:
-        raise _spec_error(path, f"cannot parse the spec file: {e}".splitlines()[0]) from e
+        root = compose(read_text(path))  # JSON is YAML too
+        data = None if root is None else plain(root, yaml.SafeLoader(""))
+    except YamlTextError as e:
+        raise _spec_error(Path(f"{path}:{e.line}:{e.column}"), e.message) from None
+    except OSError as e:
+        raise _spec_error(path, f"cannot read the spec file: {e.strerror or e}") from e
     if not isinstance(data, dict) or "variables" not in data:
         raise _spec_error(path, "the spec has no top-level `variables`")
     raw = data["variables"]
