@@ -36,7 +36,8 @@ def require_tensorflow(what: str) -> None:
     missing = [m for m in ("tensorflow", "keras") if importlib.util.find_spec(m) is None]
     if missing:
         raise TensorFlowRequiredError(
-            f"{what} needs {' and '.join(missing)}, which is not installed",
+            f"{what} needs {' and '.join(missing)}, which "
+            f"{'is' if len(missing) == 1 else 'are'} not installed",
             hint=INSTALL_HINT + ".",
         )
 
