@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from .errors import CorruptCheckpointError, UnsupportedCheckpointError
 from .formats.bundle_reader import BundleReader, TensorInfo, open_bundle
 from .formats.locate import AnyPath, CheckpointLocation, locate
+from .formats.meta_graph import read_graph_nodes
 from .formats.object_graph import OBJECT_GRAPH_KEY, ObjectGraph
 from .formats.protowire import ProtoError
 from .formats.remote import RemotePath
 from .formats.v1 import V1Reader
-from .names import Role, classify
+from .names import Role, classify, graph_roles
 
 if TYPE_CHECKING:
     import numpy as np
@@ -45,6 +46,8 @@ class Checkpoint:
     location: CheckpointLocation
     reader: TensorSource
     graph: ObjectGraph | None = None
+    # Roles a .meta graph passed as the checkpoint declares (which ops update each variable).
+    graph_roles: dict[str, Role] = field(default_factory=dict)
 
     @property
     def prefix(self) -> AnyPath:
@@ -73,8 +76,18 @@ class Checkpoint:
         """checkpoint key -> every key-shaped path a restore could reach the same value by."""
         return {} if self.graph is None else self.graph.aliases
 
+    @property
+    def optimizer_state(self) -> dict[str, str]:
+        """Checkpoint keys an optimizer node of the object graph owns -> their name under it."""
+        return {} if self.graph is None else self.graph.optimizer_state
+
     def role(self, key: str) -> Role:
-        return classify(key, self.slot_keys)
+        """The key's role: from the ``.meta`` graph where one was passed, the object graph
+        (slot references, optimizer nodes) where there is one, else the naming table."""
+        declared = self.graph_roles.get(key)
+        if declared is not None:
+            return declared
+        return classify(key, self.slot_keys, self.optimizer_state)
 
     def close(self) -> None:
         self.reader.close()
@@ -104,6 +117,7 @@ def open_checkpoint(path: str | Path | RemotePath) -> Checkpoint:
         UnsupportedCheckpointError: a valid checkpoint this version cannot read.
     """
     location = locate(path)
+    roles = _meta_roles(location)
     reader: TensorSource
     if location.format == "v2":
         reader = open_bundle(location.prefix)
@@ -116,7 +130,7 @@ def open_checkpoint(path: str | Path | RemotePath) -> Checkpoint:
         )
     else:
         reader = V1Reader(location.prefix)
-    checkpoint = Checkpoint(location, reader)
+    checkpoint = Checkpoint(location, reader, graph_roles=roles)
     if OBJECT_GRAPH_KEY in reader.variable_keys():
         if isinstance(reader, BundleReader):
             elements = reader.read_elements(OBJECT_GRAPH_KEY)
@@ -132,3 +146,17 @@ def open_checkpoint(path: str | Path | RemotePath) -> Checkpoint:
                 variable=OBJECT_GRAPH_KEY,
             ) from None
     return checkpoint
+
+
+def _meta_roles(location: CheckpointLocation) -> dict[str, Role]:
+    """Roles from the ``.meta`` graph the user passed as the checkpoint, if they did."""
+    given = location.given
+    if isinstance(given, RemotePath) or not str(given).endswith(".meta"):
+        return {}
+    try:
+        graph = read_graph_nodes(Path(given))
+    except (OSError, ProtoError) as e:
+        raise CorruptCheckpointError(
+            f"the MetaGraph cannot be read ({e})", path=str(given)
+        ) from None
+    return graph_roles(graph.nodes, graph.global_steps)

@@ -8,7 +8,7 @@ object graph ending in ``/.ATTRIBUTES/VARIABLE_VALUE``; slots use ``/.OPTIMIZER_
 from __future__ import annotations
 
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from enum import Enum
 
 from .formats.object_graph import OBJECT_GRAPH_KEY, OPTIMIZER_SLOT_MARKER, VARIABLE_SUFFIX
@@ -19,6 +19,7 @@ __all__ = [
     "VARIABLE_SUFFIX",
     "Role",
     "classify",
+    "graph_roles",
     "variable_path",
 ]
 
@@ -43,15 +44,31 @@ _LABELS = {
     Role.METADATA: "checkpoint metadata",
 }
 
-# Slot names TF1 optimizers append to a variable's name (tf.compat.v1.train.*Optimizer),
-# with the "_1" second slots; plus moving-average shadows made by the same slot machinery.
+# The naming table: how optimizers name their state where nothing else says (no object
+# graph, no .meta). One entry per optimizer family; README's inspect "Roles" lists it.
+#
+# Slot names TF1 optimizers append to a variable's name (tf.compat.v1.train.*Optimizer, slot
+# `var/<OptimizerName>`, `_N` for the second slot), plus moving-average shadows, LARS and
+# tensor2tensor's Adafactor, made by the same slot machinery.
 _TF1_SLOT = re.compile(
     r"(Adam|Adagrad|AdagradDA|Adadelta|Adamax|Nadam|LazyAdam|Momentum|RMSProp|Ftrl|"
     r"ProximalAdagrad|ProximalGradientDescent|AdamW|ExponentialMovingAverage|"
-    r"Adam_\d+|Adadelta_\d+|RMSProp_\d+|Ftrl_\d+|Adamax_\d+|Nadam_\d+|Momentum_\d+)"
+    r"LARS|LARSOptimizer|Adafactor|"
+    r"(Adam|Adadelta|RMSProp|Ftrl|Adamax|Nadam|Momentum|AdagradDA|LARSOptimizer|Adafactor)_\d+)"
 )
 _TF1_SLOT_INITIALS = frozenset("AEFLMNPR")  # every name _TF1_SLOT matches starts with one
+# Slots that optimizers outside tf.compat.v1.train name themselves: google-research/bert's
+# AdamWeightDecayOptimizer (adam_m, adam_v), LAMB (lamb_m, lamb_v), and Mesh TensorFlow's
+# Adafactor in T5 (`<var>_slot_vc`, `_slot_vr`, `_slot_v`, `_slot_m`, a suffix, not a scope).
+_NAMED_SLOT = re.compile(r"(adam|lamb)_[mv]|.+_slot_(vc|vr|v|m)")
 _TF1_OPTIMIZER_STATE = re.compile(r"(beta1_power|beta2_power|beta_1_power|beta_2_power)(_\d+)?")
+# tf-keras optimizers in a TF1 graph name their state `<Optimizer>/<hyper-parameter>`.
+_KERAS_OPTIMIZER_SCOPE = re.compile(
+    r"(Adam|Adagrad|Adadelta|Adamax|Nadam|Ftrl|RMSprop|SGD|AdamW|Lion|Lamb|LAMB)(_\d+)?"
+)
+_KERAS_HYPER = frozenset(
+    {"learning_rate", "decay", "beta_1", "beta_2", "epsilon", "rho", "momentum", "lr"}
+)
 _STEP_NAMES = {"global_step", "iter", "iterations", "_iterations"}
 _OPTIMIZER_SCOPES = {"optimizer", "training", "_optimizer"}
 _METADATA_NAMES = {"save_counter"}
@@ -62,14 +79,31 @@ def variable_path(key: str) -> str:
     return key[: -len(VARIABLE_SUFFIX)] if key.endswith(VARIABLE_SUFFIX) else key
 
 
-def classify(key: str, slot_keys: Collection[str] = ()) -> Role:
-    """The role of a checkpoint key: model variable, optimizer state, step or metadata."""
+def classify(
+    key: str, slot_keys: Collection[str] = (), optimizer_state: Mapping[str, str] | None = None
+) -> Role:
+    """The role of a checkpoint key: model variable, optimizer state, step or metadata.
+
+    Args:
+        key: the checkpoint key (or a TF1 variable name).
+        slot_keys: keys the object graph records as slot variables.
+        optimizer_state: key -> its name under the optimizer that owns it, for keys the
+            object graph places under an optimizer node (``ObjectGraph.optimizer_state``);
+            they are optimizer state whatever the optimizer's attribute is called.
+
+    Returns:
+        The role: from the object graph where it says, otherwise from the naming table.
+    """
     if key == OBJECT_GRAPH_KEY or "keras_api/metrics/" in key:
         return Role.METADATA
     if ATTRIBUTES_MARKER in key and not key.endswith(VARIABLE_SUFFIX):
         return Role.METADATA  # e.g. OBJECT_CONFIG_JSON, Python state
     if OPTIMIZER_SLOT_MARKER in key or key in slot_keys:
         return Role.OPTIMIZER
+    if optimizer_state:
+        owned = optimizer_state.get(key)
+        if owned is not None:
+            return Role.STEP if owned in _STEP_NAMES else Role.OPTIMIZER
     # Inlined variable_path, set tests and first-character checks before the regexes:
     # every key of a checkpoint is classified, twice per check.
     path = key[: -len(VARIABLE_SUFFIX)] if key.endswith(VARIABLE_SUFFIX) else key
@@ -87,6 +121,93 @@ def classify(key: str, slot_keys: Collection[str] = ()) -> Role:
         return Role.STEP
     if in_optimizer or (last[:4] == "beta" and _TF1_OPTIMIZER_STATE.fullmatch(last)):
         return Role.OPTIMIZER
-    if len(parts) > 1 and last[:1] in _TF1_SLOT_INITIALS and _TF1_SLOT.fullmatch(last):
-        return Role.OPTIMIZER
+    if len(parts) > 1:
+        if last[:1] in _TF1_SLOT_INITIALS and _TF1_SLOT.fullmatch(last):
+            return Role.OPTIMIZER
+        if _NAMED_SLOT.fullmatch(last):
+            return Role.OPTIMIZER
+        if len(parts) == 2 and _KERAS_OPTIMIZER_SCOPE.fullmatch(parts[0]):
+            if last == "iter":
+                return Role.STEP
+            if last in _KERAS_HYPER:
+                return Role.OPTIMIZER
     return Role.MODEL
+
+
+# -- roles from a TF1 graph: which ops update each variable ------------------------------
+
+_VARIABLE_OPS = frozenset({"VariableV2", "Variable", "VarHandleOp"})
+_READ_OPS = frozenset({"Identity", "ReadVariableOp"})
+_INCREMENT_OPS = frozenset({"AssignAdd", "AssignAddVariableOp"})
+_ASSIGN_OPS = frozenset({"Assign", "AssignVariableOp"})
+_PART = re.compile(r"/part_\d+(?=/|$)")
+
+
+def _is_apply(op: str) -> bool:
+    # ApplyAdam, ResourceApplyAdagrad, SparseApplyFtrl, ResourceSparseApplyMomentum, ...
+    return op.startswith(("Apply", "ResourceApply", "SparseApply", "ResourceSparseApply"))
+
+
+def graph_roles(
+    nodes: Iterable[tuple[str, str, Sequence[str]]], global_steps: Collection[str] = ()
+) -> dict[str, Role]:
+    """Roles of a TF1 graph's variables from what its ops do to them.
+
+    The variable an optimizer's ``Apply*`` op trains (its first input) is a model variable;
+    every other variable it reads (slots: ``m``, ``v``, accumulators; ``beta1_power``
+    through its read) is optimizer state, and so is a variable the optimizer's own name
+    scope assigns. A variable the optimizer's scope increments (``minimize(global_step=
+    step)``), or one in the ``global_step`` collection, is the step counter.
+
+    Args:
+        nodes: (name, op type, inputs) of every node of the GraphDef.
+        global_steps: the names in the graph's ``global_step`` collection.
+
+    Returns:
+        variable name as the Saver stores it (a partitioned variable's ``/part_N`` left
+        out) -> role, for the variables the graph says something about.
+    """
+    ops: dict[str, tuple[str, Sequence[str]]] = {}
+    for name, op, inputs in nodes:
+        ops[name] = (op, inputs)
+
+    def variable_of(tensor: str, depth: int = 0) -> str | None:
+        name = tensor.lstrip("^").split(":", 1)[0]
+        op, inputs = ops.get(name, ("", ()))
+        if op in _VARIABLE_OPS:
+            return name
+        if op in _READ_OPS and inputs and depth < 2:
+            return variable_of(inputs[0], depth + 1)
+        return None
+
+    roles: dict[str, Role] = {}
+    scopes: set[str] = set()
+    for name, (op, inputs) in ops.items():
+        if not _is_apply(op) or not inputs:
+            continue
+        # "<optimizer scope>/update_<variable>/ApplyAdam": the scope also holds the
+        # optimizer's own updates (beta1_power's Assign, the step's AssignAdd, "Adam").
+        scope = name.split("/update_", 1)[0] if "/update_" in name else name.rpartition("/")[0]
+        if scope:
+            scopes.add(scope)
+        trained = variable_of(inputs[0])
+        if trained is not None:
+            roles[trained] = Role.MODEL
+        for tensor in inputs[1:]:
+            state = variable_of(tensor)
+            if state is not None and state != trained:
+                roles.setdefault(state, Role.OPTIMIZER)
+    for name, (op, inputs) in ops.items():
+        if not inputs or not any(name == s or name.startswith(s + "/") for s in scopes):
+            continue
+        variable = variable_of(inputs[0])
+        if variable is None or roles.get(variable) is Role.MODEL:
+            continue
+        if op in _INCREMENT_OPS:
+            roles[variable] = Role.STEP
+        elif op in _ASSIGN_OPS:
+            roles.setdefault(variable, Role.OPTIMIZER)
+    for name in global_steps:
+        roles[name.split(":", 1)[0]] = Role.STEP
+    # A partitioned variable's parts (and their slots) are saved under the full name.
+    return {_PART.sub("", name): role for name, role in roles.items()}

@@ -40,6 +40,8 @@ VARIABLE_ATTRIBUTE = "VARIABLE_VALUE"
 # The key grammar of object-based checkpoints (names.py re-exports these).
 VARIABLE_SUFFIX = "/.ATTRIBUTES/" + VARIABLE_ATTRIBUTE
 OPTIMIZER_SLOT_MARKER = "/.OPTIMIZER_SLOT/"
+# The step counter an optimizer tracks: tf-keras OptimizerV2, Keras 3 (and Keras 3's alias).
+OPTIMIZER_STEP_CHILDREN = frozenset({"iter", "_iterations"})
 
 
 def walk_paths(
@@ -133,6 +135,58 @@ class ObjectGraph:
                 if 0 <= slot_id < count:
                     keys.update(by_node.get(slot_id, ()))
         return keys
+
+    @cached_property
+    def optimizer_state(self) -> dict[str, str]:
+        """checkpoint key -> its name under the optimizer that owns it, for every value an
+        optimizer node owns, whatever attribute the optimizer hangs under
+        (``actor_optimizer/iter`` -> ``iter``).
+
+        An optimizer node is one that holds slot references (every TF2 optimizer with
+        slots), or one with an ``iter`` (tf-keras) or ``_iterations`` (Keras 3) variable.
+        It owns the nodes below it that no path from the root reaches except through an
+        optimizer (so not the model variables a Keras 3 optimizer lists in
+        ``_trainable_variables``), and its slot variables."""
+        nodes = self._message.nodes
+        count = len(nodes)
+        if not count:
+            return {}
+        by_node = self._keys_by_node()
+
+        def children(node: int) -> Iterator[tuple[int, str]]:
+            for child in nodes[node].children:
+                if 0 <= child.node_id < count:
+                    yield child.node_id, child.local_name.decode("utf-8", "surrogateescape")
+
+        optimizers = {optimizer_id for optimizer_id, _, _, _ in self._slots}
+        for node_id in range(count):
+            for child_id, name in children(node_id):
+                if name in OPTIMIZER_STEP_CHILDREN and by_node.get(child_id):
+                    optimizers.add(node_id)
+        if not optimizers:
+            return {}
+        outside = {0}  # reachable from the root without passing through an optimizer
+        queue = [0] if 0 not in optimizers else []
+        for node in queue:
+            for child_id, _ in children(node):
+                if child_id not in outside and child_id not in optimizers:
+                    outside.add(child_id)
+                    queue.append(child_id)
+        owned: dict[int, str] = {}
+        for optimizer_id in sorted(optimizers):
+            walk = [(optimizer_id, "")]
+            for node, path in walk:
+                for child_id, name in children(node):
+                    if name == "_trainable_variables" or child_id in outside:
+                        continue
+                    if child_id in owned or child_id in optimizers:
+                        continue
+                    owned[child_id] = f"{path}/{name}" if path else name
+                    walk.append((child_id, owned[child_id]))
+        for _, _, slot_name, slot_id in self._slots:
+            if 0 <= slot_id < count:
+                owned.setdefault(slot_id, slot_name)
+        return {key: name for node, name in owned.items() for key in by_node.get(node, ())}
 
     def paths(self) -> dict[int, list[str]]:
         """node id -> its paths from the root (see :func:`walk_paths`)."""

@@ -19,6 +19,8 @@ def inventory_of(
     all_aliases = checkpoint.aliases
     original_names = checkpoint.original_names
     slot_keys = checkpoint.slot_keys
+    optimizer_state = checkpoint.optimizer_state
+    declared = checkpoint.graph_roles
     # A V2 index entry holds the shape and dtype that reader.info would wrap in a TensorInfo
     # per key: read them directly (10,000-variable checkpoints are listed twice per check).
     entries = reader.entries if isinstance(reader, BundleReader) else None
@@ -45,7 +47,7 @@ def inventory_of(
                 key,
                 shape,
                 dtype,
-                classify(key, slot_keys),
+                declared.get(key) or classify(key, slot_keys, optimizer_state),
                 original_names.get(key),
                 aliases,
             )

@@ -8,13 +8,19 @@ from typing import Any
 from .._tf import import_tensorflow
 from ..errors import CkptMigrateError
 from ..inventory import Inventory, Scheme, VariableSpec
-from ..names import classify
+from ..names import classify, graph_roles
 
 
 def graph_variables(graph: Any) -> dict[str, VariableSpec]:
     """name -> spec for every global variable of a TF1 graph; a partitioned variable is
-    listed once, under its full name and full shape, as the Saver stores it."""
+    listed once, under its full name and full shape, as the Saver stores it. Roles come
+    from the ops that update each variable, then from the naming table."""
     tf = import_tensorflow()
+    steps = [
+        getattr(v, "op", v).name for v in graph.get_collection(tf.compat.v1.GraphKeys.GLOBAL_STEP)
+    ]
+    nodes = ((n.name, n.op, tuple(n.input)) for n in graph.as_graph_def().node)
+    declared = graph_roles(nodes, steps)  # what the graph's ops do to each variable
     variables: dict[str, VariableSpec] = {}
     for var in graph.get_collection(tf.compat.v1.GraphKeys.GLOBAL_VARIABLES):
         info = getattr(var, "_save_slice_info", None)
@@ -24,7 +30,7 @@ def graph_variables(graph: Any) -> dict[str, VariableSpec]:
             name, shape = var.op.name, tuple(int(d) for d in var.shape)
         dtype = var.dtype.base_dtype.name
         variables[name] = VariableSpec(
-            name, shape, {"half": "float16"}.get(dtype, dtype), classify(name)
+            name, shape, {"half": "float16"}.get(dtype, dtype), declared.get(name) or classify(name)
         )
     return variables
 
