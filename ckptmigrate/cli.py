@@ -56,6 +56,7 @@ CLI_FLAGS = {
     "require_all": "--require-all",
     "min_match": "--min-match",
     "values": "--values",
+    "ignore": "--ignore",
     "check_command": "`ckptmigrate check CKPT --target T`",
     "check_map_command": "`ckptmigrate check CKPT --target T --map M`",
     "suggest_command": "`ckptmigrate suggest CKPT --target T`",

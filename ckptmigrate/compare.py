@@ -11,9 +11,11 @@ from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any
 
+from .errors import CkptMigrateError
 from .formats.object_graph import OBJECT_GRAPH_KEY
 from .inventory import Inventory, Scheme, VariableSpec
 from .names import Role, variable_path
+from .regex import UserRegex, compile_user_regex
 
 SCHEMA_VERSION = 1
 
@@ -704,13 +706,23 @@ def cannot_restore(ckpt: Inventory, target: Inventory) -> str | None:
     return None
 
 
-def _ignored(patterns: Sequence[re.Pattern[str]], v: VariableSpec) -> bool:
+def _ignore_pattern(text: str) -> UserRegex:
+    try:
+        return compile_user_regex(text)
+    except re.error as e:
+        raise CkptMigrateError(
+            f"the [[ignore]] pattern {text!r} is not a valid regular expression: {e}",
+            hint="quote the pattern; escape literal dots as \\.",
+        ) from None
+
+
+def _ignored(patterns: Sequence[UserRegex], v: VariableSpec) -> bool:
     return any(
         p.search(v.name) or (v.original_name and p.search(v.original_name)) for p in patterns
     )
 
 
-def _without(inv: Inventory, patterns: Sequence[re.Pattern[str]]) -> tuple[Inventory, int]:
+def _without(inv: Inventory, patterns: Sequence[UserRegex]) -> tuple[Inventory, int]:
     """The inventory without the object graph (not a variable) and ignored names, and how
     many names the patterns left out."""
     kept = {}
@@ -739,7 +751,7 @@ def compare(
 ) -> Report:
     """Every target variable's fate in a restore from ``checkpoint``, and what is left over."""
     options = options or CheckOptions()
-    patterns = [re.compile(p) for p in options.ignore]
+    patterns = [_ignore_pattern(p) for p in options.ignore]
     ckpt_inv, ckpt_ignored = _without(checkpoint, patterns)
     target_inv, target_ignored = _without(target, patterns)
     pairing = _pair(ckpt_inv, target_inv, options.rekeyed)

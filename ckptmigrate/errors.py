@@ -26,6 +26,7 @@ API_SPELLING: Mapping[str, str] = {
     "require_all": "require_all=True",
     "min_match": "min_match",
     "values": "values=True",
+    "ignore": "ignore",
     "check_command": "ckptmigrate.check(checkpoint, target)",
     "check_map_command": "ckptmigrate.check(checkpoint, target, map=...)",
     "suggest_command": "ckptmigrate.suggest(checkpoint, target)",

@@ -10,6 +10,7 @@ from typing import Any
 from .checkpoint import Checkpoint, open_checkpoint
 from .errors import CkptMigrateError
 from .names import Role
+from .regex import UserRegex, compile_user_regex
 
 SCHEMA_VERSION = 1
 
@@ -122,7 +123,7 @@ def inspect_checkpoint(
     pattern = None
     if filter is not None:
         try:
-            pattern = re.compile(filter)
+            pattern = compile_user_regex(filter)
         except re.error as e:
             raise CkptMigrateError(
                 f"the filter {filter!r} is not a valid regular expression: {e}",
@@ -149,7 +150,7 @@ def inspect_checkpoint(
         )
 
 
-def _rows(checkpoint: Checkpoint, pattern: re.Pattern[str] | None) -> list[VariableRow]:
+def _rows(checkpoint: Checkpoint, pattern: UserRegex | None) -> list[VariableRow]:
     rows = []
     for key in sorted(checkpoint.reader.variable_keys()):
         original = checkpoint.original_names.get(key)

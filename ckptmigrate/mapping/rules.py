@@ -3,10 +3,10 @@ the map that holds them. :mod:`.schema` builds these from YAML; nothing here par
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from ..names import Role
+from ..regex import RegexMatch, UserRegex
 from .fills import Fill
 from .located import Where
 from .ops import Operation
@@ -27,11 +27,11 @@ __all__ = [
 @dataclass(frozen=True, slots=True)
 class Selector:
     text: str
-    pattern: re.Pattern[str]
+    pattern: UserRegex
     is_regex: bool
     roles: frozenset[Role] | None = None  # `role:` selects by role; the pattern is then .*
 
-    def match(self, name: str, role: Role | None = None) -> re.Match[str] | None:
+    def match(self, name: str, role: Role | None = None) -> RegexMatch | None:
         if self.roles is not None and role not in self.roles:
             return None
         return self.pattern.fullmatch(name)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .. import dtypes
 from ..names import Role
+from ..regex import UserRegex, compile_user_regex
 from .exprs import SizeExpr, SplitSize, parse_index, parse_size_expr
 from .fills import FILL_KINDS, Fill
 from .located import MapError, Node, Where, load_located, read_map_text
@@ -121,10 +122,10 @@ def _dtype(node: Node) -> str:
     return dtypes.BY_NAME[name].name
 
 
-def _regex(node: Node, what: str) -> re.Pattern[str]:
+def _regex(node: Node, what: str) -> UserRegex:
     text = _text(node, what)
     try:
-        return re.compile(text)
+        return compile_user_regex(text)
     except re.error as e:
         raise MapError(
             node.where,
@@ -386,14 +387,14 @@ def _role_selector(node: Node) -> Selector:
                 item.where, f"unknown role {item.value!r}", hint=f"roles are: {choices}."
             ) from None
     text = "role: " + ", ".join(sorted(r.value for r in roles))
-    return Selector(text, re.compile(r".*", re.DOTALL), True, frozenset(roles))
+    return Selector(text, compile_user_regex(r"(?s).*"), True, frozenset(roles))
 
 
 def _selector(node: Node, is_regex: bool) -> Selector:
     if is_regex:
         return Selector(node.value, _regex(node, "match"), True)
     text = _text(node, "name")
-    return Selector(text, re.compile(re.escape(text)), False)
+    return Selector(text, compile_user_regex(re.escape(text)), False)
 
 
 def _rule(number: int, node: Node, base_dir: Path) -> AnyRule:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from ..regex import RegexMatch, UserRegex
+
 _FIELD = re.compile(r"\{([^{}]*)\}|\{\{|\}\}|[{}]")
 _EXPR = re.compile(r"\s*(\d+|[A-Za-z_]\w*)\s*(?:([+-])\s*(\d+)\s*)?$")
 
@@ -24,10 +26,10 @@ class Piece:
     group: int | str | None = None  # None: a literal piece
     offset: int | None = None  # None: text; int: integer arithmetic
 
-    def render(self, match: re.Match[str]) -> str:
+    def render(self, match: RegexMatch) -> str:
         if self.group is None:
             return self.literal
-        text = match.group(self.group)
+        text: str | None = match.group(self.group)
         if text is None:
             raise TemplateError(f"group {self.group} did not take part in the match")
         if self.offset is None:
@@ -44,11 +46,11 @@ class Piece:
 class Template:
     pieces: tuple[Piece, ...]
 
-    def render(self, match: re.Match[str]) -> str:
+    def render(self, match: RegexMatch) -> str:
         return "".join(piece.render(match) for piece in self.pieces)
 
 
-def parse_template(text: str, pattern: re.Pattern[str]) -> Template:
+def parse_template(text: str, pattern: UserRegex) -> Template:
     """Parse and check against the regex's groups; raises TemplateError with the reason."""
     pieces: list[Piece] = []
     pos = 0
