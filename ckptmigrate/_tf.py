@@ -14,7 +14,13 @@ from typing import Any
 
 from .errors import TensorFlowRequiredError
 
-__all__ = ["INSTALL_HINT", "import_keras", "import_tensorflow", "require_tensorflow"]
+__all__ = [
+    "INSTALL_HINT",
+    "import_keras",
+    "import_tensorflow",
+    "import_tf_keras",
+    "require_tensorflow",
+]
 
 # The base install is TensorFlow-free (inspect, checkpoint-vs-checkpoint check, convert,
 # suggest); restoring, models and Keras outputs need the extra.
@@ -85,6 +91,27 @@ def import_keras() -> Any:
             f"this needs Keras 3, which cannot be imported ({e})", hint=INSTALL_HINT + "."
         ) from e
     return keras
+
+
+def import_tf_keras() -> Any:
+    """Import tf-keras (Keras 2), which reads legacy ``.h5`` models, TensorFlow first.
+
+    Returns:
+        The ``tf_keras`` module.
+
+    Raises:
+        TensorFlowRequiredError: TensorFlow or tf-keras cannot be imported.
+    """
+    import importlib
+
+    import_tensorflow()
+    try:
+        tf_keras = importlib.import_module("tf_keras")  # an optional extra, without stubs
+    except ImportError as e:
+        raise TensorFlowRequiredError(
+            f"this needs tf-keras, which cannot be imported ({e})", hint="pip install tf-keras."
+        ) from e
+    return tf_keras
 
 
 @contextlib.contextmanager

@@ -417,7 +417,7 @@ def test_legacy_h5_target_matches_the_same_tf_keras_model(tf: Any, tmp_path: Pat
     for target in ("full.h5", "weights.h5"):
         report = check(tmp_path / "x.ckpt", tmp_path / target, ignore=["optimizer"])
         assert report.ok, (target, report.findings)
-        assert report.target.scheme.value == "keras2-h5"
+        assert report.target.scheme.value == "tf2-object"  # restored by object path
         assert report.count(Kind.MATCHED) == 4
 
 

@@ -27,7 +27,7 @@ class TargetKind(Enum):
     SPEC = "a spec file (.yaml/.json)"
     METAGRAPH = "a TF1 .meta graph"
     KERAS_ARCHIVE = "a Keras .keras file"
-    KERAS_H5 = "a Keras .weights.h5/.h5 file"
+    KERAS_H5 = "a Keras 3 .weights.h5 or a legacy Keras .h5 (full model or weights)"
     SAVED_MODEL = "a SavedModel directory"
     CHECKPOINT = "a checkpoint (directory, prefix, .index/.data file, or URL)"
 

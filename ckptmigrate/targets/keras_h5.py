@@ -1,4 +1,4 @@
-"""Keras weight files as targets, read with h5py (no TensorFlow): Keras 3 ``.weights.h5``
+"""Keras weight files as targets, read with h5py: Keras 3 ``.weights.h5``
 (``layers/<layer>/vars/<i>``) and legacy tf-keras ``.h5`` (full models or weights only,
 ``<layer>/<weight>:0``). A ``.keras`` archive is loaded with Keras and inventoried as a model.
 """
@@ -11,7 +11,7 @@ from typing import Any
 
 from ..errors import CkptMigrateError
 from ..inventory import Inventory, Scheme, VariableSpec
-from ..names import Role
+from ..names import VARIABLE_SUFFIX, Role
 
 
 def _dtype_name(dataset: Any) -> str:
@@ -76,31 +76,96 @@ def _attr_names(group: Any, attr: str) -> list[str]:
     return [n.decode() if isinstance(n, bytes) else str(n) for n in group.attrs.get(attr, [])]
 
 
-def _legacy_h5(path: Path, root: Any) -> Inventory:
+def _legacy_attribute(layer: str, weight: str) -> str:
+    """The path below its layer that tf-keras tracks a legacy ``.h5`` weight by:
+    ``conv2d_1/kernel:0`` -> ``kernel``, ``lstm/lstm_cell/kernel:0`` -> ``cell/kernel``."""
+    name = weight.removesuffix(":0")
+    rest = name[len(layer) + 1 :] if name.startswith(layer + "/") else name.rpartition("/")[2]
+    return "/".join("cell" if p.endswith("_cell") else p for p in rest.split("/"))
+
+
+def _legacy_weights(path: Path, root: Any) -> Inventory:
+    """A legacy tf-keras ``.h5`` as the object paths its model restores a TensorFlow
+    checkpoint by (``model.load_weights(CKPT)``: ``layer_with_weights-N/<weight>``), inferred
+    from its layers' order; the stored weight names are the original names."""
     weights = root.get("model_weights", root)
     variables: dict[str, VariableSpec] = {}
+    index = 0
     for layer in _attr_names(weights, "layer_names"):
         group = weights[layer]
-        for weight in _attr_names(group, "weight_names"):
+        names = _attr_names(group, "weight_names")
+        for weight in names:
             dataset = group[weight]
-            original = weight.removesuffix(":0")
-            variables[original] = VariableSpec(
-                original,
+            attribute = _legacy_attribute(layer, weight)
+            key = f"layer_with_weights-{index}/{attribute}{VARIABLE_SUFFIX}"
+            variables[key] = VariableSpec(
+                key,
                 tuple(int(d) for d in dataset.shape),
                 _dtype_name(dataset),
                 Role.MODEL,
-                original,
+                weight.removesuffix(":0"),
             )
-    return Inventory("keras", str(path), Scheme.KERAS2, variables)
+        index += bool(names)
+    note = (
+        "legacy Keras .h5: compared as tf-keras model.load_weights(CKPT) restores into the "
+        "model it holds, by object path (layer_with_weights-N/<weight>), inferred from the "
+        "layers' order"
+    )
+    return Inventory("keras", str(path), Scheme.TF2, variables, (note,))
+
+
+def _load_legacy_model(path: Path, keras3: bool) -> tuple[Any, str | None]:
+    """The full model a legacy ``.h5`` holds, loaded with the Keras that wrote it (tf-keras,
+    or Keras 3 for an ``.h5`` Keras 3 saved), or why it could not be."""
+    from .._tf import import_tf_keras
+
+    if keras3:
+        try:
+            return load_keras_model(path), None
+        except CkptMigrateError as e:
+            return None, e.message
+    try:
+        tf_keras = import_tf_keras()
+        return tf_keras.models.load_model(str(path), compile=False), None
+    except CkptMigrateError as e:
+        return None, e.message
+    except Exception as e:  # custom layers, a newer format: Keras says which
+        return None, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+
+
+def _legacy_model(path: Path, inferred: Inventory, keras3: bool) -> Inventory:
+    """A full legacy ``.h5`` model: its keys as TensorFlow saves the model Keras loads, so
+    exactly what ``load_model(h5).load_weights(CKPT)`` looks up; the inferred paths when
+    Keras cannot load it (said in a note)."""
+    from .live import inventory_of_object
+
+    loader = "Keras 3" if keras3 else "tf-keras"
+    model, failure = _load_legacy_model(path, keras3)
+    if model is None:
+        note = f"{loader} could not load the model ({failure}); object paths were inferred"
+        return replace(inferred, notes=(*inferred.notes, note))
+    loaded = inventory_of_object(model, str(path))
+    note = (
+        f"legacy Keras .h5 model, loaded with {loader}: keys are what "
+        "tf.train.Checkpoint(<model>) restores"
+        + ("" if keras3 else " (tf-keras model.load_weights(CKPT))")
+    )
+    return replace(loaded, kind="keras", notes=(note,))
 
 
 def load_keras_h5(path: Path) -> Inventory:
     import h5py
 
+    full_model = keras3 = False
     try:
         with h5py.File(path, "r") as root:
             if "layer_names" in root.attrs or "model_weights" in root:
-                inventory = _legacy_h5(path, root)
+                inventory = _legacy_weights(path, root)
+                full_model = "model_config" in root.attrs
+                version = root.attrs.get("keras_version", b"")
+                keras3 = (version.decode() if isinstance(version, bytes) else str(version))[
+                    :2
+                ] == "3."
             else:
                 inventory = _keras3_weights(path, root)
     except OSError as e:
@@ -109,7 +174,7 @@ def load_keras_h5(path: Path) -> Inventory:
         raise CkptMigrateError(
             "no weights found in this HDF5 file", path=path, hint="is it a Keras weights file?"
         )
-    return inventory
+    return _legacy_model(path, inventory, keras3) if full_model else inventory
 
 
 def load_keras_model(path: Path) -> Any:

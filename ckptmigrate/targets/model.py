@@ -186,7 +186,9 @@ def instantiate(target: str) -> Any:
 
 def _refuse_unwritable(inventory: Inventory) -> None:
     """Targets whose keys a TensorFlow checkpoint can't be restored by."""
-    if inventory.scheme in (Scheme.KERAS3, Scheme.KERAS2):
+    # A legacy .h5 is compared by the object paths its model restores by, but without the
+    # model there is no object graph to write for them.
+    if inventory.scheme in (Scheme.KERAS3, Scheme.KERAS2) or inventory.kind == "keras":
         raise CkptMigrateError(
             "a Keras weights file holds no TensorFlow checkpoint keys to convert into",
             path=inventory.source,
