@@ -1,6 +1,36 @@
 """ckptmigrate: make TensorFlow checkpoints fit the model you want to restore them into.
 
-Importing this package does not import TensorFlow; only the paths that need it do.
+A tour of the API (each name is documented on its own; ``dir(ckptmigrate)`` lists them):
+
+Read a checkpoint
+    ``open_checkpoint(path)`` gives a :class:`Checkpoint`: ``keys()``, ``shapes()``,
+    ``dtypes()``, ``read(name)`` (a numpy array, CRC-checked), ``name in checkpoint``.
+    ``inspect_checkpoint(path)`` gives an :class:`InspectReport`: names, shapes, dtypes,
+    sizes and roles (:class:`Role`), without reading values.
+
+Will it restore?
+    ``check(checkpoint, target)`` compares a checkpoint with a model (another checkpoint,
+    a ``.meta``, a Keras file, a builder, a live model) and returns a :class:`Report`
+    (``.ok``, ``.headline``, ``.findings``); it never raises on a mismatch.
+    ``assert_compatible(...)`` raises :class:`IncompatibleCheckpointError` instead;
+    ``restore(model, checkpoint, map=...)`` checks, migrates if needed, and restores.
+
+Migrate
+    ``load_map(path_or_bundled_name)`` validates a YAML map; ``plan(checkpoint, map)``
+    says what a conversion would do; ``convert(checkpoint, map, output, target=...)``
+    writes it (a ``ConvertResult``); ``suggest(checkpoint, target)`` writes the map for
+    you (a ``Suggestion``: ``.to_yaml()``); ``rewrite_checkpoint`` copies one as is.
+
+Write your own
+    :class:`BundleWriter` writes a TensorFlow checkpoint, :class:`BundleReader` reads
+    one at the lowest level.
+
+Errors
+    Everything a user can cause raises a :class:`CkptMigrateError` subclass whose
+    ``str()`` is one paragraph: what happened, where, and a hint.
+
+Importing this package does not import TensorFlow or numpy; only the paths that need
+them do.
 """
 
 from __future__ import annotations
@@ -102,5 +132,13 @@ def __getattr__(name: str) -> Any:
         import importlib
 
         module = importlib.import_module(f".{_LAZY[name]}", __name__)
-        return getattr(module, name)
+        value = getattr(module, name)
+        globals()[name] = value  # resolved once; tools reading __dict__ (pdoc) see it
+        return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    # The public API, resolved or not (a module's default dir() shows its __dict__: the
+    # lazy names only once used, and this module's own imports).
+    return sorted({*__all__, *(n for n in globals() if n.startswith("__"))})

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from .errors import CorruptCheckpointError, UnsupportedCheckpointError
+from .errors import (
+    CheckpointNotFoundError,
+    CorruptCheckpointError,
+    UnsupportedCheckpointError,
+)
 from .formats.bundle_reader import BundleReader, TensorInfo, open_bundle
 from .formats.locate import AnyPath, CheckpointLocation, locate
 from .formats.meta_graph import read_graph_nodes
-from .formats.object_graph import OBJECT_GRAPH_KEY, ObjectGraph
+from .formats.object_graph import OBJECT_GRAPH_KEY, VARIABLE_SUFFIX, ObjectGraph
 from .formats.protowire import ProtoError
 from .formats.remote import RemotePath
 from .formats.v1 import V1Reader
@@ -89,6 +95,91 @@ class Checkpoint:
             return declared
         return classify(key, self.slot_keys, self.optimizer_state)
 
+    # -- reading by name, like TensorFlow's tf.train.load_checkpoint(...) reader and
+    # safetensors' safe_open: keys, shapes and dtypes from the index, values on demand.
+
+    def keys(self) -> list[str]:
+        """Every name a restore can look up, sorted: what TensorFlow's reader lists in
+        ``get_variable_to_shape_map()`` (TF2 keys end in ``/.ATTRIBUTES/VARIABLE_VALUE``;
+        a partitioned variable is one key; the object graph is ``_CHECKPOINTABLE_OBJECT_GRAPH``).
+
+        Returns:
+            The checkpoint's keys; no tensor is read.
+        """
+        return sorted(self.reader.variable_keys())
+
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        """Each key's shape, as ``get_variable_to_shape_map()`` gives it (a tuple here).
+
+        Returns:
+            key -> shape (``()`` for a scalar; a partitioned variable's full shape).
+        """
+        return {key: self.reader.info(key).shape for key in self.keys()}
+
+    def dtypes(self) -> dict[str, str]:
+        """Each key's dtype, by TensorFlow's name (``float32``, ``bfloat16``, ``string``),
+        as ``get_variable_to_dtype_map()`` gives them (there as ``tf.DType``).
+
+        Returns:
+            key -> dtype name.
+        """
+        return {key: self.reader.info(key).dtype.name for key in self.keys()}
+
+    def read(self, name: str) -> np.ndarray:
+        """One tensor's value, CRC32C-checked (TensorFlow's ``get_tensor``).
+
+        Args:
+            name: a key, exactly as :meth:`keys` lists it.
+
+        Returns:
+            A numpy array of the stored dtype and shape (``bfloat16`` and float8 through
+            ml_dtypes; strings an object array of ``bytes``); a partitioned variable
+            reassembled whole.
+
+        Raises:
+            CheckpointNotFoundError: no such key (the hint names the closest ones).
+            ChecksumMismatchError: the stored bytes fail their checksum.
+            CorruptCheckpointError: the data shard is truncated or unreadable.
+        """
+        if name not in self:
+            raise self._missing_key(name)
+        return self.reader.read(name)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name in self._key_set
+
+    def __iter__(self) -> Iterator[str]:
+        """The keys, as :meth:`keys` lists them."""
+        return iter(self.keys())
+
+    def __len__(self) -> int:
+        return len(self._key_set)
+
+    def __repr__(self) -> str:
+        scheme = "object-based" if self.is_object_based else "name-based"
+        return f"<Checkpoint {self.prefix}: {self.reader.format}, {scheme}, {len(self)} keys>"
+
+    @functools.cached_property
+    def _key_set(self) -> frozenset[str]:
+        return frozenset(self.reader.variable_keys())
+
+    def _missing_key(self, name: str) -> CheckpointNotFoundError:
+        import difflib
+
+        keys = self.keys()
+        if name + VARIABLE_SUFFIX in self:
+            close = [name + VARIABLE_SUFFIX]
+        else:
+            close = difflib.get_close_matches(name, keys, n=3, cutoff=0.6)
+        return CheckpointNotFoundError(
+            f"Key {name} not found in checkpoint",
+            path=str(self.prefix),
+            variable=name,
+            hint=f"did you mean {' or '.join(repr(k) for k in close)}?"
+            if close
+            else f"keys() lists the {len(keys)} keys it holds.",
+        )
+
     def close(self) -> None:
         self.reader.close()
 
@@ -108,8 +199,8 @@ def open_checkpoint(path: str | Path | RemotePath) -> Checkpoint:
             read with ranged requests).
 
     Returns:
-        The open checkpoint (use it in a ``with`` block); ``.reader.read(key)`` reads a
-        tensor, CRC-checked.
+        The open checkpoint (use it in a ``with`` block): ``keys()``, ``shapes()``,
+        ``dtypes()``, ``read(key)`` (a tensor, CRC-checked) and ``key in checkpoint``.
 
     Raises:
         CheckpointNotFoundError: no checkpoint there (the message says what is there).

@@ -187,6 +187,29 @@ class Report:
             "parameters)"
         )
 
+    def __repr__(self) -> str:
+        # Short: the headline and the counts (the findings are in .findings, the page in
+        # Jupyter is _repr_html_, the full text ckptmigrate.render.check_text).
+        counts = [f"{self.count(k)} {_KIND_LABELS[k]}" for k in (*FAILING, Kind.UNUSED)]
+        problems = "; ".join(c for c in counts if not c.startswith("0 "))
+        return f"<Report ok={self.ok}: {self.headline}{'; ' + problems if problems else ''}>"
+
+    def _repr_html_(self) -> str:
+        """The page ``check --html`` writes, as Jupyter shows a report: in an iframe, so
+        the page's styles stay off the notebook's."""
+        # A display hook, called long after import: the one import from compare up into
+        # the report layer (tests/test_architecture.py exempts display hooks from the
+        # no-cycles rule, and only them).
+        from html import escape
+
+        from .html_report import render_html
+
+        return (
+            f'<iframe srcdoc="{escape(render_html(self), quote=True)}" title="ckptmigrate '
+            'check report" style="width: 100%; height: 36em; border: 1px solid #ccc">'
+            "</iframe>"
+        )
+
     def to_dict(self) -> dict[str, Any]:
         def side(inv: Inventory) -> dict[str, Any]:
             return {

@@ -80,6 +80,17 @@ class InspectReport:
             out = out.add(row)
         return out
 
+    def __repr__(self) -> str:
+        total = self.total
+        roles = ", ".join(f"{t.variables} {role.label}" for role, t in self.totals.items())
+        where = f"{self.format}, filter {self.filter!r}" if self.filter else self.format
+        return (
+            f"<InspectReport {self.prefix} ({where}): {total.variables} variables, "
+            f"{total.parameters:,} parameters, {total.nbytes:,} bytes"
+            + (f"; {roles}" if roles else "")
+            + ">"
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "schema_version": SCHEMA_VERSION,

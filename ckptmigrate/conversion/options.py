@@ -112,6 +112,17 @@ class ConvertResult:
             from_target=counts.from_target,
         )
 
+    def __repr__(self) -> str:
+        counts = (
+            f"{self.copied} copied, {self.transformed} transformed, "
+            f"{self.initialised} initialised, "
+            + (f"{self.from_target} from the target, " if self.from_target else "")
+            + f"{len(self.plan.dropped)} dropped"
+        )
+        verified = self.verification
+        verdict = "" if verified is None else f"; verify {'ok' if verified.ok else 'FAILED'}"
+        return f"<ConvertResult {self.prefix}: {counts}{verdict}>"
+
     def to_dict(self) -> dict[str, Any]:
         """The plan's JSON object plus what was written (``convert --json``)."""
         return {

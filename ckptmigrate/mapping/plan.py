@@ -109,6 +109,15 @@ class Plan:
     target: str | None = None  # convert --target: outputs are the target's keys
     left_out: tuple[str, ...] = ()  # map outputs the target does not restore
 
+    def __repr__(self) -> str:
+        counts = [f"{len(self.outputs)} outputs", f"{len(self.dropped)} dropped"]
+        if self.left_out:
+            counts.append(f"{len(self.left_out)} left out")
+        if self.warnings:
+            counts.append(f"{len(self.warnings)} warning{'s' if len(self.warnings) > 1 else ''}")
+        into = f" for {self.target}" if self.target else ""
+        return f"<Plan {self.checkpoint} with {self.map.path}{into}: {', '.join(counts)}>"
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "schema_version": 1,
