@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test check lint bench soak clean
+.PHONY: install demo test check lint docs bench soak clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,8 +18,8 @@ demo: install
 	$(PY) -m ckptmigrate.demo
 
 lint: install
-	$(PY) -m ruff check ckptmigrate tests benchmarks
-	$(PY) -m ruff format --check ckptmigrate tests benchmarks
+	$(PY) -m ruff check ckptmigrate tests benchmarks docs
+	$(PY) -m ruff format --check ckptmigrate tests benchmarks docs
 	$(PY) -m mypy
 	$(PY) -m vulture ckptmigrate --min-confidence 80
 
@@ -35,6 +35,10 @@ check: lint
 # The long runs of the differential oracles (tests/test_verdict_oracle.py: 10,000 pairs).
 soak: install
 	CKPTMIGRATE_ORACLE_PAIRS=10000 $(PY) -m pytest -n 2 -q -p no:cacheprovider tests/test_verdict_oracle.py
+
+# The API reference (pdoc, from the docstrings) into build/docs/; any pdoc warning fails it.
+docs: install
+	$(PY) docs/build_api.py build/docs
 
 bench: install
 	$(PY) benchmarks/run.py

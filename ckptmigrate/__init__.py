@@ -1,35 +1,28 @@
 """ckptmigrate: make TensorFlow checkpoints fit the model you want to restore them into.
 
-A tour of the API (each name is documented on its own; ``dir(ckptmigrate)`` lists them):
+A tour of the API (each name has its own documentation; `dir(ckptmigrate)` lists them):
 
-Read a checkpoint
-    ``open_checkpoint(path)`` gives a :class:`Checkpoint`: ``keys()``, ``shapes()``,
-    ``dtypes()``, ``read(name)`` (a numpy array, CRC-checked), ``name in checkpoint``.
-    ``inspect_checkpoint(path)`` gives an :class:`InspectReport`: names, shapes, dtypes,
-    sizes and roles (:class:`Role`), without reading values.
+- **Read a checkpoint.** `open_checkpoint(path)` gives a `Checkpoint`, read like
+  TensorFlow's `tf.train.load_checkpoint`: `keys()`, `shapes()`, `dtypes()`,
+  `read(name)` (a numpy array, CRC-checked) and `name in checkpoint`.
+  `inspect_checkpoint(path)` gives an `InspectReport`: every variable's name, shape,
+  dtype, size and `Role`, without reading values.
+- **Will it restore?** `check(checkpoint, target)` compares a checkpoint with a model
+  (another checkpoint, a `.meta`, a Keras file, a builder, a live model) and returns a
+  `Report` (`.ok`, `.headline`, `.findings`); it never raises on a mismatch.
+  `assert_compatible(checkpoint, target)` raises `IncompatibleCheckpointError` instead;
+  `restore(model, checkpoint, map=...)` checks, migrates if it must, and restores.
+- **Migrate.** `load_map(file_or_bundled_name)` validates a YAML map;
+  `plan(checkpoint, map)` says what a conversion would do, and
+  `convert(checkpoint, map, output, target=...)` does it; `suggest(checkpoint, target)`
+  writes the map for you (`.to_yaml()`); `rewrite_checkpoint(checkpoint, output)` copies
+  one as it is.
+- **Lower level.** `BundleReader` and `BundleWriter` read and write TensorFlow's
+  checkpoint format tensor by tensor.
+- **Errors.** Everything a user can cause raises a `CkptMigrateError` subclass whose
+  `str()` is one paragraph: what happened, where, and a hint.
 
-Will it restore?
-    ``check(checkpoint, target)`` compares a checkpoint with a model (another checkpoint,
-    a ``.meta``, a Keras file, a builder, a live model) and returns a :class:`Report`
-    (``.ok``, ``.headline``, ``.findings``); it never raises on a mismatch.
-    ``assert_compatible(...)`` raises :class:`IncompatibleCheckpointError` instead;
-    ``restore(model, checkpoint, map=...)`` checks, migrates if needed, and restores.
-
-Migrate
-    ``load_map(path_or_bundled_name)`` validates a YAML map; ``plan(checkpoint, map)``
-    says what a conversion would do; ``convert(checkpoint, map, output, target=...)``
-    writes it (a ``ConvertResult``); ``suggest(checkpoint, target)`` writes the map for
-    you (a ``Suggestion``: ``.to_yaml()``); ``rewrite_checkpoint`` copies one as is.
-
-Write your own
-    :class:`BundleWriter` writes a TensorFlow checkpoint, :class:`BundleReader` reads
-    one at the lowest level.
-
-Errors
-    Everything a user can cause raises a :class:`CkptMigrateError` subclass whose
-    ``str()`` is one paragraph: what happened, where, and a hint.
-
-Importing this package does not import TensorFlow or numpy; only the paths that need
+Importing this package imports neither TensorFlow nor numpy; only the paths that need
 them do.
 """
 

@@ -236,3 +236,37 @@ def test_report_repr_is_what_json_summary_says(pair: tuple[Path, Path]) -> None:
     report = ckptmigrate.check(*pair)
     summary = json.loads(json.dumps(report.to_dict()))["summary"]
     assert f"matched {summary['matched']} of {summary['target_variables']}" in repr(report)
+
+
+# -- the API reference (make docs) -----------------------------------------------------
+
+
+def _build_api() -> Any:
+    pytest.importorskip("pdoc")
+    import importlib.util
+
+    path = Path(__file__).parents[1] / "docs" / "build_api.py"
+    spec = importlib.util.spec_from_file_location("build_api", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_api_reference_builds_and_documents_every_export(tmp_path: Path) -> None:
+    assert _build_api().main(tmp_path / "docs") == 0
+    page = (tmp_path / "docs" / "ckptmigrate.html").read_text()
+    for name in ckptmigrate.__all__:
+        if not name.startswith("_"):
+            assert f'id="{name}"' in page, name
+    assert 'id="Checkpoint.read"' in page
+
+
+def test_the_api_reference_fails_on_a_pdoc_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "broken_api.py").write_text('"""A module."""\n__all__ = ["missing"]\n')
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(UserWarning, match="does not resolve"):
+        _build_api().main(tmp_path / "docs", ("broken_api",))
