@@ -20,7 +20,8 @@ from ckptmigrate import check, load_map
 from ckptmigrate.checker import mapped_inventory
 from ckptmigrate.cli import app
 from ckptmigrate.compare import CheckOptions, Kind, compare
-from ckptmigrate.suggestion import Section, Suggestion, _greedy, _hungarian, suggest
+from ckptmigrate.suggestion import Section, Suggestion, suggest
+from ckptmigrate.suggestion.assign import greedy, hungarian
 from ckptmigrate.targets.model import open_conversion_target
 
 runner = CliRunner()
@@ -301,13 +302,13 @@ def test_yaml_round_trips_and_cli(tf: Any, tmp_path: Path) -> None:
 def test_hungarian_finds_the_best_assignment() -> None:
     # Greedy takes the single best edge (0.9) and loses the better total.
     weights = [[0.9, 0.8], [0.8, 0.0]]
-    assert sorted(_greedy(weights)) == [(0, 0)]
-    assert sorted(_hungarian(weights)) == [(0, 1), (1, 0)]
+    assert sorted(greedy(weights)) == [(0, 0)]
+    assert sorted(hungarian(weights)) == [(0, 1), (1, 0)]
     rng = random.Random(7)
     for rows, cols in [(3, 3), (2, 4), (4, 2), (4, 4)]:
         for _ in range(20):
             w = [[rng.choice([0.0, rng.random()]) for _ in range(cols)] for _ in range(rows)]
-            got = sum(w[i][j] for i, j in _hungarian(w))
+            got = sum(w[i][j] for i, j in hungarian(w))
             best = max(
                 sum(w[i][j] for i, j in zip(range(rows), perm, strict=False) if j is not None)
                 for perm in itertools.permutations(list(range(cols)) + [None] * rows, rows)  # type: ignore[arg-type]
@@ -334,7 +335,8 @@ def test_variables_sharing_a_default_name_are_renamed_not_dropped(tf: Any, tmp_p
 
 def test_a_dropped_value_that_fits_a_fresh_variable_is_flagged() -> None:
     from ckptmigrate.inventory import Inventory, Scheme, VariableSpec
-    from ckptmigrate.suggestion import SuggestedRule, _flag_discarded_fits
+    from ckptmigrate.suggestion import SuggestedRule
+    from ckptmigrate.suggestion.synthesis import _flag_discarded_fits
 
     ckpt = Inventory("checkpoint", "c", Scheme.TF1, {"old": VariableSpec("old", (3,), "float32")})
     rules = [

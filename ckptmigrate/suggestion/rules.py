@@ -1,0 +1,304 @@
+"""From pairs to rules: renames (in an order that never collides, grouped by scope), shape
+fixes, drops and inits."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .. import dtypes
+from ..compare import CheckOptions, Kind, compare
+from ..formats.object_graph import OBJECT_GRAPH_KEY
+from ..inventory import Inventory, VariableSpec
+from ..names import Role, variable_path
+from .assign import assign_pairs
+from .fixes import SlotStarts, fill_for, shape_ops
+from .model import Pair, Section, SuggestedRule, make_rule
+from .scoring import natural_key, output_keys, target_keys, views
+
+if TYPE_CHECKING:
+    pass
+
+
+@dataclass
+class _Plan:
+    """What the matcher decided, before it becomes rules."""
+
+    renames: dict[str, str] = field(default_factory=dict)  # source -> target name
+    fixes: dict[str, tuple[VariableSpec, VariableSpec]] = field(default_factory=dict)
+    drops: list[str] = field(default_factory=list)  # model/step variables by name
+    inits: list[VariableSpec] = field(default_factory=list)
+    pairs: list[Pair] = field(default_factory=list)
+    reasons: dict[str, str] = field(default_factory=dict)  # source -> why it is paired
+    # original names several variables share (tf.Variable's default 'Variable'): equal
+    # ones don't make a conversion pair two variables, so they don't spare a rename
+    shared_originals: frozenset[str] = frozenset()
+
+
+def _fixable(source: VariableSpec, target: VariableSpec) -> bool:
+    return len(source.shape) == len(target.shape) or source.num_elements == target.num_elements
+
+
+def decide(ckpt: Inventory, target: Inventory) -> _Plan:
+    report = compare(ckpt, target, CheckOptions(rekeyed=True))
+    plan = _Plan(shared_originals=_shared_originals(ckpt, target))
+    pool_sources: list[VariableSpec] = []
+    pool_targets: list[VariableSpec] = []
+    poolable = (Role.MODEL, Role.STEP)
+    # Slots follow their variable's renames and shape fixes; the simulation catches the rest.
+    owned = {slot for slots in _slots_of(ckpt).values() for slot in slots}
+    # A name pair whose shapes differ while a target variable nothing supplies has exactly
+    # the source's shape is doubtful: positional names (Keras' _operations/2) pair a
+    # trained head with the hidden layer inserted at its index. Such pairs go to the
+    # scored pools, where shape, name and layer position (the head is last on both
+    # sides) decide.
+    vacant = Counter(
+        (f.target.shape, f.target.dtype)
+        for f in report.findings
+        if f.kind is Kind.MISSING and f.target is not None and f.target.role in poolable
+    )
+    for f in report.findings:
+        if f.checkpoint is not None and variable_path(f.checkpoint.name) in owned:
+            continue
+        if (
+            f.kind is Kind.SHAPE_MISMATCH
+            and f.checkpoint is not None
+            and f.target is not None
+            and f.checkpoint.role in poolable
+            and vacant[(f.checkpoint.shape, f.checkpoint.dtype)]
+        ):
+            pool_sources.append(f.checkpoint)
+            pool_targets.append(f.target)
+            continue
+        if f.kind is Kind.UNUSED:
+            if f.checkpoint is not None and f.checkpoint.role in poolable:
+                pool_sources.append(f.checkpoint)
+            continue
+        assert f.target is not None
+        if f.kind is Kind.MISSING:
+            if f.target.role in poolable:
+                pool_targets.append(f.target)
+            continue
+        assert f.checkpoint is not None
+        if f.kind is Kind.SHAPE_MISMATCH and not _fixable(f.checkpoint, f.target):
+            pool_sources.append(f.checkpoint)
+            pool_targets.append(f.target)
+            continue
+        _pair(plan, f.checkpoint, f.target, f"compare pairs it {report.matching}")
+        plan.pairs.append(Pair(variable_path(f.checkpoint.name), variable_path(f.target.name), 1.0))
+    _match_pools(plan, ckpt, target, pool_sources, pool_targets)
+    return plan
+
+
+def _shared_originals(*inventories: Inventory) -> frozenset[str]:
+    shared: set[str] = set()
+    for inventory in inventories:
+        counts = Counter(
+            v.original_name.removesuffix(":0")
+            for v in inventory.variables.values()
+            if v.original_name
+        )
+        shared |= {name for name, count in counts.items() if count > 1}
+    return frozenset(shared)
+
+
+def _pair(plan: _Plan, source: VariableSpec, target: VariableSpec, reason: str) -> None:
+    name = variable_path(source.name)
+    if not (output_keys(source) & target_keys(target)) - plan.shared_originals:
+        plan.renames[name] = variable_path(target.name)
+    if source.shape != target.shape or source.dtype != target.dtype:
+        plan.fixes[name] = (source, target)
+    plan.reasons[name] = reason
+
+
+def _match_pools(
+    plan: _Plan,
+    ckpt: Inventory,
+    target: Inventory,
+    sources: list[VariableSpec],
+    targets: list[VariableSpec],
+) -> None:
+    for role in (Role.MODEL, Role.STEP):
+        s_views = views(ckpt, (s for s in sources if s.role is role))
+        t_views = views(target, (t for t in targets if t.role is role))
+        s_list = sorted(s_views.values(), key=lambda v: natural_key(v.name))
+        t_list = sorted(t_views.values(), key=lambda v: natural_key(v.name))
+        paired_s: set[str] = set()
+        paired_t: set[str] = set()
+        for pair in assign_pairs(s_list, t_list):
+            s, t = s_views[pair.source].spec, t_views[pair.target].spec
+            _pair(plan, s, t, f"closest unpaired {role.value} variable (score {pair.score:.2f})")
+            plan.pairs.append(pair)
+            paired_s.add(pair.source)
+            paired_t.add(pair.target)
+        plan.drops += [v.name for v in s_list if v.name not in paired_s]
+        plan.inits += [v.spec for v in t_list if v.name not in paired_t]
+
+
+def _slots_of(ckpt: Inventory) -> dict[str, list[str]]:
+    """Variable display name -> its optimizer slots' display names (plan.py's rule: the
+    longest prefix of the slot's name that is another, non-optimizer variable)."""
+    owners = {
+        variable_path(v.name) for v in ckpt.variables.values() if v.role is not Role.OPTIMIZER
+    }
+    slots: dict[str, list[str]] = {}
+    for v in ckpt.variables.values():
+        if v.role is not Role.OPTIMIZER:
+            continue
+        parts = variable_path(v.name).split("/")
+        for cut in range(len(parts) - 1, 0, -1):
+            owner = "/".join(parts[:cut])
+            if owner in owners:
+                slots.setdefault(owner, []).append(variable_path(v.name))
+                break
+    return slots
+
+
+def rename_rules(plan: _Plan, ckpt: Inventory, doubts: dict[str, str]) -> list[SuggestedRule]:
+    """Renames in an order where no rename lands on a name still held by another source,
+    with a whole scope renamed by one rule where it can be."""
+    pending = dict(plan.renames)
+    slot_names = {s for slots in _slots_of(ckpt).values() for s in slots}
+    names = [variable_path(k) for k in ckpt.variables if k != OBJECT_GRAPH_KEY]
+    plain = [n for n in names if n not in slot_names]
+    rules: list[SuggestedRule] = []
+    for (old, new), members in _scope_groups(pending, plain).items():
+        pattern = ("" if not old else re.escape(old) + "/") + "(.*)"
+        template = ("" if not new else new.replace("{", "{{").replace("}", "}}") + "/") + "{1}"
+        doubt = "; ".join(doubts[m] for m in members if m in doubts) or None
+        body = {
+            "match": pattern,
+            "rename": template,
+            "note": f"{len(members)} variables move from {old or 'the top'}/ to "
+            f"{new or 'the top'}/",
+        }
+        rules.append(make_rule(Section.RENAME, body, doubt))
+        for m in members:
+            del pending[m]
+    while pending:
+        held = set(pending)
+        ready = [s for s, d in pending.items() if d not in held or d == s]
+        if not ready:  # a cycle (a <-> b): park one under a temporary name first
+            first = min(pending, key=natural_key)
+            parked = first + "__ckptmigrate_tmp"
+            rules.append(
+                make_rule(
+                    Section.RENAME, {"name": first, "rename": parked, "note": "frees the name"}
+                )
+            )
+            pending[parked] = pending.pop(first)
+            continue
+        for source in sorted(ready, key=natural_key):
+            body = {"name": source, "rename": pending.pop(source)}
+            body["note"] = plan.reasons.get(source, "renamed")
+            rules.append(make_rule(Section.RENAME, body, doubts.get(source)))
+    return rules
+
+
+def _scope_groups(renames: dict[str, str], names: list[str]) -> dict[tuple[str, str], list[str]]:
+    """(old scope, new scope) -> sources, where every variable under the old scope moves
+    to the new one keeping the rest of its path, and nothing else there stays behind."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for source, dest in renames.items():
+        a, b = source.split("/"), dest.split("/")
+        common = 0
+        while common < min(len(a), len(b)) and a[-1 - common] == b[-1 - common]:
+            common += 1
+        if common == 0 or common == len(a) == len(b):
+            continue
+        old, new = "/".join(a[: len(a) - common]), "/".join(b[: len(b) - common])
+        groups.setdefault((old, new), []).append(source)
+    held = set(renames)
+    out = {}
+    for (old, new), members in groups.items():
+        inside = {n for n in names if not old or n.startswith(old + "/")}
+        lands_on_source = any(renames[m] in held and renames[m] not in members for m in members)
+        if len(members) >= 2 and inside == set(members) and not lands_on_source:
+            out[old, new] = sorted(members, key=natural_key)
+    return out
+
+
+def fix_rules(
+    plan: _Plan,
+    ckpt: Inventory,
+    target: Inventory,
+    doubts: dict[str, str],
+    starts: SlotStarts,
+) -> list[SuggestedRule]:
+    slots = _slots_of(ckpt)
+    wanted = set().union(*(target_keys(t) for t in target.variables.values()))
+    rules: list[SuggestedRule] = []
+    for source in sorted(plan.fixes, key=lambda s: natural_key(plan.renames.get(s) or s)):
+        src, tgt = plan.fixes[source]
+        name = plan.renames.get(source, source)
+        if src.dtype != tgt.dtype:
+            narrowing = dtypes.BY_NAME[src.dtype].itemsize or 0
+            cast: Any = tgt.dtype
+            if narrowing > (dtypes.BY_NAME[tgt.dtype].itemsize or 0):
+                cast = {"dtype": tgt.dtype, "allow_precision_loss": True}
+            rules.append(make_rule(Section.SHAPE, {"name": name, "cast": cast}))
+        ops, doubt = shape_ops(src.shape, tgt.shape, fill_for(name, tgt.shape, tgt.dtype))
+        # Slots the target keeps get their own rules, first: pads need a slot's fill (an
+        # accumulator must not get random cells), and plan.py lets a rule on the variable
+        # reach a slot only while their shapes agree, which its own order can break. The
+        # operations reach the target shape, so a second application changes nothing.
+        for slot in sorted(slots.get(source, []), key=natural_key):
+            slot_name = name + slot[len(source) :]
+            if slot_name in wanted:
+                slot_ops, _ = shape_ops(src.shape, tgt.shape, starts.pad_fill(slot_name))
+                for op in slot_ops:
+                    rules.append(make_rule(Section.SHAPE, {"name": slot_name, **op}))
+        why = doubt or doubts.get(source)
+        for op in ops:
+            rules.append(make_rule(Section.SHAPE, {"name": name, **op}, why))
+    return rules
+
+
+def drop_rules(plan: _Plan, ckpt: Inventory, target: Inventory) -> list[SuggestedRule]:
+    present = {v.role for k, v in ckpt.variables.items() if k != OBJECT_GRAPH_KEY}
+    needed = {v.role for k, v in target.variables.items() if k != OBJECT_GRAPH_KEY}
+    roles = [r for r in (Role.OPTIMIZER, Role.STEP, Role.METADATA) if r in present - needed]
+    rules = []
+    if roles:
+        labels = ", ".join(r.label + "s" for r in roles)
+        body = {
+            "role": [r.value for r in roles],
+            "drop": True,
+            "note": f"the target restores no {labels}",
+        }
+        rules.append(make_rule(Section.DROP, body))
+    destinations = set(plan.renames.values())
+    by_role = {variable_path(k): v.role for k, v in ckpt.variables.items()}
+    for name in sorted(plan.drops, key=natural_key):
+        if by_role.get(name) in roles:
+            continue  # the role rule drops it
+        # Dropped before the renames when a rename takes its name, after them otherwise.
+        section = Section.FREE if name in destinations else Section.DROP
+        note = "no target variable fits it"
+        if section is Section.FREE:
+            note += "; dropped first because a rename takes its name"
+        rules.append(make_rule(section, {"name": name, "drop": True, "note": note}))
+    return rules
+
+
+def init_rule(spec: VariableSpec, note: str, starts: SlotStarts) -> SuggestedRule | None:
+    dtype = dtypes.BY_NAME.get(spec.dtype)
+    if dtype is None or dtype.itemsize is None:
+        return None  # strings, variants: nothing a map can create
+    name = variable_path(spec.name)
+    fill: dict[str, Any] = {"fill": "zeros"}
+    if spec.role is Role.MODEL:
+        fill = fill_for(name, spec.shape, spec.dtype)
+    uncertain = None
+    if spec.role is Role.OPTIMIZER and spec.dtype.startswith(("float", "bfloat", "half")):
+        start, why = starts.fill(spec.name)
+        if start is None:
+            uncertain = why
+        else:
+            fill = start
+            note = f"{note}; it starts {why}"
+    init = {"name": name, "shape": list(spec.shape), "dtype": spec.dtype, **fill}
+    body: dict[str, Any] = {"init": init, "note": note}
+    return make_rule(Section.INIT, body, uncertain)
