@@ -12,6 +12,7 @@ from .errors import CkptMigrateError
 from .inventory import Inventory
 from .targets import load_target
 from .targets.checkpoint import inventory_of, load_checkpoint_inventory
+from .targets.detect import TargetKind, detect_target
 
 if TYPE_CHECKING:
     import numpy as np
@@ -154,7 +155,15 @@ def assert_compatible(
     map: Any = None,
     rekeyed: bool = False,
 ) -> Report:
-    """:func:`check`, raising unless a restore would succeed: a pre-restore sanity check.
+    """Raise unless the restore this answers for would succeed: a pre-restore sanity check.
+
+    It answers for the call you would make next. For a live object (a Keras model,
+    ``tf.Module``, ``tf.train.Checkpoint``, TF1 graph), that is
+    ``ckptmigrate.restore(obj, checkpoint, map=map)`` with the same ``ignore`` and
+    ``min_match``: the same rule decides both (:func:`restore_report`), so this raises
+    exactly when ``restore`` would refuse. For a path or builder target it is
+    :func:`check`'s verdict: TensorFlow's own restore into that model, as the verdict
+    contract says.
 
     Args:
         checkpoint, target, ignore, strict, min_match, values, map, rekeyed: as for
@@ -168,19 +177,78 @@ def assert_compatible(
             every finding.
         CkptMigrateError: the checkpoint, target or map cannot be read.
     """
-    report = check(
-        checkpoint,
-        target,
-        ignore=ignore,
-        strict=strict,
-        min_match=min_match,
-        values=values,
-        map=map,
-        rekeyed=rekeyed,
-    )
+    if map is None and not rekeyed and not values and detect_target(target).kind is TargetKind.LIVE:
+        # A live object: the question restore(obj, CKPT) answers, by the same rule.
+        report, _ = restore_report(checkpoint, target, ignore=ignore, min_match=min_match)
+        if strict and report.ok:  # unused entries fail too
+            report = replace(report, options=replace(report.options, strict=True))
+    else:
+        report = check(
+            checkpoint,
+            target,
+            ignore=ignore,
+            strict=strict,
+            min_match=min_match,
+            values=values,
+            map=map,
+            rekeyed=rekeyed,
+        )
     if not report.ok:
         raise IncompatibleCheckpointError(report)
     return report
+
+
+def refuses(report: Report, tolerate_missing: bool = False) -> bool:
+    """Whether a restore refuses on this report: anything wrong, or with
+    ``tolerate_missing`` (a non-strict restore) a wrong shape or dtype or too few matches;
+    variables missing from the checkpoint then keep their values."""
+    if report.ok:
+        return False
+    unfixable = report.count(Kind.SHAPE_MISMATCH) + report.count(Kind.DTYPE_MISMATCH)
+    return not tolerate_missing or bool(unfixable) or report.below_min_match
+
+
+def restore_report(
+    checkpoint: str | Path,
+    target: Any,
+    *,
+    ignore: tuple[str, ...] | list[str] = (),
+    min_match: float | None = None,
+    tolerate_missing: bool = False,
+) -> tuple[Report, bool]:
+    """The one rule :func:`assert_compatible` and ``restore`` share for a live object.
+
+    The checkpoint fits when TensorFlow's own restore into the object would succeed (same
+    naming scheme, by key or object path, through a root attribute when the checkpoint was
+    saved as ``tf.train.Checkpoint(model=...)``): ``restore`` then restores it that way.
+    Otherwise it fits when it converts into the object's keys (pairing by key or original
+    name, as ``convert(..., target=obj)`` does): ``restore`` then converts first.
+
+    Args:
+        checkpoint: the checkpoint.
+        target: the live object (or what a restore into it is checked against).
+        ignore, min_match: as for :func:`check`.
+        tolerate_missing: a non-strict restore: missing variables keep their values.
+
+    Returns:
+        (the report that decides, whether TensorFlow restores the checkpoint as it is).
+
+    Raises:
+        CkptMigrateError: the checkpoint or target cannot be read.
+    """
+    direct = check(checkpoint, target, ignore=ignore, min_match=min_match)
+    as_is = direct.checkpoint.scheme == direct.target.scheme and (
+        direct.alignment is None or direct.alignment.side == "checkpoint"
+    )
+    if as_is and not refuses(direct, tolerate_missing):
+        return direct, True
+    rekeyed = check(checkpoint, target, ignore=ignore, min_match=min_match, rekeyed=True)
+    if not refuses(rekeyed, tolerate_missing):
+        return rekeyed, False
+    # Neither way: the report that gets further says why.
+    if as_is and direct.count(Kind.MATCHED) >= rekeyed.count(Kind.MATCHED):
+        return direct, True
+    return rekeyed, False
 
 
 def _with_values(report: Report, checkpoint: str | Path, target: str) -> Report:

@@ -7,10 +7,11 @@ a temporary location) *before* the model is touched, so an incompatible checkpoi
 
 How each kind of object restores, once the checkpoint fits:
 
-- a Keras 3 model: ``model.load_weights`` of a ``.weights.h5``. Keras 3 cannot load a
-  TensorFlow checkpoint, so one is converted into a temporary ``.weights.h5`` first (the
-  same migration as ``convert --target M --format keras``); a ``.weights.h5``/``.keras``
-  source is loaded as it is;
+- a Keras 3 model: a TensorFlow checkpoint that fits it as it is is read by
+  ``tf.train.Checkpoint`` (Keras 3's ``load_weights`` reads no TensorFlow checkpoint);
+  otherwise it is converted into a temporary ``.weights.h5`` (the same migration as
+  ``convert --target M --format keras``) and loaded with ``model.load_weights``, as a
+  ``.weights.h5``/``.keras`` source is;
 - a tf-keras (Keras 2) model: ``model.load_weights(prefix)``;
 - a ``tf.train.Checkpoint`` or another trackable (``tf.Module``):
   ``tf.train.Checkpoint(obj).read(prefix)`` (the object itself for a Checkpoint), with
@@ -18,9 +19,12 @@ How each kind of object restores, once the checkpoint fits:
 - a TF1 ``tf.compat.v1.Session`` (or a ``tf.Graph`` with ``session=``): a
   ``tf.compat.v1.train.Saver`` over the graph's global variables, restored into the session.
 
-A checkpoint whose names the object's own restore would not find (a TF1 checkpoint into a
-TF2 model, a ``tf.train.Checkpoint(model=...)`` checkpoint into the bare model) is converted
-into the object's keys first, as ``convert --target`` does, and restored from there.
+Which way is decided by the rule :func:`~ckptmigrate.checker.assert_compatible` applies too
+(:func:`~ckptmigrate.checker.restore_report`): TensorFlow's own restore when it finds every
+value (a ``tf.train.Checkpoint(model=...)`` checkpoint through that root attribute);
+otherwise a checkpoint whose names the object's restore would not find (a TF1 checkpoint
+into a Keras 3 model, a tf-keras checkpoint into Keras 3) is converted into the object's
+keys first, as ``convert --target`` does, and restored from there.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from ._tf import import_tensorflow
-from .checker import IncompatibleCheckpointError, check
+from .checker import IncompatibleCheckpointError, check, refuses, restore_report
 from .compare import CheckOptions, Kind, Report, compare
 from .errors import CkptMigrateError, first_line
 
@@ -107,14 +111,19 @@ def restore(
         return _restore_keras_file(into, Path(checkpoint), map, strict, options)
     report: Report | None = None
     if map is None:
-        # Paired as a conversion would pair them: when the object's own restore can't find
-        # the values by key, they are converted into its keys below.
-        report = check(
-            checkpoint, into.checked, ignore=options.ignore, min_match=min_match, rekeyed=True
+        # The rule assert_compatible applies too: TensorFlow's own restore when it finds
+        # every value, else converted into the object's keys below.
+        report, as_is = restore_report(
+            checkpoint,
+            into.checked,
+            ignore=options.ignore,
+            min_match=min_match,
+            tolerate_missing=not strict,
         )
         _refuse(report, strict)
-        if into.flavour is not _Flavour.KERAS3 and _restores_by_key(report):
-            _restore_from(into, _prefix_of(checkpoint), strict, skip=_missing(report))
+        if as_is:
+            scope = report.alignment.scope if report.alignment is not None else None
+            _restore_from(into, _prefix_of(checkpoint), strict, skip=_missing(report), scope=scope)
             return report
     with _workspace(workdir) as tmp:
         migrated, skip, converted = _migrate(
@@ -173,25 +182,8 @@ def _is_tf_keras(obj: Any) -> bool:
 def _refuse(report: Report, strict: bool) -> None:
     """Raise before touching the model. Non-strict restores tolerate missing variables only:
     a wrong shape or dtype cannot be restored at all."""
-    if report.ok:
-        return
-    unfixable = report.count(Kind.SHAPE_MISMATCH) + report.count(Kind.DTYPE_MISMATCH)
-    if strict or unfixable or report.below_min_match:
+    if refuses(report, tolerate_missing=not strict):
         raise IncompatibleCheckpointError(report)
-
-
-def _restores_by_key(report: Report) -> bool:
-    """Whether the object's own restore finds every paired value under the key the check
-    paired it by: same naming scheme, no scope stripped, no original-name pairing."""
-    if report.checkpoint.scheme != report.target.scheme:
-        return False
-    for finding in report.findings:
-        if finding.target is None or finding.checkpoint is None:
-            continue
-        wanted = {finding.target.name, *finding.target.aliases}
-        if not wanted & {finding.checkpoint.name, *finding.checkpoint.aliases}:
-            return False
-    return True
 
 
 def _missing(report: Report) -> frozenset[str]:
@@ -293,20 +285,33 @@ def _restore_keras_file(
 # -- restoring ------------------------------------------------------------------------
 
 
-def _restore_from(into: _Into, prefix: str | Path, strict: bool, *, skip: frozenset[str]) -> None:
-    """Restore the way the object restores; TensorFlow's own errors become RestoreError."""
+def _restore_from(
+    into: _Into,
+    prefix: str | Path,
+    strict: bool,
+    *,
+    skip: frozenset[str],
+    scope: str | None = None,
+) -> None:
+    """Restore the way the object restores; TensorFlow's own errors become RestoreError.
+
+    A Keras 3 model loads a ``.weights.h5`` with ``load_weights``; handed a TensorFlow
+    checkpoint as it is (``scope``: through the root attribute it was saved under), it is
+    read by ``tf.train.Checkpoint``, the restore the check answered for."""
     tf = import_tensorflow()
+    as_checkpoint = scope is not None or not str(prefix).lower().endswith(KERAS_SUFFIXES)
     try:
         if into.flavour is _Flavour.TF1:
             _restore_tf1(tf, into.obj, prefix, skip)
-        elif into.flavour is _Flavour.KERAS3:
+        elif into.flavour is _Flavour.KERAS3 and not as_checkpoint:
             into.obj.load_weights(str(prefix))
         else:
-            status = (
-                into.obj.load_weights(str(prefix))
-                if into.flavour is _Flavour.TF_KERAS
-                else _checkpoint_root(tf, into.obj).read(str(prefix))
-            )
+            if scope is not None:
+                status = tf.train.Checkpoint(**{scope: into.obj}).read(str(prefix))
+            elif into.flavour is _Flavour.TF_KERAS:
+                status = into.obj.load_weights(str(prefix))
+            else:
+                status = _checkpoint_root(tf, into.obj).read(str(prefix))
             if strict:
                 status.assert_existing_objects_matched()
             status.expect_partial()  # unused values (optimizer slots) are expected
