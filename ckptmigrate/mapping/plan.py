@@ -402,78 +402,29 @@ def plan_conversion(
     keep_object_graph: bool = True,
 ) -> Plan:
     """The conversion ``mapping`` describes for ``checkpoint``, fully validated.
-    ``keep_object_graph`` false: the output will not carry the source's object graph (it
-    is checked against, or written with, a target's), so renames need not fit it."""
+
+    Args:
+        checkpoint: the open source checkpoint (only names, shapes and dtypes are read).
+        mapping: the validated map.
+        strict: a rule that matches nothing is an error, not a warning.
+        require_all: every checkpoint variable must be renamed, kept or dropped by a rule.
+        keep_object_graph: the output carries the source's object graph, so renames must
+            fit it; false when it is checked against, or written with, a target's.
+
+    Returns:
+        Every output variable with its source and steps, what is dropped, and warnings.
+
+    Raises:
+        MapError: the map does not fit the checkpoint (naming the rule and the variable).
+    """
     states, passthrough = _initial_states(checkpoint)
     source_names = [s.name for s in states]
     warnings: list[str] = []
     for rule in mapping.rules:
-        alive = [s for s in states if s.alive]
-        before = {id(s): s.name for s in alive}
-        shapes_before = {id(s): s.shape for s in alive}
-        matched = 0
-        if isinstance(rule, KeepRule):
-            for state in alive:
-                names = [(before[id(state)], state.role)]
-                if state.owner is not None and id(state.owner) in before:
-                    names.append((before[id(state.owner)], state.owner.role))
-                if any(sel.match(n, role) for sel in rule.patterns for n, role in names):
-                    state.handled = True
-                    matched += 1
-                else:
-                    state.alive = False
-                    state.dropped_by = f"{rule.label}: not kept"
-        elif isinstance(rule, InitRule):
-            if any(s.name == rule.name for s in alive):
-                raise MapError(
-                    rule.where,
-                    f"init creates {rule.name!r}, which already exists at this point of the map",
-                    hint="drop or rename it first.",
-                )
-            states.append(
-                _State(
-                    rule.name,
-                    None,
-                    Role.MODEL,
-                    rule.shape,
-                    rule.dtype,
-                    rule.shape,
-                    rule.dtype,
-                    handled=True,
-                    init=rule,
-                    produced_by=rule.label,
-                )
+        if _run_rule(rule, states) == 0 and not _is_optional(rule):
+            message = (
+                f"{rule.label} matches nothing; {_closest_names(_selected(rule), source_names)}"
             )
-            matched = 1
-        elif isinstance(rule, ConcatRule):
-            present = {s.name for s in alive}
-            if rule.optional and not present.intersection(rule.sources):
-                continue  # e.g. the GRU half of a map applied to an LSTM checkpoint
-            states.append(_concat(rule, alive))
-            matched = 1
-        elif isinstance(rule, FromRule):
-            brought = _from(rule, alive)
-            states.extend(brought)
-            matched = len(brought)
-        else:
-            for state in alive:
-                owner = state.owner
-                owner_before = before.get(id(owner)) if owner is not None else None
-                owner_shape = shapes_before.get(id(owner)) if owner is not None else None
-                created = _apply_rule(rule, state, before[id(state)], owner_before, owner_shape)
-                if created is not None:
-                    matched += 1
-                    states.extend(created)
-        optional = isinstance(rule, Rule | KeepRule | ConcatRule) and rule.optional
-        if matched == 0 and not optional:
-            text = (
-                rule.selector.text
-                if isinstance(rule, Rule | FromRule)
-                else ", ".join(p.text for p in rule.patterns)
-                if isinstance(rule, KeepRule)
-                else ""
-            )
-            message = f"{rule.label} matches nothing; {_closest_names(text, source_names)}"
             if strict:
                 raise MapError(
                     rule.where,
@@ -484,16 +435,7 @@ def plan_conversion(
             warnings.append(message)
     _check_unique(states, mapping)
     if require_all:
-        unhandled = [s.source for s in states if s.source and not s.handled]
-        if unhandled:
-            shown = ", ".join(_display(k) for k in unhandled[:10])
-            more = f" and {len(unhandled) - 10} more" if len(unhandled) > 10 else ""
-            raise MapError(
-                mapping.path,
-                f"[[require_all]]: {len(unhandled)} variable(s) no rule "
-                f"renames, keeps or drops: {shown}{more}",
-                hint="add a rule for them (keep: [...] or drop: true).",
-            )
+        _check_all_handled(states, mapping)
     outputs = tuple(
         sorted((_planned(checkpoint, s) for s in states if s.alive), key=lambda v: v.name)
     )
@@ -503,17 +445,121 @@ def plan_conversion(
         if not s.alive and s.source and s.consumed_by is None and s.origin is None
     )
     graph = _object_graph(checkpoint, outputs, mapping) if keep_object_graph else None
-    if not keep_object_graph:
-        passthrough = []
     return Plan(
         str(checkpoint.location.given),
         mapping,
         outputs,
         dropped,
         tuple(warnings),
-        () if graph is not None else tuple(passthrough),
+        tuple(passthrough) if keep_object_graph and graph is None else (),
         graph,
     )
+
+
+def _run_rule(rule: AnyRule, states: list[_State]) -> int:
+    """Apply ``rule`` to the variables alive at its point of the map (adding any it
+    creates to ``states``); returns how many it matched."""
+    alive = [s for s in states if s.alive]
+    match rule:
+        case KeepRule():
+            return _keep(rule, alive)
+        case InitRule():
+            states.append(_init(rule, alive))
+            return 1
+        case ConcatRule():
+            if rule.optional and not {s.name for s in alive}.intersection(rule.sources):
+                return 0  # e.g. the GRU half of a map applied to an LSTM checkpoint
+            states.append(_concat(rule, alive))
+            return 1
+        case FromRule():
+            brought = _from(rule, alive)
+            states.extend(brought)
+            return len(brought)
+        case Rule():
+            return _apply_everywhere(rule, alive, states)
+
+
+def _apply_everywhere(rule: Rule, alive: list[_State], states: list[_State]) -> int:
+    """A selector rule on every variable alive, each seen under its name before the rule
+    (and its owner's, for a slot following its variable)."""
+    before = {id(s): s.name for s in alive}
+    shapes_before = {id(s): s.shape for s in alive}
+    matched = 0
+    for state in alive:
+        owner = state.owner
+        owner_before = before.get(id(owner)) if owner is not None else None
+        owner_shape = shapes_before.get(id(owner)) if owner is not None else None
+        created = _apply_rule(rule, state, before[id(state)], owner_before, owner_shape)
+        if created is not None:
+            matched += 1
+            states.extend(created)
+    return matched
+
+
+def _keep(rule: KeepRule, alive: list[_State]) -> int:
+    """Everything alive that no pattern keeps (by its name or its owner's) is dropped."""
+    before = {id(s): s.name for s in alive}
+    matched = 0
+    for state in alive:
+        names = [(before[id(state)], state.role)]
+        if state.owner is not None and id(state.owner) in before:
+            names.append((before[id(state.owner)], state.owner.role))
+        if any(sel.match(n, role) for sel in rule.patterns for n, role in names):
+            state.handled = True
+            matched += 1
+        else:
+            state.alive = False
+            state.dropped_by = f"{rule.label}: not kept"
+    return matched
+
+
+def _init(rule: InitRule, alive: list[_State]) -> _State:
+    if any(s.name == rule.name for s in alive):
+        raise MapError(
+            rule.where,
+            f"init creates {rule.name!r}, which already exists at this point of the map",
+            hint="drop or rename it first.",
+        )
+    return _State(
+        rule.name,
+        None,
+        Role.MODEL,
+        rule.shape,
+        rule.dtype,
+        rule.shape,
+        rule.dtype,
+        handled=True,
+        init=rule,
+        produced_by=rule.label,
+    )
+
+
+def _is_optional(rule: AnyRule) -> bool:
+    return isinstance(rule, Rule | KeepRule | ConcatRule) and rule.optional
+
+
+def _selected(rule: AnyRule) -> str:
+    """What a rule selects, as written (for "did you mean")."""
+    match rule:
+        case Rule() | FromRule():
+            return rule.selector.text
+        case KeepRule():
+            return ", ".join(p.text for p in rule.patterns)
+        case _:
+            return ""
+
+
+def _check_all_handled(states: list[_State], mapping: Map) -> None:
+    unhandled = [s.source for s in states if s.source and not s.handled]
+    if unhandled:
+        shown = ", ".join(_display(k) for k in unhandled[:10])
+        more = f" and {len(unhandled) - 10} more" if len(unhandled) > 10 else ""
+        raise MapError(
+            mapping.path,
+            f"[[require_all]]: {len(unhandled)} variable(s) no rule "
+            f"renames, keeps or drops: {shown}{more}",
+            hint="add a rule for them (keep: [...] or drop: true).",
+        )
 
 
 def _planned(checkpoint: Checkpoint, s: _State) -> PlannedVariable:
