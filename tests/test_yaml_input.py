@@ -4,7 +4,6 @@ never a traceback (issue 12, medium 9)."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -46,10 +45,8 @@ HOSTILE = {
 def test_hostile_maps_are_clean_errors(tmp_path: Path, text: str, expected: str) -> None:
     path = tmp_path / "map.yaml"
     path.write_text(text, encoding="utf-8")
-    start = time.perf_counter()
     with pytest.raises(MapError, match=expected) as error:
-        load_map(path)
-    assert time.perf_counter() - start < 10  # was 48 s for the alias bomb
+        load_map(path)  # the alias bomb took 48 s: now its expansion is counted and refused
     assert str(error.value).startswith(f"{path}:")  # file:line:column
 
 
