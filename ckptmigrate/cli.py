@@ -16,8 +16,10 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
+from typer.core import TyperCommand
 
 from ._version import __version__
+from .output_format import OutputFormat
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -125,6 +127,33 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+def _bundled_map_names(incomplete: str) -> list[str]:
+    """Shell completion for --map: the bundled maps' names (a path being typed matches
+    none, and the shell falls back to completing file names)."""
+    from .mapping.schema import bundled_map_names
+
+    return [name for name in bundled_map_names() if name.startswith(incomplete)]
+
+
+class _TargetOption(TyperCommand):
+    """check and suggest take the model as --target: a second positional argument
+    (``check A B``, a common slip) is answered with the command line that works, not
+    with "Got unexpected extra argument"."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        if not ctx.resilient_parsing:  # not while completing
+            opts, extra, _ = self.make_parser(ctx).parse_args(args=list(args))
+            if len(extra) == 1 and opts.get("checkpoint") and opts.get("target") is None:
+                import shlex
+
+                checkpoint, target = shlex.quote(opts["checkpoint"]), shlex.quote(extra[0])
+                ctx.fail(
+                    f"{ctx.info_name} takes the model as --target, not as a second argument: "
+                    f"ckptmigrate {ctx.info_name} {checkpoint} --target {target}"
+                )
+        return super().parse_args(ctx, args)
+
+
 @app.callback()
 def main_options(
     version: Annotated[
@@ -187,7 +216,7 @@ def inspect(
         _emit(inspect_table(report))
 
 
-@app.command(epilog=EXIT_CODES)
+@app.command(epilog=EXIT_CODES, cls=_TargetOption)
 def check(
     checkpoint: Annotated[
         str, typer.Argument(help="The checkpoint to restore from (a path or a URL).")
@@ -228,7 +257,12 @@ def check(
     ] = False,
     map_file: Annotated[
         str | None,
-        typer.Option("--map", "-m", help="Check the checkpoint as this map would convert it."),
+        typer.Option(
+            "--map",
+            "-m",
+            help="Check the checkpoint as this map would convert it.",
+            autocompletion=_bundled_map_names,
+        ),
     ] = None,
     html: Annotated[
         str | None,
@@ -279,7 +313,12 @@ def convert(
     ],
     map_file: Annotated[
         str | None,
-        typer.Option("--map", "-m", help="A YAML map file, or the name of a bundled map."),
+        typer.Option(
+            "--map",
+            "-m",
+            help="A YAML map file, or the name of a bundled map (`ckptmigrate maps`).",
+            autocompletion=_bundled_map_names,
+        ),
     ] = None,
     output: Annotated[
         str | None, typer.Option("--output", "-o", help="The new checkpoint directory to write.")
@@ -335,13 +374,13 @@ def convert(
         typer.Option("--durable", help="fsync every file before publishing the output (slower)."),
     ] = False,
     output_format: Annotated[
-        str,
+        OutputFormat,
         typer.Option(
             "--format",
             help="checkpoint (a TensorFlow checkpoint), or keras: a Keras 3 .weights.h5 or "
             ".keras file for a Keras 3 --target.",
         ),
-    ] = "checkpoint",
+    ] = OutputFormat.CHECKPOINT,
     verify: Annotated[
         bool,
         typer.Option(
@@ -365,7 +404,6 @@ def convert(
       ckptmigrate convert old/x.ckpt -m tf-keras-to-keras3 -t new.keras -o out --verify
     """
     from .conversion import ConvertOptions, plan, run_conversion
-    from .output_format import OutputFormat
 
     if dry_run:
         from .render import plan_text, to_json
@@ -394,7 +432,7 @@ def convert(
     options = _run(
         lambda: ConvertOptions(
             root=root or None,
-            format=OutputFormat.parse(output_format),
+            format=output_format,
             fill_missing_from_target=fill_missing_from_target,
             strict=strict,
             require_all=require_all,
@@ -405,10 +443,23 @@ def convert(
         ),
         traceback,
     )
-    with _progress(enabled=not quiet and not json_output) as advance:
+    with _progress(enabled=not quiet and not json_output) as progress:
+
+        def warn(the_plan: Any) -> None:
+            # Before anything is written, above the progress line: a rule that matches
+            # nothing is seen while there is still time to stop.
+            for warning in the_plan.warnings:
+                progress.note(f"warning: {warning}; --strict makes this an error")
+
         result = _run(
             lambda: run_conversion(
-                checkpoint, map_file, output, target, options, on_variable=advance
+                checkpoint,
+                map_file,
+                output,
+                target,
+                options,
+                on_variable=progress.advance,
+                on_plan=warn,
             ),
             traceback,
         )
@@ -418,8 +469,6 @@ def convert(
         sys.stdout.write(to_json(result.to_dict()) + "\n")
         _exit_on_failed_verification(result.verification)
         return
-    for warning in result.plan.warnings:
-        sys.stderr.write(f"warning: {warning}\n")
     if not quiet:
         _stdout().print(
             f"wrote {result.prefix}: {result.copied} copied unchanged, {result.transformed} "
@@ -445,7 +494,7 @@ def _exit_on_failed_verification(verification: Any) -> None:
         raise typer.Exit(1)
 
 
-@app.command(epilog=EXIT_CODES)
+@app.command(epilog=EXIT_CODES, cls=_TargetOption)
 def suggest(
     checkpoint: Annotated[
         str, typer.Argument(help="The checkpoint to migrate (read only; a path or a URL).")
@@ -475,9 +524,17 @@ def suggest(
         ),
     ] = "model",
     output_format: Annotated[
-        str,
+        OutputFormat,
         typer.Option("--format", help="As convert --format: checkpoint, or keras (Keras 3)."),
-    ] = "checkpoint",
+    ] = OutputFormat.CHECKPOINT,
+    json_output: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="Print the suggestion as a JSON object (rules, uncertain, notes, headline); "
+            "-o still writes the YAML map.",
+        ),
+    ] = False,
     traceback: TracebackOption = False,
 ) -> None:
     """Write a map that makes CHECKPOINT fit the --target model; review the UNCERTAIN rules.
@@ -493,10 +550,19 @@ def suggest(
         lambda: run_suggest(checkpoint, target, root=root or None, format=output_format),
         traceback,
     )
-    if output is None:
+    path = None
+    if output is not None:
+        path = _run(lambda: write_map(suggestion, output, overwrite=force), traceback)
+    if json_output:
+        from .render import suggestion_dict, to_json
+
+        data = suggestion_dict(suggestion)
+        data["output"] = None if path is None else str(path)
+        sys.stdout.write(to_json(data) + "\n")
+        return
+    if path is None:
         sys.stdout.write(suggestion.to_yaml())
         return
-    path = _run(lambda: write_map(suggestion, output, overwrite=force), traceback)
     if quiet:
         return
     headline = suggestion.predicted.headline if suggestion.predicted else ""
@@ -530,17 +596,60 @@ def list_maps(
         sys.stdout.write(f"{name}\t{description}\n")
 
 
+class _Progress:
+    """What a command reports while it works: ``advance`` per variable written, ``note``
+    for a line on stderr that must stay visible (printed above a progress line)."""
+
+    def __init__(self, note: Callable[[str], None] | None = None) -> None:
+        self.note = note or _stderr_line
+        self.advance: Callable[[Any], None] = lambda variable: None
+
+
+def _stderr_line(text: str) -> None:
+    sys.stderr.write(text + "\n")
+    sys.stderr.flush()
+
+
+@app.command("validate", epilog=EXIT_CODES)
+def validate(
+    maps: Annotated[
+        list[str],
+        typer.Argument(help="Map files, or bundled map names.", autocompletion=_bundled_map_names),
+    ],
+    traceback: TracebackOption = False,
+) -> None:
+    """Check maps without a checkpoint: each is loaded and validated as convert loads it.
+    Exit 0 when every map is valid, 2 when any is not.
+
+    \b
+    Example:
+      ckptmigrate validate mappings/*.yaml
+    """
+    from .validate import validate_maps
+
+    results = _run(lambda: validate_maps(maps), traceback)
+    for result in results:
+        if result.error is None:
+            rules = f"{result.rules} rule{'s' if result.rules != 1 else ''}"
+            sys.stdout.write(f"{result.map}: ok ({rules})\n")
+        else:
+            # The error names the file:line:column itself.
+            sys.stderr.write(f"error: {result.error.render(CLI_FLAGS)}\n")
+    if not all(result.ok for result in results):
+        raise typer.Exit(2)
+
+
 @contextlib.contextmanager
-def _progress(enabled: bool) -> Iterator[Callable[[Any], None]]:
+def _progress(enabled: bool) -> Iterator[_Progress]:
     """A Rich progress line (variables and bytes written) on stderr, only for a terminal."""
     if not enabled or not sys.stderr.isatty():  # rich stays unimported for pipes and CI
-        yield lambda variable: None
+        yield _Progress()
         return
     from rich.console import Console
 
     console = Console(stderr=True)
     if not console.is_terminal:
-        yield lambda variable: None
+        yield _Progress()
         return
     from rich.progress import Progress, SpinnerColumn, TextColumn
 
@@ -561,7 +670,10 @@ def _progress(enabled: bool) -> Iterator[Callable[[Any], None]]:
             total += math.prod(variable.shape) * (dtypes.BY_NAME[variable.dtype].itemsize or 0)
             bar.update(task, advance=1, written=human_bytes(total))
 
-        yield advance
+        # Rich prints above its live progress line; a plain write would be drawn over.
+        progress = _Progress(lambda text: bar.console.print(text, markup=False, highlight=False))
+        progress.advance = advance
+        yield progress
 
 
 def main() -> None:

@@ -8,13 +8,14 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Group, RenderableType
 from rich.text import Text
 
-from .compare import FAILING, Finding, Kind, Report, ValueDiff
+from .compare import FAILING, SCHEMA_VERSION, Finding, Kind, Report, ValueDiff
 from .inspection import InspectReport
 from .inventory import VariableSpec
 from .names import VARIABLE_SUFFIX, Role, variable_path
 
 if TYPE_CHECKING:
     from .mapping.plan import Plan
+    from .suggestion import Suggestion
 
 
 def human_bytes(n: int) -> str:
@@ -315,6 +316,30 @@ def plan_text(the_plan: Plan) -> RenderableType:
         parts += [Text(f"    {variable_path(d.source)}  ({d.rule})") for d in the_plan.dropped]
     parts += [Text(f"warning: {w}", style="yellow") for w in the_plan.warnings]
     return Group(*parts)
+
+
+# -- suggest ---------------------------------------------------------------------------
+
+
+def suggestion_dict(suggestion: Suggestion) -> dict[str, Any]:
+    """``suggest --json``: the map's rules (as the YAML writes them), which of them a
+    reviewer should look at and why, the notes, and what the map achieves."""
+    predicted = suggestion.predicted
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "checkpoint": suggestion.checkpoint,
+        "target": suggestion.target,
+        "headline": None if predicted is None else predicted.headline,
+        "ok": None if predicted is None else predicted.ok,
+        "description": suggestion.description,
+        "rules": [dict(rule.body) for rule in suggestion.rules],
+        "uncertain": [
+            {"rule": index, "reason": rule.uncertain}
+            for index, rule in enumerate(suggestion.rules)
+            if rule.uncertain
+        ],
+        "notes": list(suggestion.notes),
+    }
 
 
 def plain_text(renderable: RenderableType) -> str:

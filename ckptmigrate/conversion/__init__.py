@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -155,8 +156,11 @@ def run_conversion(
     options: ConvertOptions,
     *,
     on_variable: OnVariable | None = None,
+    on_plan: Callable[[Plan], object] | None = None,
 ) -> ConvertResult:
-    """:func:`convert` with its options in one object (what the CLI builds)."""
+    """:func:`convert` with its options in one object (what the CLI builds); ``on_plan``
+    is called with the plan before anything is written (the CLI shows its warnings then,
+    not after a long conversion)."""
     the_map = _as_map(mapping, target)
     destination = as_path(output)
     if options.verify:
@@ -177,6 +181,8 @@ def run_conversion(
     ):
         the_plan = _plan_for(ckpt, the_map, target_model, options)
         check_output(destination, ckpt.location.given, ckpt.prefix, options.overwrite)
+        if on_plan is not None:
+            on_plan(the_plan)
         job = Job(ckpt, the_plan, options, Sources(ckpt, stack), target, target_model, on_variable)
         links: tuple[str, ...] = ()
         match options.format:

@@ -519,8 +519,18 @@ def parse_map(text: str, path: str = "<map>", base_dir: Path | None = None) -> M
     return Map(path, description, rules, digest)
 
 
+def bundled_map_names() -> list[str]:
+    """The names ``--map`` takes for the maps shipped in mappings/ (nothing is loaded)."""
+    return sorted(p.stem for p in BUNDLED_DIR.glob("*.yaml")) if BUNDLED_DIR.is_dir() else []
+
+
 def resolve_map_path(spec: str | Path) -> Path:
-    """A path, or the name of a bundled map in mappings/ (with or without .yaml)."""
+    """A path, or the name of a bundled map in mappings/ (with or without .yaml).
+
+    Raises:
+        MapError: neither; a name close to a bundled map's (``strip-optimiser``) is
+            answered with that name.
+    """
     path = Path(spec)
     if path.is_file():
         return path
@@ -528,12 +538,12 @@ def resolve_map_path(spec: str | Path) -> Path:
     bundled = BUNDLED_DIR / f"{name}.yaml"
     if "/" not in name and bundled.is_file():
         return bundled
-    names = sorted(p.stem for p in BUNDLED_DIR.glob("*.yaml")) if BUNDLED_DIR.is_dir() else []
-    raise MapError(
-        str(spec),
-        "no such map file or bundled map",
-        hint=f"bundled maps: {', '.join(names)}." if names else None,
-    )
+    names = bundled_map_names()
+    close = [] if "/" in name else difflib.get_close_matches(name, names, n=1, cutoff=0.75)
+    hint = f"bundled maps: {', '.join(names)}." if names else None
+    if close:
+        hint = f"did you mean the bundled map {close[0]!r}?"
+    raise MapError(str(spec), "no such map file or bundled map", hint=hint)
 
 
 def load_map(spec: str | Path) -> Map:
