@@ -78,7 +78,7 @@ class PathIndex:
         return [self._string(node, way) for way in range(len(self._ways.get(node, ())))]
 
     def _string(self, node: int, way: int) -> str:
-        names = []
+        names: list[str] = []
         while True:  # up the links to the root's first way, which has no parent
             parent, parent_way, name = self._ways[node][way]
             if parent < 0:
