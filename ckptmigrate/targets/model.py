@@ -107,7 +107,11 @@ def open_target_model(
             yield TargetModel(inventory, template, rebuild, None)
             return
         directory = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ckptmigrate-")))
-        prefix = _save_template(live, directory / "target", root, str(rebuild or kind))
+        # A .meta file is data: its initialisers are checked before they run. A builder or
+        # a live object is the caller's own code, run already.
+        prefix = _save_template(
+            live, directory / "target", root, str(rebuild or kind), foreign=kind == "metagraph"
+        )
         template = stack.enter_context(open_checkpoint(prefix))
         source = str(target) if rebuild else kind
         inventory = inventory_of(template, kind, source)
@@ -248,11 +252,13 @@ def saver_root(obj: Any, root: str | None) -> Any:
     return tf.train.Checkpoint(**{root: obj}) if root else tf.train.Checkpoint(obj)
 
 
-def _save_template(obj: Any, prefix: Path, root: str | None, source: str) -> str:
+def _save_template(
+    obj: Any, prefix: Path, root: str | None, source: str, *, foreign: bool = False
+) -> str:
     tf = import_tensorflow()
     try:
         if isinstance(obj, tf.Graph):
-            return _save_graph(tf, obj, prefix, source)
+            return _save_graph(tf, obj, prefix, source, foreign=foreign)
         weights = getattr(obj, "weights", None)
         if weights is not None and not weights:
             raise CkptMigrateError(
@@ -275,13 +281,145 @@ def _save_template(obj: Any, prefix: Path, root: str | None, source: str) -> str
         ) from e
 
 
-def _save_graph(tf: Any, graph: Any, prefix: Path, source: str) -> str:
-    """A TF1 graph's Saver keys and initial values: initialise and save it."""
+# The ops variable initialisers are made of (constants, random draws, arithmetic, shape
+# plumbing, the assignments themselves). A foreign graph's initialiser is run to learn the
+# initial values only when every op it reaches is one of these: a .meta is data, and its
+# initialiser may hold anything (tf.io.write_file, file reads, prints).
+INITIALISER_OPS = frozenset(
+    {
+        "Abs",
+        "Add",
+        "AddV2",
+        "All",
+        "Any",
+        "Assign",
+        "AssignVariableOp",
+        "BroadcastTo",
+        "Cast",
+        "Ceil",
+        "ConcatV2",
+        "Const",
+        "Cos",
+        "Diag",
+        "DiagPart",
+        "Equal",
+        "Exp",
+        "ExpandDims",
+        "Fill",
+        "Floor",
+        "FloorDiv",
+        "FloorMod",
+        "Greater",
+        "GreaterEqual",
+        "Identity",
+        "IsVariableInitialized",
+        "Less",
+        "LessEqual",
+        "LinSpace",
+        "Log",
+        "LogicalAnd",
+        "LogicalNot",
+        "LogicalOr",
+        "MatMul",
+        "MatrixBandPart",
+        "MatrixDiag",
+        "MatrixDiagPartV3",
+        "MatrixDiagV3",
+        "Max",
+        "Maximum",
+        "Mean",
+        "Merge",
+        "Min",
+        "Minimum",
+        "Mul",
+        "Multinomial",
+        "Neg",
+        "NoOp",
+        "NotEqual",
+        "OnesLike",
+        "Pack",
+        "Pad",
+        "Pow",
+        "Prod",
+        "Qr",
+        "RandomShuffle",
+        "RandomStandardNormal",
+        "RandomUniform",
+        "RandomUniformInt",
+        "Range",
+        "ReadVariableOp",
+        "RealDiv",
+        "Reciprocal",
+        "Reshape",
+        "Rsqrt",
+        "Select",
+        "SelectV2",
+        "Shape",
+        "Sign",
+        "Sin",
+        "Size",
+        "Slice",
+        "Split",
+        "Sqrt",
+        "Square",
+        "Squeeze",
+        "StatelessRandomNormalV2",
+        "StatelessRandomUniformV2",
+        "StatelessTruncatedNormalV2",
+        "StopGradient",
+        "StridedSlice",
+        "Sub",
+        "Sum",
+        "Switch",
+        "Tile",
+        "Transpose",
+        "TruncatedNormal",
+        "Unpack",
+        "VarHandleOp",
+        "VarIsInitializedOp",
+        "VariableV2",
+        "ZerosLike",
+    }
+)
+
+
+def _foreign_ops(initialiser: Any) -> list[str]:
+    """Types of the ops an initialiser reaches (inputs and control inputs) that are not
+    variable initialisation."""
+    seen = set()
+    pending = [initialiser]
+    foreign = set()
+    while pending:
+        op = pending.pop()
+        if op.name in seen:
+            continue
+        seen.add(op.name)
+        if op.type not in INITIALISER_OPS:
+            foreign.add(op.type)
+        pending.extend(t.op for t in op.inputs)
+        pending.extend(op.control_inputs)
+    return sorted(foreign)
+
+
+def _save_graph(tf: Any, graph: Any, prefix: Path, source: str, *, foreign: bool) -> str:
+    """A TF1 graph's Saver keys and initial values: initialise and save it; a ``foreign``
+    graph (read from a file) only if its initialiser does nothing but initialise."""
     v1 = tf.compat.v1
     with graph.as_default():
         if not v1.global_variables():
             raise CkptMigrateError("the graph has no variables", path=source)
         saver = v1.train.Saver()
+        initialiser = v1.global_variables_initializer()
+        unexpected = _foreign_ops(initialiser) if foreign else []
+        if unexpected:
+            raise CkptMigrateError(
+                "the graph's variable initialisers run more than initialisation "
+                f"({', '.join(unexpected[:8])}), so ckptmigrate will not run them to learn the "
+                "initial values",
+                path=source,
+                hint="pass a checkpoint of the target (its initial values) as [[target]], or "
+                "check against the .meta, which runs nothing.",
+            )
         with v1.Session(graph=graph) as session:
-            session.run(v1.global_variables_initializer())
+            session.run(initialiser)
             return str(saver.save(session, str(prefix), write_meta_graph=False))
