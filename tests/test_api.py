@@ -135,6 +135,12 @@ def test_inspect_plan_and_convert_results_have_short_reprs(
     assert repr(result) == (
         f"<ConvertResult {result.prefix}: 1 copied, 1 transformed, 0 initialised, 1 dropped>"
     )
+    suggestion = ckptmigrate.suggest(*pair)
+    assert repr(suggestion) == (
+        f"<Suggestion {checkpoint} -> {pair[1]}: {len(suggestion.rules)} rules, "
+        f"{len(suggestion.uncertain)} uncertain; with it: matched 3 of 3 target variables "
+        "(87 of 87 parameters)>"
+    )
 
 
 # -- reading like tf.train.load_checkpoint -----------------------------------------------

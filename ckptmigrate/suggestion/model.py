@@ -71,6 +71,13 @@ class Suggestion:
     def description(self) -> str:
         return f"suggested by ckptmigrate: {self.checkpoint} -> {self.target}"
 
+    def __repr__(self) -> str:
+        predicted = f"; with it: {self.predicted.headline}" if self.predicted else ""
+        return (
+            f"<Suggestion {self.checkpoint} -> {self.target}: {len(self.rules)} rules, "
+            f"{len(self.uncertain)} uncertain{predicted}>"
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """The map as data (what ``to_yaml`` writes, without the comments)."""
         return {
