@@ -275,3 +275,35 @@ def test_a_rule_matching_nothing_warns_before_writing_and_names_strict(tmp_path:
     ((warnings, written),) = seen
     assert len(warnings) == 1
     assert not written  # told before anything is written
+
+
+def test_the_warning_is_seen_with_the_progress_line_on_a_terminal(tmp_path: Path) -> None:
+    # On a terminal convert draws a Rich progress line on stderr; the warning is printed
+    # above it (through Rich), not written over by it.
+    ckpt = _write(tmp_path / "ckpt", {"dense/kernel": np.ones((2, 2), F32)})
+    map_file = tmp_path / "m.yaml"
+    map_file.write_text("version: 1\nrules:\n  - name: dense/kernal\n    drop: true\n")
+    leader, follower = os.openpty()
+    env = {**os.environ, "COLUMNS": "400", "TERM": "xterm"}
+    env.pop("NO_COLOR", None)
+    args = ["convert", str(ckpt), "--map", str(map_file), "-o", str(tmp_path / "out")]
+    proc = subprocess.Popen(
+        [*CLI, *args], stdin=follower, stdout=follower, stderr=follower, env=env
+    )
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(leader)
+    assert proc.wait(timeout=60) == 0
+    screen = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", b"".join(chunks).decode())
+    assert "matches nothing; closest names: dense/kernel" in screen
+    assert "--strict makes this an error" in screen
+    assert "wrote " in screen
+    assert "converting:" in screen  # the progress line was drawn
