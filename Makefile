@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test check lint docs bench soak clean
+.PHONY: install demo test check lint docs bench soak dist clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,4 +44,17 @@ bench: install
 	$(PY) benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
+
+# Build the sdist and wheel, check their metadata, install the wheel (without TensorFlow)
+# into a fresh venv and run the CLI from it; the sdist's tests must all collect.
+dist: install
+	rm -rf dist build/dist-check
+	$(PY) -m build --outdir dist
+	$(PY) -m twine check --strict dist/*
+	$(PYTHON) -m venv build/dist-check/venv
+	build/dist-check/venv/bin/pip install --quiet dist/*.whl
+	build/dist-check/venv/bin/ckptmigrate --version
+	build/dist-check/venv/bin/ckptmigrate maps
+	mkdir -p build/dist-check/sdist && tar -xzf dist/*.tar.gz -C build/dist-check/sdist
+	cd build/dist-check/sdist/* && $(CURDIR)/$(PY) -m pytest --collect-only -q -p no:cacheprovider tests | tail -1
