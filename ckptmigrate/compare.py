@@ -591,11 +591,21 @@ def tensorflow_error(
     scheme: Scheme,
     *,
     checkpoint_scheme: Scheme | None = None,
+    checkpoint_format: str | None = None,
+    checkpoint_source: str = "",
 ) -> str | None:
-    """The error TensorFlow raises restoring this variable, worded as TensorFlow words it.
-    ``scheme`` is how the target restores; ``checkpoint_scheme`` how the checkpoint names."""
+    """The error TensorFlow raises restoring this variable, worded as TensorFlow words it
+    for this variable's kind and the checkpoint's format (each text checked against the real
+    restore in tests/test_tensorflow_errors.py), or what it does when it raises nothing.
+
+    ``scheme`` is how the target restores; ``checkpoint_scheme`` how the checkpoint names;
+    ``checkpoint_format`` "v1" or "v2"; ``checkpoint_source`` the checkpoint's path (V1
+    errors name it)."""
+    v1 = checkpoint_format == "v1"
     if kind is Kind.MISSING:
         if scheme is not Scheme.TF2:
+            if v1:
+                return f'Tensor name "{key}" not found in checkpoint files {checkpoint_source}'
             return f"Key {key} not found in checkpoint"
         # A TF2 restore doesn't fail on a missing value: the variable keeps its initial
         # value, and only the assertions say so.
@@ -620,6 +630,23 @@ def tensorflow_error(
                 f"attempting to restore variable with shape {_py_shape(target.shape)} and "
                 f"name {name}."
             )
+        if target.storage == "ref":
+            return (
+                "Assign requires shapes of both tensors to match. lhs shape= "
+                f"{_dims(target.shape)} rhs shape= {_dims(ckpt.shape)}"
+            )
+        if target.storage == "resource":
+            return (
+                "TensorFlow raises nothing: Saver.restore assigns the stored "
+                f"{_dims(ckpt.shape)} value to this resource variable, which silently takes "
+                f"that shape while the graph still declares {_dims(target.shape)}; the model "
+                "fails later, or computes with the wrong weights"
+            )
+        if v1:
+            return (
+                "Shape in shape_and_slice spec does not match the shape in the save file: "
+                f"{_dims(target.shape)}, save file shape: {_dims(ckpt.shape)}"
+            )
         return (
             f"tensor_name = {key}; shape in shape_and_slice spec {_dims(target.shape)} "
             f"does not match the shape stored in checkpoint: {_dims(ckpt.shape)}"
@@ -627,6 +654,11 @@ def tensorflow_error(
     if kind is Kind.DTYPE_MISMATCH:
         expected = _TF_DTYPE_NAMES.get(target.dtype, target.dtype)
         original = _TF_DTYPE_NAMES.get(ckpt.dtype, ckpt.dtype)
+        if v1 and scheme is not Scheme.TF2:
+            return (
+                f"Expected to restore a tensor of type {expected}, got a tensor of type "
+                f"{original} instead: tensor_name = {key}"
+            )
         return (
             f"tensor_name = {key}; expected dtype {expected} does not equal original dtype "
             f"{original}"
@@ -814,7 +846,14 @@ def compare(
             kind = Kind.MATCHED
         lookup = tspec.name if same_scheme else key
         error = cannot or tensorflow_error(
-            kind, tspec, cspec, lookup, restore_scheme, checkpoint_scheme=ckpt_inv.scheme
+            kind,
+            tspec,
+            cspec,
+            lookup,
+            restore_scheme,
+            checkpoint_scheme=ckpt_inv.scheme,
+            checkpoint_format=ckpt_inv.checkpoint_format,
+            checkpoint_source=ckpt_inv.source,
         )
         hint = None
         if kind is Kind.MISSING and tname in scope_hints:

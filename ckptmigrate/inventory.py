@@ -45,6 +45,10 @@ class VariableSpec:
     original_name: str | None = None
     # TF2 only: other object-graph paths (key-shaped) that reach the same value.
     aliases: tuple[str, ...] = ()
+    # TF1 graph variables only: how the variable is stored, which decides what a Saver
+    # restore of a differently shaped value does ("ref": Assign refuses it, "resource": it
+    # silently takes the stored shape, "partitioned": RestoreV2 refuses the slice spec).
+    storage: str | None = None
 
     @property
     def num_elements(self) -> int:
@@ -63,6 +67,9 @@ class Inventory:
     # A Keras 3 model's variables carry no TF1 names: a name-based checkpoint restores
     # nothing into it, whatever the object graph records.
     restores_by_name: bool = True
+    # Checkpoints only: "v1" (single file, TF <= 1.1) or "v2" (TensorBundle); TensorFlow
+    # words its restore errors differently for each.
+    checkpoint_format: str | None = None
 
     @property
     def parameters(self) -> int:

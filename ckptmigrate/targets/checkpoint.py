@@ -53,7 +53,14 @@ def inventory_of(
             )
     scheme = Scheme.TF2 if checkpoint.is_object_based else Scheme.TF1
     notes = checkpoint.location.notes
-    return Inventory(kind, source or str(checkpoint.location.given), scheme, variables, notes)
+    return Inventory(
+        kind,
+        source or str(checkpoint.location.given),
+        scheme,
+        variables,
+        notes,
+        checkpoint_format=checkpoint.location.format,
+    )
 
 
 def load_checkpoint_inventory(path: str | Path, kind: str = "checkpoint") -> Inventory:

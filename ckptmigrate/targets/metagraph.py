@@ -26,11 +26,17 @@ def graph_variables(graph: Any) -> dict[str, VariableSpec]:
         info = getattr(var, "_save_slice_info", None)
         if info is not None:
             name, shape = info.full_name, tuple(int(d) for d in info.full_shape)
+            storage = "partitioned"
         else:
             name, shape = var.op.name, tuple(int(d) for d in var.shape)
+            storage = "resource" if var.op.type == "VarHandleOp" else "ref"
         dtype = var.dtype.base_dtype.name
         variables[name] = VariableSpec(
-            name, shape, {"half": "float16"}.get(dtype, dtype), declared.get(name) or classify(name)
+            name,
+            shape,
+            {"half": "float16"}.get(dtype, dtype),
+            declared.get(name) or classify(name),
+            storage=storage,
         )
     return variables
 
