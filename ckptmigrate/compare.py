@@ -637,7 +637,7 @@ def tensorflow_error(
             )
         if target.storage == "resource":
             return (
-                "TensorFlow raises nothing: Saver.restore assigns the stored "
+                "raises nothing: Saver.restore assigns the stored "
                 f"{_dims(ckpt.shape)} value to this resource variable, which silently takes "
                 f"that shape while the graph still declares {_dims(target.shape)}; the model "
                 "fails later, or computes with the wrong weights"
