@@ -237,8 +237,46 @@ def _from_directory(directory: AnyPath, given: AnyPath) -> CheckpointLocation:
     if len(v1_files) == 1:
         note = f"{directory} has no state file; using its only V1 checkpoint {v1_files[0]}"
         return CheckpointLocation(directory / v1_files[0], "v1", given, (note,))
-    raise CheckpointNotFoundError(
-        "no checkpoint in this directory (no `checkpoint` state file, no *.index file)",
+    raise _describe_directory(directory)
+
+
+def _describe_directory(directory: AnyPath) -> CheckpointNotFoundError:
+    """No checkpoint here: say what is here instead, and where the checkpoint may be."""
+    entries: list[AnyPath]
+    try:
+        entries = sorted(directory.iterdir(), key=lambda p: p.name)
+    except OSError:
+        entries = []
+    subdirs = [p for p in entries if p.is_dir()]
+    versions = [p for p in subdirs if p.name.isdigit() and (p / "saved_model.pb").is_file()]
+    if versions:
+        versions.sort(key=lambda p: int(p.name))
+        return CheckpointNotFoundError(
+            "this is a TF Serving model base directory: its versions "
+            f"{_list_for_hint([p.name for p in versions])} are SavedModels",
+            path=str(directory),
+            hint=f"pass one version, e.g. the latest: {versions[-1]}.",
+        )
+    holding = [p.name for p in subdirs if (p / STATE_FILENAME).is_file() or _prefixes_in(p)]
+    if holding:
+        return CheckpointNotFoundError(
+            "no checkpoint directly in this directory, but its subdirectories "
+            f"{_list_for_hint(holding)} hold checkpoints",
+            path=str(directory),
+            hint=f"pass one of them, e.g. {directory / holding[0]}.",
+        )
+    graphs = [p.name for p in entries if p.name.endswith((".meta", ".pbtxt"))]
+    if graphs:
+        return CheckpointNotFoundError(
+            f"this directory holds only graphs ({_list_for_hint(graphs)}): the model's "
+            "structure without its variable values (no `checkpoint` state file, no *.index)",
+            path=str(directory),
+            hint="a graph is accepted as a check's [[target]]; the values are in the "
+            "checkpoint TensorFlow saved beside it (model.ckpt-N.index and .data-*).",
+        )
+    what = f"it holds {_list_for_hint([p.name for p in entries])}" if entries else "it is empty"
+    return CheckpointNotFoundError(
+        f"no checkpoint in this directory (no `checkpoint` state file, no *.index file); {what}",
         path=str(directory),
         hint="pass the directory TensorFlow saved into, or a prefix such as model.ckpt-1000.",
     )
@@ -317,6 +355,21 @@ def _from_file(path: AnyPath, given: AnyPath) -> CheckpointLocation:
 
 def _missing(path: AnyPath, given: AnyPath) -> CheckpointNotFoundError:
     directory = path.parent
+    if path.name.endswith((".meta", INDEX_SUFFIX, ".pbtxt")) or ".data-" in path.name:
+        # A file name, not a prefix: it is the file that is missing.
+        names = [p.name for p in directory.iterdir()] if directory.is_dir() else []
+        close = difflib.get_close_matches(path.name, names, n=3, cutoff=0.5)
+        return CheckpointNotFoundError(
+            "no such file",
+            path=str(given),
+            hint=f"did you mean {', '.join(str(directory / c) for c in close)}?"
+            if close
+            else f"the directory {directory} does not exist."
+            if not directory.is_dir()
+            else f"checkpoints in {directory}: {_list_for_hint(_prefixes_in(directory))}."
+            if _prefixes_in(directory)
+            else f"no checkpoint files are in {directory}.",
+        )
     found: list[AnyPath] = [*directory.glob(path.name + ".data-*")] if directory.is_dir() else []
     shards = sorted(found, key=str)
     if shards:

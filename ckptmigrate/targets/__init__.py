@@ -10,6 +10,7 @@ from ..errors import CheckpointNotFoundError, CkptMigrateError
 from ..inventory import Inventory
 from .checkpoint import load_checkpoint_inventory
 from .detect import TargetKind, detect_target
+from .graph_text import load_graph_text
 from .keras_h5 import load_keras_archive, load_keras_h5
 from .live import inventory_of_object, load_builder
 from .metagraph import load_metagraph
@@ -32,6 +33,9 @@ def load_target(target: str | Path | Any) -> Inventory:
         case TargetKind.SPEC:
             assert path is not None
             return load_spec(path)
+        case TargetKind.GRAPH_TEXT:
+            assert path is not None
+            return load_graph_text(path)
         case TargetKind.METAGRAPH:
             assert path is not None
             return load_metagraph(path)

@@ -11,6 +11,7 @@ from typing import Any
 
 from ..errors import CkptMigrateError
 from ..formats.remote import is_url
+from .graph_text import GRAPH_TEXT_SUFFIXES
 from .live import is_builder_spec
 from .spec import SPEC_SUFFIXES
 
@@ -26,6 +27,7 @@ class TargetKind(Enum):
     BUILDER = "a builder (pkg.module:function or file.py:function)"
     SPEC = "a spec file (.yaml/.json)"
     METAGRAPH = "a TF1 .meta graph"
+    GRAPH_TEXT = "a TF1 graph.pbtxt (text GraphDef)"
     KERAS_ARCHIVE = "a Keras .keras file"
     KERAS_H5 = "a Keras 3 .weights.h5 or a legacy Keras .h5 (full model or weights)"
     SAVED_MODEL = "a SavedModel directory"
@@ -58,7 +60,8 @@ def detect_target(target: str | Path | Any) -> DetectedTarget:
         return DetectedTarget(TargetKind.LIVE, target)
     text = str(target)
     if isinstance(target, str) and is_url(target):  # Path() would fold the '//' of s3://
-        if text.lower().endswith((".meta", ".keras", *_KERAS_H5_SUFFIXES, *SPEC_SUFFIXES)):
+        foreign = (".meta", ".keras", *_KERAS_H5_SUFFIXES, *SPEC_SUFFIXES, *GRAPH_TEXT_SUFFIXES)
+        if text.lower().endswith(foreign):
             raise CkptMigrateError(
                 "only checkpoints (and SavedModels' variables) are read from URLs as targets",
                 path=text,
@@ -74,6 +77,8 @@ def detect_target(target: str | Path | Any) -> DetectedTarget:
             return DetectedTarget(TargetKind.SPEC, target, path)
         if name.endswith(".meta"):
             return DetectedTarget(TargetKind.METAGRAPH, target, path)
+        if name.endswith(GRAPH_TEXT_SUFFIXES):
+            return DetectedTarget(TargetKind.GRAPH_TEXT, target, path)
         if name.endswith(".keras"):
             return DetectedTarget(TargetKind.KERAS_ARCHIVE, target, path)
         if name.endswith(_KERAS_H5_SUFFIXES):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,13 @@ def import_meta_graph(path: Path) -> Any:
     """The TF1 graph a `.meta` file describes, imported into a new graph."""
     tf = import_tensorflow()
     graph = tf.Graph()
-    with graph.as_default():
+    logger = tf.get_logger()
+    level = logger.level
+    # Importing an old graph logs TensorFlow's deprecation notices for its ops: about
+    # TensorFlow's API, not the user's checkpoint, so they stay off the user's terminal.
+    logger.setLevel("ERROR")
+    with graph.as_default(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
         try:
             tf.compat.v1.train.import_meta_graph(str(path), clear_devices=True)
         except Exception as e:  # TF raises many types for a bad graph; translate once
@@ -55,6 +62,8 @@ def import_meta_graph(path: Path) -> Any:
                 hint="graphs with custom ops need those ops' Python package imported; a spec "
                 "file or a builder function describes the model without the graph.",
             ) from e
+        finally:
+            logger.setLevel(level)
     return graph
 
 
