@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from ..inventory import Inventory
 from ..mapping.fills import slot_kind
 from ..names import variable_path
-from .scoring import leaf_of, shape_text, target_keys
+from .scoring import leaf_of, regroups, shape_text, target_keys
 
 if TYPE_CHECKING:
     import numpy as np
@@ -129,6 +129,12 @@ def shape_ops(
         if any(a < b for a, b in zip(source, target, strict=True)):
             ops.append({"pad": {"shape": list(target), **fill}})
         return ops, None
+    if regroups(source, target):
+        note = (
+            f"{shape_text(source)} -> {shape_text(target)} splits or merges axes in memory "
+            "order (attention heads), as Model Garden's BERT converter reshapes"
+        )
+        return [{"reshape": list(target), "note": note}], None
     return [{"reshape": list(target)}], (
         f"reshape {shape_text(source)} -> {shape_text(target)} keeps the values in memory order; "
         "check the layout"

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from .. import dtypes
-from ..compare import CheckOptions, Kind, compare
+from ..compare import CheckOptions, Finding, Kind, Report, compare
 from ..formats.object_graph import OBJECT_GRAPH_KEY
 from ..inventory import Inventory, VariableSpec
 from ..names import Role, variable_path
@@ -37,12 +37,42 @@ class _Plan:
     shared_originals: frozenset[str] = frozenset()
 
 
+def compare_names(ckpt: Inventory, target: Inventory) -> Report:
+    """``compare(..., rekeyed=True)`` for its pairing alone, as suggest reads it.
+
+    compare() also writes a "did you mean" for every missing target variable, by difflib
+    against every unused checkpoint variable of the same role: quadratic (minutes for a
+    few thousand renamed variables a side) and never read here. Compared with the roles
+    set apart (every checkpoint variable metadata, every target variable a model
+    variable) those searches are empty; the findings then get the real variables back.
+    Roles play no part in pairing names."""
+    blind_ckpt = replace(
+        ckpt, variables={k: replace(v, role=Role.METADATA) for k, v in ckpt.variables.items()}
+    )
+    blind_target = replace(
+        target, variables={k: replace(v, role=Role.MODEL) for k, v in target.variables.items()}
+    )
+    report = compare(blind_ckpt, blind_target, CheckOptions(rekeyed=True))
+
+    def real(f: Finding) -> Finding:
+        t = None if f.target is None else target.variables[f.target.name]
+        c = None if f.checkpoint is None else ckpt.variables[f.checkpoint.name]
+        role = t.role if t is not None else c.role if c is not None else f.role
+        return replace(f, role=role, target=t, checkpoint=c, hint=None)
+
+    findings = sorted(
+        (real(f) for f in report.findings),
+        key=lambda f: (list(Kind).index(f.kind), list(Role).index(f.role), f.name),
+    )
+    return replace(report, checkpoint=ckpt, target=target, findings=tuple(findings))
+
+
 def _fixable(source: VariableSpec, target: VariableSpec) -> bool:
     return len(source.shape) == len(target.shape) or source.num_elements == target.num_elements
 
 
 def decide(ckpt: Inventory, target: Inventory) -> _Plan:
-    report = compare(ckpt, target, CheckOptions(rekeyed=True))
+    report = compare_names(ckpt, target)
     plan = _Plan(shared_originals=_shared_originals(ckpt, target))
     pool_sources: list[VariableSpec] = []
     pool_targets: list[VariableSpec] = []
@@ -164,19 +194,17 @@ def rename_rules(plan: _Plan, ckpt: Inventory, doubts: dict[str, str]) -> list[S
     names = [variable_path(k) for k in ckpt.variables if k != OBJECT_GRAPH_KEY]
     plain = [n for n in names if n not in slot_names]
     rules: list[SuggestedRule] = []
-    for (old, new), members in _scope_groups(pending, plain).items():
-        pattern = ("" if not old else re.escape(old) + "/") + "(.*)"
-        template = ("" if not new else new.replace("{", "{{").replace("}", "}}") + "/") + "{1}"
-        doubt = "; ".join(doubts[m] for m in members if m in doubts) or None
-        body = {
-            "match": pattern,
-            "rename": template,
-            "note": f"{len(members)} variables move from {old or 'the top'}/ to "
-            f"{new or 'the top'}/",
-        }
-        rules.append(make_rule(Section.RENAME, body, doubt))
-        for m in members:
-            del pending[m]
+    for numbered in (True, False):
+        for (pattern, template, label), members in _scope_groups(pending, plain, numbered).items():
+            doubt = "; ".join(doubts[m] for m in members if m in doubts) or None
+            body = {
+                "match": pattern,
+                "rename": template,
+                "note": f"{len(members)} variables move from {label}",
+            }
+            rules.append(make_rule(Section.RENAME, body, doubt))
+            for m in members:
+                del pending[m]
     while pending:
         held = set(pending)
         ready = [s for s, d in pending.items() if d not in held or d == s]
@@ -197,10 +225,59 @@ def rename_rules(plan: _Plan, ckpt: Inventory, doubts: dict[str, str]) -> list[S
     return rules
 
 
-def _scope_groups(renames: dict[str, str], names: list[str]) -> dict[tuple[str, str], list[str]]:
-    """(old scope, new scope) -> sources, where every variable under the old scope moves
-    to the new one keeping the rest of its path, and nothing else there stays behind."""
-    groups: dict[tuple[str, str], list[str]] = {}
+_DIGITS = re.compile(r"\d+")
+
+
+def _braced(text: str) -> str:
+    return text.replace("{", "{{").replace("}", "}}")
+
+
+def _numbered(old: str, new: str) -> tuple[str, str] | None:
+    """``old`` as a regex with its numbers captured, ``new`` as a rename template taking
+    each number it shares with ``old`` from there (``layer_3/attention`` ->
+    ``layer_(\\d+)/attention``, ``block_3`` -> ``block_{1}``); None without numbers."""
+    numbers = _DIGITS.findall(old)
+    if not numbers:
+        return None
+    texts = _DIGITS.split(old)
+    pattern = "".join(
+        re.escape(t) + (r"(\d+)" if k < len(numbers) else "") for k, t in enumerate(texts)
+    )
+    group: dict[str, int] = {}
+    for k, n in enumerate(numbers):
+        group.setdefault(n, k + 1)
+    parts, at = [], 0
+    for found in _DIGITS.finditer(new):
+        parts.append(_braced(new[at : found.start()]))
+        n = found.group()
+        parts.append(f"{{{group[n]}}}" if n in group else n)
+        at = found.end()
+    parts.append(_braced(new[at:]))
+    return pattern, "".join(parts)
+
+
+def _scope_counts(names: list[str], numbered: bool) -> Counter[str]:
+    """Scope (numbers as ``#`` when ``numbered``) -> how many names lie under it."""
+    counts: Counter[str] = Counter()
+    for name in names:
+        parts = name.split("/")
+        counts[""] += 1
+        for cut in range(1, len(parts)):
+            scope = "/".join(parts[:cut])
+            counts[_DIGITS.sub("#", scope) if numbered else scope] += 1
+    return counts
+
+
+def _scope_groups(
+    renames: dict[str, str], names: list[str], numbered: bool
+) -> dict[tuple[str, str, str], list[str]]:
+    """(match pattern, rename template, what moves where) -> sources, where every
+    variable under the old scope moves to the new one keeping the rest of its path, and
+    nothing else there stays behind. ``numbered``: scopes that differ only in their
+    numbers are one group (``bert/encoder/layer_(\\d+)/...`` -> ``transformer/layer_{1}/...``),
+    one rule for every layer of a deep model instead of one per variable."""
+    groups: dict[tuple[str, str, str], list[str]] = {}
+    scopes: dict[tuple[str, str, str], str] = {}
     for source, dest in renames.items():
         a, b = source.split("/"), dest.split("/")
         common = 0
@@ -209,14 +286,30 @@ def _scope_groups(renames: dict[str, str], names: list[str]) -> dict[tuple[str, 
         if common == 0 or common == len(a) == len(b):
             continue
         old, new = "/".join(a[: len(a) - common]), "/".join(b[: len(b) - common])
-        groups.setdefault((old, new), []).append(source)
+        if numbered:
+            found = _numbered(old, new)
+            if found is None:
+                continue
+            pattern, template = found
+            label = f"{_DIGITS.sub('N', old)}/ to {_DIGITS.sub('N', new)}/ (N: each number)"
+            rest = f"{{{len(_DIGITS.findall(old)) + 1}}}"
+            key = (pattern + "/(.*)", template + "/" + rest, label)
+            scope = _DIGITS.sub("#", old)
+        else:
+            pattern = ("" if not old else re.escape(old) + "/") + "(.*)"
+            template = ("" if not new else _braced(new) + "/") + "{1}"
+            key = (pattern, template, f"{old or 'the top'}/ to {new or 'the top'}/")
+            scope = old
+        groups.setdefault(key, []).append(source)
+        scopes[key] = scope
+    counts = _scope_counts(names, numbered)
     held = set(renames)
     out = {}
-    for (old, new), members in groups.items():
-        inside = {n for n in names if not old or n.startswith(old + "/")}
+    for key, members in groups.items():
         lands_on_source = any(renames[m] in held and renames[m] not in members for m in members)
-        if len(members) >= 2 and inside == set(members) and not lands_on_source:
-            out[old, new] = sorted(members, key=natural_key)
+        least = 3 if numbered else 2  # a pattern in the numbers: seen three times
+        if len(members) >= least and counts[scopes[key]] == len(members) and not lands_on_source:
+            out[key] = sorted(members, key=natural_key)
     return out
 
 
@@ -227,12 +320,16 @@ def fix_rules(
     doubts: dict[str, str],
     starts: SlotStarts,
 ) -> list[SuggestedRule]:
+    """Casts, slices, pads, transposes and reshapes on the new names; the same fix for
+    every layer of a deep model is one ``match`` rule (numbers captured) where that
+    pattern selects exactly those variables."""
     slots = _slots_of(ckpt)
     wanted = set().union(*(target_keys(t) for t in target.variables.values()))
-    rules: list[SuggestedRule] = []
+    units: list[tuple[str, list[SuggestedRule], bool]] = []  # name, rules, groupable
     for source in sorted(plan.fixes, key=lambda s: natural_key(plan.renames.get(s) or s)):
         src, tgt = plan.fixes[source]
         name = plan.renames.get(source, source)
+        rules: list[SuggestedRule] = []
         if src.dtype != tgt.dtype:
             narrowing = dtypes.BY_NAME[src.dtype].itemsize or 0
             cast: Any = tgt.dtype
@@ -244,16 +341,77 @@ def fix_rules(
         # accumulator must not get random cells), and plan.py lets a rule on the variable
         # reach a slot only while their shapes agree, which its own order can break. The
         # operations reach the target shape, so a second application changes nothing.
+        groupable = True
         for slot in sorted(slots.get(source, []), key=natural_key):
             slot_name = name + slot[len(source) :]
             if slot_name in wanted:
                 slot_ops, _ = shape_ops(src.shape, tgt.shape, starts.pad_fill(slot_name))
                 for op in slot_ops:
                     rules.append(make_rule(Section.SHAPE, {"name": slot_name, **op}))
+                    groupable = False
         why = doubt or doubts.get(source)
         for op in ops:
             rules.append(make_rule(Section.SHAPE, {"name": name, **op}, why))
-    return rules
+        units.append((name, rules, groupable and not doubts.get(source)))
+    return _grouped_fixes(units, _names_after_renames(plan, ckpt))
+
+
+def _names_after_renames(plan: _Plan, ckpt: Inventory) -> list[str]:
+    slot_owner = {s: v for v, slots in _slots_of(ckpt).items() for s in slots}
+    out = []
+    for key in ckpt.variables:
+        if key == OBJECT_GRAPH_KEY:
+            continue
+        name = variable_path(key)
+        owner = slot_owner.get(name)
+        if owner is not None and owner in plan.renames:
+            out.append(plan.renames[owner] + name[len(owner) :])
+        else:
+            out.append(plan.renames.get(name, name))
+    return out
+
+
+def _grouped_fixes(
+    units: list[tuple[str, list[SuggestedRule], bool]], alive: list[str]
+) -> list[SuggestedRule]:
+    """Each unit's rules, where units whose names differ only in their numbers and whose
+    rules are the same become one set of ``match`` rules, if that pattern selects nothing
+    else alive at that point."""
+    counts = Counter(_DIGITS.sub("#", n) for n in alive)
+
+    def key(unit: tuple[str, list[SuggestedRule], bool]) -> tuple[Any, ...] | None:
+        name, rules, groupable = unit
+        if not groupable or not _DIGITS.search(name):
+            return None
+        ops = tuple(
+            (repr({k: v for k, v in r.body.items() if k != "name"}), r.uncertain) for r in rules
+        )
+        return (_DIGITS.sub("#", name), ops)
+
+    members: dict[tuple[Any, ...], list[str]] = {}
+    for unit in units:
+        k = key(unit)
+        if k is not None:
+            members.setdefault(k, []).append(unit[0])
+    out: list[SuggestedRule] = []
+    done: set[tuple[Any, ...]] = set()
+    for unit in units:
+        k = key(unit)
+        if k is None or len(members[k]) < 3 or counts[k[0]] != len(members[k]):
+            out += unit[1]
+            continue
+        if k in done:
+            continue
+        done.add(k)
+        pattern = "".join(
+            re.escape(t) + (r"(\d+)" if i < len(_DIGITS.findall(unit[0])) else "")
+            for i, t in enumerate(_DIGITS.split(unit[0]))
+        )
+        for rule in unit[1]:
+            body = {"match": pattern, **{a: b for a, b in rule.body.items() if a != "name"}}
+            body.setdefault("note", f"{len(members[k])} variables, one per number")
+            out.append(make_rule(rule.section, body, rule.uncertain))
+    return out
 
 
 def drop_rules(plan: _Plan, ckpt: Inventory, target: Inventory) -> list[SuggestedRule]:

@@ -16,7 +16,7 @@ from ..names import Role, variable_path
 from ..output_format import OutputFormat
 from .fixes import SlotStarts
 from .model import Section, SuggestedRule, Suggestion, make_rule
-from .rules import decide, drop_rules, fix_rules, init_rule, rename_rules
+from .rules import compare_names, decide, drop_rules, fix_rules, init_rule, rename_rules
 from .scoring import natural_key
 from .yaml_out import yaml_rules
 
@@ -24,8 +24,15 @@ if TYPE_CHECKING:
     pass
 
 
-def _predict(checkpoint: str | Path, target: Inventory, rules: Sequence[SuggestedRule]) -> Report:
-    """The target compared with the checkpoint as the rules would convert it."""
+def _predict(
+    checkpoint: str | Path,
+    target: Inventory,
+    rules: Sequence[SuggestedRule],
+    *,
+    hints: bool = True,
+) -> Report:
+    """The target compared with the checkpoint as the rules would convert it (``hints``
+    False: for the pairing alone, see ``compare_names``)."""
     from ..checker import mapped_inventory
     from ..mapping.schema import parse_map
 
@@ -33,11 +40,10 @@ def _predict(checkpoint: str | Path, target: Inventory, rules: Sequence[Suggeste
     the_map = parse_map(text, "<suggested map>", Path.cwd())
     # The target's metadata (save_counter) comes with the target: convert fills it in.
     restored = {k: v for k, v in target.variables.items() if v.role is not Role.METADATA}
-    return compare(
-        mapped_inventory(checkpoint, the_map),
-        replace(target, variables=restored),
-        CheckOptions(rekeyed=True),
-    )
+    mapped = mapped_inventory(checkpoint, the_map)
+    if not hints:
+        return compare_names(mapped, replace(target, variables=restored))
+    return compare(mapped, replace(target, variables=restored), CheckOptions(rekeyed=True))
 
 
 def _leftover_rules(report: Report, starts: SlotStarts) -> list[SuggestedRule]:
@@ -114,11 +120,11 @@ def _suggest(
         if rule is not None:
             rules.append(rule)
     rules = list(_ordered(rules))
-    first = _predict(checkpoint, target_inventory, rules)
+    first = _predict(checkpoint, target_inventory, rules, hints=False)
     leftovers = _leftover_rules(first, starts)
     if leftovers:
         rules = list(_ordered([*rules, *leftovers]))
-    predicted = _predict(checkpoint, target_inventory, rules) if leftovers else first
+    predicted = _predict(checkpoint, target_inventory, rules)
     rules = _flag_discarded_fits(rules, ckpt)
     target_name = target_inventory.source
     return Suggestion(
@@ -172,15 +178,14 @@ def _bundled_start(
     from ..errors import CkptMigrateError
     from ..mapping.schema import BUNDLED_DIR, bundled_maps, load_map
 
-    options = CheckOptions(rekeyed=True)
-    best_count = compare(ckpt, target, options).count(Kind.MATCHED)
+    best_count = compare_names(ckpt, target).count(Kind.MATCHED)
     best: tuple[str, Inventory] | None = None
     for name, _ in bundled_maps():
         try:
             mapped = mapped_inventory(checkpoint, load_map(name))
         except CkptMigrateError:
             continue  # the map does not apply to this checkpoint
-        count = compare(mapped, target, options).count(Kind.MATCHED)
+        count = compare_names(mapped, target).count(Kind.MATCHED)
         if count > best_count:
             best_count, best = count, (name, mapped)
     if best is None:
