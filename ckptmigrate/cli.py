@@ -59,6 +59,7 @@ CLI_FLAGS = {
     "min_match": "--min-match",
     "values": "--values",
     "ignore": "--ignore",
+    "params": "--set",
     "check_command": "`ckptmigrate check CKPT --target T`",
     "check_map_command": "`ckptmigrate check CKPT --target T --map M`",
     "suggest_command": "`ckptmigrate suggest CKPT --target T`",
@@ -389,6 +390,14 @@ def convert(
             "compare every value with the plan; exit 1 if any differs.",
         ),
     ] = False,
+    settings: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            metavar="NAME=VALUE",
+            help="A value for a parameter the map declares (params: {heads: 12}); repeatable.",
+        ),
+    ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print a JSON object.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
     traceback: TracebackOption = False,
@@ -404,6 +413,7 @@ def convert(
       ckptmigrate convert old/x.ckpt -m tf-keras-to-keras3 -t new.keras -o out --verify
     """
     from .conversion import ConvertOptions, plan, run_conversion
+    from .mapping.schema import parse_settings
 
     if dry_run:
         from .render import plan_text, to_json
@@ -418,6 +428,7 @@ def convert(
                 strict=strict,
                 require_all=require_all,
                 format=output_format,
+                params=parse_settings(settings or []),
             ),
             traceback,
         )
@@ -440,6 +451,7 @@ def convert(
             copy=copy,
             durable=durable,
             verify=verify,
+            params=tuple(sorted(parse_settings(settings or []).items())),
         ),
         traceback,
     )

@@ -27,6 +27,7 @@ API_SPELLING: Mapping[str, str] = {
     "min_match": "min_match",
     "values": "values=True",
     "ignore": "ignore",
+    "params": "params=",
     "check_command": "ckptmigrate.check(checkpoint, target)",
     "check_map_command": "ckptmigrate.check(checkpoint, target, map=...)",
     "suggest_command": "ckptmigrate.suggest(checkpoint, target)",

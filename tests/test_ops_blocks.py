@@ -86,8 +86,8 @@ def test_size_expressions_follow_arithmetic_precedence() -> None:
 @pytest.mark.parametrize(
     ("shape", "items", "message"),
     [
-        ((7, 10), (-1, "dim1/4"), "split size 'dim1/4' divides 10 by 4 for shape [7, 10], which"),
-        ((7,), (-1, "dim1"), "split size 'dim1' reads dim1, the variable [7] has rank 1"),
+        ((7, 10), (-1, "dim1/4"), "size 'dim1/4' divides 10 by 4 for shape [7, 10], which"),
+        ((7,), (-1, "dim1"), "size 'dim1' reads dim1, the variable [7] has rank 1"),
         ((3, 16), (-1, "dim1/4"), "split sizes [-1, dim1/4=4] leave -1 for the -1 part"),
         ((7, 16), ("dim0 - 7", -1), "split size 'dim0 - 7' is 0 for shape [7, 16]"),
         ((7, 16), (2, "dim1/4"), "split sizes [2, dim1/4=4] add up to 6, axis 0 of [7, 16] is 7"),
@@ -116,7 +116,8 @@ def test_split_sizes_that_do_not_fit_the_shape(
         (
             "split: {into: [a, b], sizes: [-1, 'dim1 % 4']}",
             ":4:39",
-            "bad split size 'dim1 % 4': unexpected '% 4'; use integers, dimN, + - * / ( )",
+            "bad split size 'dim1 % 4': unexpected '% 4'; use integers, dimN, parameters, "
+            "+ - * / ( )",
         ),
         (
             "split: {into: [a, b], sizes: [-1, '(dim1 - 1']}",
@@ -254,7 +255,7 @@ def test_plan_time_errors_of_block_ops_name_rule_and_variable(fused: Path, tmp_p
             "add_to_block adds to floating-point variables, this one is int64"
         ),
         "- name: cell/kernel\n  split: {axis: 0, sizes: [-1, dim1/3], into: [a, b]}\n": (
-            "split size 'dim1/3' divides 8 by 3 for shape [7, 8]"
+            "size 'dim1/3' divides 8 by 3 for shape [7, 8]"
         ),
     }
     for rules, message in cases.items():

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -54,14 +54,15 @@ def plan(
     strict: bool = False,
     require_all: bool = False,
     format: OutputFormat | str = OutputFormat.CHECKPOINT,
+    params: Mapping[str, int] | None = None,
 ) -> Plan:
     """What :func:`convert` would do, without writing anything.
 
     Args:
         checkpoint: the source checkpoint (any path ``open_checkpoint`` takes).
         mapping: a loaded map, a map file, a bundled map's name, or None (target only).
-        target, root, fill_missing_from_target, strict, require_all, format: as for
-            :func:`convert`.
+        target, root, fill_missing_from_target, strict, require_all, format, params: as
+            for :func:`convert`.
 
     Returns:
         The plan: every output variable, where it comes from and what is done to it.
@@ -75,8 +76,9 @@ def plan(
         fill_missing_from_target=fill_missing_from_target,
         strict=strict,
         require_all=require_all,
+        params=tuple(sorted((params or {}).items())),
     )
-    the_map = _as_map(mapping, target)
+    the_map = _as_map(mapping, target, options)
     with open_checkpoint(checkpoint) as ckpt, _target_model(target, options) as target_model:
         return _plan_for(ckpt, the_map, target_model, options)
 
@@ -96,6 +98,7 @@ def convert(
     durable: bool = False,
     verify: bool = False,
     format: OutputFormat | str = OutputFormat.CHECKPOINT,
+    params: Mapping[str, int] | None = None,
     on_variable: OnVariable | None = None,
 ) -> ConvertResult:
     """Apply ``mapping`` to ``checkpoint`` and write the result to ``output``.
@@ -125,6 +128,8 @@ def convert(
             is ``result.verification`` (a failed one leaves the output in place).
         format: ``"checkpoint"`` or ``"keras"`` (a Keras 3 weights file for a Keras 3
             model target).
+        params: values for parameters the map declares (``params: {heads: 12}`` in the
+            map; ``--set heads=16`` on the command line), used by its size expressions.
         on_variable: called with each output variable as it is written (progress).
 
     Returns:
@@ -144,6 +149,7 @@ def convert(
         copy=copy,
         durable=durable,
         verify=verify,
+        params=tuple(sorted((params or {}).items())),
     )
     return run_conversion(checkpoint, mapping, output, target, options, on_variable=on_variable)
 
@@ -161,7 +167,7 @@ def run_conversion(
     """:func:`convert` with its options in one object (what the CLI builds); ``on_plan``
     is called with the plan before anything is written (the CLI shows its warnings then,
     not after a long conversion)."""
-    the_map = _as_map(mapping, target)
+    the_map = _as_map(mapping, target, options)
     destination = as_path(output)
     if options.verify:
         require_tensorflow("verifying the output ([[verify]])")
@@ -198,14 +204,16 @@ def run_conversion(
     )
 
 
-def _as_map(mapping: Map | str | Path | None, target: Any) -> Map:
+def _as_map(mapping: Map | str | Path | None, target: Any, options: ConvertOptions) -> Map:
     if mapping is None and target is None:
         raise CkptMigrateError(
             "a conversion needs a map, a target, or both", hint="pass [[map]] and/or [[target]]."
         )
     if mapping is None:
         return NO_MAP
-    return mapping if isinstance(mapping, Map) else load_map(mapping)
+    if isinstance(mapping, Map):
+        return mapping
+    return load_map(mapping, dict(options.params))
 
 
 def _target_model(target: Any, options: ConvertOptions) -> contextlib.AbstractContextManager[Any]:

@@ -37,6 +37,8 @@ class ConvertOptions:
     """fsync every file before publishing."""
     verify: bool = False
     """Have TensorFlow (or Keras) restore the output and compare every value."""
+    params: tuple[tuple[str, int], ...] = ()
+    """Values for parameters the map declares (``params: {heads: 12}``)."""
 
 
 def kind_of(variable: PlannedVariable) -> str:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from .. import dtypes
-from .exprs import ExprError, SizeExpr, SplitSize, size_value
+from .exprs import ExprError, Size, SizeExpr, SplitSize, resolve, resolve_index, size_value
 from .fills import OPTIMIZER_STATE, Fill, make_fill
 from .template import Template
 
@@ -28,6 +28,7 @@ __all__ = [
     "RemapRows",
     "Rename",
     "ReorderBlocks",
+    "Replace",
     "Reshape",
     "Resize",
     "Slice",
@@ -92,6 +93,18 @@ class Rename(Operation):
 
 
 @dataclass(frozen=True, slots=True)
+class Replace(Operation):
+    """A rename that replaces every occurrence of ``old`` in the name with ``new`` (as
+    converters written with ``str.replace`` do)."""
+
+    old: str
+    new: str
+
+    def describe(self) -> str:
+        return f"replace {self.old!r} -> {self.new!r}"
+
+
+@dataclass(frozen=True, slots=True)
 class Drop(Operation):
     def describe(self) -> str:
         return "drop"
@@ -114,6 +127,11 @@ class Split(Operation):
 # -- operations on values ----------------------------------------------------------------
 
 
+def _sizes(sizes: tuple[Size, ...]) -> str:
+    """Sizes as written: ``[12, dim1/heads]``."""
+    return "[" + ", ".join(s.text if isinstance(s, SizeExpr) else str(s) for s in sizes) + "]"
+
+
 def _shape_probe(shape: tuple[int, ...]) -> np.ndarray:
     import numpy as np
 
@@ -123,19 +141,26 @@ def _shape_probe(shape: tuple[int, ...]) -> np.ndarray:
 
 @dataclass(frozen=True, slots=True)
 class Slice(ValueOp):
-    index: tuple[Any, ...]  # ints, slices, Ellipsis
+    index: tuple[Any, ...]  # ints, slices, Ellipsis; bounds may be size expressions
     text: str
 
-    def result_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+    def _resolved(self, shape: tuple[int, ...]) -> tuple[Any, ...]:
         try:
-            return tuple(int(d) for d in _shape_probe(shape)[self.index].shape)
+            return resolve_index(self.index, shape)
+        except ExprError as e:
+            raise OpError(f"slice {self.text}: {e}") from None
+
+    def result_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        index = self._resolved(shape)
+        try:
+            return tuple(int(d) for d in _shape_probe(shape)[index].shape)
         except IndexError as e:
             raise OpError(f"slice {self.text} does not fit shape {list(shape)}: {e}") from None
 
     def apply(self, value: np.ndarray, name: str) -> np.ndarray:
         import numpy as np
 
-        return np.array(value[self.index])
+        return np.array(value[self._resolved(value.shape)])
 
     def for_slot(self) -> ValueOp:
         return self
@@ -146,28 +171,34 @@ class Slice(ValueOp):
 
 @dataclass(frozen=True, slots=True)
 class Pad(ValueOp):
-    shape: tuple[int, ...]
+    sizes: tuple[Size, ...]  # numbers, or expressions over the variable's shape
     fill: Fill
 
+    def _target(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        try:
+            return resolve(self.sizes, shape)
+        except ExprError as e:
+            raise OpError(f"pad: {e}") from None
+
     def result_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
-        if len(self.shape) != len(shape):
+        target = self._target(shape)
+        if len(target) != len(shape):
             raise OpError(
-                f"pad to {list(self.shape)} has rank {len(self.shape)}, the variable "
+                f"pad to {list(target)} has rank {len(target)}, the variable "
                 f"{list(shape)} rank {len(shape)}"
             )
-        smaller = [
-            i for i, (new, old) in enumerate(zip(self.shape, shape, strict=True)) if new < old
-        ]
+        smaller = [i for i, (new, old) in enumerate(zip(target, shape, strict=True)) if new < old]
         if smaller:
             raise OpError(
-                f"pad only grows: {list(self.shape)} is smaller than {list(shape)} on "
+                f"pad only grows: {list(target)} is smaller than {list(shape)} on "
                 f"axis {smaller[0]} (use slice to shrink)"
             )
-        return self.shape
+        return target
 
     def apply(self, value: np.ndarray, name: str) -> np.ndarray:
         existing = value if self.fill.kind in ("mean", OPTIMIZER_STATE) else None
-        out = make_fill(self.fill, self.shape, _dtype_name(value), name, existing)
+        target = self._target(value.shape)
+        out = make_fill(self.fill, target, _dtype_name(value), name, existing)
         out[tuple(slice(0, d) for d in value.shape)] = value
         return out
 
@@ -175,39 +206,43 @@ class Pad(ValueOp):
         return replace(self, fill=Fill(OPTIMIZER_STATE))
 
     def describe(self) -> str:
-        return f"pad to {list(self.shape)} with {self.fill.kind}"
+        return f"pad to {_sizes(self.sizes)} with {self.fill.kind}"
 
 
 @dataclass(frozen=True, slots=True)
 class Reshape(ValueOp):
-    shape: tuple[int, ...]
+    sizes: tuple[Size, ...]  # numbers (one may be -1), or expressions over the shape
 
     def result_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        try:
+            wanted = resolve(self.sizes, shape)
+        except ExprError as e:
+            raise OpError(f"reshape: {e}") from None
         total = math.prod(shape)
-        known = math.prod(d for d in self.shape if d != -1)
-        if -1 in self.shape:
+        known = math.prod(d for d in wanted if d != -1)
+        if any(d < -1 for d in wanted) or wanted.count(-1) > 1:
+            raise OpError(f"cannot reshape {list(shape)} to {list(wanted)}")
+        if -1 in wanted:
             if known == 0 or total % known:
-                raise OpError(
-                    f"cannot reshape {list(shape)} ({total} elements) to {list(self.shape)}"
-                )
-            return tuple(total // known if d == -1 else d for d in self.shape)
+                raise OpError(f"cannot reshape {list(shape)} ({total} elements) to {list(wanted)}")
+            return tuple(total // known if d == -1 else d for d in wanted)
         if known != total:
             raise OpError(
-                f"cannot reshape {list(shape)} ({total} elements) to {list(self.shape)} "
+                f"cannot reshape {list(shape)} ({total} elements) to {list(wanted)} "
                 f"({known} elements)"
             )
-        return self.shape
+        return wanted
 
     def apply(self, value: np.ndarray, name: str) -> np.ndarray:
         import numpy as np
 
-        return np.array(value.reshape(self.shape))
+        return np.array(value.reshape(self.result_shape(value.shape)))
 
     def for_slot(self) -> ValueOp:
         return self
 
     def describe(self) -> str:
-        return f"reshape to {list(self.shape)}"
+        return f"reshape to {_sizes(self.sizes)}"
 
 
 @dataclass(frozen=True, slots=True)

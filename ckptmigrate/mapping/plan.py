@@ -21,7 +21,7 @@ from ..formats.object_graph import (
 )
 from ..names import OPTIMIZER_SLOT_MARKER, VARIABLE_SUFFIX, Role
 from .located import MapError
-from .ops import Drop, OpError, Rename, Split, SplitPart, ValueOp, split_bounds
+from .ops import Drop, OpError, Rename, Replace, Split, SplitPart, ValueOp, split_bounds
 from .rules import AnyRule, ConcatRule, FromRule, InitRule, KeepRule, Map, Rule
 
 
@@ -227,9 +227,14 @@ def _apply_rule(
         state.alive = False
         state.dropped_by = rule.label
         return []
-    if isinstance(op, Rename):
+    if isinstance(op, Rename | Replace):
         try:
-            rendered = op.template.render(match)
+            if isinstance(op, Replace):
+                # A slot matched through its variable follows the variable's new name.
+                matched = owner_before if via_owner and owner_before is not None else name_before
+                rendered = matched.replace(op.old, op.new)
+            else:
+                rendered = op.template.render(match)
         except ValueError as e:
             raise _fail(rule, name_before, str(e)) from None
         if not rendered:

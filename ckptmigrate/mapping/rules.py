@@ -110,6 +110,8 @@ class Map:
     description: str | None
     rules: tuple[AnyRule, ...]
     sha256: str
+    params: tuple[tuple[str, int], ...] = ()
+    """The parameters the map was loaded with (declared defaults and the caller's values)."""
 
 
 NO_MAP = Map("(no map)", None, (), "")

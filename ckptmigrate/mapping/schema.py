@@ -12,12 +12,15 @@ import difflib
 import hashlib
 import math
 import re
+from collections.abc import Mapping
+from contextvars import ContextVar
 from pathlib import Path
+from types import MappingProxyType
 
 from .. import dtypes
 from ..names import Role
 from ..regex import UserRegex, compile_user_regex
-from .exprs import SizeExpr, SplitSize, parse_index, parse_size_expr
+from .exprs import Size, SizeExpr, SplitSize, bind_index, bind_size, parse_index, parse_size_expr
 from .fills import FILL_KINDS, Fill
 from .located import MapError, Node, Where, load_located, read_map_text
 from .ops import (
@@ -29,6 +32,7 @@ from .ops import (
     RemapRows,
     Rename,
     ReorderBlocks,
+    Replace,
     Reshape,
     Resize,
     Slice,
@@ -53,6 +57,7 @@ BUNDLED_DIR = Path(__file__).resolve().parent.parent / "mappings"
 
 OPERATIONS = (
     "rename",
+    "replace",
     "drop",
     "slice",
     "pad",
@@ -68,7 +73,10 @@ OPERATIONS = (
 STANDALONE = ("keep", "init", "concat", "from")
 RULE_KEYS = ("name", "match", "role", "optional", "note", *STANDALONE, *OPERATIONS)
 RESIZE_METHODS = ("linear", "nearest")
-TOP_KEYS = ("version", "description", "rules")
+TOP_KEYS = ("version", "description", "params", "rules")
+_PARAM_NAME = re.compile(r"[A-Za-z_]\w*")
+# The map's parameters while it is parsed: size expressions are bound to them at load time.
+_PARAMS: ContextVar[Mapping[str, int]] = ContextVar("map_params", default=MappingProxyType({}))
 
 
 # -- helpers ---------------------------------------------------------------------------
@@ -87,6 +95,86 @@ def _check_keys(node: Node, allowed: tuple[str, ...], what: str) -> dict[str, No
             where = (node.key_where or {}).get(key, node.where)
             raise _unknown_key(where, key, allowed, what)
     return mapping
+
+
+def _sizes(node: Node, what: str, minimum: int = 0) -> tuple[Size, ...]:
+    """Integers >= ``minimum``, or expressions over the variable's shape and the map's
+    parameters (``dim1/heads``, ``hidden * 4``), the parameters bound now."""
+    sizes: list[Size] = []
+    for item in node.expect_list(what):
+        value = item.value
+        if isinstance(value, str):
+            try:
+                bound = bind_size(SizeExpr(value.strip(), parse_size_expr(value)), _PARAMS.get())
+            except ValueError as e:
+                raise MapError(item.where, f"bad {what} {value!r}: {e}") from None
+            if isinstance(bound, int) and bound < minimum:
+                raise MapError(item.where, f"{what} {value!r} is {bound}, below {minimum}")
+            sizes.append(bound)
+        elif isinstance(value, int) and not isinstance(value, bool) and value >= minimum:
+            sizes.append(value)
+        else:
+            raise MapError(
+                item.where,
+                f"{what}s are integers >= {minimum} or expressions such as 'dim1/heads', "
+                f"got {value!r}",
+            )
+    return tuple(sizes)
+
+
+def _constant_sizes(node: Node, what: str) -> tuple[int, ...]:
+    """Sizes known when the map is loaded: numbers and the map's parameters (there is no
+    variable yet whose shape an expression could read)."""
+    sizes = _sizes(node, what)
+    for item, size in zip(node.expect_list(what), sizes, strict=True):
+        if not isinstance(size, int):
+            raise MapError(item.where, f"{what} {size.text!r} reads a dimension; there is none")
+    return tuple(s for s in sizes if isinstance(s, int))
+
+
+def _params(node: Node | None, overrides: Mapping[str, int], path: str) -> dict[str, int]:
+    """The map's declared parameters, with the caller's values for some of them."""
+    declared: dict[str, int] = {}
+    keys: dict[str, Where] = {}
+    if node is not None:
+        body = node.expect_mapping("params")
+        keys = node.key_where or {}
+        for name, item in body.items():
+            if not _PARAM_NAME.fullmatch(name) or re.fullmatch(r"dim\d+", name):
+                raise MapError(keys.get(name, node.where), f"{name!r} is not a parameter name")
+            if not isinstance(item.value, int) or isinstance(item.value, bool):
+                raise MapError(item.where, f"parameter {name} must be an integer")
+            declared[name] = item.value
+    for name, value in overrides.items():
+        if name not in declared:
+            known = ", ".join(sorted(declared)) or "none"
+            raise MapError(
+                path,
+                f"the map has no parameter {name!r} to set",
+                hint=f"its parameters: {known}.",
+            )
+        declared[name] = int(value)
+    return declared
+
+
+def parse_settings(settings: list[str]) -> dict[str, int]:
+    """``["heads=12", "hidden=768"]`` as parameter values.
+
+    Raises:
+        MapError: a setting that is not NAME=INTEGER.
+    """
+    values: dict[str, int] = {}
+    for setting in settings:
+        name, equals, value = setting.partition("=")
+        name = name.strip()
+        if (
+            not equals
+            or not _PARAM_NAME.fullmatch(name)
+            or not re.fullmatch(r"-?\d+", value.strip())
+        ):
+            raise MapError("[[params]]", f"{setting!r} is not NAME=INTEGER", hint="e.g. heads=12.")
+        values[name] = int(value)
+    return values
 
 
 def _int_list(node: Node, what: str, minimum: int = 0) -> tuple[int, ...]:
@@ -207,7 +295,8 @@ def _split_sizes(node: Node) -> tuple[SplitSize, ...]:
         value = item.value
         if isinstance(value, str):
             try:
-                sizes.append(SizeExpr(value.strip(), parse_size_expr(value)))
+                expr = SizeExpr(value.strip(), parse_size_expr(value))
+                sizes.append(bind_size(expr, _PARAMS.get()))
             except ValueError as e:
                 raise MapError(item.where, f"bad split size {value!r}: {e}") from None
         elif isinstance(value, int) and not isinstance(value, bool) and (value >= 1 or value == -1):
@@ -313,7 +402,7 @@ def _operation(name: str, node: Node, selector: Selector, base_dir: Path) -> Ope
     if name == "slice":
         text = _text(node, "slice")
         try:
-            return Slice(parse_index(text), text)
+            return Slice(bind_index(parse_index(text), _PARAMS.get()), text)
         except ValueError as e:
             raise MapError(node.where, f"bad slice {text!r}: {e}") from None
     if name == "pad":
@@ -321,18 +410,22 @@ def _operation(name: str, node: Node, selector: Selector, base_dir: Path) -> Ope
         if "shape" not in body:
             raise MapError(node.where, "pad needs the shape to grow to: {shape: [...]}")
         return Pad(
-            _int_list(body["shape"], "pad shape"), _fill(body.get("fill"), body, allow_mean=True)
+            _sizes(body["shape"], "pad shape"), _fill(body.get("fill"), body, allow_mean=True)
         )
     if name == "reshape":
-        items = node.expect_list("reshape")
-        shape = []
-        for item in items:
-            if not isinstance(item.value, int) or isinstance(item.value, bool) or item.value < -1:
-                raise MapError(item.where, f"reshape sizes are integers >= -1, got {item.value!r}")
-            shape.append(item.value)
-        if shape.count(-1) > 1:
+        sizes = _sizes(node, "reshape size", minimum=-1)
+        if sizes.count(-1) > 1:
             raise MapError(node.where, "reshape allows one -1")
-        return Reshape(tuple(shape))
+        return Reshape(sizes)
+    if name == "replace":
+        body = _check_keys(node, ("old", "new"), "replace")
+        for required in ("old", "new"):
+            if required not in body:
+                raise MapError(node.where, f"replace needs `{required}:`")
+        old = _text(body["old"], "replace old")
+        if not old:
+            raise MapError(body["old"].where, "replace needs a non-empty `old:`")
+        return Replace(old, str(body["new"].value) if body["new"].value is not None else "")
     if name == "transpose":
         perm = _int_list(node, "transpose")
         if sorted(perm) != list(range(len(perm))):
@@ -459,7 +552,7 @@ def _rule(number: int, node: Node, base_dir: Path) -> AnyRule:
             number,
             node.where,
             _text(init["name"], "init name"),
-            _int_list(init["shape"], "init shape"),
+            _constant_sizes(init["shape"], "init shape"),
             dtype,
             _fill(init.get("fill"), init, allow_mean=False),
             note,
@@ -495,7 +588,12 @@ def _rule(number: int, node: Node, base_dir: Path) -> AnyRule:
     )
 
 
-def parse_map(text: str, path: str = "<map>", base_dir: Path | None = None) -> Map:
+def parse_map(
+    text: str,
+    path: str = "<map>",
+    base_dir: Path | None = None,
+    params: Mapping[str, int] | None = None,
+) -> Map:
     """Parse map text; relative files it names (vocabularies, checkpoints) are looked up
     in ``base_dir`` (the map's own directory when loaded from a file)."""
     base = base_dir if base_dir is not None else Path.cwd()
@@ -511,12 +609,17 @@ def parse_map(text: str, path: str = "<map>", base_dir: Path | None = None) -> M
         )
     if "rules" not in top:
         raise MapError(root.where, "the map has no `rules:` list")
-    rules = tuple(
-        _rule(i, node, base) for i, node in enumerate(top["rules"].expect_list("rules"), 1)
-    )
+    bound = _params(top.get("params"), params or {}, path)
+    token = _PARAMS.set(bound)
+    try:
+        rules = tuple(
+            _rule(i, node, base) for i, node in enumerate(top["rules"].expect_list("rules"), 1)
+        )
+    finally:
+        _PARAMS.reset(token)
     description = top["description"].value if "description" in top else None
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
-    return Map(path, description, rules, digest)
+    return Map(path, description, rules, digest, tuple(sorted(bound.items())))
 
 
 def bundled_map_names() -> list[str]:
@@ -546,11 +649,13 @@ def resolve_map_path(spec: str | Path) -> Path:
     raise MapError(str(spec), "no such map file or bundled map", hint=hint)
 
 
-def load_map(spec: str | Path) -> Map:
+def load_map(spec: str | Path, params: Mapping[str, int] | None = None) -> Map:
     """Load and completely validate a map.
 
     Args:
         spec: a YAML map file, or the name of a bundled map (``strip-optimizer``).
+        params: values for parameters the map declares (``params: {heads: 12}``), which
+            its size expressions use (``reshape: [dim0, heads, dim1/heads]``).
 
     Returns:
         The validated map: frozen rules, each knowing where in the file it was written.
@@ -559,7 +664,7 @@ def load_map(spec: str | Path) -> Map:
         MapError: the map is missing or invalid (``file:line:column``, with a hint).
     """
     path = resolve_map_path(spec)
-    return parse_map(read_map_text(path), str(path), path.parent)
+    return parse_map(read_map_text(path), str(path), path.parent, params)
 
 
 def bundled_maps() -> list[tuple[str, str]]:
