@@ -112,6 +112,12 @@ def decide(ckpt: Inventory, target: Inventory) -> _Plan:
                 pool_targets.append(f.target)
             continue
         assert f.checkpoint is not None
+        if f.checkpoint.role is Role.OPTIMIZER and f.target.role is not Role.OPTIMIZER:
+            # Optimizer state (BERT's .../adam_m) never supplies a model variable, however
+            # its name lines up; the target variable is scored with the rest.
+            if f.target.role in poolable:
+                pool_targets.append(f.target)
+            continue
         if f.kind is Kind.SHAPE_MISMATCH and not _fixable(f.checkpoint, f.target):
             pool_sources.append(f.checkpoint)
             pool_targets.append(f.target)

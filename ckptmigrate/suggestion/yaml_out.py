@@ -53,6 +53,36 @@ def yaml_rules(rules: list[SuggestedRule], comments: bool = False) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _headline(suggestion: Suggestion) -> str:
+    """What the map achieves, counting only what it copies from the checkpoint: a target
+    variable an ``init`` rule creates is matched by the prediction but learned nothing,
+    so it is listed as initialised, never counted as matched."""
+    from ..names import variable_path
+
+    report = suggestion.predicted
+    assert report is not None
+    inits = {r.body["init"]["name"] for r in suggestion.rules if "init" in r.body}
+    copied = fresh = copied_params = 0
+    fresh_names = []
+    for f in report.findings:
+        if f.kind is not Kind.MATCHED or f.target is None:
+            continue
+        if variable_path(f.checkpoint_name or "") in inits:
+            fresh += 1
+            fresh_names.append(variable_path(f.name))
+        else:
+            copied += 1
+            copied_params += f.target.num_elements
+    text = (
+        f"copies {copied} of {report.target_variables} target variables from the checkpoint "
+        f"({copied_params:,} of {report.target_parameters:,} parameters)"
+    )
+    if fresh:
+        shown = ", ".join(fresh_names[:10]) + (" ..." if fresh > 10 else "")
+        text += f"; {fresh} start fresh (init rules, nothing learned): {shown}"
+    return text
+
+
 def render_yaml(suggestion: Suggestion) -> str:
     """The map, headed by what it was suggested for and what it leaves wrong.
 
@@ -65,7 +95,7 @@ def render_yaml(suggestion: Suggestion) -> str:
     ]
     head += [f"# Note: {n}." for n in suggestion.notes if n.startswith("starts from")]
     if suggestion.predicted is not None:
-        head.append(f"# With this map: {suggestion.predicted.headline}.")
+        head.append(f"# With this map: {_headline(suggestion)}.")
         problems = [
             f
             for f in suggestion.predicted.findings
