@@ -15,6 +15,7 @@ the same target variable by its original name), the conversion is refused naming
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 
 from ..compare import CheckOptions, Finding, Kind, Report, compare
@@ -189,6 +190,72 @@ def refuse_pairing_conflicts(mapped: Inventory, target: Inventory) -> None:
         )
 
 
+_AUTO_LAYER = re.compile(r"([a-z][a-z0-9]*(?:_[a-z][a-z0-9]*)*)(?:_(\d+))?")
+
+
+def auto_named(spec: VariableSpec) -> tuple[str, int, str] | None:
+    """(layer class, its number, weight) of a variable under a Keras auto-generated layer
+    name (``dense_11/kernel:0``, ``sequential/dense/kernel``: the class in snake case,
+    ``_N`` from the second layer of a class in a process on); None otherwise."""
+    parts = (spec.original_name or "").removesuffix(":0").split("/")
+    if len(parts) < 2:
+        return None
+    found = _AUTO_LAYER.fullmatch(parts[-2])
+    if found is None:
+        return None
+    return found.group(1), int(found.group(2) or 0), parts[-1]
+
+
+def pair_auto_named(report: Report) -> tuple[dict[str, str], str | None]:
+    """Unpaired outputs paired with unpaired target model variables by layer order and
+    shape, when both sides' layer names are Keras auto-generated (a tf-keras
+    ``save_weights`` of ``dense_11``, ``dense_12`` into a Keras 3 model of ``dense``,
+    ``dense_1``): output name -> target key, and a note saying so. Only all or nothing:
+    the two sides, each in layer order (the numbers Keras gave, in creation order), must
+    agree variable for variable in layer class, weight, shape and dtype."""
+    missing = [
+        f.target
+        for f in report.findings
+        if f.kind is Kind.MISSING and f.target is not None and f.target.role is Role.MODEL
+    ]
+    unused = [
+        f.checkpoint
+        for f in report.findings
+        if f.kind is Kind.UNUSED
+        and f.checkpoint is not None
+        and f.checkpoint.role is Role.MODEL
+        and not isinstance(f.checkpoint, RenamedOutput)
+    ]
+    if not missing or len(missing) != len(unused):
+        return {}, None
+    sides: list[list[tuple[tuple[str, int, str], VariableSpec]]] = []
+    for specs in (unused, missing):
+        named = []
+        for v in specs:
+            found = auto_named(v)
+            if found is None:
+                return {}, None
+            named.append((found, v))
+        sides.append(sorted(named, key=lambda e: (e[0][1], e[0][0], e[0][2])))
+    pairs: dict[str, str] = {}
+    for (a, out), (b, tgt) in zip(*sides, strict=True):
+        if (a[0], a[2], out.shape, out.dtype) != (b[0], b[2], tgt.shape, tgt.dtype):
+            return {}, None
+        pairs[out.name] = tgt.name
+    layers = sorted({(a[1], a[0]) for a, _ in sides[0]})
+    theirs = sorted({(b[1], b[0]) for b, _ in sides[1]})
+
+    def names(layer_list: list[tuple[int, str]]) -> str:
+        return ", ".join(f"{c}_{n}" if n else c for n, c in layer_list)
+
+    note = (
+        f"paired {len(pairs)} variables by layer order and shape: the checkpoint's layers "
+        f"({names(layers)}) and the target's ({names(theirs)}) have Keras auto-generated "
+        "names that differ, and agree layer for layer in class, weights and shapes"
+    )
+    return pairs, note
+
+
 def retarget(
     the_plan: Plan,
     mapped: Inventory,
@@ -202,18 +269,24 @@ def retarget(
     :class:`PairingConflictError` where a map rule's name and an original name disagree."""
     refuse_pairing_conflicts(mapped, target.inventory)
     report = compare(mapped, target.inventory, CheckOptions(rekeyed=True))
+    by_order, order_note = pair_auto_named(report)
+    by_target = {t: o for o, t in by_order.items()}
     outputs_by_name = {v.name: v for v in the_plan.outputs}
     outputs: list[PlannedVariable] = []
     problems: list[Finding] = []
     left_out: list[str] = []
     for finding in report.findings:
         if finding.kind is Kind.UNUSED:
-            left_out.append(finding.name)
+            if finding.name not in by_order:
+                left_out.append(finding.name)
             continue
         assert finding.target is not None
         spec = finding.target
         if finding.kind is Kind.MATCHED and finding.checkpoint_name is not None:
             outputs.append(replace(outputs_by_name[finding.checkpoint_name], name=spec.name))
+            continue
+        if spec.name in by_target:
+            outputs.append(replace(outputs_by_name[by_target[spec.name]], name=spec.name))
             continue
         fill = finding.kind is Kind.MISSING and (
             fill_missing_from_target or spec.role is Role.METADATA
@@ -230,6 +303,8 @@ def retarget(
             report, problems, target.inventory.source, target.template_origin is not None
         )
     warnings = list(the_plan.warnings)
+    if order_note is not None:
+        warnings.append(order_note)
     if left_out:
         shown = ", ".join(variable_path(n) for n in left_out[:10]) + (
             " ..." if len(left_out) > 10 else ""

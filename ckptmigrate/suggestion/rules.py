@@ -12,6 +12,7 @@ from .. import dtypes
 from ..compare import CheckOptions, Finding, Kind, Report, compare
 from ..formats.object_graph import OBJECT_GRAPH_KEY
 from ..inventory import Inventory, VariableSpec
+from ..mapping.retarget import auto_named
 from ..names import Role, variable_path
 from .assign import assign_pairs
 from .fixes import SlotStarts, fill_for, shape_ops
@@ -165,12 +166,27 @@ def _match_pools(
         paired_t: set[str] = set()
         for pair in assign_pairs(s_list, t_list):
             s, t = s_views[pair.source].spec, t_views[pair.target].spec
-            _pair(plan, s, t, f"closest unpaired {role.value} variable (score {pair.score:.2f})")
+            reason = f"closest unpaired {role.value} variable (score {pair.score:.2f})"
+            _pair(plan, s, t, _auto_named_reason(s, t) or reason)
             plan.pairs.append(pair)
             paired_s.add(pair.source)
             paired_t.add(pair.target)
         plan.drops += [v.name for v in s_list if v.name not in paired_s]
         plan.inits += [v.spec for v in t_list if v.name not in paired_t]
+
+
+def _auto_named_reason(source: VariableSpec, target: VariableSpec) -> str | None:
+    """Why a pair whose layers have different Keras auto-generated names is one (a
+    tf-keras ``dense_11`` into a Keras 3 ``dense``): their order and shape."""
+    a, b = auto_named(source), auto_named(target)
+    if a is None or b is None or a == b or (a[0], a[2]) != (b[0], b[2]):
+        return None
+    layer = f"{a[0]}_{a[1]}" if a[1] else a[0]
+    other = f"{b[0]}_{b[1]}" if b[1] else b[0]
+    return (
+        f"paired by layer order and shape: the layer names are Keras auto-generated and "
+        f"differ ({layer} -> {other})"
+    )
 
 
 def _slots_of(ckpt: Inventory) -> dict[str, list[str]]:
