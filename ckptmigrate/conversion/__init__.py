@@ -25,7 +25,7 @@ from ..output_format import OutputFormat
 from .bundle_out import PROVENANCE_FILE, download, write_checkpoint
 from .job import Job, OnVariable
 from .keras_out import check_keras_output, keras_value, write_keras
-from .options import ConvertOptions, ConvertResult, Counts, kind_of
+from .options import ConvertOptions, ConvertResult, Counts, frozen_params, kind_of
 from .values import Sources, stored_value
 
 if TYPE_CHECKING:
@@ -76,7 +76,7 @@ def plan(
         fill_missing_from_target=fill_missing_from_target,
         strict=strict,
         require_all=require_all,
-        params=tuple(sorted((params or {}).items())),
+        params=frozen_params(params),
     )
     the_map = _as_map(mapping, target, options)
     with open_checkpoint(checkpoint) as ckpt, _target_model(target, options) as target_model:
@@ -149,7 +149,7 @@ def convert(
         copy=copy,
         durable=durable,
         verify=verify,
-        params=tuple(sorted((params or {}).items())),
+        params=frozen_params(params),
     )
     return run_conversion(checkpoint, mapping, output, target, options, on_variable=on_variable)
 

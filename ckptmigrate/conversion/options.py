@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -12,7 +13,14 @@ if TYPE_CHECKING:
     from ..mapping.plan import Plan, PlannedVariable
     from ..verification import Verification
 
-__all__ = ["ConvertOptions", "ConvertResult", "Counts", "OutputFormat", "kind_of"]
+__all__ = [
+    "ConvertOptions",
+    "ConvertResult",
+    "Counts",
+    "OutputFormat",
+    "frozen_params",
+    "kind_of",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +47,11 @@ class ConvertOptions:
     """Have TensorFlow (or Keras) restore the output and compare every value."""
     params: tuple[tuple[str, int], ...] = ()
     """Values for parameters the map declares (``params: {heads: 12}``)."""
+
+
+def frozen_params(params: Mapping[str, int] | None) -> tuple[tuple[str, int], ...]:
+    """Map parameter values as ConvertOptions holds them (sorted pairs: hashable, ordered)."""
+    return tuple(sorted((params or {}).items()))
 
 
 def kind_of(variable: PlannedVariable) -> str:
