@@ -413,6 +413,7 @@ def convert(
       ckptmigrate convert old/x.ckpt -m tf-keras-to-keras3 -t new.keras -o out --verify
     """
     from .conversion import ConvertOptions, plan, run_conversion
+    from .conversion.options import frozen_params
     from .mapping.schema import parse_settings
 
     if dry_run:
@@ -451,7 +452,7 @@ def convert(
             copy=copy,
             durable=durable,
             verify=verify,
-            params=tuple(sorted(parse_settings(settings or []).items())),
+            params=frozen_params(parse_settings(settings or [])),
         ),
         traceback,
     )
