@@ -136,7 +136,25 @@ def _bundled_map_names(incomplete: str) -> list[str]:
     return [name for name in bundled_map_names() if name.startswith(incomplete)]
 
 
-class _TargetOption(TyperCommand):
+class _Recorded(TyperCommand):
+    """A command whose reports show the command line that made them (the HTML page, the
+    JSON's ``produced_by``): its arguments are kept as given, before parsing."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        ctx.meta[_COMMAND_LINE] = ("ckptmigrate", ctx.info_name, *args)
+        return super().parse_args(ctx, args)
+
+
+_COMMAND_LINE = "ckptmigrate.command_line"
+
+
+def _command_line(ctx: typer.Context) -> tuple[str, ...] | None:
+    """The running command's line, as _Recorded kept it."""
+    line: tuple[str, ...] | None = ctx.meta.get(_COMMAND_LINE)
+    return line
+
+
+class _TargetOption(_Recorded):
     """check and suggest take the model as --target: a second positional argument
     (``check A B``, a common slip) is answered with the command line that works, not
     with "Got unexpected extra argument"."""
@@ -219,6 +237,7 @@ def inspect(
 
 @app.command(epilog=EXIT_CODES, cls=_TargetOption)
 def check(
+    ctx: typer.Context,
     checkpoint: Annotated[
         str, typer.Argument(help="The checkpoint to restore from (a path or a URL).")
     ],
@@ -278,7 +297,7 @@ def check(
       ckptmigrate check runs/model.ckpt-1000 --target new_model/model.ckpt-0.meta
     """
     from .checker import check as run_check
-    from .render import check_text, to_json
+    from .render import check_dict, check_text, to_json
 
     if html is not None:  # refused before the (possibly long) check, not after it
         from .html_report import check_html_output
@@ -296,15 +315,45 @@ def check(
         ),
         traceback,
     )
+    command = _command_line(ctx)
     if html is not None:
         from .html_report import write_html
 
-        _run(lambda: write_html(report, html), traceback)
+        _run(lambda: write_html(report, html, command=command), traceback)
     if json_output:
-        sys.stdout.write(to_json(report.to_dict()) + "\n")
+        sys.stdout.write(to_json(check_dict(report, command=command)) + "\n")
     else:
         _emit(check_text(report, show_matched=show_matched))
     raise typer.Exit(0 if report.ok else 1)
+
+
+@app.command("report", epilog=EXIT_CODES, cls=_Recorded)
+def report_page(
+    ctx: typer.Context,
+    saved: Annotated[
+        str, typer.Argument(help="A check report saved as JSON (`check ... --json > saved.json`).")
+    ],
+    output: Annotated[
+        str,
+        typer.Option("--output", "-o", help="The HTML page to write (an earlier one is replaced)."),
+    ],
+    traceback: TracebackOption = False,
+) -> None:
+    """Render a saved `check --json` output as the self-contained HTML page `check --html`
+    writes. Exit 0 when the page is written, 2 on errors (whatever the check's verdict).
+
+    \b
+    Example:
+      ckptmigrate check runs/model.ckpt-1000 --target new.meta --json > saved.json
+      ckptmigrate report saved.json -o report.html
+    """
+    from .html_report import check_html_output, load_saved_report, write_saved_report
+
+    _run(lambda: check_html_output(output), traceback)  # before reading a large JSON
+    data = _run(lambda: load_saved_report(saved), traceback)
+    command = _command_line(ctx)
+    out = _run(lambda: write_saved_report(data, output, command=command, source=saved), traceback)
+    sys.stderr.write(f"wrote {out}: {data['summary']['headline']}\n")
 
 
 @app.command(epilog=EXIT_CODES)

@@ -61,7 +61,9 @@ class ValueDiff:
 
 @dataclass(frozen=True, slots=True)
 class Finding:
-    """One variable's verdict. ``name`` is the target's name (the checkpoint's for unused)."""
+    """One variable's verdict. ``name`` is the target's name (the checkpoint's for unused).
+    ``suggested`` is the checkpoint variable the hint of a missing one points to (the same
+    original name, the closest name, the same name under another scope), else None."""
 
     kind: Kind
     name: str
@@ -72,6 +74,7 @@ class Finding:
     tensorflow_error: str | None = None
     hint: str | None = None
     values: ValueDiff | None = None
+    suggested: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         def side(spec: VariableSpec | None) -> dict[str, Any] | None:
@@ -94,6 +97,7 @@ class Finding:
             "tensorflow_error": self.tensorflow_error,
             "hint": self.hint,
             "values": None if self.values is None else self.values.to_dict(),
+            "suggested": self.suggested,
         }
 
 
@@ -689,7 +693,8 @@ class _Hints:
         for key, spec in self.by_key.items():
             self.by_shape[spec.shape].append(key)
 
-    def for_target(self, key: str, target: VariableSpec) -> str | None:
+    def for_target(self, key: str, target: VariableSpec) -> tuple[str, str] | None:
+        """The hint, and the name of the checkpoint variable it points to."""
         if target.original_name:
             twin = self.by_original.get(_by_original(target)[0])
             if twin is not None:
@@ -698,15 +703,16 @@ class _Hints:
                     f"({twin.original_name}) and shape {_human(twin.shape)}: the object "
                     "structure changed; `convert --target T` writes it under this model's "
                     "paths (--format keras for a Keras 3 model)"
-                )
+                ), twin.name
         same = _closest(key, self.by_shape.get(target.shape, []))
         if same is not None:
             name = self.by_key[same].name
-            return f"did you mean {name!r} (unused, same shape {_human(target.shape)})?"
+            return f"did you mean {name!r} (unused, same shape {_human(target.shape)})?", name
         if len(self.by_key) <= self.MAX_ANY_SHAPE:
             other = _closest(key, list(self.by_key))
             if other is not None:
-                return _reshape_hint(target, self.by_key[other])
+                candidate = self.by_key[other]
+                return _reshape_hint(target, candidate), candidate.name
         return None
 
 
@@ -855,11 +861,12 @@ def compare(
             checkpoint_format=ckpt_inv.checkpoint_format,
             checkpoint_source=ckpt_inv.source,
         )
-        hint = None
+        hint = suggested = None
         if kind is Kind.MISSING and tname in scope_hints:
             hint = _scope_hint_text(scope_hints[tname], tspec)
+            suggested = scope_hints[tname].checkpoint.name
         elif kind is Kind.MISSING:
-            hint = hints[tspec.role].for_target(key, tspec)
+            hint, suggested = hints[tspec.role].for_target(key, tspec) or (None, None)
         elif kind is Kind.SHAPE_MISMATCH:
             assert cspec is not None
             hint = (
@@ -880,6 +887,7 @@ def compare(
                 cspec,
                 error,
                 hint,
+                suggested=suggested,
             )
         )
     for cspec in unused.values():

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Group, RenderableType
 from rich.text import Text
 
+from ._version import __version__
 from .compare import FAILING, SCHEMA_VERSION, Finding, Kind, Report, ValueDiff
 from .inspection import InspectReport
 from .inventory import VariableSpec
@@ -277,6 +279,21 @@ def verdict_text(report: Report) -> Text:
         "the same shape, dtype and values" if report.options.values else "the same shape and dtype"
     )
     return Text(f"OK: every target variable restores with {what}{extra}", style="bold green")
+
+
+def check_dict(report: Report, *, command: Sequence[str] | None = None) -> dict[str, Any]:
+    """What ``check --json`` prints: :meth:`Report.to_dict`, with the verdict line as the
+    text says it (``summary.verdict``) and what produced it (``produced_by``: this version
+    and, from the command line, its arguments). Everything the HTML page shows is here, so
+    a saved copy renders the same page (``ckptmigrate report``)."""
+    data = report.to_dict()
+    data["summary"]["verdict"] = verdict_text(report).plain
+    data["produced_by"] = {
+        "tool": "ckptmigrate",
+        "version": __version__,
+        "command": None if command is None else list(command),
+    }
+    return data
 
 
 # -- convert ---------------------------------------------------------------------------
