@@ -8,7 +8,6 @@ commands so ``--help``, ``--version`` and shell completion stay instant.
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import signal
 import sys
@@ -512,6 +511,7 @@ def convert(
             # nothing is seen while there is still time to stop.
             for warning in the_plan.warnings:
                 progress.note(f"warning: {warning}; --strict makes this an error")
+            progress.start(the_plan)
 
         result = _run(
             lambda: run_conversion(
@@ -664,6 +664,7 @@ class _Progress:
 
     def __init__(self, note: Callable[[str], None] | None = None) -> None:
         self.note = note or _stderr_line
+        self.start: Callable[[Any], None] = lambda the_plan: None
         self.advance: Callable[[Any], None] = lambda variable: None
 
 
@@ -703,39 +704,61 @@ def validate(
 
 @contextlib.contextmanager
 def _progress(enabled: bool) -> Iterator[_Progress]:
-    """A Rich progress line (variables and bytes written) on stderr, only for a terminal."""
-    if not enabled or not sys.stderr.isatty():  # rich stays unimported for pipes and CI
+    """Progress on stderr: a live bar with the plan's totals, rate and time left on a
+    terminal; in a log (stderr not a terminal) one line every few seconds."""
+    if not enabled:
         yield _Progress()
+        return
+    from .progress import ConversionProgress
+
+    tracker = ConversionProgress()
+    if not sys.stderr.isatty():  # rich stays unimported for pipes and CI
+        yield _logged_progress(tracker)
         return
     from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn
 
     console = Console(stderr=True)
-    if not console.is_terminal:
-        yield _Progress()
-        return
-    from rich.progress import Progress, SpinnerColumn, TextColumn
-
-    from . import dtypes
-    from .render import human_bytes
-
     with Progress(
-        SpinnerColumn(),
-        TextColumn("converting: {task.completed:.0f} variables, {task.fields[written]}"),
-        console=console,
-        transient=True,
+        BarColumn(), TextColumn("{task.fields[line]}"), console=console, transient=True
     ) as bar:
-        task = bar.add_task("convert", total=None, written="0 B")
-        total = 0
+        task = bar.add_task("convert", total=1.0, line="planning ...")
+
+        def redraw() -> None:
+            bar.update(task, completed=tracker.fraction, line=tracker.line())
+
+        def start(the_plan: Any) -> None:
+            tracker.start(the_plan)
+            redraw()
 
         def advance(variable: Any) -> None:
-            nonlocal total
-            total += math.prod(variable.shape) * (dtypes.BY_NAME[variable.dtype].itemsize or 0)
-            bar.update(task, advance=1, written=human_bytes(total))
+            tracker.advance(variable)
+            redraw()
 
         # Rich prints above its live progress line; a plain write would be drawn over.
         progress = _Progress(lambda text: bar.console.print(text, markup=False, highlight=False))
-        progress.advance = advance
+        progress.start, progress.advance = start, advance
         yield progress
+
+
+LOG_EVERY = 5.0  # seconds between progress lines in a log
+
+
+def _logged_progress(tracker: Any) -> _Progress:
+    import time
+
+    last = [time.monotonic()]
+
+    def advance(variable: Any) -> None:
+        tracker.advance(variable)
+        now = time.monotonic()
+        if now - last[0] >= LOG_EVERY:
+            last[0] = now
+            _stderr_line(tracker.line(now))
+
+    progress = _Progress()
+    progress.start, progress.advance = tracker.start, advance
+    return progress
 
 
 def main() -> None:
