@@ -170,7 +170,7 @@ _SCRIPT = """
     sections.forEach(function (s) {
       s.section.hidden = s.scopes.every(function (d) { return d.hidden; });
     });
-    shown.textContent = total + " of " + rows.length + " rows shown";
+    shown.textContent = total + " of " + rows.length + " rows match";
   }
 
   function openAll(open) {
@@ -500,10 +500,10 @@ class _Page:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], source: str) -> _Page:
         read = _Reader(source)
+        if "variables" in data and "findings" not in data:
+            read.fail("the object", "a check report (it is inspect's JSON)")
         version = data.get("schema_version")
         if version != SCHEMA_VERSION:
-            if "variables" in data and "findings" not in data:
-                read.fail("the object", "a check report (it is inspect's JSON)")
             read.fail("'schema_version'", f"{SCHEMA_VERSION} (it is {version!r})")
         ckpt = read.obj(data, "checkpoint", "")
         target = read.obj(data, "target", "")
@@ -629,7 +629,7 @@ def _controls(page: _Page) -> Iterator[str]:
     yield '<button type="button" id="expand">expand all</button>'
     yield '<button type="button" id="collapse">collapse all</button>'
     n = len(page.findings)
-    yield f'<output id="shown">{n} of {n} rows shown</output>'
+    yield f'<output id="shown">{n} of {n} rows match</output>'
     yield "</div>"
 
 
