@@ -66,7 +66,7 @@ _COLUMNS = 7  # target name, shape, dtype | status | checkpoint name, shape, dty
 # opens on what needs attention and lays out a fraction of the rows.
 OPEN_ALL_UP_TO = 1000
 _FILTER_ORDER = (Kind.SHAPE_MISMATCH, Kind.DTYPE_MISMATCH, Kind.MISSING, Kind.UNUSED, Kind.MATCHED)
-_FOLD_AT = 2  # a hint or error text shared by this many variables of a role is folded
+_FOLD_AT = 3  # a hint or error text shared by this many variables of a role is folded
 
 _CSS = """
 :root { color-scheme: light; }
@@ -99,6 +99,8 @@ table.head th.gap { border-bottom: none; }
 table.head th.side { text-align: center; border-bottom: 1px solid #444; }
 td.status { font-weight: bold; white-space: nowrap; border-left: 1px solid #bbb;
   border-right: 1px solid #bbb; }
+/* Scopes off screen are laid out when scrolled to: a page of thousands of rows opens fast. */
+details.scope { content-visibility: auto; contain-intrinsic-size: auto 1.9em; }
 details.scope > summary { background: #e8ecf2; font-family: ui-monospace, monospace;
   font-weight: bold; padding: .25em .5em; margin-top: 3px; cursor: pointer; }
 tr.detail td { font-family: system-ui, sans-serif; font-size: 12.5px; padding-left: 2em; }
