@@ -92,11 +92,9 @@ def outputs_inventory(the_plan: Plan, base: Inventory) -> Inventory:
                 v.shape,
                 v.dtype,
                 v.role,
-                None,
-                (),
-                original,
-                v.renamed_by[-1],
-                variable_path(v.source or v.name),
+                source_original=original,
+                rule=v.renamed_by[-1],
+                source=variable_path(v.source or v.name),
             )
         else:
             variables[v.name] = VariableSpec(v.name, v.shape, v.dtype, v.role, original)
