@@ -127,3 +127,15 @@ class InterruptedAfterWriting(KeyboardInterrupt):
         super().__init__(f"{output} was written; {during} was interrupted")
         self.output = output
         self.during = during
+
+
+class InterruptedLeavingChanges(InterruptedAfterWriting):
+    """Ctrl-C (or SIGTERM) that changed the destination without publishing the output:
+    objects a clean-up could not delete, an old output deleted to be replaced. Reported
+    as InterruptedAfterWriting is (``interrupted: <message>``), never as "nothing was
+    written"."""
+
+    def __init__(self, output: object, message: str) -> None:
+        KeyboardInterrupt.__init__(self, f"{output}: {message}")
+        self.output = output
+        self.during = message

@@ -12,7 +12,6 @@ publication is atomic either way, durability across power loss costs ~0.4 s per 
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import tempfile
@@ -20,8 +19,22 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, BinaryIO
 
 from .. import dtypes
-from ..errors import CkptMigrateError, OutputError
-from ..fs import make_staging_dir, publish_dir, refuse_existing
+from ..errors import (
+    CkptMigrateError,
+    InterruptedAfterWriting,
+    InterruptedLeavingChanges,
+    OutputError,
+    first_line,
+)
+from ..fs import (
+    clean_stale_staging,
+    discard_staging,
+    identity,
+    make_staging_dir,
+    publish_dir,
+    published,
+    refuse_existing,
+)
 from . import crc, tensor_codec
 from .bundle_proto import (
     BIG_ENDIAN,
@@ -35,7 +48,7 @@ from .bundle_proto import (
 from .bundle_reader import HEADER_KEY, BundleReader
 from .checkpoint_state import STATE_FILENAME, render_state
 from .locate import AnyPath, data_path, index_path, unreachable_output
-from .remote import RemotePath, as_path
+from .remote import RemotePath, as_path, remove_objects
 from .table import TableWriter
 
 if TYPE_CHECKING:
@@ -46,10 +59,27 @@ def _key_bytes(key: str) -> bytes:
     return key.encode("utf-8", "surrogateescape")
 
 
-def _upload_error(e: BaseException, path: RemotePath) -> OutputError:
+def _cut_short(
+    e: BaseException, destination: RemotePath, left: list[RemotePath], replaced: bool
+) -> BaseException:
+    """What to raise when an upload stopped: ``e`` itself, when its clean-up left the
+    destination as the user expects (empty; "nothing was written" after an interrupt),
+    else an error or interrupt saying what is there."""
+    old = "; its old contents had been deleted to replace them" if replaced else ""
+    if left:
+        names = ", ".join(o.name for o in left)
+        what = f"these objects could not be deleted: {names}{old}; delete them, the index first"
+    else:
+        what = f"what had been uploaded was deleted{old}"
+    if isinstance(e, KeyboardInterrupt):
+        if isinstance(e, InterruptedAfterWriting) or not (left or replaced):
+            return e
+        return InterruptedLeavingChanges(destination, f"the upload was cut short; {what}")
+    if not isinstance(e, Exception):
+        return e
     return OutputError(
-        f"the upload failed ({type(e).__name__}: {e}); what had been uploaded was deleted",
-        path=str(path),
+        f"the upload failed ({first_line(e)}); {what}",
+        path=str(destination),
         hint="check the network, the credentials and the endpoint, then run it again.",
     )
 
@@ -87,6 +117,7 @@ class BundleWriter:
                 self._staging = Path(tempfile.mkdtemp(prefix="ckptmigrate-upload-"))
             else:
                 self._staging = make_staging_dir(self.output_dir)
+            self._staging_id = identity(self._staging)
         except OSError as e:
             raise OutputError.from_os_error(e, self.output_dir) from e
         self._files: dict[int, BinaryIO] = {}
@@ -96,6 +127,7 @@ class BundleWriter:
         # Remote shards carried over to a remote output on the same store: copied by the
         # server at upload time instead of going through this machine.
         self._server_copies: dict[int, RemotePath] = {}
+        self._uploaded = False  # every object of a remote output is up
         self._done = False
 
     @property
@@ -113,6 +145,8 @@ class BundleWriter:
             raise unreachable_output(e, self.output_dir) from e
 
     def _check_destination_exists(self) -> None:
+        if isinstance(self.output_dir, Path):  # an output a killed run was replacing is back
+            clean_stale_staging(self.output_dir)
         refuse_existing(self.output_dir, self._overwrite)
         if self.output_dir.exists() and not self.output_dir.is_dir():
             raise OutputError("the output exists and is not a directory", path=str(self.output_dir))
@@ -318,15 +352,27 @@ class BundleWriter:
         except OSError as e:
             self.abort()
             raise OutputError.from_os_error(e, self.output_dir) from e
+        except KeyboardInterrupt as e:
+            self.abort()
+            if isinstance(e, InterruptedAfterWriting) or not self._published():
+                raise
+            # The output is in place: say so rather than "nothing was written".
+            raise InterruptedAfterWriting(self.final_prefix, "the clean-up") from None
         except BaseException:
             self.abort()
             raise
         self._done = True
         return self.final_prefix
 
+    def _published(self) -> bool:
+        if isinstance(self.output_dir, RemotePath):
+            return self._uploaded
+        return published(self._staging_id, self.output_dir)
+
     def _publish(self) -> None:
         if isinstance(self.output_dir, RemotePath):
             self._upload(self.output_dir)
+            shutil.rmtree(self._staging, ignore_errors=True)
             return
         publish_dir(self._staging, self.output_dir, overwrite=self._overwrite, durable=self.durable)
 
@@ -335,48 +381,51 @@ class BundleWriter:
         PUT, or a multipart upload, completes atomically), so the order is what matters:
         the data shards, then the index (TensorFlow sees no checkpoint without it, so no
         reader can find one with shards missing), then the `checkpoint` state file and the
-        extra files. An existing output (with ``overwrite``) is deleted first, once the
-        new checkpoint is complete in the staging; if anything fails or is interrupted,
-        every object uploaded so far is deleted again and the destination is left empty."""
-        if destination.exists():
+        extra files. An existing output (with ``overwrite``) is deleted first, its index
+        first, once the new checkpoint is complete in the staging. If anything fails or is
+        interrupted, every object whose upload had started is deleted again, index first
+        (an interrupted request is cancelled and waited for, unfinished multipart uploads
+        are aborted, and the store is checked until nothing comes back), so the destination
+        is left empty, or the error names what could not be deleted."""
+        replacing = destination.exists()
+        if replacing:
             self._check_destination()
-            destination.delete_contents()
-        shards = [
-            data_path(self.staging_prefix, s, self.num_shards) for s in range(self.num_shards)
-        ]
+            try:
+                destination.delete_contents()
+            except KeyboardInterrupt:
+                raise InterruptedLeavingChanges(
+                    destination,
+                    "its old contents were being deleted to replace them, "
+                    "index first; the new checkpoint was not uploaded",
+                ) from None
+        steps: list[tuple[RemotePath, Path | RemotePath]] = []
+        for shard in range(self.num_shards):
+            local = data_path(self.staging_prefix, shard, self.num_shards)
+            steps.append((destination / local.name, self._server_copies.get(shard, local)))
         index = index_path(self.staging_prefix)
         state = self._staging / STATE_FILENAME
-        extras = sorted(set(self._staging.iterdir()) - {*shards, index, state})
-        uploaded: list[RemotePath] = []
+        extras = sorted(set(self._staging.iterdir()) - {*(s for _, s in steps), index, state})
+        steps += [(destination / local.name, local) for local in (index, state, *extras)]
+        started: list[RemotePath] = []
         try:
-            for shard, local in enumerate(shards):
-                remote = destination / local.name
-                source = self._server_copies.get(shard)
-                if source is not None:
+            for remote, source in steps:
+                started.append(remote)  # before the request: cleanup covers one in flight
+                if isinstance(source, RemotePath):
                     remote.copy_from(source)
                 else:
-                    remote.upload(local)
-                uploaded.append(remote)
-            for local in (index, state, *extras):
-                remote = destination / local.name
-                remote.upload(local)
-                uploaded.append(remote)
+                    remote.upload(source)
+            self._uploaded = True
         except BaseException as e:
-            for remote in reversed(uploaded):  # the index first: it makes a checkpoint
-                # Keep deleting the rest; the error that stopped the upload is reported.
-                with contextlib.suppress(Exception):
-                    remote.delete()
-            if isinstance(e, Exception):
-                raise _upload_error(e, destination) from e
-            raise
-        shutil.rmtree(self._staging, ignore_errors=True)
+            self._uploaded = False
+            left = remove_objects(started[::-1])  # the index first: it makes a checkpoint
+            raise _cut_short(e, destination, left, replacing) from e
 
     def abort(self) -> None:
         """Discard everything staged; the destination is left as it was."""
         for f in self._files.values():
             f.close()
         self._files.clear()
-        shutil.rmtree(self._staging, ignore_errors=True)
+        discard_staging(self._staging)
         self._done = True
 
     def __enter__(self) -> BundleWriter:

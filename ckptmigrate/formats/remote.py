@@ -14,13 +14,17 @@ store's usual configuration (``AWS_*`` variables, ``~/.aws``, gcloud), or fsspec
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import functools
 import glob
 import os
 import posixpath
 import re
-from collections.abc import Iterator
+import time
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from ..errors import CheckpointNotFoundError, CkptMigrateError
 
@@ -32,6 +36,17 @@ _COLLAPSED_URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):/(?!/)")
 
 DEFAULT_READ_BUFFER = 8 << 20
 READ_BUFFER_ENV = "CKPTMIGRATE_READ_BUFFER"
+UPLOAD_PART_ENV = "CKPTMIGRATE_UPLOAD_PART_SIZE"
+
+# An interrupted store call is cancelled, then waited for this long to stop (a request cut
+# short must not complete behind the caller's back); cleaning up after a failed upload
+# (deletes, aborting multipart uploads, checking nothing came back) is bounded by the other.
+SETTLE_SECONDS = 15.0
+CLEANUP_SECONDS = 60.0
+_CALL_SECONDS = 20.0  # one delete or check during the clean-up
+_CHECK_DELAYS = (0.3, 0.6, 1.2, 2.4)  # before each look for objects that came back
+
+T = TypeVar("T")
 
 
 def read_buffer() -> int:
@@ -48,6 +63,25 @@ def read_buffer() -> int:
         raise CkptMigrateError(
             f"{READ_BUFFER_ENV} must be a positive number of bytes, not {text!r}",
             hint=f"unset {READ_BUFFER_ENV} for the default ({DEFAULT_READ_BUFFER} bytes).",
+        )
+    return value
+
+
+def upload_part_size() -> int | None:
+    """Bytes per part of a multipart upload, or None for the store client's default (s3fs:
+    files of 100 MiB and more go up in 50 MiB parts). ``CKPTMIGRATE_UPLOAD_PART_SIZE``
+    overrides it: S3 takes parts of 5 MiB and more, which makes tests exercise multipart."""
+    text = os.environ.get(UPLOAD_PART_ENV)
+    if not text:
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise CkptMigrateError(
+            f"{UPLOAD_PART_ENV} must be a positive number of bytes, not {text!r}",
+            hint=f"unset {UPLOAD_PART_ENV} for the store client's default.",
         )
     return value
 
@@ -214,26 +248,217 @@ class RemotePath:
                 out.write(chunk)
         return size
 
-    # -- writing ------------------------------------------------------------------------
+    # -- writing: each call finishes or is cancelled before control comes back --------------
 
     def upload(self, source: Path) -> None:
         """Put the local file ``source`` here. Object stores publish an object only when
-        its upload completes (multipart included), so readers never see a partial file."""
-        self.fs.put_file(str(source), self.path)
+        its upload completes (multipart included), so readers never see a partial file.
+        An interrupt (Ctrl-C, SIGTERM) cancels the upload and waits for it to stop."""
+        part = upload_part_size()
+        extra = {} if part is None else {"chunksize": part}
+        run_in_store(self.fs, _call(self.fs, "put_file", str(source), self.path, **extra))
 
     def copy_from(self, source: RemotePath) -> None:
         """Server-side copy within one filesystem: the bytes never come down."""
-        self.fs.copy(source.path, self.path)
-
-    def delete(self) -> None:
-        self.fs.rm_file(self.path)
+        run_in_store(self.fs, _call(self.fs, "copy", source.path, self.path))
 
     def delete_contents(self) -> None:
         """Delete every file under this directory, but not the directory itself: it may be
-        a bucket, which ``rm(recursive=True)`` would delete too."""
+        a bucket, which ``rm(recursive=True)`` would delete too. Index files go first, so
+        no reader finds a checkpoint whose data is half deleted."""
         found = self.fs.find(self.path)
-        if found:
-            self.fs.rm(found)
+        indexes = [p for p in found if p.endswith(".index")]
+        for path in indexes:
+            run_in_store(self.fs, _call(self.fs, "rm_file", path))
+        rest = [p for p in found if p not in indexes]
+        if rest:
+            run_in_store(self.fs, _call(self.fs, "rm", rest))
+        self.fs.invalidate_cache(self.path)
 
     def same_filesystem(self, other: Path | RemotePath) -> bool:
         return isinstance(other, RemotePath) and other.fs is self.fs
+
+
+# -- calls on the store's event loop ---------------------------------------------------------
+#
+# fsspec runs every store request as a coroutine on its own event-loop thread; its sync
+# wrappers wait for it, and a KeyboardInterrupt raised while they wait leaves the request
+# running: a PUT in flight when Ctrl-C arrived would land after the clean-up deleted what
+# had been uploaded. Here the waiting thread cancels the coroutine and waits for it to stop.
+
+
+class _Pending:
+    """One store call: its task on the loop, once it runs, and whether it was cancelled."""
+
+    __slots__ = ("cancelled", "done", "task")
+
+    def __init__(self) -> None:
+        self.task: asyncio.Task[Any] | None = None
+        self.cancelled = False
+        self.done: concurrent.futures.Future[Any] = concurrent.futures.Future()
+
+    async def run(self, make: Callable[[], Awaitable[Any]]) -> None:
+        self.task = asyncio.current_task()
+        if self.cancelled:  # interrupted before the call started
+            return
+        try:
+            result = await make()
+        except BaseException as e:  # CancelledError too: the waiting thread reads it
+            if not self.done.done():
+                self.done.set_exception(e)
+            if not isinstance(e, Exception):
+                raise
+        else:
+            if not self.done.done():
+                self.done.set_result(result)
+
+    def cancel(self) -> None:  # on the loop's thread
+        self.cancelled = True
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+        elif not self.done.done():  # never started (or never will): nothing to wait for
+            self.done.set_exception(asyncio.CancelledError())
+
+
+def _loop_of(fs: Any) -> asyncio.AbstractEventLoop:
+    import fsspec.asyn
+
+    loop: asyncio.AbstractEventLoop | None = (
+        getattr(fs, "loop", None) if getattr(fs, "async_impl", False) else None
+    )
+    loop = loop or fsspec.asyn.get_loop()
+    _quiet_unretrieved(loop)
+    return loop
+
+
+def _quiet_unretrieved(loop: asyncio.AbstractEventLoop) -> None:
+    """Drop asyncio's "Task exception was never retrieved" reports on fsspec's loop, which
+    runs only store calls. A store client's concurrent parts (s3fs uploads a file's parts
+    with asyncio.gather) fail together when a connection drops; the first failure is
+    reported (and the upload cleaned up), the others would each print a traceback."""
+    if getattr(loop, "_ckptmigrate_quiet", False):
+        return
+    previous = loop.get_exception_handler()
+
+    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        if "never retrieved" in str(context.get("message", "")):
+            return
+        if previous is not None:
+            previous(loop, context)
+        else:
+            loop.default_exception_handler(context)
+
+    loop.set_exception_handler(handler)
+    loop._ckptmigrate_quiet = True  # type: ignore[attr-defined]
+
+
+def _wait_uninterrupted(done: concurrent.futures.Future[Any], seconds: float) -> bool:
+    """Wait up to ``seconds`` for ``done``, ignoring Ctrl-C and SIGTERM meanwhile (what is
+    being waited for is the clean-up they asked for); whether it is done."""
+    deadline = time.monotonic() + seconds
+    while not done.done() and time.monotonic() < deadline:
+        try:
+            concurrent.futures.wait([done], timeout=0.1)
+        except KeyboardInterrupt:
+            continue
+    return done.done()
+
+
+def run_in_store(fs: Any, make: Callable[[], Awaitable[T]]) -> T:
+    """Run the coroutine ``make()`` on the store's event loop and wait for its result. If
+    this thread is interrupted meanwhile (Ctrl-C, SIGTERM), the coroutine is cancelled and
+    waited for (up to ``SETTLE_SECONDS``) before the interrupt goes on, so a request the
+    interrupt cut short does not complete behind the caller's back."""
+    loop = _loop_of(fs)
+    pending = _Pending()
+    try:
+        asyncio.run_coroutine_threadsafe(pending.run(make), loop)
+        return pending.done.result()  # type: ignore[no-any-return]
+    except BaseException:
+        if not pending.done.done():
+            loop.call_soon_threadsafe(pending.cancel)
+            _wait_uninterrupted(pending.done, SETTLE_SECONDS)
+        raise
+
+
+def _call(fs: Any, name: str, *args: Any, **kwargs: Any) -> Callable[[], Awaitable[Any]]:
+    """A maker of the coroutine ``fs.<name>(*args, **kwargs)`` for run_in_store."""
+    return functools.partial(_store_call, fs, name, *args, **kwargs)
+
+
+async def _store_call(fs: Any, name: str, *args: Any, **kwargs: Any) -> Any:
+    """``fs.<name>(*args)`` as a coroutine: the async implementation's own, or the sync
+    method in a worker thread for filesystems without one."""
+    if getattr(fs, "async_impl", False):
+        return await getattr(fs, f"_{name}")(*args, **kwargs)
+    return await asyncio.to_thread(getattr(fs, name), *args, **kwargs)
+
+
+def remove_objects(objects: Sequence[RemotePath]) -> list[RemotePath]:
+    """Delete ``objects`` in the given order (put the index first), abort unfinished
+    multipart uploads to them, then look again, repeatedly, for any that came back (a PUT
+    the server finished after the delete) until none has, within ``CLEANUP_SECONDS``.
+    Ctrl-C and SIGTERM do not stop it. Returns the objects still there (all of them when
+    the store could not be asked)."""
+    if not objects:
+        return []
+    fs = objects[0].fs
+    pending = _Pending()
+    paths = [o.path for o in objects]
+    asyncio.run_coroutine_threadsafe(pending.run(lambda: _remove(fs, paths)), _loop_of(fs))
+    if not _wait_uninterrupted(pending.done, CLEANUP_SECONDS + 5):
+        _loop_of(fs).call_soon_threadsafe(pending.cancel)
+        return list(objects)
+    if pending.done.exception() is not None:
+        return list(objects)
+    left: list[str] = pending.done.result()
+    return [o for o in objects if o.path in left]
+
+
+async def _remove(fs: Any, paths: list[str]) -> list[str]:
+    left = paths
+    deadline = time.monotonic() + CLEANUP_SECONDS
+    for delay in _CHECK_DELAYS:
+        for bucket, key, upload_id in await _unfinished_uploads(fs, paths) or ():
+            await _try(
+                fs._call_s3("abort_multipart_upload", Bucket=bucket, Key=key, UploadId=upload_id)
+            )
+        for path in left:
+            await _try(_store_call(fs, "rm_file", path))
+        await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+        fs.invalidate_cache()
+        present = [await _try(_store_call(fs, "exists", p), default=True) for p in paths]
+        left = [p for p, there in zip(paths, present, strict=True) if there]
+        if not left and await _unfinished_uploads(fs, paths) == []:
+            return []
+        if time.monotonic() >= deadline:
+            break
+    return left
+
+
+async def _try(call: Awaitable[Any], default: Any = None) -> Any:
+    """One clean-up call, bounded; a failure counts as not done (the caller looks again)."""
+    try:
+        return await asyncio.wait_for(call, _CALL_SECONDS)
+    except Exception:
+        return default
+
+
+async def _unfinished_uploads(fs: Any, paths: list[str]) -> list[tuple[str, str, str]] | None:
+    """(bucket, key, upload id) of every unfinished S3 multipart upload to ``paths`` (other
+    stores have none, or expire theirs); None when the store could not be asked."""
+    if not hasattr(fs, "_call_s3"):
+        return []
+    keys: dict[str, set[str]] = {}
+    for path in paths:
+        bucket, key, _ = fs.split_path(path)
+        keys.setdefault(bucket, set()).add(key)
+    found = []
+    for bucket, wanted in keys.items():
+        prefix = os.path.commonprefix(sorted(wanted))  # noqa: RUF071 (S3 prefixes are strings)
+        listed = await _try(fs._call_s3("list_multipart_uploads", Bucket=bucket, Prefix=prefix))
+        if listed is None:
+            return None
+        uploads = listed.get("Uploads", [])
+        found += [(bucket, u["Key"], u["UploadId"]) for u in uploads if u["Key"] in wanted]
+    return found
