@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test check lint docs bench soak dist clean
+.PHONY: install demo test check lint docs bench soak fuzz dist clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,11 +32,17 @@ test: lint
 check: lint
 	$(PY) -m pytest -n 2 -q --without-tensorflow
 
-# The long runs of the differential oracles (tests/test_verdict_oracle.py: 10,000 pairs) and
-# of the upload fault trials (tests/test_interrupted.py: 60 cut connections, 60 SIGTERMs).
+# The long runs of the differential oracles (tests/test_verdict_oracle.py: 10,000 pairs).
 soak: install
 	CKPTMIGRATE_ORACLE_PAIRS=10000 $(PY) -m pytest -n 2 -q -p no:cacheprovider tests/test_verdict_oracle.py
-	CKPTMIGRATE_FAULT_TRIALS=60 $(PY) -m pytest -q -p no:cacheprovider -s tests/test_interrupted.py -k all_or_nothing
+	CKPTMIGRATE_FUZZ_CASES=170000 $(PY) tests/fuzzing.py --workers 2
+
+# Fuzz every kind of input (index, data shard, state file, object graph, map, spec) through
+# the public entry points: CKPTMIGRATE_FUZZ_CASES per target (default 2,000) in
+# CKPTMIGRATE_FUZZ_WORKERS processes; prints a table, fails on any crash, hang (> 5 s) or
+# blow-up (> 1 GiB) and saves those inputs under tests/fuzz_regressions/ for make test.
+fuzz: install
+	$(PY) tests/fuzzing.py --save-regressions
 
 # The API reference (pdoc, from the docstrings) into build/docs/; any pdoc warning fails it.
 docs: install

@@ -111,14 +111,18 @@ def construct(node: Any, constructor: Any) -> Any:
     import yaml
 
     try:
-        return constructor.construct_object(node)
+        value = constructor.construct_object(node)
     except (yaml.YAMLError, ValueError, TypeError, OverflowError) as e:
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise YamlTextError(
-            f"{node.tag.rsplit(':', 1)[-1]} value {node.value!r}: {problem}",
-            node.start_mark.line + 1,
-            node.start_mark.column + 1,
-        ) from None
+    except (AttributeError, IndexError):  # PyYAML: a timestamp its pattern fails, an empty int
+        problem = "not a value of this type"
+    else:
+        return value
+    raise YamlTextError(
+        f"{node.tag.rsplit(':', 1)[-1]} value {node.value!r}: {problem}",
+        node.start_mark.line + 1,
+        node.start_mark.column + 1,
+    ) from None
 
 
 def plain(node: Any, constructor: Any) -> Any:

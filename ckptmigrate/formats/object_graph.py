@@ -307,7 +307,21 @@ def _with_key(fields: list[Field], key: str) -> list[Field]:
 def rebuild_object_graph(data: bytes, outputs: dict[str, str | None]) -> bytes:
     """The object graph for a checkpoint whose variables are ``outputs`` (new key -> the
     source key it came from, None for new variables). Values move to the objects their new
-    keys name; slot references follow moved variables; removed keys leave their objects."""
+    keys name; slot references follow moved variables; removed keys leave their objects.
+
+    Raises:
+        ObjectGraphEditError: the change cannot be expressed, or the graph holds wire data
+            this rewriter does not handle (groups, which protobuf keeps as unknown fields).
+    """
+    try:
+        return _rebuild(data, outputs)
+    except ProtoError as e:
+        raise ObjectGraphEditError(
+            f"the object graph holds fields this version cannot rewrite ({e})"
+        ) from None
+
+
+def _rebuild(data: bytes, outputs: dict[str, str | None]) -> bytes:
     top = list(iter_fields(data))
     raw_nodes = [list(iter_fields(_msg(v))) for n, w, v in top if n == 1 and w == LEN]
 

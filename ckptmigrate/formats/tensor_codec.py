@@ -39,6 +39,8 @@ def decode_strings(raw: bytes | bytearray, count: int, big: bool) -> tuple[list[
     pos = 0
     for _ in range(count):
         length, pos = read_varint(raw, pos)
+        if length > len(raw):  # also a 10-byte varint past 64 bits, which no length has
+            raise ProtoError("string element runs past the tensor's bytes")
         lengths.append(length)
         checksum = crc.extend(checksum, _length_bytes(length, big))
     if pos + 4 > len(raw):

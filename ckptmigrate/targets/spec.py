@@ -39,14 +39,15 @@ def _variable(path: Path, name: str, body: Any) -> VariableSpec:
         raise _spec_error(path, "expected {shape: [...], dtype: ...}", name)
     unknown = set(body) - {"shape", "dtype", "name"}
     if unknown:
-        raise _spec_error(path, f"unknown field(s) {', '.join(sorted(unknown))}", name)
+        fields = ", ".join(sorted(str(field) for field in unknown))  # YAML keys may be numbers
+        raise _spec_error(path, f"unknown field(s) {fields}", name)
     shape = body.get("shape")
     if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
         raise _spec_error(
             path, f"shape must be a list of non-negative integers, got {shape!r}", name
         )
     dtype_name = body.get("dtype", "float32")
-    if dtype_name not in dtypes.BY_NAME:
+    if not isinstance(dtype_name, str) or dtype_name not in dtypes.BY_NAME:
         raise _spec_error(path, f"unknown dtype {dtype_name!r}", name)
     return VariableSpec(name, tuple(shape), dtypes.BY_NAME[dtype_name].name, classify(name))
 
