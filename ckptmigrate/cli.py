@@ -547,7 +547,7 @@ def convert(
             highlight=False,
         )
     if result.verification is not None:
-        _stdout().print(result.verification.verdict, markup=False, highlight=False)
+        _stdout().print(result.verification.render(CLI_FLAGS), markup=False, highlight=False)
     _exit_on_failed_verification(result.verification)
 
 

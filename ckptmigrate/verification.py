@@ -21,7 +21,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import CkptMigrateError, InterruptedAfterWriting, first_line
+from .errors import (
+    API_SPELLING,
+    CkptMigrateError,
+    InterruptedAfterWriting,
+    first_line,
+    spell_options,
+)
 from .isolated import python_command
 from .output_format import OutputFormat
 
@@ -47,8 +53,13 @@ class Verification:
 
     @property
     def verdict(self) -> str:
+        """One line: ok, or what failed (options spelled as the Python API's keywords)."""
+        return self.render(API_SPELLING)
+
+    def render(self, spelling: Mapping[str, str]) -> str:
+        """The verdict with options spelled as ``spelling`` says (the CLI's flags)."""
         if self.error is not None:
-            return f"verify FAILED: the restore failed: {self.error}"
+            return spell_options(f"verify FAILED: the restore failed: {self.error}", spelling)
         if not self.ok:
             bad = [*self.mismatched, *self.not_restored]
             shown = "; ".join(f"{k} ({self.details.get(k, 'not restored')})" for k in bad[:10])

@@ -237,3 +237,14 @@ def test_library_errors_name_options_not_cli_flags() -> None:
     assert tokens, "no option tokens found: the scan is broken"
     assert sorted(tokens - set(API_SPELLING)) == []
     assert sorted(tokens - set(CLI_FLAGS)) == []
+
+
+def test_a_verification_verdict_spells_options_for_its_reader() -> None:
+    """A library message carried into --verify's verdict keeps its [[option]] tokens until
+    it is shown: the API reads its keyword, the command line its flag."""
+    from ckptmigrate.cli import CLI_FLAGS
+    from ckptmigrate.verification import Verification
+
+    failed = Verification(False, 0, error="convert without [[verify]]")
+    assert failed.verdict.endswith("convert without verify=True")
+    assert failed.render(CLI_FLAGS).endswith("convert without --verify")
