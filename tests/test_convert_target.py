@@ -556,3 +556,24 @@ def test_check_restore_and_convert_agree_across_schemes(tf: Any, tmp_path: Path)
     assert not check(tmp_path / "tfk", keras3).ok  # Keras 3 can't restore it as it is
     assert check(tmp_path / "tfk", keras3, map="tf-keras-to-keras3").ok  # converted, it fits
     ckptmigrate.restore(keras3, tmp_path / "tfk")  # tf-keras into Keras 3, no map needed
+
+
+def test_a_conversion_never_advises_the_conversion_that_is_running() -> None:
+    """check's hint for a twin with the same original name says `convert --target T`; a
+    conversion into the target reporting why it could not place a variable says what can
+    (issue 10, item 7)."""
+    from ckptmigrate.compare import Finding, Kind
+    from ckptmigrate.inventory import VariableSpec
+    from ckptmigrate.mapping.retarget import _problem
+    from ckptmigrate.names import Role
+
+    spec = VariableSpec("model/dense/kernel", (2, 3), "float32", Role.MODEL, "dense/kernel")
+    hint = (
+        "the checkpoint's 'layer_with_weights-0/kernel' has the same original name "
+        "(dense/kernel) and shape [2, 3]: the object structure changed; `convert --target T` "
+        "writes it under this model's paths (--format keras for a Keras 3 model)"
+    )
+    missing = Finding(Kind.MISSING, spec.name, Role.MODEL, None, spec, None, hint=hint)
+    text = _problem(missing)
+    assert "convert --target" not in text
+    assert text.endswith("the object structure changed; a rename rule in the map can place it)")

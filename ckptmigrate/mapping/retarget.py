@@ -50,12 +50,20 @@ class TargetMismatchError(CkptMigrateError):
         )
 
 
+_CONVERT_ADVICE = "; `convert --target T`"
+
+
 def _problem(finding: Finding) -> str:
     if finding.kind is Kind.UNUSED:  # --strict
         return f"the map's output {variable_path(finding.name)} has no place in the target"
     if finding.kind is Kind.MISSING:
         text = f"nothing supplies {finding.name}"
-        return text + (f" ({finding.hint})" if finding.hint else "")
+        hint = finding.hint
+        if hint and _CONVERT_ADVICE in hint:
+            # check's advice is to convert into the target, which is what is running: the
+            # pairing by original name was refused, so only a rule can say where it goes.
+            hint = hint.split(_CONVERT_ADVICE)[0] + "; a rename rule in the map can place it"
+        return text + (f" ({hint})" if hint else "")
     assert finding.target is not None
     assert finding.checkpoint is not None
     return (
