@@ -27,10 +27,11 @@ lint: install
 test: lint
 	$(PY) -m pytest -n 2 -q
 
-# The edit-run loop: lint and the tests that need no TensorFlow (TensorFlow is made
-# unimportable; a test that reaches for it is reported as skipped). Under a minute.
+# The edit-run loop, under a minute: lint and the tests that need no TensorFlow and are not
+# marked slow (fault trials, browser runs). TensorFlow is made unimportable: a test that
+# reaches for it is reported as skipped.
 check: lint
-	$(PY) -m pytest -n 2 -q --without-tensorflow
+	$(PY) -m pytest -n 2 -q --without-tensorflow -m "not slow"
 
 # The long runs of the differential oracles (tests/test_verdict_oracle.py: 10,000 pairs) and
 # of the upload fault trials (tests/test_interrupted.py: 60 cut connections, 60 SIGTERMs).

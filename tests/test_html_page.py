@@ -452,6 +452,7 @@ def _variant(page: Path, name: str, script: str) -> Path:
     return variant
 
 
+@pytest.mark.slow  # fault trials / a browser run: make test, not make check
 def test_5000_variables_load_and_the_search_box_filters_rows(tmp_path: Path) -> None:
     report = layered_report(1000)
     assert report.target_variables == 5000

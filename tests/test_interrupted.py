@@ -269,6 +269,7 @@ def upload_size(source: tuple[Path, Path], bucket: str, proxy: Proxy) -> int:  #
     return proxy.sent
 
 
+@pytest.mark.slow  # fault trials / a browser run: make test, not make check
 def test_connections_cut_at_random_points_leave_all_or_nothing(
     source: tuple[Path, Path],
     bucket: str,  # noqa: F811
@@ -290,6 +291,7 @@ def test_connections_cut_at_random_points_leave_all_or_nothing(
     print(f"connection cuts: {outcomes}")
 
 
+@pytest.mark.slow  # fault trials / a browser run: make test, not make check
 def test_sigterm_at_random_points_of_the_upload_leaves_all_or_nothing(
     source: tuple[Path, Path],
     bucket: str,  # noqa: F811
