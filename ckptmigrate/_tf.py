@@ -83,14 +83,7 @@ def import_keras() -> Any:
     Raises:
         TensorFlowRequiredError: TensorFlow or Keras cannot be imported.
     """
-    import_tensorflow()
-    try:
-        import keras
-    except ImportError as e:
-        raise TensorFlowRequiredError(
-            f"this needs Keras 3, which cannot be imported ({e})", hint=INSTALL_HINT + "."
-        ) from e
-    return keras
+    return _import_after_tensorflow("keras", "Keras 3", INSTALL_HINT + ".")
 
 
 def import_tf_keras() -> Any:
@@ -102,16 +95,19 @@ def import_tf_keras() -> Any:
     Raises:
         TensorFlowRequiredError: TensorFlow or tf-keras cannot be imported.
     """
+    return _import_after_tensorflow("tf_keras", "tf-keras", "pip install tf-keras.")
+
+
+def _import_after_tensorflow(module: str, what: str, hint: str) -> Any:
     import importlib
 
     import_tensorflow()
     try:
-        tf_keras = importlib.import_module("tf_keras")  # an optional extra, without stubs
+        return importlib.import_module(module)
     except ImportError as e:
         raise TensorFlowRequiredError(
-            f"this needs tf-keras, which cannot be imported ({e})", hint="pip install tf-keras."
+            f"this needs {what}, which cannot be imported ({e})", hint=hint
         ) from e
-    return tf_keras
 
 
 @contextlib.contextmanager
