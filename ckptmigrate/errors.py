@@ -33,6 +33,14 @@ API_SPELLING: Mapping[str, str] = {
     "suggest_command": "ckptmigrate.suggest(checkpoint, target)",
 }
 _OPTION_TOKEN = re.compile(r"\[\[([a-z_]+)\]\]")
+# user:password@ in a URL (an S3-compatible endpoint, a store URL), wherever it appears.
+_URL_CREDENTIALS = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://)[^/\s@]+@")
+
+
+def redact_credentials(text: str) -> str:
+    """``text`` with the credentials of every URL in it replaced by ``***``: errors quote
+    store clients' messages, and reports record command lines; neither may leak them."""
+    return _URL_CREDENTIALS.sub(r"\1***@", text)
 
 
 def spell_options(text: str, spelling: Mapping[str, str]) -> str:
@@ -75,7 +83,7 @@ class CkptMigrateError(Exception):
         parts.append(f"{where}: {self.message}" if where else self.message)
         if self.hint:
             parts.append(f"Hint: {self.hint}")
-        return spell_options(" ".join(parts), spelling)
+        return redact_credentials(spell_options(" ".join(parts), spelling))
 
 
 class CheckpointNotFoundError(CkptMigrateError):

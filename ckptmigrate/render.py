@@ -11,6 +11,7 @@ from rich.text import Text
 
 from ._version import __version__
 from .compare import FAILING, SCHEMA_VERSION, Finding, Kind, Report, ValueDiff
+from .errors import redact_credentials
 from .inspection import InspectReport
 from .inventory import VariableSpec
 from .names import VARIABLE_SUFFIX, Role, variable_path
@@ -291,7 +292,7 @@ def check_dict(report: Report, *, command: Sequence[str] | None = None) -> dict[
     data["produced_by"] = {
         "tool": "ckptmigrate",
         "version": __version__,
-        "command": None if command is None else list(command),
+        "command": None if command is None else [redact_credentials(a) for a in command],
     }
     return data
 
