@@ -4,7 +4,7 @@ caller passes it in."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 
@@ -15,11 +15,12 @@ def build_estimator_dnn(
     n_classes: int = 3,
     n_features: int = 4,
     partitioned: bool = True,
-    optimizer: bool = True,
+    optimizer: bool | Callable[[], Any] = True,
 ) -> Any:
     """Build, in the current default graph, a tf.estimator DNNClassifier-shaped model
     (dnn/hiddenlayer_N, dnn/logits, global_step, optionally a partitioned embedding, and
-    with ``optimizer`` Adagrad slots); returns the training op, or None without one."""
+    with ``optimizer`` its slots: Adagrad's for True, else those of the optimizer the
+    callable makes); returns the training op, or None without one."""
     import numpy as np
 
     v1 = tf.compat.v1
@@ -49,4 +50,5 @@ def build_estimator_dnn(
     if not optimizer:
         return None
     loss = v1.losses.sparse_softmax_cross_entropy(labels, logits)
-    return v1.train.AdagradOptimizer(0.1).minimize(loss, global_step=global_step)
+    train = v1.train.AdagradOptimizer(0.1) if optimizer is True else optimizer()
+    return train.minimize(loss, global_step=global_step)

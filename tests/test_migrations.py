@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from ckptmigrate import convert
 from ckptmigrate.cli import app
+from ckptmigrate.examples import build_estimator_dnn
 from ckptmigrate.mapping.retarget import PairingConflictError
 
 runner = CliRunner()
@@ -151,24 +152,9 @@ def test_a_rename_the_pairing_by_original_name_contradicts_is_refused_naming_bot
 def _dnn(tf: Any, hidden: tuple[int, ...], n_classes: int, optimizer: Any) -> Any:
     """In the current graph, an Estimator-named DNN (dnn/hiddenlayer_N, dnn/logits) on fixed
     data, trained by ``optimizer()``; returns the training op."""
-    v1 = tf.compat.v1
-    v1.set_random_seed(1)
-    global_step = v1.train.get_or_create_global_step()
-    rng = np.random.default_rng(0)
-    net = tf.constant(rng.standard_normal((16, 4)), tf.float32)
-    labels = tf.constant(np.arange(16) % n_classes, tf.int64)
-    with v1.variable_scope("dnn"):
-        for i, units in enumerate(hidden):
-            with v1.variable_scope(f"hiddenlayer_{i}"):
-                kernel = v1.get_variable("kernel", [net.shape[-1], units])
-                bias = v1.get_variable("bias", [units], initializer=v1.zeros_initializer())
-                net = tf.nn.relu(tf.matmul(net, kernel) + bias)
-        with v1.variable_scope("logits"):
-            kernel = v1.get_variable("kernel", [net.shape[-1], n_classes])
-            bias = v1.get_variable("bias", [n_classes], initializer=v1.zeros_initializer())
-            logits = tf.matmul(net, kernel) + bias
-    loss = v1.losses.sparse_softmax_cross_entropy(labels, logits)
-    return optimizer().minimize(loss, global_step=global_step)
+    return build_estimator_dnn(
+        tf, hidden_units=hidden, n_classes=n_classes, partitioned=False, optimizer=optimizer
+    )
 
 
 def _save_dnn(
@@ -256,8 +242,6 @@ def test_suggested_estimator_migration_trains_a_step_of_adagrad_without_nan(
     tf: Any, tmp_path: Path, hidden: tuple[int, ...]
 ) -> None:
     from models import save_estimator_checkpoint
-
-    from ckptmigrate.examples import build_estimator_dnn
 
     source, _ = save_estimator_checkpoint(tf, tmp_path / "old", partitioned=False)
     target, _ = save_estimator_checkpoint(
