@@ -28,6 +28,10 @@ SNAPPY_COMPRESSION = 1
 DEFAULT_BLOCK_SIZE = 256 * 1024
 RESTART_INTERVAL = 16
 
+# The most a raw Snappy stream can expand: its densest element is a 3-byte copy of 64 bytes
+# (a 2-byte-offset copy); literals and the other copies expand less.
+SNAPPY_MAX_EXPANSION_NUM, SNAPPY_MAX_EXPANSION_DEN = 64, 3
+
 
 class TableError(ValueError):
     """The bytes are not a well-formed table. Callers add the file name."""
@@ -74,11 +78,32 @@ def _read_block(data: bytes, handle: BlockHandle, what: str) -> bytes:
     if kind == SNAPPY_COMPRESSION:
         import cramjam
 
+        _check_snappy_length(contents, handle, what)
         try:
             return bytes(cramjam.snappy.decompress_raw(contents))
         except Exception as e:  # cramjam raises its own DecompressionError
             raise TableError(f"{what} block at offset {handle.offset}: bad Snappy data") from e
     raise TableError(f"{what} block at offset {handle.offset} has unknown compression {kind}")
+
+
+def _check_snappy_length(contents: bytes, handle: BlockHandle, what: str) -> None:
+    """Refuse a Snappy block whose declared length its bytes cannot produce.
+
+    The decompressor allocates the declared length (a leading varint, up to 4 GiB) before
+    decoding: a 10-byte block declaring 4 GiB aborted the process under an address-space
+    limit. What the block can really expand to bounds the allocation by the file's size.
+    """
+    try:
+        declared, start = read_varint(contents, 0)
+    except ProtoError as e:
+        raise TableError(f"{what} block at offset {handle.offset}: bad Snappy data ({e})") from None
+    most = (len(contents) - start) * SNAPPY_MAX_EXPANSION_NUM // SNAPPY_MAX_EXPANSION_DEN
+    if declared > most:
+        raise TableError(
+            f"{what} block at offset {handle.offset}: its Snappy data declares {declared} "
+            f"bytes, more than its {len(contents)} bytes can expand to ({most}); the file is "
+            "corrupt"
+        )
 
 
 def _iter_block(block: bytes) -> Iterator[tuple[bytes, bytes]]:
