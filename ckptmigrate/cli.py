@@ -589,6 +589,15 @@ def suggest(
         OutputFormat,
         typer.Option("--format", help="As convert --format: checkpoint, or keras (Keras 3)."),
     ] = OutputFormat.CHECKPOINT,
+    preserve_function: Annotated[
+        bool,
+        typer.Option(
+            "--preserve-function/--random-growth",
+            help="A widened layer's new units start without changing what the model computes "
+            "(the rows they feed start at zero; their own weights random), or, with "
+            "--random-growth, random everywhere.",
+        ),
+    ] = True,
     json_output: Annotated[
         bool,
         typer.Option(
@@ -609,7 +618,13 @@ def suggest(
     from .suggestion import write_map
 
     suggestion = _run(
-        lambda: run_suggest(checkpoint, target, root=root or None, format=output_format),
+        lambda: run_suggest(
+            checkpoint,
+            target,
+            root=root or None,
+            format=output_format,
+            preserve_function=preserve_function,
+        ),
         traceback,
     )
     path = None
@@ -656,6 +671,29 @@ def list_maps(
         return
     for name, description in maps:
         sys.stdout.write(f"{name}\t{description}\n")
+
+
+@app.command("demo-files", epilog=EXIT_CODES)
+def demo_files(
+    directory: Annotated[str, typer.Argument(help="Where to make them (must not exist).")],
+    force: Annotated[bool, typer.Option("--force", help="Replace DIRECTORY if it exists.")] = False,
+    traceback: TracebackOption = False,
+) -> None:
+    """Make the example checkpoints, models and map the README uses, with TensorFlow:
+    runs/h10 (a trained [10, 10] Estimator DNN), new/model.ckpt-0.meta (the [20, 20] model),
+    old/x.ckpt (tf-keras save_weights), new.keras, model_builder.py and widen.yaml.
+
+    \b
+    Example:
+      ckptmigrate demo-files try && cd try
+      ckptmigrate check runs/h10 --target new/model.ckpt-0.meta
+    """
+    from pathlib import Path
+
+    from .demo_files import make_demo_files
+
+    made = _run(lambda: make_demo_files(Path(directory), overwrite=force), traceback)
+    sys.stderr.write(f"made the README's example files in {made.root}\n")
 
 
 class _Progress:

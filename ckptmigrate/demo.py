@@ -13,45 +13,8 @@ import sys
 from pathlib import Path
 
 from ._tf import import_tensorflow
+from .demo_files import WIDEN_MAP, build_estimator_checkpoint
 from .isolated import python_command
-
-
-def _build_checkpoint(directory: Path, hidden: tuple[int, ...] = (10, 10), steps: int = 20) -> Path:
-    """A tf.estimator DNNClassifier-shaped model, 3 classes, trained ``steps`` Adagrad steps
-    and saved with tf.compat.v1.train.Saver (which also writes the .meta graph). With
-    ``steps=0`` it is the fresh model to fine-tune: no optimizer state yet."""
-    from .examples import build_estimator_dnn
-
-    tf = import_tensorflow()
-    v1 = tf.compat.v1
-    graph = tf.Graph()
-    with graph.as_default():
-        train = build_estimator_dnn(tf, hidden_units=hidden, partitioned=False, optimizer=steps > 0)
-        saver = v1.train.Saver()
-        with v1.Session(graph=graph) as session:
-            session.run(v1.global_variables_initializer())
-            for _ in range(steps):
-                session.run(train)
-            step = v1.train.get_global_step(graph)
-            return Path(saver.save(session, str(directory / "model.ckpt"), global_step=step))
-
-
-WIDEN_MAP = """\
-version: 1
-description: the [10, 10] Estimator DNN into the [20, 20] model; optimizer state starts fresh
-rules:
-  - match: '.*/Adagrad'
-    drop: true
-    note: Adagrad accumulators of the old shapes; the new run builds its own
-  - name: dnn/hiddenlayer_0/kernel
-    pad: {shape: [4, 20], fill: glorot_uniform, seed: 1}
-  - name: dnn/hiddenlayer_1/kernel
-    pad: {shape: [20, 20], fill: glorot_uniform, seed: 2}
-  - match: 'dnn/hiddenlayer_\\d+/bias'
-    pad: {shape: [20], fill: zeros}
-  - name: dnn/logits/kernel
-    pad: {shape: [20, 3], fill: zeros}
-"""
 
 
 def _restore_with_saver(meta: Path, checkpoint_dir: Path) -> int:
@@ -90,9 +53,9 @@ def main() -> None:
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     print(f"Building an Estimator-style DNN checkpoint with TensorFlow in {out}/run ...")
-    prefix = _build_checkpoint(out / "run")
+    prefix = build_estimator_checkpoint(out / "run")
     print(f"... and the fresh [20, 20] model to fine-tune, in {out}/wide ...")
-    wide = _build_checkpoint(out / "wide", hidden=(20, 20), steps=0)
+    wide = build_estimator_checkpoint(out / "wide", hidden=(20, 20), steps=0, n_classes=2)
     _cli("inspect", str(out / "run"))
     _cli("inspect", str(prefix), "--filter", "hiddenlayer_0", "--verify")
     print("\nWill the [10, 10] checkpoint restore into the [20, 20] model? (exit 1: no)")
