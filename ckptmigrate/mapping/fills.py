@@ -12,7 +12,15 @@ from .. import dtypes
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = ["FILL_KINDS", "OPTIMIZER_STATE", "Fill", "SlotKind", "make_fill", "slot_kind"]
+__all__ = [
+    "FILL_KINDS",
+    "OPTIMIZER_STATE",
+    "Fill",
+    "SlotKind",
+    "fill_value_problem",
+    "make_fill",
+    "slot_kind",
+]
 
 FILL_KINDS = ("zeros", "ones", "constant", "normal", "truncated_normal", "glorot_uniform", "mean")
 
@@ -23,10 +31,48 @@ class Fill:
     what the variable already holds."""
 
     kind: str = "zeros"
-    value: float = 0.0
+    value: float = 0.0  # a YAML integer stays an int: 2**63 - 1 is exact in int64
     mean: float = 0.0
     stddev: float = 0.05
     seed: int | None = None
+
+
+def fill_value_problem(fill: Fill, dtype: str) -> str | None:
+    """Why ``fill``'s constant cannot be stored in ``dtype`` as written (None: it can).
+
+    numpy's cast does not refuse: ``inf`` into int64 became INT64_MIN, 300 into uint8 44,
+    1e6 into float16 inf. Integers and bools take whole numbers in their range, floats any
+    value they can hold (inf and nan as written, a finite value only below their maximum).
+    """
+    known = dtypes.BY_NAME.get(dtype)
+    if fill.kind != "constant" or known is None or known.itemsize is None:
+        return None  # strings and opaque dtypes have no numeric range to check
+    import numpy as np
+
+    target = dtypes.numpy_dtype(known)
+    value = fill.value
+    if target.kind in "iub":
+        whole = isinstance(value, int) or (math.isfinite(value) and value == int(value))
+        if not whole:
+            return f"fill value {value} is not a whole number, and {dtype} holds whole numbers"
+        if target.kind == "b":
+            low, high = 0, 1
+        else:
+            info = np.iinfo(target.name)
+            low, high = int(info.min), int(info.max)
+        if not low <= value <= high:
+            return f"fill value {value} does not fit {dtype} ({low}..{high})"
+        return None
+    if target.kind in "fV":  # float, and ml_dtypes' bfloat16 and float8 types
+        try:
+            as_float = float(value)
+        except OverflowError:  # an integer beyond every float
+            return f"fill value {value} is beyond the largest {dtype}"
+        with np.errstate(all="ignore"):
+            stored = float(np.asarray(as_float).astype(target))
+        if math.isfinite(as_float) and not math.isfinite(stored):
+            return f"fill value {value} is beyond the largest {dtype}"
+    return None
 
 
 def _rng(fill: Fill, name: str) -> np.random.Generator:
@@ -119,8 +165,10 @@ def make_fill(
 
     target = dtypes.numpy_dtype(dtypes.BY_NAME[dtype])
     if fill.kind in ("zeros", "ones", "constant"):
-        value = {"zeros": 0.0, "ones": 1.0}.get(fill.kind, fill.value)
-        return np.full(shape, value).astype(target)
+        value = {"zeros": 0, "ones": 1}.get(fill.kind, fill.value)
+        if target.kind in "iub":  # a whole number in range (fill_value_problem), kept exact
+            return np.full(shape, int(value), dtype=target)
+        return np.full(shape, float(value)).astype(target)
     if fill.kind == "mean":
         base = 0.0 if existing is None or existing.size == 0 else float(np.mean(existing))
         return np.full(shape, base).astype(target)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import dtypes
 from .exprs import ExprError, Size, SizeExpr, SplitSize, resolve, resolve_index, size_value
-from .fills import OPTIMIZER_STATE, Fill, make_fill
+from .fills import OPTIMIZER_STATE, Fill, fill_value_problem, make_fill
 from .template import Template
 
 if TYPE_CHECKING:
@@ -42,6 +42,22 @@ __all__ = [
 
 class OpError(ValueError):
     """An operation that cannot apply to this variable; the planner adds rule and name."""
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.hint = hint
+
+
+def _fill_fits(what: str, fill: Fill, dtype: str) -> str:
+    """``dtype``, if the fill's constant can be stored in it (OpError otherwise)."""
+    problem = fill_value_problem(fill, dtype)
+    if problem is not None:
+        raise OpError(
+            f"{what}: {problem}",
+            hint="give a value the variable's dtype holds (numpy's cast would wrap or "
+            "saturate it), or cast the variable first.",
+        )
+    return dtype
 
 
 class Operation(ABC):
@@ -194,6 +210,9 @@ class Pad(ValueOp):
                 f"axis {smaller[0]} (use slice to shrink)"
             )
         return target
+
+    def result_dtype(self, dtype: str) -> str:
+        return _fill_fits("pad", self.fill, dtype)
 
     def apply(self, value: np.ndarray, name: str) -> np.ndarray:
         existing = value if self.fill.kind in ("mean", OPTIMIZER_STATE) else None
@@ -363,6 +382,9 @@ class RemapRows(ValueOp):
                 f"{self.old_path} has {len(self.old_vocab)} tokens"
             )
         return (*shape[:axis], len(self.new_vocab), *shape[axis + 1 :])
+
+    def result_dtype(self, dtype: str) -> str:
+        return _fill_fits("remap_rows", self.fill, dtype)
 
     def apply(self, value: np.ndarray, name: str) -> np.ndarray:
         return remap_rows(value, self, name)

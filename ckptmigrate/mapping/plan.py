@@ -201,8 +201,8 @@ def _initial_states(checkpoint: Checkpoint) -> tuple[list[_State], list[str]]:
     return list(states.values()), passthrough
 
 
-def _fail(rule: AnyRule, name: str, message: str) -> MapError:
-    return MapError(rule.where, f"rule {rule.number}, variable {name!r}: {message}")
+def _fail(rule: AnyRule, name: str, message: str, hint: str | None = None) -> MapError:
+    return MapError(rule.where, f"rule {rule.number}, variable {name!r}: {message}", hint=hint)
 
 
 def _apply_rule(
@@ -264,7 +264,7 @@ def _add_step(rule: AnyRule, op: ValueOp, state: _State, name: str) -> None:
         shape = op.result_shape(state.shape)
         dtype = op.result_dtype(state.dtype)
     except OpError as e:
-        raise _fail(rule, name, str(e)) from None
+        raise _fail(rule, name, str(e), e.hint) from None
     state.steps.append(Step(rule.label, op, state.shape, shape, state.dtype, dtype))
     state.shape, state.dtype = shape, dtype
     state.produced_by = rule.label

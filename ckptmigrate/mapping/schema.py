@@ -21,7 +21,7 @@ from .. import dtypes
 from ..names import Role
 from ..regex import UserRegex, compile_user_regex
 from .exprs import Size, SizeExpr, SplitSize, bind_index, bind_size, parse_index, parse_size_expr
-from .fills import FILL_KINDS, Fill
+from .fills import FILL_KINDS, Fill, fill_value_problem
 from .located import MapError, Node, Where, load_located, read_map_text
 from .ops import (
     AddToBlock,
@@ -241,21 +241,58 @@ def _fill(node: Node | None, extra: dict[str, Node], allow_mean: bool) -> Fill:
             f"unknown fill {kind!r}",
             hint=f"did you mean {close[0]!r}?" if close else f"fills are: {', '.join(kinds)}.",
         )
-    fill = Fill(kind)
+    value: float = 0.0
     if "value" in extra:
-        fill = Fill(kind, value=_number(extra["value"], "value"))
+        value = _fill_value(extra["value"])
     elif kind == "constant":
         raise MapError(node.where, "fill: constant needs a value: key")
-    mean = _number(extra["mean"], "mean") if "mean" in extra else 0.0
-    stddev = _number(extra["stddev"], "stddev") if "stddev" in extra else 0.05
+    mean = _finite(extra["mean"], "mean") if "mean" in extra else 0.0
+    stddev = _finite(extra["stddev"], "stddev") if "stddev" in extra else 0.05
     if stddev < 0:
         raise MapError(extra["stddev"].where, "stddev must not be negative")
     seed = None
     if "seed" in extra:
-        if not isinstance(extra["seed"].value, int) or isinstance(extra["seed"].value, bool):
-            raise MapError(extra["seed"].where, "seed must be an integer")
         seed = extra["seed"].value
-    return Fill(kind, fill.value, mean, stddev, seed)
+        if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= _MAX_SEED:
+            raise MapError(
+                extra["seed"].where,
+                f"seed must be a whole number from 0 to 2**64 - 1, got {seed!r}",
+                hint="any seed in that range reproduces the same values run after run.",
+            )
+    return Fill(kind, value, mean, stddev, seed)
+
+
+# numpy's generators take a non-negative seed (its words are 32-bit); 64 bits is plenty.
+_MAX_SEED = 2**64 - 1
+
+
+def _fill_value(node: Node) -> float:
+    """A constant fill's value: integers stay exact (int64's extremes are not floats);
+    whether it fits the variable's dtype is checked where the dtype is known."""
+    value = node.value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    return _number(node, "value")
+
+
+def _finite(node: Node, what: str) -> float:
+    value = _number(node, what)
+    if not math.isfinite(value):
+        raise MapError(
+            node.where,
+            f"{what} must be a finite number, got {value}",
+            hint=f"a random fill with an infinite or nan {what} writes no usable value.",
+        )
+    return value
+
+
+def _fill_fits(fill: Fill, dtype: str, node: Node) -> None:
+    problem = fill_value_problem(fill, dtype)
+    if problem is not None:
+        raise MapError(node.where, problem, hint=_FILL_FITS_HINT)
+
+
+_FILL_FITS_HINT = "give a value the dtype holds (numpy's cast would wrap or saturate it)."
 
 
 _FILL_PARAMS = ("fill", "value", "mean", "stddev", "seed")
@@ -548,13 +585,16 @@ def _rule(number: int, node: Node, base_dir: Path) -> AnyRule:
             if required not in init:
                 raise MapError(body["init"].where, f"init needs {required}")
         dtype = _dtype(init["dtype"]) if "dtype" in init else "float32"
+        fill = _fill(init.get("fill"), init, allow_mean=False)
+        if "value" in init:
+            _fill_fits(fill, dtype, init["value"])
         return InitRule(
             number,
             node.where,
             _text(init["name"], "init name"),
             _constant_sizes(init["shape"], "init shape"),
             dtype,
-            _fill(init.get("fill"), init, allow_mean=False),
+            fill,
             note,
         )
     chosen = [key for key in ("name", "match", "role") if key in body]
@@ -601,11 +641,13 @@ def parse_map(
     top = _check_keys(root, TOP_KEYS, "the map")
     if "version" not in top:
         raise MapError(root.where, "the map needs `version: 1`")
-    if top["version"].value != MAP_VERSION:
+    version = top["version"].value
+    # Exactly the integer: 1.0 and true equal 1 in Python, but are not what a map states.
+    if type(version) is not int or version != MAP_VERSION:
         raise MapError(
             top["version"].where,
-            f"unsupported map version {top['version'].value!r}",
-            hint=f"this ckptmigrate reads version {MAP_VERSION}.",
+            f"unsupported map version {version!r}",
+            hint=f"this ckptmigrate reads `version: {MAP_VERSION}` (an integer).",
         )
     if "rules" not in top:
         raise MapError(root.where, "the map has no `rules:` list")
