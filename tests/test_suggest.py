@@ -70,8 +70,12 @@ def test_estimator_widened_with_slots_kept(
     pads = {r["name"]: r["pad"] for r in rules_of(suggestion, "pad")}
     assert pads["dnn/hiddenlayer_0/kernel"] == {"shape": [4, 20], "fill": "glorot_uniform"}
     assert pads["dnn/hiddenlayer_0/bias"] == {"shape": [20], "fill": "zeros"}
-    assert pads["dnn/hiddenlayer_1/kernel"] == {"shape": [20, 20], "fill": "glorot_uniform"}
-    assert pads["dnn/logits/kernel"] == {"shape": [20, 2], "fill": "glorot_uniform"}
+    # function-preserving: new units' weights random, the rows they feed zeros (issue 11.5)
+    assert [r["pad"] for r in rules_of(suggestion, "pad") if r["name"].endswith("r_1/kernel")] == [
+        {"shape": [10, 20], "fill": "glorot_uniform"},
+        {"shape": [20, 20], "fill": "zeros"},
+    ]
+    assert pads["dnn/logits/kernel"] == {"shape": [20, 2], "fill": "zeros"}
     # the target keeps Adagrad slots: padded with their own fill (what the target's
     # AdagradOptimizer starts an accumulator at), never dropped
     assert pads["dnn/hiddenlayer_1/kernel/Adagrad"] == {

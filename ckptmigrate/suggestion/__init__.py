@@ -43,7 +43,10 @@ How variables are paired, deterministically:
 4. Rules: renames (in an order that never lets one land on a name another still holds,
    grouped into one scope rename when all of a scope moves), shape fixes (slice the axes
    that are too long, then pad those too short: kernels ``glorot_uniform``, biases
-   ``zeros``, scales ``ones``; an optimizer slot that the target keeps is padded by its
+   ``zeros``, scales ``ones``; function-preserving by default: a weight matrix's new
+   input rows, fed by the new units of a widened layer before it, are padded with
+   zeros after its new columns, so the grown model computes what the trained one did;
+   ``preserve_function=False`` pads them at random too; an optimizer slot that the target keeps is padded by its
    own rule first, with what the optimizer starts that slot at: the target's own start
    when it has one constant (a ``.meta`` graph's initialiser), else the optimizer's
    default for the slot's kind (Adagrad/Ftrl accumulators 0.1, Ftrl's linear and Adam's

@@ -113,10 +113,40 @@ def _index(source: tuple[int, ...], target: tuple[int, ...]) -> str | None:
     return "[" + ", ".join(parts) + "]"
 
 
+# Weight matrices whose second-to-last axis is their layer's inputs: Dense [in, out], conv
+# [h, w, in, out], a TF1 linear model's [features, 1]. (Not BERT's output_weights, which
+# is [out, in]; not embeddings, whose rows are ids; not recurrent kernels, whose gates
+# interleave.)
+_FAN_IN_LEAVES = {"kernel", "weights", "w"}
+
+PRESERVING_ROWS = (
+    "function-preserving: rows for new inputs (new units of the layer before, new "
+    "features) start at zero, so the model computes what it did; training moves them from "
+    "the first step (suggest --random-growth: glorot_uniform instead)"
+)
+NEW_UNITS = "new columns (new units) first: random, so they learn; the new rows follow"
+
+
+def fan_in_axis(name: str, shape: tuple[int, ...], dtype: str) -> int | None:
+    """The axis of ``name`` indexed by its layer's inputs, for a float weight matrix of a
+    known layout; None otherwise."""
+    if len(shape) < 2 or not dtype.startswith(("float", "bfloat", "half")):
+        return None
+    return len(shape) - 2 if leaf_of(name) in _FAN_IN_LEAVES else None
+
+
 def shape_ops(
-    source: tuple[int, ...], target: tuple[int, ...], fill: dict[str, Any]
+    source: tuple[int, ...],
+    target: tuple[int, ...],
+    fill: dict[str, Any],
+    fan_in: int | None = None,
 ) -> tuple[list[dict[str, Any]], str | None]:
-    """Operations (as map bodies) turning ``source`` into ``target``, and a doubt."""
+    """Operations (as map bodies) turning ``source`` into ``target``, and a doubt.
+
+    ``fan_in``: the axis indexed by the layer's inputs; new cells along it start at zero
+    (function-preserving growth, Net2Net-style): new inputs, such as the units a widened
+    layer before adds, then contribute nothing until training moves them, while the new
+    units' own weights (the other axes) get ``fill``."""
     if source == target:
         return [], None
     if len(source) == len(target):
@@ -126,8 +156,20 @@ def shape_ops(
         index = _index(source, target)
         if index is not None:
             ops.append({"slice": index})
-        if any(a < b for a, b in zip(source, target, strict=True)):
+        if not any(a < b for a, b in zip(source, target, strict=True)):
+            return ops, None
+        if fan_in is None or source[fan_in] >= target[fan_in] or fill.get("fill") == "zeros":
             ops.append({"pad": {"shape": list(target), **fill}})
+            return ops, None
+        # The other axes first (new units' weights, random), then the fan-in axis with
+        # zeros: every new input row is zero, the corner with the new units included.
+        inner = tuple(
+            min(a, b) if axis == fan_in else b
+            for axis, (a, b) in enumerate(zip(source, target, strict=True))
+        )
+        if inner != tuple(min(a, b) for a, b in zip(source, target, strict=True)):
+            ops.append({"pad": {"shape": list(inner), **fill}, "note": NEW_UNITS})
+        ops.append({"pad": {"shape": list(target), "fill": "zeros"}, "note": PRESERVING_ROWS})
         return ops, None
     if regroups(source, target):
         note = (

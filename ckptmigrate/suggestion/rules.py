@@ -15,7 +15,7 @@ from ..inventory import Inventory, VariableSpec
 from ..mapping.retarget import auto_named
 from ..names import Role, variable_path
 from .assign import assign_pairs
-from .fixes import SlotStarts, fill_for, shape_ops
+from .fixes import SlotStarts, fan_in_axis, fill_for, shape_ops
 from .model import Pair, Section, SuggestedRule, make_rule
 from .scoring import natural_key, output_keys, target_keys, views
 
@@ -341,10 +341,13 @@ def fix_rules(
     target: Inventory,
     doubts: dict[str, str],
     starts: SlotStarts,
+    *,
+    preserve_function: bool = True,
 ) -> list[SuggestedRule]:
     """Casts, slices, pads, transposes and reshapes on the new names; the same fix for
     every layer of a deep model is one ``match`` rule (numbers captured) where that
-    pattern selects exactly those variables."""
+    pattern selects exactly those variables. ``preserve_function``: a weight matrix's new
+    input rows start at zero (``fixes.shape_ops``)."""
     slots = _slots_of(ckpt)
     wanted = set().union(*(target_keys(t) for t in target.variables.values()))
     units: list[tuple[str, list[SuggestedRule], bool]] = []  # name, rules, groupable
@@ -358,7 +361,8 @@ def fix_rules(
             if narrowing > (dtypes.BY_NAME[tgt.dtype].itemsize or 0):
                 cast = {"dtype": tgt.dtype, "allow_precision_loss": True}
             rules.append(make_rule(Section.SHAPE, {"name": name, "cast": cast}))
-        ops, doubt = shape_ops(src.shape, tgt.shape, fill_for(name, tgt.shape, tgt.dtype))
+        fan_in = fan_in_axis(name, tgt.shape, tgt.dtype) if preserve_function else None
+        ops, doubt = shape_ops(src.shape, tgt.shape, fill_for(name, tgt.shape, tgt.dtype), fan_in)
         # Slots the target keeps get their own rules, first: pads need a slot's fill (an
         # accumulator must not get random cells), and plan.py lets a rule on the variable
         # reach a slot only while their shapes agree, which its own order can break. The

@@ -70,6 +70,7 @@ def suggest(
     *,
     root: str | None = "model",
     format: str = "checkpoint",
+    preserve_function: bool = True,
 ) -> Suggestion:
     """The map that would make ``checkpoint`` fit ``target``.
 
@@ -78,6 +79,10 @@ def suggest(
         target: anything :func:`ckptmigrate.check` takes.
         root, format: as for :func:`ckptmigrate.convert` with this target: new variables
             get the keys that conversion writes.
+        preserve_function: grow a layer without changing what the model computes: a
+            weight matrix's new input rows (fed by the new units of a widened layer
+            before it) start at zero, the new units' own weights random, their biases
+            zero. False: new rows random too (the map's pads then use glorot_uniform).
 
     Returns:
         The suggestion: its rules (uncertain ones marked), notes, and ``to_yaml()``.
@@ -93,11 +98,15 @@ def suggest(
         target, root=root, format=OutputFormat.parse(format)
     ) as target_model:
         starts = SlotStarts(target_model.inventory, target_model.initial_value)
-        return _suggest(checkpoint, ckpt, target_model.inventory, starts)
+        return _suggest(checkpoint, ckpt, target_model.inventory, starts, preserve_function)
 
 
 def _suggest(
-    checkpoint: str | Path, ckpt: Inventory, target_inventory: Inventory, starts: SlotStarts
+    checkpoint: str | Path,
+    ckpt: Inventory,
+    target_inventory: Inventory,
+    starts: SlotStarts,
+    preserve_function: bool = True,
 ) -> Suggestion:
     start = _bundled_start(checkpoint, ckpt, target_inventory)
     base: list[SuggestedRule] = []
@@ -110,7 +119,9 @@ def _suggest(
     rules = [
         *base,
         *rename_rules(plan, ckpt, doubts),
-        *fix_rules(plan, ckpt, target_inventory, doubts, starts),
+        *fix_rules(
+            plan, ckpt, target_inventory, doubts, starts, preserve_function=preserve_function
+        ),
         *drop_rules(plan, ckpt, target_inventory),
     ]
     # Metadata (a tf.train.Checkpoint's save_counter) comes with the target's own value.
