@@ -5,6 +5,8 @@ or minutes of work (a 664-byte file of nested aliases is a million nodes)."""
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -33,17 +35,28 @@ class YamlTextError(ValueError):
         self.column = column
 
 
-def read_text(path: Path) -> str:
-    """The file's text.
+def read_text(
+    path: Path, max_bytes: int = MAX_BYTES, too_large: str = "maps and specs are small"
+) -> str:
+    """The text of the regular file ``path``, at most ``max_bytes`` of it.
 
     Raises:
-        YamlTextError: too large, or not UTF-8 (the offset of the first bad byte).
+        YamlTextError: not a regular file, larger than ``max_bytes`` (``too_large`` says
+            why that is enough), or not UTF-8 (the offset of the first bad byte).
         OSError: the file cannot be read.
     """
-    with path.open("rb") as f:
-        data = f.read(MAX_BYTES + 1)
-    if len(data) > MAX_BYTES:
-        raise YamlTextError(f"the file is over {MAX_BYTES >> 20} MiB; maps and specs are small")
+    # Without O_NONBLOCK, opening a FIFO waits for a writer forever; /dev/zero never ends.
+    # Both are refused by what fstat says, before a byte is read.
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(fd, "rb") as f:
+        status = os.fstat(fd)
+        if not stat.S_ISREG(status.st_mode):
+            raise YamlTextError("not a regular file (a directory, pipe or device)")
+        # The size first, so a large file costs nothing; the read is bounded too (a file
+        # under /proc says 0 bytes).
+        data = b"" if status.st_size > max_bytes else f.read(max_bytes + 1)
+    if status.st_size > max_bytes or len(data) > max_bytes:
+        raise YamlTextError(f"the file is over {max_bytes >> 20} MiB; {too_large}")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:

@@ -3,10 +3,15 @@ traceback at convert time), a nan or infinite mean/stddev, a constant fill its v
 dtype cannot hold (numpy's cast made .inf into int64 INT64_MIN and 300 into uint8 44), and a
 version that only equals 1 in Python (1.0, true). ``validate`` refuses what the map alone
 shows; convert and its plan (--dry-run) refuse the rest once the variable's dtype is known.
-Every refusal is file:line:column, the rule, a hint, exit 2, never a traceback."""
+Every refusal is file:line:column, the rule, a hint, exit 2, never a traceback. And the
+vocabulary files of remap_rows: a FIFO hung, /dev/zero was a MemoryError, binary bytes a
+UnicodeDecodeError."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +21,7 @@ from typer.testing import CliRunner
 from ckptmigrate.cli import app
 from ckptmigrate.formats.bundle_reader import BundleReader
 from ckptmigrate.formats.bundle_writer import BundleWriter
+from ckptmigrate.mapping.schema import VOCAB_MAX_BYTES
 
 runner = CliRunner()
 
@@ -166,3 +172,65 @@ def test_values_at_the_edges_of_their_dtype_are_written_exactly(tmp_path: Path) 
     assert reader.read("f").tolist() == [0.0, 1.0, -np.inf, -np.inf]
     assert np.isfinite(reader.read("n")).all()
     assert reader.read("m").tolist() == [-128]
+
+
+# -- remap_rows vocabulary files -------------------------------------------------------------
+
+# A child under an address-space limit of its start-up size plus 512 MiB: /dev/zero read
+# whole was a MemoryError traceback there (and the OOM killer without a limit).
+_VALIDATE_UNDER_LIMIT = """
+import resource, sys
+from ckptmigrate.cli import main
+for line in open("/proc/self/status"):
+    if line.startswith("VmSize:"):
+        limit = int(line.split()[1]) * 1024 + (512 << 20)
+resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+sys.argv = ["ckptmigrate", "validate", sys.argv[1]]
+main()
+"""
+
+
+def _vocab_map(tmp_path: Path, old_vocab: str) -> Path:
+    (tmp_path / "new.txt").write_text("b\na\n")
+    map_file = tmp_path / "m.yaml"
+    map_file.write_text(
+        "version: 1\nrules:\n  - name: e\n"
+        f"    remap_rows: {{old_vocab: '{old_vocab}', new_vocab: new.txt}}\n"
+    )
+    return map_file
+
+
+@pytest.mark.parametrize("kind", ["fifo", "/dev/zero"])
+def test_a_vocabulary_that_is_not_a_regular_file_is_refused_unread(
+    tmp_path: Path, kind: str
+) -> None:
+    if kind == "fifo":
+        os.mkfifo(tmp_path / "old.txt")  # no writer: opening it for reading waited forever
+        vocab = "old.txt"
+    else:
+        vocab = kind
+    map_file = _vocab_map(tmp_path, vocab)
+    done = subprocess.run(
+        [sys.executable, "-c", _VALIDATE_UNDER_LIMIT, str(map_file)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,  # a guard against the hang this tests, not a time asserted
+    )
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert f"{map_file}:4:" in done.stderr
+    assert "not a regular file" in done.stderr
+    assert "Hint:" in done.stderr
+
+
+def test_a_vocabulary_too_large_or_not_text_is_refused(tmp_path: Path) -> None:
+    big = tmp_path / "big.txt"
+    with big.open("wb") as f:  # sparse: refused by its size, nothing read
+        f.truncate(VOCAB_MAX_BYTES + 1)
+    _refused(runner.invoke(app, ["validate", str(_vocab_map(tmp_path, "big.txt"))]), "over 256 MiB")
+    (tmp_path / "bin.txt").write_bytes(b"token\n\xff\xfe\n")
+    _refused(
+        runner.invoke(app, ["validate", str(_vocab_map(tmp_path, "bin.txt"))]),
+        "not UTF-8 text (byte 0xff at offset 6)",
+    )

@@ -20,6 +20,7 @@ from types import MappingProxyType
 from .. import dtypes
 from ..names import Role
 from ..regex import UserRegex, compile_user_regex
+from ..yaml_text import YamlTextError, read_text
 from .exprs import Size, SizeExpr, SplitSize, bind_index, bind_size, parse_index, parse_size_expr
 from .fills import FILL_KINDS, Fill, fill_value_problem
 from .located import MapError, Node, Where, load_located, read_map_text
@@ -52,6 +53,9 @@ from .rules import (
 from .template import TemplateError, parse_template
 
 MAP_VERSION = 1
+# Vocabularies of millions of tokens are tens of MiB; the bound keeps a wrong path (a disk
+# image, a checkpoint shard) from being read whole into memory.
+VOCAB_MAX_BYTES = 256 << 20
 # Inside the package (a link to the repository's mappings/), so wheels ship the maps too.
 BUNDLED_DIR = Path(__file__).resolve().parent.parent / "mappings"
 
@@ -396,10 +400,16 @@ def _integer(node: Node, what: str, minimum: int) -> int:
 def _vocab(node: Node, base_dir: Path, what: str) -> tuple[tuple[str, ...], str]:
     path = base_dir / _text(node, what)
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = read_text(path, VOCAB_MAX_BYTES, "a vocabulary is one token a line").splitlines()
     except OSError as e:
         raise MapError(
             node.where, f"cannot read the {what} file {path}: {e.strerror or e}"
+        ) from None
+    except YamlTextError as e:
+        raise MapError(
+            node.where,
+            f"cannot use the {what} file {path}: {e}",
+            hint="a vocabulary is a UTF-8 text file, one token a line, relative to the map.",
         ) from None
     tokens = tuple(line.rstrip("\r") for line in lines)
     if len(set(tokens)) != len(tokens):
