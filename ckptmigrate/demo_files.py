@@ -116,12 +116,18 @@ def build_estimator_checkpoint(
 
 
 def _tf_keras_checkpoint(prefix: Path) -> None:
+    import numpy as np
+
     tf_keras = import_tf_keras()
     tf_keras.backend.clear_session()
     tf_keras.utils.set_random_seed(3)
     model = tf_keras.Sequential(
         [tf_keras.layers.Dense(8, activation="relu", input_shape=(4,)), tf_keras.layers.Dense(3)]
     )
+    # A step of training, so the checkpoint holds optimizer state as a real one does.
+    model.compile(optimizer="adam", loss="mse")
+    rng = np.random.default_rng(3)
+    model.fit(rng.standard_normal((8, 4)), rng.standard_normal((8, 3)), epochs=1, verbose=0)
     model.save_weights(str(prefix))
 
 

@@ -135,7 +135,7 @@ def inspect_table(report: InspectReport) -> RenderableType:
     parts += [Text(f"note: {note}", style="dim") for note in report.notes]
     if report.filter is not None:
         parts.append(Text(f"filter: {report.filter}", style="dim"))
-    parts += [Text(""), table, summary]
+    parts += [Text(""), table, Text(""), summary]
     if report.verified_bytes is not None:
         parts.append(
             Text(
