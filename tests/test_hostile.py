@@ -515,3 +515,195 @@ def test_string_and_variant_counts_are_checked_before_allocating(
     tf_refuses(prefix, "s")
     message = clean_error("inspect", str(prefix))
     assert f"(variable 's'): {dtype} [{count}] declares {count} elements" in message, message
+
+
+# --- outputs the system refuses --------------------------------------------------------------
+
+
+def _without_permission_override() -> list[str]:
+    """A command prefix under which a directory's mode binds: root bypasses it, unless its
+    capabilities to override permission checks are dropped (setpriv)."""
+    if os.geteuid() != 0:
+        return []
+    import shutil
+
+    if shutil.which("setpriv") is None:
+        pytest.skip("running as root without setpriv: a read-only mode would not bind")
+    return ["setpriv", "--bounding-set", "-dac_override,-dac_read_search", "--"]
+
+
+def _bundle(directory: Path, names: tuple[str, ...]) -> Path:
+    from ckptmigrate.formats.bundle_writer import BundleWriter
+
+    with BundleWriter(directory, "model.ckpt") as writer:
+        for name in names:
+            writer.add_array(name, np.ones((2, 3), np.float32))
+        return Path(writer.commit())
+
+
+def test_suggest_into_a_read_only_directory_is_a_clean_error(tmp_path: Path) -> None:
+    source = _bundle(tmp_path / "src", ("dense/kernel", "dense/bias"))
+    target = _bundle(tmp_path / "target", ("dense_1/kernel", "dense_1/bias"))
+    read_only = tmp_path / "ro"
+    read_only.mkdir()
+    read_only.chmod(0o555)
+    try:
+        done = subprocess.run(
+            [
+                *_without_permission_override(),
+                *python_command("ckptmigrate"),
+                "suggest",
+                str(source),
+                "--target",
+                str(target),
+                "-o",
+                str(read_only / "fix.yaml"),
+            ],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    finally:
+        read_only.chmod(0o755)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    wanted = f"error: {read_only / 'fix.yaml'}: cannot write: Permission denied"
+    assert done.stderr.strip() == wanted
+    assert list(read_only.iterdir()) == []
+
+
+# --- HDF5 targets: links ---------------------------------------------------------------------
+
+
+def _legacy_h5(path: Path, link: Any = None, weights: tuple[str, ...] = ("kernel",)) -> Path:
+    """A weights-only legacy Keras .h5, laid out as tf-keras' save_weights writes it; the
+    first weight is ``link`` when given."""
+    import h5py
+
+    with h5py.File(path, "w") as f:
+        f.attrs["layer_names"] = [b"dense"]
+        f.attrs["backend"] = b"tensorflow"
+        group = f.create_group("dense")
+        names = [f"dense/{w}:0".encode() for w in weights]
+        group.attrs["weight_names"] = names
+        inner = group.create_group("dense")
+        for i, weight in enumerate(weights):
+            if i == 0 and link is not None:
+                inner[f"{weight}:0"] = link
+            else:
+                inner[f"{weight}:0"] = np.ones((2, 3), np.float32)
+    return path
+
+
+def _keras3_h5(path: Path, link: Any) -> Path:
+    import h5py
+
+    with h5py.File(path, "w") as f:
+        variables = f.create_group("layers/dense/vars")
+        variables["0"] = link
+        variables["1"] = np.ones(3, np.float32)
+    return path
+
+
+def _other_file(tmp_path: Path) -> Path:
+    import h5py
+
+    other = tmp_path / "elsewhere.h5"
+    with h5py.File(other, "w") as f:
+        f["secret"] = np.zeros((7, 7), np.float32)
+    return other
+
+
+@pytest.mark.parametrize("layout", ["legacy", "keras3", "soft link through it"])
+def test_hdf5_external_links_are_refused_never_followed(tmp_path: Path, layout: str) -> None:
+    import h5py
+
+    other = _other_file(tmp_path)
+    external = h5py.ExternalLink(str(other), "/secret")
+    if layout == "legacy":
+        target = _legacy_h5(tmp_path / "model.h5", external)
+    elif layout == "keras3":
+        target = _keras3_h5(tmp_path / "model.weights.h5", external)
+    else:  # an in-file soft link whose path runs through an external link to a group
+        target = _legacy_h5(tmp_path / "model.h5", h5py.SoftLink("/outside/secret"))
+        with h5py.File(target, "a") as f:
+            f["outside"] = h5py.ExternalLink(str(other), "/")
+    source = _bundle(tmp_path / "src", ("dense/kernel",))
+    message = clean_error("check", str(source), "--target", str(target))
+    assert "is an HDF5 external link to /" in message
+    assert f"in {other}; links into other files are refused, never followed" in message
+    assert "Hint:" in message
+    assert "[7, 7]" not in message  # nothing of the other file's content
+
+
+@pytest.mark.parametrize("loop", ["itself", "a cycle of two"])
+def test_hdf5_soft_link_loops_are_a_clean_error(tmp_path: Path, loop: str) -> None:
+    import h5py
+
+    if loop == "itself":
+        target = _legacy_h5(tmp_path / "model.h5", h5py.SoftLink("/dense/dense/kernel:0"))
+    else:
+        target = _legacy_h5(tmp_path / "model.h5", h5py.SoftLink("/dense/dense/other"))
+        with h5py.File(target, "a") as f:
+            f["dense/dense/other"] = h5py.SoftLink("/dense/dense/kernel:0")
+    source = _bundle(tmp_path / "src", ("dense/kernel",))
+    message = clean_error("check", str(source), "--target", str(target))
+    assert "is a soft link to /dense/dense/" in message
+    assert "does not resolve (a link loop, or a missing object)" in message
+
+
+def test_hdf5_soft_links_inside_the_file_are_followed_as_keras_follows_them(
+    tmp_path: Path,
+) -> None:
+    import h5py
+
+    target = _legacy_h5(
+        tmp_path / "model.h5", h5py.SoftLink("/stored/kernel"), weights=("kernel", "bias")
+    )
+    with h5py.File(target, "a") as f:
+        f["stored/kernel"] = np.ones((5, 4), np.float32)
+    source = _bundle(tmp_path / "src", ("dense/kernel",))
+    code, out, err = run_cli("check", str(source), "--target", str(target), "--json")
+    assert code == 1, err
+    found = {f["name"]: f["target"]["shape"] for f in json.loads(out)["findings"] if f["target"]}
+    assert found["layer_with_weights-0/kernel/.ATTRIBUTES/VARIABLE_VALUE"] == [5, 4]
+
+
+@pytest.mark.parametrize("damage", ["missing weight", "missing layer", "group as weight"])
+def test_legacy_h5_name_lists_naming_what_is_not_there_are_clean_errors(
+    tmp_path: Path, damage: str
+) -> None:
+    import h5py
+
+    target = _legacy_h5(tmp_path / "model.h5")
+    with h5py.File(target, "a") as f:
+        if damage == "missing weight":
+            del f["dense/dense/kernel:0"]
+        elif damage == "missing layer":
+            f.attrs["layer_names"] = [b"dense", b"gone"]
+        else:
+            del f["dense/dense/kernel:0"]
+            f.create_group("dense/dense/kernel:0")
+    source = _bundle(tmp_path / "src", ("dense/kernel",))
+    message = clean_error("check", str(source), "--target", str(target))
+    assert "list names" in message
+    assert "the file is damaged, or was not written by Keras" in message
+
+
+def test_a_full_model_h5_with_an_external_link_is_refused_before_keras_loads_it(
+    tf: Any, tmp_path: Path
+) -> None:
+    import h5py
+
+    tf_keras = pytest.importorskip("tf_keras")
+    model = tf_keras.Sequential([tf_keras.Input((3,)), tf_keras.layers.Dense(2, name="dense")])
+    target = tmp_path / "model.h5"
+    model.save(target)
+    other = _other_file(tmp_path)
+    with h5py.File(target, "a") as f:
+        del f["model_weights/dense/dense/kernel:0"]
+        f["model_weights/dense/dense/kernel:0"] = h5py.ExternalLink(str(other), "/secret")
+    source = _bundle(tmp_path / "src", ("dense/kernel",))
+    message = clean_error("check", str(source), "--target", str(target))
+    assert "/model_weights/dense/dense/kernel:0 is an HDF5 external link" in message

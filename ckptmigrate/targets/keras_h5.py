@@ -73,7 +73,30 @@ def _keras3_weights(path: Path, root: Any) -> Inventory:
 
 
 def _attr_names(group: Any, attr: str) -> list[str]:
-    return [n.decode() if isinstance(n, bytes) else str(n) for n in group.attrs.get(attr, [])]
+    import numpy as np
+
+    names = np.asarray(group.attrs.get(attr, []))
+    if names.ndim != 1:  # a scalar where Keras writes a list of names
+        names = names.reshape(-1)
+    return [n.decode() if isinstance(n, bytes) else str(n) for n in names]
+
+
+def _child(group: Any, name: str, what: str, path: Path) -> Any:
+    """``group[name]``, which a legacy file's name lists say exists."""
+    if name not in group:
+        raise CkptMigrateError(
+            f"its {what} list names {name!r}, which {group.name} does not hold",
+            path=path,
+            hint="the file is damaged, or was not written by Keras.",
+        )
+    child = group[name]
+    if what == "weight_names" and not hasattr(child, "shape"):
+        raise CkptMigrateError(
+            f"its weight_names list names {name!r}, a group in {group.name}, not a dataset",
+            path=path,
+            hint="the file is damaged, or was not written by Keras.",
+        )
+    return child
 
 
 def _legacy_attribute(layer: str, weight: str) -> str:
@@ -92,10 +115,10 @@ def _legacy_weights(path: Path, root: Any) -> Inventory:
     variables: dict[str, VariableSpec] = {}
     index = 0
     for layer in _attr_names(weights, "layer_names"):
-        group = weights[layer]
+        group = _child(weights, layer, "layer_names", path)
         names = _attr_names(group, "weight_names")
         for weight in names:
-            dataset = group[weight]
+            dataset = _child(group, weight, "weight_names", path)
             attribute = _legacy_attribute(layer, weight)
             key = f"layer_with_weights-{index}/{attribute}{VARIABLE_SUFFIX}"
             variables[key] = VariableSpec(
@@ -153,12 +176,60 @@ def _legacy_model(path: Path, inferred: Inventory, keras3: bool) -> Inventory:
     return replace(loaded, kind="keras", notes=(note,))
 
 
+def _refuse_foreign_links(path: Path, root: Any) -> None:
+    """Refuse links Keras never writes that would make reading the file read elsewhere.
+
+    An external link names a dataset in another file (any path on this machine): h5py
+    follows it on access, so the target's shapes, and Keras' loaded values, came from that
+    file. A soft link that does not resolve (a loop, or a missing object) raised h5py's
+    RuntimeError. Soft links that resolve inside the file are followed, as Keras follows
+    them. Groups are listed through hard links only (visititems), each once.
+    """
+    import h5py
+
+    groups = [root]
+    root.visititems(lambda _, obj: groups.append(obj) if isinstance(obj, h5py.Group) else None)
+    links = [
+        (group, name, group.get(name, getlink=True), f"{group.name.rstrip('/')}/{name}")
+        for group in groups
+        for name in group
+    ]
+    # External links first: resolving a soft link below could pass through one.
+    for _, _, link, where in links:
+        if isinstance(link, h5py.ExternalLink):
+            raise CkptMigrateError(
+                f"{where} is an HDF5 external link to {link.path} in {link.filename}; "
+                "links into other files are refused, never followed",
+                path=path,
+                hint="Keras weight files hold their weights themselves; save the model "
+                "again, or copy the linked datasets into the file (h5py, h5copy).",
+            )
+        if not isinstance(link, h5py.HardLink | h5py.SoftLink):
+            raise CkptMigrateError(
+                f"{where} is a {type(link).__name__}, which Keras never writes",
+                path=path,
+                hint="Keras weight files hold only groups and datasets.",
+            )
+    for group, name, link, where in links:
+        if isinstance(link, h5py.SoftLink):
+            try:
+                group[name]
+            except (KeyError, RuntimeError, OSError):
+                raise CkptMigrateError(
+                    f"{where} is a soft link to {link.path}, which does not resolve (a link "
+                    "loop, or a missing object)",
+                    path=path,
+                    hint="the file is damaged, or was not written by Keras.",
+                ) from None
+
+
 def load_keras_h5(path: Path) -> Inventory:
     import h5py
 
     full_model = keras3 = False
     try:
         with h5py.File(path, "r") as root:
+            _refuse_foreign_links(path, root)
             if "layer_names" in root.attrs or "model_weights" in root:
                 inventory = _legacy_weights(path, root)
                 full_model = "model_config" in root.attrs
