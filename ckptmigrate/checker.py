@@ -10,6 +10,7 @@ from .checkpoint import open_checkpoint
 from .compare import CheckOptions, Kind, Report, ValueDiff, compare
 from .errors import CkptMigrateError
 from .inventory import Inventory
+from .progress import Progress
 from .targets import load_target
 from .targets.checkpoint import inventory_of, load_checkpoint_inventory
 from .targets.detect import TargetKind, detect_target
@@ -65,6 +66,7 @@ def check(
     values: bool = False,
     map: Any = None,
     rekeyed: bool = False,
+    progress: Progress | None = None,
 ) -> Report:
     """Compare ``checkpoint`` with what a restore into ``target`` needs.
 
@@ -83,6 +85,8 @@ def check(
             keys, so outputs pair with target variables by key or original name).
         rekeyed: pair that way without a map (the checkpoint will be converted into the
             target's keys, as ``restore`` does when the names differ).
+        progress: told when the target is read, then with ``values`` the pairs to
+            compare and each one compared.
 
     Returns:
         The report: every finding, the headline and the verdict (``report.ok``). A
@@ -104,6 +108,9 @@ def check(
     ckpt_inventory = (
         load_checkpoint_inventory(checkpoint) if map is None else mapped_inventory(checkpoint, map)
     )
+    progress = progress or Progress()
+    # A model target may take a while (TensorFlow starts, a builder runs, Keras loads).
+    progress.begin("reading the target")
     target_inventory = load_target(target)
     report = compare(ckpt_inventory, target_inventory, options)
     if values:
@@ -118,7 +125,7 @@ def check(
                 "[[values]] compares stored values; it cannot be combined with [[map]]",
                 hint="convert first, then check the output with [[values]].",
             )
-        report = _with_values(report, checkpoint, target_inventory.source)
+        report = _with_values(report, checkpoint, target_inventory.source, progress)
     return report
 
 
@@ -251,16 +258,25 @@ def restore_report(
     return rekeyed, False
 
 
-def _with_values(report: Report, checkpoint: str | Path, target: str) -> Report:
+def _with_values(report: Report, checkpoint: str | Path, target: str, progress: Progress) -> Report:
+    pairs = {
+        f.name: (f.checkpoint_name, f.target.name)
+        for f in report.findings
+        if f.kind is Kind.MATCHED and f.checkpoint_name and f.target
+    }
     findings = []
     with open_checkpoint(checkpoint) as ckpt, open_checkpoint(target) as other:
+        sizes = {name: other.reader.info(key).nbytes for name, (_, key) in pairs.items()}
+        progress.begin("comparing values", len(pairs), sum(sizes.values()), "pairs")
         for finding in report.findings:
-            if finding.kind is Kind.MATCHED and finding.checkpoint_name and finding.target:
-                a = ckpt.reader.read(finding.checkpoint_name)  # one pair in memory at a time
-                b = other.reader.read(finding.target.name)
-                findings.append(replace(finding, values=value_diff(a, b)))
-            else:
+            if finding.name not in pairs or finding.kind is not Kind.MATCHED:
                 findings.append(finding)
+                continue
+            ckpt_key, target_key = pairs[finding.name]
+            a = ckpt.reader.read(ckpt_key)  # one pair in memory at a time
+            b = other.reader.read(target_key)
+            findings.append(replace(finding, values=value_diff(a, b)))
+            progress.advance(sizes[finding.name])
     return replace(report, findings=tuple(findings))
 
 

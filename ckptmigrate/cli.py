@@ -192,6 +192,9 @@ def main_options(
 TracebackOption = Annotated[
     bool, typer.Option("--traceback", help="Show the Python traceback on errors (for bug reports).")
 ]
+QuietOption = Annotated[
+    bool, typer.Option("--quiet", "-q", help="No progress and no summary lines on stderr.")
+]
 
 
 @app.command(epilog=EXIT_CODES)
@@ -214,6 +217,7 @@ def inspect(
             "--check-crc", "--verify", help="Also read every tensor and check its CRC32C."
         ),
     ] = False,
+    quiet: QuietOption = False,
     traceback: TracebackOption = False,
 ) -> None:
     """List the variables of a checkpoint: name, dtype, shape, size and role.
@@ -225,9 +229,13 @@ def inspect(
     from .inspection import inspect_checkpoint
     from .render import inspect_table, to_json
 
-    report = _run(
-        lambda: inspect_checkpoint(checkpoint, filter=filter, check_crc=check_crc), traceback
-    )
+    with _progress(enabled=check_crc and not quiet and not json_output) as progress:
+        report = _run(
+            lambda: inspect_checkpoint(
+                checkpoint, filter=filter, check_crc=check_crc, progress=progress.tracker
+            ),
+            traceback,
+        )
     if json_output:
         sys.stdout.write(to_json(report.to_dict()) + "\n")
     else:
@@ -287,6 +295,7 @@ def check(
         str | None,
         typer.Option("--html", help="Also write the report as a self-contained HTML page."),
     ] = None,
+    quiet: QuietOption = False,
     traceback: TracebackOption = False,
 ) -> None:
     """Will CHECKPOINT restore into the --target model? Exit 0 yes, 1 no, 2 error.
@@ -302,18 +311,20 @@ def check(
         from .html_report import check_html_output
 
         _run(lambda: check_html_output(html), traceback)
-    report = _run(
-        lambda: run_check(
-            checkpoint,
-            target,
-            ignore=tuple(ignore or ()),
-            strict=strict,
-            min_match=min_match,
-            values=values,
-            map=map_file,
-        ),
-        traceback,
-    )
+    with _progress(enabled=not quiet and not json_output) as progress:
+        report = _run(
+            lambda: run_check(
+                checkpoint,
+                target,
+                ignore=tuple(ignore or ()),
+                strict=strict,
+                min_match=min_match,
+                values=values,
+                map=map_file,
+                progress=progress.tracker,
+            ),
+            traceback,
+        )
     command = _command_line(ctx)
     if html is not None:
         from .html_report import write_html
@@ -336,6 +347,7 @@ def report_page(
         str,
         typer.Option("--output", "-o", help="The HTML page to write (an earlier one is replaced)."),
     ],
+    quiet: QuietOption = False,
     traceback: TracebackOption = False,
 ) -> None:
     """Render a saved `check --json` output as the self-contained HTML page `check --html`
@@ -352,7 +364,8 @@ def report_page(
     data = _run(lambda: load_saved_report(saved), traceback)
     command = _command_line(ctx)
     out = _run(lambda: write_saved_report(data, output, command=command, source=saved), traceback)
-    sys.stderr.write(f"wrote {out}: {data['summary']['headline']}\n")
+    if not quiet:
+        sys.stderr.write(f"wrote {out}: {data['summary']['headline']}\n")
 
 
 @app.command(epilog=EXIT_CODES)
@@ -447,7 +460,7 @@ def convert(
         ),
     ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print a JSON object.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    quiet: QuietOption = False,
     traceback: TracebackOption = False,
 ) -> None:
     """Apply a YAML map to CHECKPOINT and write a new checkpoint that restores.
@@ -511,7 +524,6 @@ def convert(
             # nothing is seen while there is still time to stop.
             for warning in the_plan.warnings:
                 progress.note(f"warning: {warning}; --strict makes this an error")
-            progress.start(the_plan)
 
         result = _run(
             lambda: run_conversion(
@@ -520,8 +532,8 @@ def convert(
                 output,
                 target,
                 options,
-                on_variable=progress.advance,
                 on_plan=warn,
+                progress=progress.tracker,
             ),
             traceback,
         )
@@ -576,9 +588,7 @@ def suggest(
     force: Annotated[
         bool, typer.Option("--force", help="Replace the map file if it exists.")
     ] = False,
-    quiet: Annotated[
-        bool, typer.Option("--quiet", "-q", help="No summary line on stderr.")
-    ] = False,
+    quiet: QuietOption = False,
     root: Annotated[
         str,
         typer.Option(
@@ -652,6 +662,7 @@ def suggest(
 @app.command("maps", epilog=EXIT_CODES)
 def list_maps(
     json_output: Annotated[bool, typer.Option("--json", help="Print a JSON object.")] = False,
+    quiet: QuietOption = False,  # accepted on every command; maps prints nothing else
     traceback: TracebackOption = False,
 ) -> None:
     """List the bundled maps, usable as `--map NAME`.
@@ -677,6 +688,7 @@ def list_maps(
 def demo_files(
     directory: Annotated[str, typer.Argument(help="Where to make them (must not exist).")],
     force: Annotated[bool, typer.Option("--force", help="Replace DIRECTORY if it exists.")] = False,
+    quiet: QuietOption = False,
     traceback: TracebackOption = False,
 ) -> None:
     """Make the example checkpoints, models and map the README uses, with TensorFlow:
@@ -693,17 +705,18 @@ def demo_files(
     from .demo_files import make_demo_files
 
     made = _run(lambda: make_demo_files(Path(directory), overwrite=force), traceback)
-    sys.stderr.write(f"made the README's example files in {made.root}\n")
+    if not quiet:
+        sys.stderr.write(f"made the README's example files in {made.root}\n")
 
 
 class _Progress:
-    """What a command reports while it works: ``advance`` per variable written, ``note``
-    for a line on stderr that must stay visible (printed above a progress line)."""
+    """What a command reports while it works: ``tracker`` is handed to the library (None
+    when progress is off), ``note`` prints a line on stderr that must stay visible (above
+    a live progress line)."""
 
-    def __init__(self, note: Callable[[str], None] | None = None) -> None:
+    def __init__(self, tracker: Any = None, note: Callable[[str], None] | None = None) -> None:
+        self.tracker = tracker
         self.note = note or _stderr_line
-        self.start: Callable[[Any], None] = lambda the_plan: None
-        self.advance: Callable[[Any], None] = lambda variable: None
 
 
 def _stderr_line(text: str) -> None:
@@ -717,6 +730,9 @@ def validate(
         list[str],
         typer.Argument(help="Map files, or bundled map names.", autocompletion=_bundled_map_names),
     ],
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Print only the errors, not a line per good map.")
+    ] = False,
     traceback: TracebackOption = False,
 ) -> None:
     """Check maps without a checkpoint: each is loaded and validated as convert loads it.
@@ -732,7 +748,8 @@ def validate(
     for result in results:
         if result.error is None:
             rules = f"{result.rules} rule{'s' if result.rules != 1 else ''}"
-            sys.stdout.write(f"{result.map}: ok ({rules})\n")
+            if not quiet:
+                sys.stdout.write(f"{result.map}: ok ({rules})\n")
         else:
             # The error names the file:line:column itself.
             sys.stderr.write(f"error: {result.error.render(CLI_FLAGS)}\n")
@@ -742,61 +759,51 @@ def validate(
 
 @contextlib.contextmanager
 def _progress(enabled: bool) -> Iterator[_Progress]:
-    """Progress on stderr: a live bar with the plan's totals, rate and time left on a
-    terminal; in a log (stderr not a terminal) one line every few seconds."""
+    """Progress on stderr: a live bar with the task's totals, rate and time left on a
+    terminal; in a log (stderr not a terminal) a line every few seconds."""
     if not enabled:
         yield _Progress()
         return
-    from .progress import ConversionProgress
+    from .progress import Progress
 
-    tracker = ConversionProgress()
     if not sys.stderr.isatty():  # rich stays unimported for pipes and CI
-        yield _logged_progress(tracker)
+        yield _Progress(Progress(listener=_log_every(LOG_EVERY)))
         return
     from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn
+    from rich.progress import BarColumn, TextColumn, TimeElapsedColumn
+    from rich.progress import Progress as Bar
 
     console = Console(stderr=True)
-    with Progress(
-        BarColumn(), TextColumn("{task.fields[line]}"), console=console, transient=True
-    ) as bar:
-        task = bar.add_task("convert", total=1.0, line="planning ...")
+    columns = (BarColumn(), TimeElapsedColumn(), TextColumn("{task.fields[line]}"))
+    with Bar(*columns, console=console, transient=True) as bar:
+        task = bar.add_task("work", total=None, line="")
 
-        def redraw() -> None:
-            bar.update(task, completed=tracker.fraction, line=tracker.line())
-
-        def start(the_plan: Any) -> None:
-            tracker.start(the_plan)
-            redraw()
-
-        def advance(variable: Any) -> None:
-            tracker.advance(variable)
-            redraw()
+        def redraw(tracker: Progress) -> None:
+            total = 1.0 if tracker.determinate else None  # None: a pulsing bar
+            bar.update(task, total=total, completed=tracker.fraction, line=tracker.line())
 
         # Rich prints above its live progress line; a plain write would be drawn over.
-        progress = _Progress(lambda text: bar.console.print(text, markup=False, highlight=False))
-        progress.start, progress.advance = start, advance
-        yield progress
+        yield _Progress(
+            Progress(listener=redraw),
+            lambda text: bar.console.print(text, markup=False, highlight=False),
+        )
 
 
 LOG_EVERY = 5.0  # seconds between progress lines in a log
 
 
-def _logged_progress(tracker: Any) -> _Progress:
+def _log_every(seconds: float) -> Callable[[Any], None]:
     import time
 
     last = [time.monotonic()]
 
-    def advance(variable: Any) -> None:
-        tracker.advance(variable)
+    def log(tracker: Any) -> None:
         now = time.monotonic()
-        if now - last[0] >= LOG_EVERY:
+        if now - last[0] >= seconds:
             last[0] = now
             _stderr_line(tracker.line(now))
 
-    progress = _Progress()
-    progress.start, progress.advance = tracker.start, advance
-    return progress
+    return log
 
 
 def main() -> None:

@@ -10,6 +10,7 @@ from typing import Any
 from .checkpoint import Checkpoint, open_checkpoint
 from .errors import CkptMigrateError
 from .names import Role
+from .progress import Progress
 from .regex import UserRegex, compile_user_regex
 
 SCHEMA_VERSION = 1
@@ -112,8 +113,21 @@ class InspectReport:
         }
 
 
+def _check_crcs(checkpoint: Checkpoint, progress: Progress) -> int:
+    reader = checkpoint.reader
+    keys = reader.stored_keys()
+    progress.begin(
+        "checking CRC32C", len(keys), sum(reader.info(k).nbytes for k in keys), "tensors"
+    )
+    return reader.verify(on_tensor=progress.advance)
+
+
 def inspect_checkpoint(
-    path: str | Path, *, filter: str | None = None, check_crc: bool = False
+    path: str | Path,
+    *,
+    filter: str | None = None,
+    check_crc: bool = False,
+    progress: Progress | None = None,
 ) -> InspectReport:
     """List a checkpoint's variables: names, shapes, dtypes, sizes and roles.
 
@@ -121,6 +135,7 @@ def inspect_checkpoint(
         path: the checkpoint (a path, prefix, directory, state file or URL).
         filter: a regular expression searched in each key and original name.
         check_crc: also read every tensor and check its CRC32C (reads all data).
+        progress: told the tensors and bytes to check, then each one checked.
 
     Returns:
         The report: a row per variable, totals per role, how the path was resolved.
@@ -142,7 +157,7 @@ def inspect_checkpoint(
             ) from e
     with open_checkpoint(path) as checkpoint:
         rows = tuple(_rows(checkpoint, pattern))
-        verified = checkpoint.reader.verify() if check_crc else None
+        verified = _check_crcs(checkpoint, progress or Progress()) if check_crc else None
         num_shards = getattr(getattr(checkpoint.reader, "header", None), "num_shards", 1)
         totals: dict[Role, RoleTotals] = {}
         for row in rows:

@@ -30,6 +30,7 @@ from .errors import (
 )
 from .isolated import python_command
 from .output_format import OutputFormat
+from .progress import Progress
 
 CHECKPOINT = OutputFormat.CHECKPOINT
 KERAS = OutputFormat.KERAS
@@ -103,11 +104,14 @@ def verify(
     expected: Mapping[str, Callable[[], Any]],
     *,
     format: OutputFormat = CHECKPOINT,
+    progress: Progress | None = None,
 ) -> Verification:
     """Restore ``output`` into ``target`` and compare every key of ``expected`` (a
     function producing the planned value, called one at a time to bound memory)."""
     try:
-        return _verify(output, target, rebuild, root, expected, format=format)
+        return _verify(
+            output, target, rebuild, root, expected, format=format, progress=progress or Progress()
+        )
     except KeyboardInterrupt:  # the output is complete: say so, not "nothing was written"
         raise InterruptedAfterWriting(output, "its verification") from None
 
@@ -120,7 +124,10 @@ def _verify(
     expected: Mapping[str, Callable[[], Any]],
     *,
     format: str,
+    progress: Progress,
 ) -> Verification:
+    # TensorFlow restores in one call: no totals until the values are compared.
+    progress.begin("verifying: TensorFlow restores the output")
     with tempfile.TemporaryDirectory(prefix="ckptmigrate-verify-") as tmp:
         dump = str(Path(tmp) / ("restored.weights.h5" if format == KERAS else "restored"))
         request = RestoreRequest(rebuild or "", str(output), root, format, dump)
@@ -130,7 +137,7 @@ def _verify(
             how, error = _in_child(request)
         if error is not None:
             return Verification(False, 0, error=error, how=how)
-        return _compare(Path(dump), expected, how, format)
+        return _compare(Path(dump), expected, how, format, progress)
 
 
 def _in_process(target: Any, request: RestoreRequest) -> tuple[str, str | None]:
@@ -186,9 +193,14 @@ def _in_child(request: RestoreRequest) -> tuple[str, str | None]:
 
 
 def _compare(
-    dump: Path, expected: Mapping[str, Callable[[], Any]], how: str, format: str
+    dump: Path,
+    expected: Mapping[str, Callable[[], Any]],
+    how: str,
+    format: str,
+    progress: Progress,
 ) -> Verification:
     restored = _restored_reader(dump, format)
+    progress.begin("verifying: comparing values", len(expected), unit="values")
     mismatched: list[str] = []
     missing: list[str] = []
     details: dict[str, str] = {}
@@ -197,11 +209,13 @@ def _compare(
             value = restored(key)
             if value is None:
                 missing.append(key)
+                progress.advance()
                 continue
             difference = _difference(value, planned())
             if difference is not None:
                 mismatched.append(key)
                 details[key] = difference
+            progress.advance()
     finally:
         restored(None)
     ok = not mismatched and not missing

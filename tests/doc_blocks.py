@@ -5,7 +5,8 @@ The conventions the README and mappings/README.md follow:
 - ```` ```console ````: ``$ command`` lines, each followed by the output it shows (stdout and
   stderr as a terminal interleaves them). A line ``...`` stands for any number of lines; a
   line ending in ``...`` for any line that starts with the rest. Output is compared after
-  the working directory's absolute path is removed and trailing spaces are stripped.
+  the working directory's absolute path is removed, trailing spaces are stripped and the
+  progress lines a log gets every few seconds are left out.
 - ```` ```sh ````: commands whose output is not shown; each must exit 0, or with the code a
   trailing ``# exit N`` comment gives. ``cd DIR`` changes the directory of the commands
   after it.
@@ -38,6 +39,8 @@ _FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```[ \t]*$", re.M | re.S)
 _SKIP = re.compile(r"<!--\s*doc-test:\s*skip\s*\((?P<why>[^)]+)\)\s*-->\s*$")
 _FIELDS = re.compile(r"<!--\s*doc-test:\s*fields of `(?P<command>[^`]+)`\s*-->\s*$")
 _FILE = re.compile(r"<!--\s*doc-test:\s*file (?P<name>\S+)\s*-->\s*$")
+# What a log gets every few seconds while a command works: when depends on the machine.
+_PROGRESS = re.compile(r"^[A-Za-z][\w :]*(: \d+/\d+ \w+.*\(\d+%\).*| \.\.\.)$")
 _EXIT = re.compile(r"\s#\s*exit\s+(\d+)\b.*$")
 
 
@@ -145,6 +148,7 @@ def _shell(
         check=False,
     )
     output = done.stdout if done.returncode == 0 or not stdout_only else done.stdout + done.stderr
+    output = "".join(line for line in output.splitlines(True) if not _PROGRESS.match(line))
     return done.returncode, output.replace(f"{cwd}/", "").replace(str(cwd), ".")
 
 

@@ -22,6 +22,7 @@ from ..mapping.plan import Plan, plan_conversion
 from ..mapping.rules import NO_MAP, Map
 from ..mapping.schema import load_map
 from ..output_format import OutputFormat
+from ..progress import Progress
 from .bundle_out import PROVENANCE_FILE, download, write_checkpoint
 from .job import Job, OnVariable
 from .keras_out import check_keras_output, keras_value, write_keras
@@ -100,6 +101,7 @@ def convert(
     format: OutputFormat | str = OutputFormat.CHECKPOINT,
     params: Mapping[str, int] | None = None,
     on_variable: OnVariable | None = None,
+    progress: Progress | None = None,
 ) -> ConvertResult:
     """Apply ``mapping`` to ``checkpoint`` and write the result to ``output``.
 
@@ -130,7 +132,9 @@ def convert(
             model target).
         params: values for parameters the map declares (``params: {heads: 12}`` in the
             map; ``--set heads=16`` on the command line), used by its size expressions.
-        on_variable: called with each output variable as it is written (progress).
+        on_variable: called with each output variable as it is written.
+        progress: told the totals, then each variable written, then the verification's
+            steps (:class:`~ckptmigrate.progress.Progress`; set its ``listener``).
 
     Returns:
         What was written: the output, the plan, counts and the verification.
@@ -151,7 +155,9 @@ def convert(
         verify=verify,
         params=frozen_params(params),
     )
-    return run_conversion(checkpoint, mapping, output, target, options, on_variable=on_variable)
+    return run_conversion(
+        checkpoint, mapping, output, target, options, on_variable=on_variable, progress=progress
+    )
 
 
 def run_conversion(
@@ -163,6 +169,7 @@ def run_conversion(
     *,
     on_variable: OnVariable | None = None,
     on_plan: Callable[[Plan], object] | None = None,
+    progress: Progress | None = None,
 ) -> ConvertResult:
     """:func:`convert` with its options in one object (what the CLI builds); ``on_plan``
     is called with the plan before anything is written (the CLI shows its warnings then,
@@ -190,6 +197,9 @@ def run_conversion(
         if on_plan is not None:
             on_plan(the_plan)
         job = Job(ckpt, the_plan, options, Sources(ckpt, stack), target, target_model, on_variable)
+        if progress is not None:
+            job.progress = progress
+        job.begin()
         links: tuple[str, ...] = ()
         match options.format:
             case OutputFormat.CHECKPOINT:
@@ -261,7 +271,7 @@ def _verify(job: Job, output: AnyPath) -> Verification:
         expected = {v.name: functools.partial(value, job.sources, v) for v in job.plan.outputs}
         target_model = job.target_model
         if target_model is None:  # nothing to restore into: TensorFlow reads it back
-            return verify(local, None, None, None, expected)
+            return verify(local, None, None, None, expected, progress=job.progress)
         root = None if keras else target_model.root
         return verify(
             local,
@@ -270,4 +280,5 @@ def _verify(job: Job, output: AnyPath) -> Verification:
             root,
             expected,
             format=job.options.format,
+            progress=job.progress,
         )

@@ -511,11 +511,21 @@ class BundleReader:
                 ) from None
         return full
 
-    def verify(self) -> int:
-        """Check every stored tensor's CRC32C; returns the number of bytes checked."""
-        return self.verify_keys([k for k, e in self.entries.items() if not e.slices])
+    def stored_keys(self) -> list[str]:
+        """The keys whose values are stored whole (not partitioned into slices)."""
+        return [k for k, e in self.entries.items() if not e.slices]
 
-    def verify_keys(self, keys: list[str], stop: threading.Event | None = None) -> int:
+    def verify(self, on_tensor: Callable[[int], object] | None = None) -> int:
+        """Check every stored tensor's CRC32C; returns the number of bytes checked.
+        ``on_tensor`` is called with each tensor's size once it is checked (progress)."""
+        return self.verify_keys(self.stored_keys(), on_tensor=on_tensor)
+
+    def verify_keys(
+        self,
+        keys: list[str],
+        stop: threading.Event | None = None,
+        on_tensor: Callable[[int], object] | None = None,
+    ) -> int:
         """Check the CRC32C of the given stored tensors (safe to run in another thread
         while this reader copies); returns the bytes checked. ``stop`` ends it early."""
         total = 0
@@ -529,6 +539,8 @@ class BundleReader:
             else:
                 self._stream(key, entry, None, verify=True, scratch=scratch)
             total += entry.size
+            if on_tensor is not None:
+                on_tensor(entry.size)
         return total
 
     def close(self) -> None:

@@ -6,6 +6,7 @@ beside it) and read through TensorFlow's own reader, imported only here and only
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -59,16 +60,23 @@ class V1Reader:
             array = array.astype(object)
         return array
 
-    def verify(self) -> int:
+    def stored_keys(self) -> list[str]:
+        """What ``verify`` reads: every variable (TensorFlow reassembles partitioned ones)."""
+        return list(self._infos)
+
+    def verify(self, on_tensor: Callable[[int], object] | None = None) -> int:
         # TF checks each slice's stored checksum as it reads it.
         total = 0
         for key in self._infos:
             try:
-                total += self.read(key).nbytes
+                size = self.read(key).nbytes
             except Exception as e:
                 raise CorruptCheckpointError(
                     f"TensorFlow cannot read it: {e}", path=self.prefix, variable=key
                 ) from e
+            total += size
+            if on_tensor is not None:
+                on_tensor(size)
         return total
 
     def close(self) -> None:
