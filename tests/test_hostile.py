@@ -19,9 +19,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from ckptmigrate import open_checkpoint
+from ckptmigrate import open_checkpoint, rewrite_checkpoint
 from ckptmigrate.cli import app
-from ckptmigrate.errors import CorruptCheckpointError
+from ckptmigrate.errors import CorruptCheckpointError, OutputError
 from ckptmigrate.formats.bundle_proto import (
     BundleEntry,
     Extent,
@@ -707,3 +707,70 @@ def test_a_full_model_h5_with_an_external_link_is_refused_before_keras_loads_it(
     source = _bundle(tmp_path / "src", ("dense/kernel",))
     message = clean_error("check", str(source), "--target", str(target))
     assert "/model_weights/dense/dense/kernel:0 is an HDF5 external link" in message
+
+
+# --- outputs inside the source ---------------------------------------------------------------
+
+INSIDE = "the output is the source checkpoint's directory or inside it"
+GIVEN = ["src/model.ckpt", "link/model.ckpt", "src/model.ckpt.index", "src", "link"]
+
+
+def _inside_setup(tmp_path: Path) -> tuple[Path, Path]:
+    source = _bundle(tmp_path / "src", ("dense/kernel",))
+    (tmp_path / "link").symlink_to("src")
+    mapping = tmp_path / "cast.yaml"
+    mapping.write_text("version: 1\nrules:\n  - name: dense/kernel\n    cast: float64\n")
+    return source, mapping
+
+
+def _refused_inside(tmp_path: Path, given: str, output: str, mapping: Path) -> None:
+    for extra in ([], ["--force"]):
+        message = clean_error(
+            "convert",
+            str(tmp_path / given),
+            "--map",
+            str(mapping),
+            "-o",
+            str(tmp_path / output),
+            *extra,
+        )
+        hint = "Hint: write the converted checkpoint somewhere else."
+        assert message == f"error: {tmp_path / output}: {INSIDE} {hint}", extra
+    # An identity copy (the API's rewrite_checkpoint) is refused alike.
+    with pytest.raises(OutputError, match=INSIDE):
+        rewrite_checkpoint(tmp_path / given, tmp_path / output, overwrite=True)
+
+
+# A prefix's own name beside its files: `-o src/model.ckpt` made the prefix a directory,
+# which the next read of `src/model.ckpt` took for the source; `model.ckpt.d` starts with it.
+@pytest.mark.parametrize(
+    "output", ["src", "link", "src/model.ckpt", "link/model.ckpt", "src/model.ckpt.d"]
+)
+@pytest.mark.parametrize("given", GIVEN)
+def test_an_output_that_is_or_shadows_the_source_is_refused_however_it_is_given(
+    tmp_path: Path, output: str, given: str
+) -> None:
+    source, mapping = _inside_setup(tmp_path)
+    before = sorted(p.name for p in source.parent.iterdir())
+    _refused_inside(tmp_path, given, output, mapping)
+    assert sorted(p.name for p in source.parent.iterdir()) == before
+
+
+@pytest.mark.parametrize("output", ["src/sub", "link/sub", "src/a/b/c"])
+@pytest.mark.parametrize("given", ["src", "link"])
+def test_a_source_given_as_a_directory_owns_everything_under_it(
+    tmp_path: Path, output: str, given: str
+) -> None:
+    _, mapping = _inside_setup(tmp_path)
+    _refused_inside(tmp_path, given, output, mapping)
+
+
+def test_an_output_beside_a_prefix_sources_files_is_written(tmp_path: Path) -> None:
+    # How a tf-keras save_weights('x.ckpt') checkpoint is converted where it lies.
+    source, mapping = _inside_setup(tmp_path)
+    for output in ("out", "src/converted", "link/other"):
+        code, _, err = run_cli(
+            "convert", str(source), "--map", str(mapping), "-o", str(tmp_path / output)
+        )
+        assert code == 0, err
+        assert (tmp_path / output / "model.ckpt.index").is_file()

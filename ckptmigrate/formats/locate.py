@@ -439,8 +439,10 @@ def _locate_remote(given: RemotePath) -> CheckpointLocation:
 
 def check_output(output: AnyPath, given: AnyPath, prefix: AnyPath, overwrite: bool) -> None:
     """Refuse outputs that are, contain or sit inside the source: replacing them (overwrite)
-    would destroy it. A source given as a directory owns everything under it. Local and
-    remote paths never compare equal, so a URL output is checked against a URL source."""
+    would destroy it. A source given as a directory owns everything under it; a source
+    given as a prefix owns its files and the names they start with (an output there
+    shadows it). Symlinks are resolved first. Local and remote paths never compare equal,
+    so a URL output is checked against a URL source."""
     try:
         _check_output(output, given, prefix, overwrite)
     except CkptMigrateError:
@@ -463,9 +465,15 @@ def unreachable_output(error: BaseException, output: RemotePath) -> OutputError:
 
 def _check_output(output: AnyPath, given: AnyPath, prefix: AnyPath, overwrite: bool) -> None:
     out = output.resolve()
-    source_dir = prefix.resolve().parent
+    real_prefix = prefix.resolve()
+    source_dir = real_prefix.parent
     given_dir = given.resolve() if given.is_dir() else None
-    if out == source_dir or (given_dir is not None and given_dir in (out, *out.parents)):
+    # An output named after the prefix, beside its files, was allowed: `-o src/model.ckpt-1`
+    # made the prefix a directory, which the next read of the source took for it. Outputs
+    # elsewhere in a prefix's directory stay allowed: `x.ckpt` -> `x.weights.h5` beside it
+    # is how a tf-keras save_weights checkpoint is converted.
+    shadows = out.parent == source_dir and out.name.startswith(real_prefix.name)
+    if shadows or out == source_dir or (given_dir is not None and given_dir in (out, *out.parents)):
         raise OutputError(
             "the output is the source checkpoint's directory or inside it",
             path=str(output),
