@@ -413,7 +413,8 @@ def convert(
         bool, typer.Option("--dry-run", help="Print the plan; write nothing.")
     ] = False,
     force: Annotated[
-        bool, typer.Option("--force", help="Replace the output directory if it exists.")
+        bool,
+        typer.Option("--force", "--overwrite", help="Replace the output directory if it exists."),
     ] = False,
     strict: Annotated[
         bool,
@@ -586,7 +587,7 @@ def suggest(
         typer.Option("--output", "-o", help="Write the map to this file (else: stdout)."),
     ] = None,
     force: Annotated[
-        bool, typer.Option("--force", help="Replace the map file if it exists.")
+        bool, typer.Option("--force", "--overwrite", help="Replace the map file if it exists.")
     ] = False,
     quiet: QuietOption = False,
     root: Annotated[
@@ -687,7 +688,9 @@ def list_maps(
 @app.command("demo-files", epilog=EXIT_CODES)
 def demo_files(
     directory: Annotated[str, typer.Argument(help="Where to make them (must not exist).")],
-    force: Annotated[bool, typer.Option("--force", help="Replace DIRECTORY if it exists.")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", "--overwrite", help="Replace DIRECTORY if it exists.")
+    ] = False,
     quiet: QuietOption = False,
     traceback: TracebackOption = False,
 ) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 # flag (``error.render(flags)``; cli.py owns the flags).
 API_SPELLING: Mapping[str, str] = {
     "overwrite": "overwrite=True",
-    "map": "a map (mapping=...)",
+    "map": "a map (map=...)",
     "target": "target=...",
     "fill_missing_from_target": "fill_missing_from_target=True",
     "format_keras": 'format="keras"',

@@ -66,22 +66,25 @@ class _Into:
 
 
 def restore(
-    model_or_checkpoint: Any,
+    model: Any,
     checkpoint: str | Path,
+    *,
     map: Any = None,
     strict: bool = True,
-    *,
     session: Any = None,
     ignore: tuple[str, ...] | list[str] = (),
     min_match: float | None = None,
     workdir: str | Path | None = None,
 ) -> Report:
-    """Check ``checkpoint`` against ``model_or_checkpoint``, migrate it if needed, restore it.
+    """Check ``checkpoint`` against ``model``, migrate it if needed, restore it.
+
+    The model comes first, as in TensorFlow's ``saver.restore(session, path)`` and
+    ``model.load_weights(path)``; :func:`check` and :func:`assert_compatible` take the
+    checkpoint first, as the command line does (``ckptmigrate check CKPT --target T``).
 
     Args:
-        model_or_checkpoint: a Keras 3 model, a tf-keras model, a ``tf.train.Checkpoint``
-            (or ``tf.Module``), a ``tf.compat.v1.Session``, or a ``tf.Graph`` with
-            ``session=``.
+        model: a Keras 3 model, a tf-keras model, a ``tf.train.Checkpoint`` (or
+            ``tf.Module``), a ``tf.compat.v1.Session``, or a ``tf.Graph`` with ``session=``.
         checkpoint: the checkpoint to restore (a path, prefix, directory or URL).
         map: a map file, bundled map name or loaded Map: the checkpoint is converted with it
             into a temporary directory under ``workdir``, removed afterwards.
@@ -105,7 +108,7 @@ def restore(
         RestoreError: TensorFlow refused the restore after a passing check.
         CkptMigrateError: the checkpoint, object or map is unusable.
     """
-    into = _into(model_or_checkpoint, session)
+    into = _into(model, session)
     options = CheckOptions(ignore=tuple(ignore), min_match=min_match)
     if _is_keras_file(checkpoint):
         return _restore_keras_file(into, Path(checkpoint), map, strict, options)
@@ -139,6 +142,14 @@ def restore(
 
 
 def _into(obj: Any, session: Any) -> _Into:
+    if isinstance(obj, str | Path):
+        raise CkptMigrateError(
+            f"restore takes the model first, then the checkpoint; it was given the path "
+            f"{str(obj)!r} where the model goes",
+            hint="restore(model, checkpoint), as saver.restore(session, path) and "
+            "model.load_weights(path) take them (check(checkpoint, target) is the other way "
+            "round, as the command line).",
+        )
     tf = import_tensorflow()
     v1 = tf.compat.v1
     if isinstance(obj, v1.Session):

@@ -278,3 +278,26 @@ def test_the_api_reference_fails_on_a_pdoc_warning(
     monkeypatch.syspath_prepend(str(tmp_path))
     with pytest.raises(UserWarning, match="does not resolve"):
         _build_api().main(tmp_path / "docs", ("broken_api",))
+
+
+def test_one_spelling_for_the_map_and_the_order_said_when_swapped(tmp_path: Path) -> None:
+    """(issue 13, item 5) ``map=`` everywhere a map is taken; restore's model-first order
+    (TensorFlow's) is explained when the arguments come the other way round."""
+    import inspect
+
+    for function in (
+        ckptmigrate.check,
+        ckptmigrate.assert_compatible,
+        ckptmigrate.convert,
+        ckptmigrate.plan,
+        ckptmigrate.restore,
+    ):
+        assert "map" in inspect.signature(function).parameters, function.__name__
+        assert "mapping" not in inspect.signature(function).parameters, function.__name__
+    with pytest.raises(ckptmigrate.CkptMigrateError) as caught:
+        ckptmigrate.restore(str(tmp_path / "model.ckpt"), object())
+    assert "restore takes the model first" in str(caught.value)
+    assert "restore(model, checkpoint)" in str(caught.value)
+    with pytest.raises(ckptmigrate.CkptMigrateError) as caught:
+        ckptmigrate.convert(tmp_path / "nothing", None, tmp_path / "out")
+    assert "map=" in str(caught.value)

@@ -241,3 +241,14 @@ def test_traceback_shows_the_traceback_and_keeps_the_exit_code(tmp_path: Path) -
     assert result.exit_code == 2
     assert "Traceback (most recent call last)" in result.output
     assert "error: " in result.output
+
+
+def test_overwrite_is_the_api_word_and_a_flag_too(ckpt: Path, tmp_path: Path) -> None:
+    """(issue 13, item 5) the API's overwrite= and the CLI's --force name one thing: the
+    CLI takes both spellings."""
+    args = ["convert", str(ckpt), "--map", "strip-optimizer", "-o", str(tmp_path / "out"), "-q"]
+    assert runner.invoke(app, args).exit_code == 0
+    assert runner.invoke(app, args).exit_code == 2  # exists
+    for flag in ("--force", "--overwrite"):
+        again = runner.invoke(app, [*args, flag])
+        assert again.exit_code == 0, again.output

@@ -47,7 +47,7 @@ __all__ = [
 
 def plan(
     checkpoint: str | Path,
-    mapping: Map | str | Path | None = None,
+    map: Map | str | Path | None = None,
     *,
     target: Any = None,
     root: str | None = "model",
@@ -61,7 +61,7 @@ def plan(
 
     Args:
         checkpoint: the source checkpoint (any path ``open_checkpoint`` takes).
-        mapping: a loaded map, a map file, a bundled map's name, or None (target only).
+        map: a loaded map, a map file, a bundled map's name, or None (target only).
         target, root, fill_missing_from_target, strict, require_all, format, params: as
             for :func:`convert`.
 
@@ -79,14 +79,14 @@ def plan(
         require_all=require_all,
         params=frozen_params(params),
     )
-    the_map = _as_map(mapping, target, options)
+    the_map = _as_map(map, target, options)
     with open_checkpoint(checkpoint) as ckpt, _target_model(target, options) as target_model:
         return _plan_for(ckpt, the_map, target_model, options)
 
 
 def convert(
     checkpoint: str | Path,
-    mapping: Map | str | Path | None,
+    map: Map | str | Path | None,
     output: str | Path,
     *,
     target: Any = None,
@@ -103,14 +103,14 @@ def convert(
     on_variable: OnVariable | None = None,
     progress: Progress | None = None,
 ) -> ConvertResult:
-    """Apply ``mapping`` to ``checkpoint`` and write the result to ``output``.
+    """Apply ``map`` to ``checkpoint`` and write the result to ``output``.
 
     Shards whose tensors all survive unchanged are reflinked or hard-linked (copied with
     ``copy``); everything else is written tensor by tensor; the output appears atomically.
 
     Args:
         checkpoint: the source checkpoint (a path, prefix, directory or URL).
-        mapping: a loaded map, a map file, a bundled map's name, or None (target only).
+        map: a loaded map, a map file, a bundled map's name, or None (target only).
         output: the checkpoint directory to create (a URL too), or for
             ``format="keras"`` a ``*.weights.h5`` / ``*.keras`` file.
         target: the model to write for (a path, builder spec or live object, as ``check``
@@ -156,7 +156,7 @@ def convert(
         params=frozen_params(params),
     )
     return run_conversion(
-        checkpoint, mapping, output, target, options, on_variable=on_variable, progress=progress
+        checkpoint, map, output, target, options, on_variable=on_variable, progress=progress
     )
 
 
