@@ -523,6 +523,8 @@ def convert(
         def warn(the_plan: Any) -> None:
             # Before anything is written, above the progress line: a rule that matches
             # nothing is seen while there is still time to stop.
+            for warning in the_plan.source_warnings:
+                progress.note(f"warning: {warning}")
             for warning in the_plan.warnings:
                 progress.note(f"warning: {warning}; --strict makes this an error")
 

@@ -774,3 +774,62 @@ def test_an_output_beside_a_prefix_sources_files_is_written(tmp_path: Path) -> N
         )
         assert code == 0, err
         assert (tmp_path / output / "model.ckpt.index").is_file()
+
+
+# --- a copied directory whose state file names the original ----------------------------------
+
+
+def _saver_checkpoint(tf: Any, directory: Path) -> Path:
+    """A TF1 Saver checkpoint: its state file records absolute paths."""
+    tf1 = tf.compat.v1
+    with tf.Graph().as_default():
+        tf1.get_variable("v", initializer=np.arange(4, dtype=np.float32))
+        saver = tf1.train.Saver()
+        with tf1.Session() as session:
+            session.run(tf1.global_variables_initializer())
+            return Path(saver.save(session, str(directory / "model.ckpt"), global_step=1))
+
+
+def test_a_copied_directory_whose_state_file_names_the_original_says_so(
+    tf: Any, tmp_path: Path
+) -> None:
+    import shutil
+
+    original = _saver_checkpoint(tf, tmp_path / "orig")
+    shutil.copytree(tmp_path / "orig", tmp_path / "copy")
+    copy = tmp_path / "copy"
+    assert (copy / "checkpoint").read_text().startswith(f'model_checkpoint_path: "{original}"')
+    # TensorFlow reads the original while it exists: so do we, and say so.
+    assert tf.train.latest_checkpoint(str(copy)) == str(original)
+    assert open_checkpoint(copy).prefix == original
+    warning = (
+        f"the state file {copy / 'checkpoint'} records the absolute path {original}, outside "
+        f"{copy}: that checkpoint is read, as TensorFlow's latest_checkpoint reads it, not "
+        f"{copy / 'model.ckpt-1'} beside it; pass {copy / 'model.ckpt-1'} to read that one"
+    )
+    code, out, _ = run_cli("inspect", str(copy))
+    assert code == 0
+    assert f"note: {warning}" in " ".join(out.split())
+    mapping = tmp_path / "rename.yaml"
+    mapping.write_text("version: 1\nrules:\n  - name: v\n    rename: w\n")
+    code, _, err = run_cli("convert", str(copy), "--map", str(mapping), "-o", str(tmp_path / "out"))
+    assert code == 0, err
+    assert f"warning: {warning}" in " ".join(err.split())
+    # Given the prefix beside the state file, the copy is read, and nothing is said.
+    code, _, err = run_cli(
+        "convert", str(copy / "model.ckpt-1"), "--map", str(mapping), "-o", str(tmp_path / "o2")
+    )
+    assert code == 0, err
+    assert "warning" not in err
+
+
+def test_a_copied_checkpoint_manager_directory_is_read_where_it_is(tf: Any, tmp_path: Path) -> None:
+    import shutil
+
+    checkpoint = tf.train.Checkpoint(v=tf.Variable(np.arange(3, dtype=np.float32)))
+    tf.train.CheckpointManager(checkpoint, str(tmp_path / "orig"), 1).save()
+    shutil.copytree(tmp_path / "orig", tmp_path / "copy")
+    assert tf.train.latest_checkpoint(str(tmp_path / "copy")) == str(tmp_path / "copy" / "ckpt-1")
+    location = open_checkpoint(tmp_path / "copy").location
+    assert location.prefix == tmp_path / "copy" / "ckpt-1"
+    assert location.warnings == ()

@@ -43,6 +43,9 @@ class CheckpointLocation:
     format: Format
     given: AnyPath
     notes: tuple[str, ...] = ()
+    # What a user should see before anything is written (a conversion shows them); each is
+    # among the notes too.
+    warnings: tuple[str, ...] = ()
 
     @property
     def is_remote(self) -> bool:
@@ -178,11 +181,17 @@ def _from_state_file(state: AnyPath, given: AnyPath) -> CheckpointLocation:
         # So is a path no file can have (a name longer than the filesystem allows).
         target, fmt = None, None
     notes = [f"followed the checkpoint state file {state} to {target or recorded}"]
+    warnings: list[str] = []
     if target is not None and not isinstance(directory, Path) and Path(recorded).is_absolute():
         notes.append(
             f"the state file records this machine's path {recorded!r}; using {target} "
             "found beside it"
         )
+    if target is not None and isinstance(directory, Path) and isinstance(target, Path):
+        outside = _outside_warning(state, directory, recorded, target)
+        if outside is not None:
+            notes.append(outside)
+            warnings.append(outside)
     if target is None or fmt is None:
         # Checkpoints get moved; the state file then holds a stale absolute path or one
         # relative to another working directory. A prefix of the same name beside the
@@ -209,7 +218,35 @@ def _from_state_file(state: AnyPath, given: AnyPath) -> CheckpointLocation:
             path=str(state),
             hint=hint,
         )
-    return CheckpointLocation(target, fmt, given, tuple(notes))
+    return CheckpointLocation(target, fmt, given, tuple(notes), tuple(warnings))
+
+
+def _outside_warning(state: Path, directory: Path, recorded: str, target: Path) -> str | None:
+    """Say so when a state file's absolute path leads out of its directory.
+
+    A directory copied with a TF1 Saver's state file still names the original's absolute
+    path; TensorFlow's latest_checkpoint follows it while it exists (and finds nothing once
+    it is gone), so the original is what is read, and what a conversion links its unchanged
+    shards from, though a checkpoint of the same name sits beside the state file.
+    """
+    if not Path(recorded).is_absolute():
+        return None
+    try:
+        if target.resolve().parent == directory.resolve():
+            return None
+    except OSError:
+        return None
+    beside = directory / Path(recorded).name
+    copy = (
+        f", not {beside} beside it; pass {beside} to read that one"
+        if (_existing_format(beside) is not None)
+        else ""
+    )
+    return (
+        f"the state file {state} records the absolute path {_show(recorded)}, outside "
+        f"{directory}: that checkpoint is read, as TensorFlow's latest_checkpoint reads it"
+        f"{copy}"
+    )
 
 
 def _from_directory(directory: AnyPath, given: AnyPath) -> CheckpointLocation:

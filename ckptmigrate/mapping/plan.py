@@ -108,6 +108,8 @@ class Plan:
     object_graph: bytes | None = None  # TF2: the rewritten object graph, when it changed
     target: str | None = None  # convert --target: outputs are the target's keys
     left_out: tuple[str, ...] = ()  # map outputs the target does not restore
+    # What locating the source found worth a warning (a state file leading elsewhere).
+    source_warnings: tuple[str, ...] = ()
 
     def __repr__(self) -> str:
         counts = [f"{len(self.outputs)} outputs", f"{len(self.dropped)} dropped"]
@@ -458,6 +460,7 @@ def plan_conversion(
         tuple(warnings),
         tuple(passthrough) if keep_object_graph and graph is None else (),
         graph,
+        source_warnings=checkpoint.location.warnings,
     )
 
 
