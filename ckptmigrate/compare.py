@@ -299,6 +299,8 @@ class _Strategy:
     target_keys: KeyFn
     note: str | None = None
     alignment: ScopeAlignment | None = None
+    # A TF2 restore by object-graph path: pair as TensorFlow's walk binds (_pair_by_walk).
+    walk: bool = False
 
 
 def _under(scope: str, key_fn: KeyFn) -> KeyFn:
@@ -363,9 +365,10 @@ def _strategies(ckpt: Inventory, target: Inventory, rekeyed: bool) -> list[_Stra
                 _by_either,
             )
         )
+    walk = not rekeyed and ckpt.scheme is Scheme.TF2 and target.scheme is Scheme.TF2
     out = []
     for description, ck, tk in base:
-        out.append(_Strategy(description, ck, tk))
+        out.append(_Strategy(description, ck, tk, walk=walk))
         if rekeyed:
             # The checkpoint is rewritten under the target's keys: any one extra leading
             # scope on either side is just another rename.
@@ -399,14 +402,24 @@ def _strategies(ckpt: Inventory, target: Inventory, rekeyed: bool) -> list[_Stra
                 alignment = ScopeAlignment("checkpoint", scope)
                 out.append(
                     _Strategy(
-                        description, _under(scope, ck), tk, _tf2_root_note(alignment), alignment
+                        description,
+                        _under(scope, ck),
+                        tk,
+                        _tf2_root_note(alignment),
+                        alignment,
+                        walk=True,
                     )
                 )
             for scope in _common_scopes(target, tk):
                 alignment = ScopeAlignment("target", scope)
                 out.append(
                     _Strategy(
-                        description, ck, _under(scope, tk), _tf2_root_note(alignment), alignment
+                        description,
+                        ck,
+                        _under(scope, tk),
+                        _tf2_root_note(alignment),
+                        alignment,
+                        walk=True,
                     )
                 )
     return out
@@ -423,7 +436,45 @@ class _Pairing:
         return sum(1 for c in self.pairs.values() if c is not None)
 
 
+def _pair_by_walk(strategy: _Strategy, ckpt: Inventory, target: Inventory) -> _Pairing:
+    """Pairs as a TF2 restore binds: TensorFlow walks the checkpoint's object graph breadth
+    first, binding each checkpoint node to the object at the same path in the target the
+    first time its walk reaches the node through a path the target has; an object takes
+    its value from the first node bound to it, and a node bound to an object another node
+    already restored gives nothing (TensorFlow still counts it consumed). So a variable
+    reachable by several paths pairs through the checkpoint's first path the target has,
+    not through any shared one: a Keras 3 Adam's ``_variables/3`` (v of the first variable)
+    meets a tf-keras Adam's ``_variables/3`` (m of the second) there, though both reach
+    the right slot as ``_velocities/0`` too, and the restore fails on its shape.
+
+    A path's keys list the variable's paths breadth first (its key first), so the first
+    one the target has is where the walk binds it; bindings happen shallowest first."""
+    owner: dict[str, VariableSpec] = {}
+    for t in target.variables.values():
+        for key in strategy.target_keys(t):
+            owner.setdefault(key, t)
+    bindings: list[tuple[int, int, str, VariableSpec, str]] = []
+    for order, c in enumerate(ckpt.variables.values()):
+        for key in strategy.ckpt_keys(c):
+            bound = owner.get(key)
+            if bound is not None:
+                bindings.append((key.count("/"), order, bound.name, c, key))
+                break
+    bindings.sort(key=lambda b: (b[0], b[1]))
+    pairs: dict[str, VariableSpec | None] = dict.fromkeys(target.variables)
+    match_keys = {
+        t.name: next(iter(strategy.target_keys(t)), t.name) for t in target.variables.values()
+    }
+    for _, _, name, c, key in bindings:
+        if pairs[name] is None:
+            pairs[name] = c
+            match_keys[name] = key
+    return _Pairing(strategy, pairs, match_keys)
+
+
 def _pair_with(strategy: _Strategy, ckpt: Inventory, target: Inventory) -> _Pairing:
+    if strategy.walk:
+        return _pair_by_walk(strategy, ckpt, target)
     index: dict[str, VariableSpec] = {}
     # A key two different variables share on one side (a subclassed Keras model records
     # the same original name for every layer; a stripped scope leaves bare 'kernel's)

@@ -1120,28 +1120,8 @@ def run_object_pair(tf: Any, pair: Any, tmp: Path) -> None:
         f"{pair.describe()}\n  check: ok={report.ok} notes={report.notes}\n  {findings}\n"
         f"  restore: {failure or 'succeeded'}"
     )
-    if not (isinstance(pair, OptimizerPair) and _list_layouts_differ(pair)):
-        assert report.ok == (failure is None), context
+    assert report.ok == (failure is None), context
     assert_matched_values(report, after, saved, context)
-
-
-LISTED = {"keras3_adam", "keras3_sgd", "keras3_rmsprop", "tf_keras_adam"}
-
-
-def _list_layouts_differ(pair: OptimizerPair) -> bool:
-    """A known gap, not asserted (test_tf2_optimizer_of_another_layout_is_refused, xfail):
-    the same attribute holds stepped optimizers of two kinds that both list their state in
-    ``_variables`` in another order. TensorFlow binds each checkpoint node through the
-    first path its walk reaches (the list index); check pairs through any shared path
-    (``_momentums/0``), so it can call matched what TensorFlow refuses."""
-    kinds = {o.attr: o.kind for o in pair.source_opts if o.stepped}
-    return any(
-        o.stepped
-        and o.attr in kinds
-        and kinds[o.attr] != o.kind
-        and {kinds[o.attr], o.kind} <= LISTED
-        for o in pair.target_opts
-    )
 
 
 def _key(pair: Pair, v: Var) -> str:
@@ -1301,15 +1281,10 @@ def _adam_checkpoint(tf: Any, optimizer: Any, tmp_path: Path) -> tuple[str, Any]
     return holder.write(str(tmp_path / f"{type(optimizer).__module__}" / "ckpt")), holder
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known gap: check pairs a variable through any path it shares with the "
-    "checkpoint; TensorFlow binds each checkpoint node through the first path its walk of "
-    "the object graph reaches (here the _variables list index). Needs that walk in compare.",
-)
 def test_tf2_optimizer_of_another_layout_is_refused(tf: Any, tmp_path: Path) -> None:
-    """Found by the oracle (optimizers family): a Keras 3 Adam's state restored into a
-    tf-keras Adam at the same attribute. Both list their slots in ``_variables`` (Keras 3:
+    """Found by the oracle (optimizers family), a false OK before compare paired TF2 paths
+    as TensorFlow's walk binds them: a Keras 3 Adam's state restored into a tf-keras Adam
+    at the same attribute. Both list their slots in ``_variables`` (Keras 3:
     iterations, learning rate, then m and v per variable; tf-keras: iterations, then m and v
     per variable), and both also reach them as ``_momentums/N``, ``_velocities/N``."""
     import keras
