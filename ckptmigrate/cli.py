@@ -59,6 +59,8 @@ CLI_FLAGS = {
     "values": "--values",
     "ignore": "--ignore",
     "params": "--set",
+    "max_shard_size": "--max-shard-size",
+    "num_shards": "--num-shards",
     "check_command": "`ckptmigrate check CKPT --target T`",
     "check_map_command": "`ckptmigrate check CKPT --target T --map M`",
     "suggest_command": "`ckptmigrate suggest CKPT --target T`",
@@ -460,6 +462,19 @@ def convert(
             help="A value for a parameter the map declares (params: {heads: 12}); repeatable.",
         ),
     ] = None,
+    max_shard_size: Annotated[
+        str | None,
+        typer.Option(
+            "--max-shard-size",
+            metavar="SIZE",
+            help="Write data shards of at most SIZE (2GB, 512MiB, bytes); a bigger tensor "
+            "gets a shard of its own.",
+        ),
+    ] = None,
+    num_shards: Annotated[
+        int | None,
+        typer.Option("--num-shards", metavar="K", help="Write the tensors to K data shards."),
+    ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print a JSON object.")] = False,
     quiet: QuietOption = False,
     traceback: TracebackOption = False,
@@ -474,7 +489,7 @@ def convert(
       ckptmigrate convert runs/model.ckpt-1000 --map widen.yaml -o runs-widened
       ckptmigrate convert old/x.ckpt -m tf-keras-to-keras3 -t new.keras -o out --verify
     """
-    from .conversion import ConvertOptions, plan, run_conversion
+    from .conversion import ConvertOptions, ShardPolicy, parse_size, plan, run_conversion
     from .conversion.options import frozen_params
     from .mapping.schema import parse_settings
 
@@ -515,6 +530,9 @@ def convert(
             durable=durable,
             verify=verify,
             params=frozen_params(parse_settings(settings or [])),
+            shards=ShardPolicy(
+                None if max_shard_size is None else parse_size(max_shard_size), num_shards
+            ),
         ),
         traceback,
     )

@@ -28,6 +28,8 @@ API_SPELLING: Mapping[str, str] = {
     "values": "values=True",
     "ignore": "ignore",
     "params": "params=",
+    "max_shard_size": "max_shard_size=",
+    "num_shards": "num_shards=",
     "check_command": "ckptmigrate.check(checkpoint, target)",
     "check_map_command": "ckptmigrate.check(checkpoint, target, map=...)",
     "suggest_command": "ckptmigrate.suggest(checkpoint, target)",

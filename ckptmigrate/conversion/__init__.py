@@ -27,6 +27,7 @@ from .bundle_out import PROVENANCE_FILE, download, write_checkpoint
 from .job import Job, OnVariable
 from .keras_out import check_keras_output, keras_value, write_keras
 from .options import ConvertOptions, ConvertResult, Counts, frozen_params, kind_of
+from .sharding import ShardPolicy, parse_size
 from .values import Sources, stored_value
 
 if TYPE_CHECKING:
@@ -38,8 +39,10 @@ __all__ = [
     "ConvertResult",
     "Counts",
     "OutputFormat",
+    "ShardPolicy",
     "convert",
     "kind_of",
+    "parse_size",
     "plan",
     "run_conversion",
 ]
@@ -100,6 +103,8 @@ def convert(
     verify: bool = False,
     format: OutputFormat | str = OutputFormat.CHECKPOINT,
     params: Mapping[str, int] | None = None,
+    max_shard_size: int | str | None = None,
+    num_shards: int | None = None,
     on_variable: OnVariable | None = None,
     progress: Progress | None = None,
 ) -> ConvertResult:
@@ -132,6 +137,11 @@ def convert(
             model target).
         params: values for parameters the map declares (``params: {heads: 12}`` in the
             map; ``--set heads=16`` on the command line), used by its size expressions.
+        max_shard_size: write several data shards of at most this size (bytes, or a
+            string such as ``"2GB"`` or ``"512MiB"``); a tensor larger than it gets a shard
+            of its own.
+        num_shards: write the tensors to this many data shards of about equal size.
+            Shards carried over whole from the source come on top of either.
         on_variable: called with each output variable as it is written.
         progress: told the totals, then each variable written, then the verification's
             steps (:class:`~ckptmigrate.progress.Progress`; set its ``listener``).
@@ -154,6 +164,9 @@ def convert(
         durable=durable,
         verify=verify,
         params=frozen_params(params),
+        shards=ShardPolicy(
+            None if max_shard_size is None else parse_size(max_shard_size), num_shards
+        ),
     )
     return run_conversion(
         checkpoint, map, output, target, options, on_variable=on_variable, progress=progress

@@ -6,7 +6,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,9 @@ from ..formats.ordered_code import decode_slice_key, encode_slice_key, is_slice_
 from ..formats.remote import RemotePath
 from ..mapping.plan import Plan
 from ..mapping.rules import NO_MAP
-from .job import Job
+from .job import Job, planned_bytes
 from .options import Counts
+from .sharding import ShardPolicy
 from .values import value_of
 
 __all__ = ["PROVENANCE_FILE", "ShardLayout", "download", "write_checkpoint"]
@@ -42,6 +44,26 @@ class ShardLayout:
     """Source keys whose checksums are verified on another thread, alongside the copy."""
     copy: bool = False
     """Carried-over shards are copied, not linked."""
+    placement: Mapping[str, int] = field(default_factory=dict)
+    """Output keys written to a shard other than ``free`` (a sharding policy's choice)."""
+
+    def shard_for(self, key: str) -> int:
+        """The shard a tensor written (not carried over) under ``key`` goes to."""
+        return self.placement.get(key, self.free)
+
+    def spread(self, policy: ShardPolicy, sizes: list[tuple[str, int]]) -> ShardLayout:
+        """Spread the tensors written (of the given sizes) over shards as ``policy`` says:
+        first the source's shard numbers not carried over, then new ones after them."""
+        if not policy.active or not sizes:
+            return self
+        groups = policy.spread(sizes)
+        spare = [i for i in range(self.num_shards) if i not in self.linked]
+        numbers = [*spare, *range(self.num_shards, self.num_shards + len(groups))][: len(groups)]
+        placement = {
+            key: number for number, group in zip(numbers, groups, strict=True) for key in group
+        }
+        count = max(self.num_shards if self.linked else 0, max(numbers) + 1)
+        return replace(self, num_shards=count, free=numbers[0], placement=placement)
 
     @staticmethod
     def of(reader: BundleReader | None, the_plan: Plan, copy: bool) -> ShardLayout:
@@ -104,6 +126,7 @@ def write_checkpoint(job: Job, destination: AnyPath) -> tuple[AnyPath, tuple[str
     reader = ckpt.reader
     bundle = reader if isinstance(reader, BundleReader) else None
     layout = ShardLayout.of(bundle, the_plan, job.options.copy)
+    layout = layout.spread(job.options.shards, _written_sizes(bundle, the_plan, layout))
     writer = BundleWriter(
         destination,
         ckpt.prefix.name,
@@ -129,7 +152,8 @@ def write_checkpoint(job: Job, destination: AnyPath) -> tuple[AnyPath, tuple[str
             import numpy as np
 
             graph = np.array(the_plan.object_graph, dtype=object)
-            writer.add_array(OBJECT_GRAPH_KEY, graph, dtypes.BY_NAME["string"], shard=layout.free)
+            shard = layout.shard_for(OBJECT_GRAPH_KEY)
+            writer.add_array(OBJECT_GRAPH_KEY, graph, dtypes.BY_NAME["string"], shard=shard)
         for variable in the_plan.outputs:
             if variable.raw_copy:
                 assert variable.source is not None
@@ -144,7 +168,7 @@ def write_checkpoint(job: Job, destination: AnyPath) -> tuple[AnyPath, tuple[str
             else:
                 value = value_of(job.sources, variable)
                 dtype = dtypes.BY_NAME[variable.dtype]
-                writer.add_array(variable.name, value, dtype, shard=layout.free)
+                writer.add_array(variable.name, value, dtype, shard=layout.shard_for(variable.name))
             job.written(variable)
         finish()  # a bad checksum aborts here, before anything is published
         writer.add_file(PROVENANCE_FILE, _provenance(the_plan, ckpt, job.counts, links))
@@ -162,9 +186,10 @@ def _copy(
     main: bool = True,
 ) -> None:
     reader = ckpt.reader
+    shard = layout.shard_for(name)
     if not isinstance(reader, BundleReader):
         info = reader.info(source)
-        writer.add_array(name, reader.read(source), info.dtype, shard=layout.free)
+        writer.add_array(name, reader.read(source), info.dtype, shard=shard)
         return
 
     def carry(new_key: str, old_key: str) -> None:
@@ -173,9 +198,7 @@ def _copy(
             writer.add_linked(new_key, entry)
         else:
             aside = main and old_key in layout.checked_aside
-            writer.add_stored(
-                new_key, reader, source_key=old_key, shard=layout.free, verify=not aside
-            )
+            writer.add_stored(new_key, reader, source_key=old_key, shard=shard, verify=not aside)
 
     entry = reader.entries[source]
     if not entry.slices:
@@ -186,6 +209,45 @@ def _copy(
     for i, tslice in enumerate(entry.slices):
         extents = [(e.start, e.length) for e in tslice.extents]
         carry(encode_slice_key(name, extents), reader.slice_key(source, i))
+
+
+def _written_sizes(
+    reader: BundleReader | None, the_plan: Plan, layout: ShardLayout
+) -> list[tuple[str, int]]:
+    """Every tensor the writer will write (not carry over in a linked shard), in the order
+    it writes them, with its size in bytes: stored sizes for copies, the planned shape's
+    for computed tensors (a string tensor's size is not known before it is computed)."""
+
+    def stored(key: str, reader: BundleReader) -> int | None:
+        """The bytes of a copy from the source; None when its shard is carried over."""
+        entry = reader.entries[key]
+        parts = (
+            [reader.entries[reader.slice_key(key, i)] for i in range(len(entry.slices))]
+            if entry.slices
+            else [entry]
+        )
+        if all(part.shard_id in layout.linked for part in parts):
+            return None
+        return sum(part.size for part in parts)
+
+    sizes: list[tuple[str, int]] = []
+    if reader is not None:
+        for key in the_plan.passthrough:
+            size = stored(key, reader)
+            if size is not None:
+                sizes.append((key, size))
+    if the_plan.object_graph is not None:
+        sizes.append((OBJECT_GRAPH_KEY, len(the_plan.object_graph)))
+    for variable in the_plan.outputs:
+        copied = variable.raw_copy and variable.origin is None and variable.source is not None
+        if copied and reader is not None:
+            assert variable.source is not None
+            size = stored(variable.source, reader)
+            if size is not None:
+                sizes.append((variable.name, size))
+        else:
+            sizes.append((variable.name, planned_bytes(variable)))
+    return sizes
 
 
 def download(prefix: RemotePath, stack: contextlib.ExitStack) -> Path:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ..errors import CkptMigrateError
 from ..formats.locate import AnyPath
 from ..output_format import OutputFormat
+from .sharding import ShardPolicy
 
 if TYPE_CHECKING:
     from ..mapping.plan import Plan, PlannedVariable
@@ -47,6 +49,16 @@ class ConvertOptions:
     """Have TensorFlow (or Keras) restore the output and compare every value."""
     params: tuple[tuple[str, int], ...] = ()
     """Values for parameters the map declares (``params: {heads: 12}``)."""
+    shards: ShardPolicy = field(default_factory=ShardPolicy)
+    """How the written tensors are spread over data shards."""
+
+    def __post_init__(self) -> None:
+        if self.shards.active and self.format is OutputFormat.KERAS:
+            raise CkptMigrateError(
+                "a Keras weights file has no data shards ([[max_shard_size]], [[num_shards]] "
+                "apply to checkpoints)",
+                hint="leave the sharding options out with [[format_keras]].",
+            )
 
 
 def frozen_params(params: Mapping[str, int] | None) -> tuple[tuple[str, int], ...]:
