@@ -187,8 +187,8 @@ def _from_state_file(state: AnyPath, given: AnyPath) -> CheckpointLocation:
             f"the state file records this machine's path {recorded!r}; using {target} "
             "found beside it"
         )
-    if target is not None and isinstance(directory, Path) and isinstance(target, Path):
-        outside = _outside_warning(state, directory, recorded, target)
+    if isinstance(state, Path) and isinstance(target, Path):
+        outside = _outside_warning(state, state.parent, recorded, target)
         if outside is not None:
             notes.append(outside)
             warnings.append(outside)
