@@ -33,10 +33,12 @@ test: lint
 check: lint
 	$(PY) -m pytest -n 2 -q --without-tensorflow -m "not slow"
 
-# The long runs of the differential oracles (tests/test_verdict_oracle.py: 10,000 pairs) and
-# of the upload fault trials (tests/test_interrupted.py: 60 cut connections, 60 SIGTERMs).
+# The long runs of the differential oracles (tests/test_verdict_oracle.py: 10,000 pairs), of
+# the behaviour oracles (tests/test_behaviour_oracle.py: 60 random migrations) and of the
+# upload fault trials (tests/test_interrupted.py: 60 cut connections, 60 SIGTERMs).
 soak: install
 	CKPTMIGRATE_ORACLE_PAIRS=10000 $(PY) -m pytest -n 2 -q -p no:cacheprovider tests/test_verdict_oracle.py
+	CKPTMIGRATE_BEHAVIOUR_CASES=60 $(PY) -m pytest -n 2 -q -p no:cacheprovider tests/test_behaviour_oracle.py
 	CKPTMIGRATE_FAULT_TRIALS=60 $(PY) -m pytest -q -p no:cacheprovider -s tests/test_interrupted.py -k all_or_nothing
 	CKPTMIGRATE_FUZZ_CASES=170000 $(PY) tests/fuzzing.py --workers 2
 

@@ -46,16 +46,18 @@ How variables are paired, deterministically:
    ``zeros``, scales ``ones``; function-preserving by default: a weight matrix's new
    input rows, fed by the new units of a widened layer before it, are padded with
    zeros after its new columns, so the grown model computes what the trained one did;
-   ``preserve_function=False`` pads them at random too; an optimizer slot that the target keeps is padded by its
-   own rule first, with what the optimizer starts that slot at: the target's own start
-   when it has one constant (a ``.meta`` graph's initialiser), else the optimizer's
-   default for the slot's kind (Adagrad/Ftrl accumulators 0.1, Ftrl's linear and Adam's
-   moments 0; ``fills.slot_kind``), so no accumulator gets zeros or random values), drops
+   ``preserve_function=False`` pads them at random too; an optimizer slot that the
+   target keeps is padded by its own rule first, with what the optimizer starts that
+   slot at: the target's own start when it has one constant (a ``.meta`` graph's
+   initialiser), else the optimizer's default for the slot's kind (Adagrad/Ftrl
+   accumulators 0.1, Ftrl's linear and Adam's moments 0; ``fills.slot_kind``), so no
+   accumulator gets zeros or random values), drops
    (a role the target has none of is dropped by ``role:``; unpaired model variables and
    leftover slots by name), inits (new optimizer slots start the same way).
 5. The map is planned against the checkpoint and compared with the target (rekeyed): what
-   is still unused is dropped by name, what is still missing initialised, and the final
-   prediction is kept as ``Suggestion.predicted``.
+   is still unused is dropped by name (or, for an optimizer slot the target keeps under
+   a longer or shorter scope, renamed there), what is still missing initialised, and
+   the final prediction is kept as ``Suggestion.predicted``.
 """
 
 from __future__ import annotations

@@ -90,8 +90,41 @@ def decide(ckpt: Inventory, target: Inventory) -> _Plan:
         for f in report.findings
         if f.kind is Kind.MISSING and f.target is not None and f.target.role in poolable
     )
+    # A pair by key (tf-keras' positional layer_with_weights-1) whose original names
+    # differ while a target variable nothing supplies bears the checkpoint's very original
+    # name (head/kernel): a layer inserted before the head took the head's index. The
+    # original name wins; the target the key paired goes to the scored pool.
+    by_original: dict[str, list[VariableSpec]] = {}
+    for f in report.findings:
+        if f.kind is Kind.MISSING and f.target is not None and f.target.role in poolable:
+            by_original.setdefault(_original(f.target) or "", []).append(f.target)
+    namesakes: dict[str, VariableSpec] = {}  # checkpoint name -> its namesake target
+    for f in report.findings:
+        original = None if f.checkpoint is None else _original(f.checkpoint)
+        found = by_original.get(original or "", [])
+        if (
+            f.kind in (Kind.MATCHED, Kind.SHAPE_MISMATCH)
+            and f.checkpoint is not None
+            and f.target is not None
+            and f.checkpoint.role in poolable
+            and original
+            and original not in plan.shared_originals
+            and original != _original(f.target)
+            and len(found) == 1
+            and _fixable(f.checkpoint, found[0])
+        ):
+            namesakes[f.checkpoint.name] = found[0]
+    claimed = {t.name for t in namesakes.values()}
     for f in report.findings:
         if f.checkpoint is not None and variable_path(f.checkpoint.name) in owned:
+            continue
+        if f.checkpoint is not None and f.target is not None and f.checkpoint.name in namesakes:
+            namesake = namesakes[f.checkpoint.name]
+            _pair(plan, f.checkpoint, namesake, "its original name is the target's")
+            plan.pairs.append(
+                Pair(variable_path(f.checkpoint.name), variable_path(namesake.name), 1.0)
+            )
+            pool_targets.append(f.target)
             continue
         if (
             f.kind is Kind.SHAPE_MISMATCH
@@ -109,7 +142,7 @@ def decide(ckpt: Inventory, target: Inventory) -> _Plan:
             continue
         assert f.target is not None
         if f.kind is Kind.MISSING:
-            if f.target.role in poolable:
+            if f.target.role in poolable and f.target.name not in claimed:
                 pool_targets.append(f.target)
             continue
         assert f.checkpoint is not None
@@ -127,6 +160,10 @@ def decide(ckpt: Inventory, target: Inventory) -> _Plan:
         plan.pairs.append(Pair(variable_path(f.checkpoint.name), variable_path(f.target.name), 1.0))
     _match_pools(plan, ckpt, target, pool_sources, pool_targets)
     return plan
+
+
+def _original(spec: VariableSpec) -> str | None:
+    return spec.original_name.removesuffix(":0") if spec.original_name else None
 
 
 def _shared_originals(*inventories: Inventory) -> frozenset[str]:
@@ -361,7 +398,7 @@ def fix_rules(
             if narrowing > (dtypes.BY_NAME[tgt.dtype].itemsize or 0):
                 cast = {"dtype": tgt.dtype, "allow_precision_loss": True}
             rules.append(make_rule(Section.SHAPE, {"name": name, "cast": cast}))
-        fan_in = fan_in_axis(name, tgt.shape, tgt.dtype) if preserve_function else None
+        fan_in = _fan_in(src, tgt) if preserve_function else None
         ops, doubt = shape_ops(src.shape, tgt.shape, fill_for(name, tgt.shape, tgt.dtype), fan_in)
         # Slots the target keeps get their own rules, first: pads need a slot's fill (an
         # accumulator must not get random cells), and plan.py lets a rule on the variable
@@ -380,6 +417,17 @@ def fix_rules(
             rules.append(make_rule(Section.SHAPE, {"name": name, **op}, why))
         units.append((name, rules, groupable and not doubts.get(source)))
     return _grouped_fixes(units, _names_after_renames(plan, ckpt))
+
+
+def _fan_in(source: VariableSpec, target: VariableSpec) -> int | None:
+    """The fan-in axis of a paired weight matrix, by whichever of its names says what it is:
+    a Keras 3 .weights.h5 path (``layers/dense_1/vars/0``) does not, its original name
+    (``dense_1/kernel``) or the checkpoint's does."""
+    for name in (target.name, target.original_name, source.name, source.original_name):
+        axis = fan_in_axis(variable_path(name or ""), target.shape, target.dtype)
+        if axis is not None:
+            return axis
+    return None
 
 
 def _names_after_renames(plan: _Plan, ckpt: Inventory) -> list[str]:

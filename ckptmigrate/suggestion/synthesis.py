@@ -3,6 +3,7 @@ the rules, simulate the map against the target and close what is left; ``write_m
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -46,14 +47,58 @@ def _predict(
     return compare(mapped, replace(target, variables=restored), CheckOptions(rekeyed=True))
 
 
+def _moved_slots(report: Report) -> dict[str, str]:
+    """Unused optimizer slot -> the missing target slot that is it under a longer or
+    shorter scope (TF1 names a slot after the optimizer's name scope too: an optimizer
+    built inside ``variable_scope('tower')`` keeps ``tower/dnn/kernel``'s accumulator as
+    ``tower/tower/dnn/kernel/Adagrad``): same shape and dtype, one name ending with the
+    other at a scope boundary, and no other candidate on either side."""
+    unused = [
+        f.checkpoint
+        for f in report.findings
+        if f.kind is Kind.UNUSED and f.checkpoint is not None and f.role is Role.OPTIMIZER
+    ]
+    missing = [
+        f.target
+        for f in report.findings
+        if f.kind is Kind.MISSING and f.target is not None and f.target.role is Role.OPTIMIZER
+    ]
+
+    def nested(a: str, b: str) -> bool:
+        return a.endswith("/" + b) or b.endswith("/" + a)
+
+    found: dict[str, list[str]] = {}
+    for u in unused:
+        for t in missing:
+            a, b = variable_path(u.name), variable_path(t.name)
+            if (u.shape, u.dtype) == (t.shape, t.dtype) and nested(a, b):
+                found.setdefault(a, []).append(b)
+    taken = Counter(b for bs in found.values() for b in bs)
+    return {a: bs[0] for a, bs in found.items() if len(bs) == 1 and taken[bs[0]] == 1}
+
+
 def _leftover_rules(report: Report, starts: SlotStarts) -> list[SuggestedRule]:
+    moved = _moved_slots(report)
     rules = []
+    for source, destination in sorted(moved.items()):
+        note = "the same slot under the target optimizer's scope"
+        rules.append(
+            make_rule(Section.RENAME, {"name": source, "rename": destination, "note": note})
+        )
+    arrived = set(moved.values())
     for f in report.findings:
         if f.kind is Kind.UNUSED and f.checkpoint is not None:
+            if variable_path(f.checkpoint.name) in moved:
+                continue
             name = variable_path(f.checkpoint.name)
             body = {"name": name, "drop": True, "note": "the target does not restore it"}
             rules.append(make_rule(Section.DROP, body))
-        elif f.kind is Kind.MISSING and f.target is not None and f.target.role is not Role.METADATA:
+        elif (
+            f.kind is Kind.MISSING
+            and f.target is not None
+            and f.target.role is not Role.METADATA
+            and variable_path(f.target.name) not in arrived
+        ):
             rule = init_rule(f.target, "the checkpoint has no value for it", starts)
             if rule is not None:
                 rules.append(rule)
