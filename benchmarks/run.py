@@ -63,6 +63,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ckptmigrate.conversion.pipeline import default_workers
+
 COLUMNS = 1024  # float32 elements per row of every benchmark variable
 FLOAT32_BYTES = 4
 GIB = 1 << 30
@@ -717,6 +719,15 @@ def convert_slice_pad_commands(
     shape = (SLICE_COLUMNS, rows, PAD_COLUMNS)
     return [
         convert_command("convert slice+pad", cli, ckpt, slice_pad, out / "convert-slice-pad"),
+        convert_command(
+            "convert slice+pad --workers 1",
+            cli,
+            ckpt,
+            slice_pad,
+            out / "convert-slice-pad-1",
+            "--workers",
+            "1",
+        ),
         Command(
             "tf slice+pad",
             python(TF_SLICE_PAD_SCRIPT, ckpt.prefix, tf_output, *map(str, shape)),
@@ -899,6 +910,13 @@ def convert_rows(
             transform,
             tf_transform,
             transform_targets,
+        ),
+        comparison_row(
+            f"the same, default workers ({default_workers()} on this machine: values computed "
+            "ahead of the writer) vs `--workers 1`",
+            transform,
+            r["convert slice+pad --workers 1"],
+            [],
         ),
     ]
 

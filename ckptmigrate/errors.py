@@ -30,6 +30,8 @@ API_SPELLING: Mapping[str, str] = {
     "params": "params=",
     "max_shard_size": "max_shard_size=",
     "num_shards": "num_shards=",
+    "workers": "workers=",
+    "max_memory": "max_memory=",
     "check_command": "ckptmigrate.check(checkpoint, target)",
     "check_map_command": "ckptmigrate.check(checkpoint, target, map=...)",
     "suggest_command": "ckptmigrate.suggest(checkpoint, target)",

@@ -105,6 +105,8 @@ def convert(
     params: Mapping[str, int] | None = None,
     max_shard_size: int | str | None = None,
     num_shards: int | None = None,
+    workers: int | None = None,
+    max_memory: int | str | None = None,
     on_variable: OnVariable | None = None,
     progress: Progress | None = None,
 ) -> ConvertResult:
@@ -142,6 +144,11 @@ def convert(
             of its own.
         num_shards: write the tensors to this many data shards of about equal size.
             Shards carried over whole from the source come on top of either.
+        workers: threads that read and transform the next variables while the current
+            one is written (default: one per CPU, at most 8); the output is the same byte
+            for byte whatever the number.
+        max_memory: bytes of computed values that may wait for the writer (default
+            256 MiB; a single larger value still goes); a string such as ``"1GB"`` too.
         on_variable: called with each output variable as it is written.
         progress: told the totals, then each variable written, then the verification's
             steps (:class:`~ckptmigrate.progress.Progress`; set its ``listener``).
@@ -167,6 +174,8 @@ def convert(
         shards=ShardPolicy(
             None if max_shard_size is None else parse_size(max_shard_size), num_shards
         ),
+        workers=workers,
+        max_memory=None if max_memory is None else parse_size(max_memory),
     )
     return run_conversion(
         checkpoint, map, output, target, options, on_variable=on_variable, progress=progress

@@ -24,6 +24,7 @@ from ..mapping.plan import Plan
 from ..mapping.rules import NO_MAP
 from .job import Job, planned_bytes
 from .options import Counts
+from .pipeline import DEFAULT_MAX_MEMORY, default_workers, values_in_order
 from .sharding import ShardPolicy
 from .values import value_of
 
@@ -154,7 +155,18 @@ def write_checkpoint(job: Job, destination: AnyPath) -> tuple[AnyPath, tuple[str
             graph = np.array(the_plan.object_graph, dtype=object)
             shard = layout.shard_for(OBJECT_GRAPH_KEY)
             writer.add_array(OBJECT_GRAPH_KEY, graph, dtypes.BY_NAME["string"], shard=shard)
-        for variable in the_plan.outputs:
+        computed = checks.enter_context(
+            contextlib.closing(  # cancels the work ahead if writing fails
+                values_in_order(
+                    the_plan.outputs,
+                    lambda variable: value_of(job.sources, variable),
+                    needs_value=lambda variable: not variable.raw_copy,
+                    workers=job.options.workers or default_workers(),
+                    max_memory=job.options.max_memory or DEFAULT_MAX_MEMORY,
+                )
+            )
+        )
+        for variable, value in computed:
             if variable.raw_copy:
                 assert variable.source is not None
                 _copy(
@@ -166,7 +178,6 @@ def write_checkpoint(job: Job, destination: AnyPath) -> tuple[AnyPath, tuple[str
                     main=variable.origin is None,
                 )
             else:
-                value = value_of(job.sources, variable)
                 dtype = dtypes.BY_NAME[variable.dtype]
                 writer.add_array(variable.name, value, dtype, shard=layout.shard_for(variable.name))
             job.written(variable)

@@ -51,8 +51,18 @@ class ConvertOptions:
     """Values for parameters the map declares (``params: {heads: 12}``)."""
     shards: ShardPolicy = field(default_factory=ShardPolicy)
     """How the written tensors are spread over data shards."""
+    workers: int | None = None
+    """Threads computing values ahead of the writer; None: one per CPU (at most 8)."""
+    max_memory: int | None = None
+    """Bytes of computed values that may wait for the writer; None: 256 MiB."""
 
     def __post_init__(self) -> None:
+        if self.workers is not None and self.workers < 1:
+            raise CkptMigrateError(f"[[workers]] must be at least 1, got {self.workers}")
+        if self.max_memory is not None and self.max_memory < 1:
+            raise CkptMigrateError(
+                f"[[max_memory]] must be at least one byte, got {self.max_memory}"
+            )
         if self.shards.active and self.format is OutputFormat.KERAS:
             raise CkptMigrateError(
                 "a Keras weights file has no data shards ([[max_shard_size]], [[num_shards]] "

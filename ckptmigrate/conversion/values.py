@@ -4,6 +4,7 @@ second one a ``from`` rule names), filled, concatenated, then each step of its r
 from __future__ import annotations
 
 import contextlib
+import threading
 from typing import Any
 
 from ..checkpoint import Checkpoint, open_checkpoint
@@ -23,14 +24,16 @@ class Sources:
         self.main = main
         self._stack = stack
         self._others: dict[str, Checkpoint] = {}
+        self._opening = threading.Lock()  # values are computed on several threads
 
     def get(self, origin: str | None) -> Checkpoint:
         """The checkpoint a variable comes from: ``origin``, or the main source for None."""
         if origin is None:
             return self.main
-        if origin not in self._others:
-            self._others[origin] = self._stack.enter_context(open_checkpoint(origin))
-        return self._others[origin]
+        with self._opening:
+            if origin not in self._others:
+                self._others[origin] = self._stack.enter_context(open_checkpoint(origin))
+            return self._others[origin]
 
 
 def stored_value(sources: Sources, variable: PlannedVariable) -> Any:

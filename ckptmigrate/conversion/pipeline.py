@@ -1,0 +1,95 @@
+"""Computing output values ahead of the writer: a bounded pool of threads reads, fills and
+transforms the next variables while the writer appends the current one, so reading,
+computing, checksumming and writing overlap. The writer still takes the values in plan
+order, so the output is byte for byte the same whatever the number of workers.
+
+Threads, not processes: the work is numpy copies and casts, ``pread`` and checksums, which
+release the GIL, and values need no pickling on the way to the writer."""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from collections.abc import Callable, Generator, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+from ..mapping.plan import PlannedVariable
+from .job import planned_bytes
+
+__all__ = ["DEFAULT_MAX_MEMORY", "default_workers", "values_in_order"]
+
+DEFAULT_MAX_MEMORY = 256 * 2**20
+"""Bytes of computed values waiting for the writer, by default."""
+
+
+def default_workers() -> int:
+    """The CPUs this process may use, at most 8 (past that the disk is the limit)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(8, cpus))
+
+
+def values_in_order(
+    variables: Sequence[PlannedVariable],
+    compute: Callable[[PlannedVariable], Any],
+    *,
+    needs_value: Callable[[PlannedVariable], bool],
+    workers: int,
+    max_memory: int = DEFAULT_MAX_MEMORY,
+) -> Generator[tuple[PlannedVariable, Any], None, None]:
+    """Each variable in order, with ``compute(variable)`` where ``needs_value`` says so
+    (None for the others, which the writer copies itself).
+
+    With more than one worker, values are computed ahead on a pool while the values
+    waiting for the writer add up to at most ``max_memory`` bytes (one at least, however
+    large); an error in a worker is raised when its variable's turn comes, and the work
+    ahead is cancelled.
+    """
+    if workers <= 1:
+        for variable in variables:
+            yield variable, compute(variable) if needs_value(variable) else None
+        return
+    pending: deque[tuple[PlannedVariable, Future[Any] | None, int]] = deque()
+    ahead = 0  # bytes of values submitted and not yet handed to the writer
+    upcoming = iter(variables)
+    with ThreadPoolExecutor(workers, thread_name_prefix="ckptmigrate-compute") as pool:
+        try:
+            exhausted = False
+            while True:
+                # Submit ahead while the budget allows; the head of the queue always goes.
+                while not exhausted and (not pending or ahead < max_memory):
+                    following = next(upcoming, None)
+                    if following is None:
+                        exhausted = True
+                        break
+                    if not needs_value(following):
+                        pending.append((following, None, 0))
+                        continue
+                    size = planned_bytes(following)
+                    if ahead and ahead + size > max_memory:
+                        # Over budget: wait for the writer (a value alone always goes).
+                        upcoming = _pushed_back(following, upcoming)
+                        break
+                    ahead += size
+                    pending.append((following, pool.submit(compute, following), size))
+                if not pending:
+                    return
+                variable, future, size = pending.popleft()
+                value = future.result() if future is not None else None
+                ahead -= size
+                yield variable, value
+                del value  # the writer has it; don't hold it while waiting for the next
+        finally:
+            for _, future, _ in pending:
+                if future is not None:
+                    future.cancel()
+
+
+def _pushed_back(
+    variable: PlannedVariable, rest: Iterator[PlannedVariable]
+) -> Iterator[PlannedVariable]:
+    yield variable
+    yield from rest
