@@ -61,6 +61,8 @@ CLI_FLAGS = {
     "params": "--set",
     "max_shard_size": "--max-shard-size",
     "num_shards": "--num-shards",
+    "workers": "--workers",
+    "max_memory": "--max-memory",
     "check_command": "`ckptmigrate check CKPT --target T`",
     "check_map_command": "`ckptmigrate check CKPT --target T --map M`",
     "suggest_command": "`ckptmigrate suggest CKPT --target T`",
@@ -475,6 +477,23 @@ def convert(
         int | None,
         typer.Option("--num-shards", metavar="K", help="Write the tensors to K data shards."),
     ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            metavar="N",
+            help="Threads computing the next variables while one is written (default: one "
+            "per CPU, at most 8); the output is the same whatever N.",
+        ),
+    ] = None,
+    max_memory: Annotated[
+        str | None,
+        typer.Option(
+            "--max-memory",
+            metavar="SIZE",
+            help="Computed values waiting to be written, at most (default 256MiB).",
+        ),
+    ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print a JSON object.")] = False,
     quiet: QuietOption = False,
     traceback: TracebackOption = False,
@@ -533,6 +552,8 @@ def convert(
             shards=ShardPolicy(
                 None if max_shard_size is None else parse_size(max_shard_size), num_shards
             ),
+            workers=workers,
+            max_memory=None if max_memory is None else parse_size(max_memory),
         ),
         traceback,
     )
