@@ -7,18 +7,57 @@ commands so ``--help``, ``--version`` and shell completion stay instant.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import signal
 import sys
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
-import typer
-from typer.core import TyperCommand
+EXIT_INTERRUPTED = 130
+_STOPPING_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# What a signal outside a command's library call means: nothing was written before the
+# first call starts (start-up, parsing); after it, a command may have written its output.
+_interrupt_message = ["interrupted; nothing was written"]
 
-from ._version import __version__
-from .output_format import OutputFormat
+
+def _interrupted_outside_a_call(_signum: int, _frame: object) -> None:
+    # One line and the interrupted exit code: Ctrl-C while typer, rich or a command's lazy
+    # imports load was a KeyboardInterrupt traceback (or click's 'Aborted!' and exit 1),
+    # SIGTERM a silent kill.
+    sys.stderr.write(_interrupt_message[0] + "\n")
+    raise SystemExit(EXIT_INTERRUPTED)
+
+
+def _catch_stopping_signals() -> dict[int, Any]:
+    """Route SIGINT and SIGTERM to one line and exit 130, where their handlers are still
+    Python's defaults (not in a host that set its own, nor outside the main thread)."""
+    defaults = (signal.default_int_handler, signal.SIG_DFL)
+    replaced: dict[int, Any] = {}
+    for signum in _STOPPING_SIGNALS:
+        try:
+            if signal.getsignal(signum) in defaults:
+                replaced[signum] = signal.signal(signum, _interrupted_outside_a_call)
+        except ValueError:  # not the main thread: signals are not ours to handle
+            break
+    return replaced
+
+
+def _restore_signals(replaced: dict[int, Any]) -> None:
+    for signum, handler in replaced.items():
+        signal.signal(signum, handler)
+
+
+# Before the imports below (typer, rich: most of start-up), undone at the end of this module
+# so that importing it elsewhere changes nothing; main() catches them again.
+_during_import = _catch_stopping_signals()
+
+import contextlib  # noqa: E402
+import os  # noqa: E402
+from collections.abc import Callable, Iterator  # noqa: E402
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar  # noqa: E402
+
+import typer  # noqa: E402
+from typer.core import TyperCommand  # noqa: E402
+
+from ._version import __version__  # noqa: E402
+from .output_format import OutputFormat  # noqa: E402
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -41,7 +80,6 @@ app = typer.Typer(
 )
 
 T = TypeVar("T")
-EXIT_INTERRUPTED = 130
 
 # The library's messages name options as API parameters ([[overwrite]]); on the command
 # line they read as the flags that set them.
@@ -88,6 +126,9 @@ def _run(action: Callable[[], T], traceback: bool = False) -> T:
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, _terminate)
+    # Ctrl-C is KeyboardInterrupt while the library works: its clean-up catches it.
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
+    _interrupt_message[0] = "interrupted"
     try:
         return action()
     except CkptMigrateError as e:
@@ -106,6 +147,7 @@ def _run(action: Callable[[], T], traceback: bool = False) -> T:
         raise typer.Exit(EXIT_INTERRUPTED) from None
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
 
 
 def _styled(console: Console) -> bool:
@@ -851,4 +893,11 @@ def _log_every(seconds: float) -> Callable[[Any], None]:
 
 
 def main() -> None:
-    app()
+    replaced = _catch_stopping_signals()
+    try:
+        app()
+    finally:
+        _restore_signals(replaced)
+
+
+_restore_signals(_during_import)

@@ -833,3 +833,74 @@ def test_a_copied_checkpoint_manager_directory_is_read_where_it_is(tf: Any, tmp_
     location = open_checkpoint(tmp_path / "copy").location
     assert location.prefix == tmp_path / "copy" / "ckpt-1"
     assert location.warnings == ()
+
+
+# --- a signal during start-up ----------------------------------------------------------------
+
+# The console script's start (`from ckptmigrate.cli import main; main()`), with the signal
+# sent to itself as a module named on the command line starts to import: the moment a
+# Ctrl-C or a SIGTERM lands while typer loads, or a command's lazy import before its work.
+_SIGNAL_AT_IMPORT = """
+import importlib.abc, os, signal, sys
+signum, module, argv = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
+
+class SignalAt(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == module:
+            sys.meta_path.remove(self)
+            os.kill(os.getpid(), signum)
+        return None
+
+sys.meta_path.insert(0, SignalAt())
+sys.argv = ["ckptmigrate", *argv]
+from ckptmigrate.cli import main
+main()
+"""
+
+
+@pytest.mark.parametrize("signum", [2, 15], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize(
+    ("module", "command"),
+    [
+        ("typer", "inspect"),  # while the CLI module loads
+        ("ckptmigrate.validate", "validate"),  # a command's own import, before its work
+        ("ckptmigrate.inspection", "inspect"),
+    ],
+)
+def test_a_signal_during_start_up_is_one_line_and_exit_130(
+    tmp_path: Path, signum: int, module: str, command: str
+) -> None:
+    source = _bundle(tmp_path / "src", ("dense/kernel",))
+    mapping = tmp_path / "m.yaml"
+    mapping.write_text("version: 1\nrules:\n  - {name: dense/kernel, drop: true}\n")
+    argument = str(mapping) if command == "validate" else str(source)
+    done = subprocess.run(
+        [sys.executable, "-c", _SIGNAL_AT_IMPORT, str(signum), module, command, argument],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert (done.returncode, done.stderr) == (130, "interrupted; nothing was written\n")
+    assert done.stdout == ""
+
+
+def test_importing_the_cli_leaves_the_signal_handlers_as_they_were() -> None:
+    import signal
+
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import signal; import ckptmigrate.cli; "
+            "print(signal.getsignal(signal.SIGINT) is signal.default_int_handler, "
+            "signal.getsignal(signal.SIGTERM) is signal.SIG_DFL)",
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.stdout.split() == ["True", "True"], done.stderr
+    assert signal.getsignal(signal.SIGINT) is not None
