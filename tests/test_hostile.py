@@ -1,6 +1,9 @@
 """Hostile and unusual input (issue 12): TensorFlow's own non-ASCII checkpoint names, mangled
-state files, Python files planted in the working directory, and index entries that lie about
-their slices. TensorFlow is the oracle for what is valid; every refusal is one clean paragraph.
+state files, Python files planted in the working directory, index entries that lie about
+their slices, outputs the system refuses or that shadow the source, HDF5 targets linking
+elsewhere or in loops, a copied directory whose state file names the original, and signals
+during start-up. TensorFlow is the oracle for what is valid; every refusal is one clean
+paragraph.
 """
 
 from __future__ import annotations
