@@ -263,11 +263,24 @@ class ObjectGraph:
             for optimizer_id, variable_id, slot_name, slot_id in self._slots:
                 if not 0 <= slot_id < count:
                     continue
+                # A slot follows its variable through whichever path reached it: every
+                # way to the variable pairs with the optimizer's first way before its
+                # later ones (a Keras model's optimizer loops back through 'root', and
+                # its ways alone would fill the bound with one variable path).
+                var_paths = paths.strings(variable_id)
+                opt_paths = paths.strings(optimizer_id)
+                combined = sorted(
+                    (
+                        (i + j, i, var_path, opt_path)
+                        for i, var_path in enumerate(var_paths)
+                        for j, opt_path in enumerate(opt_paths)
+                    ),
+                    key=lambda c: (c[0], c[1]),
+                )[:MAX_PATHS_PER_NODE]
                 found = [
                     f"{var_path}{OPTIMIZER_SLOT_MARKER}{opt_path}/{slot_name}{suffix}"
-                    for var_path in paths.strings(variable_id)
-                    for opt_path in paths.strings(optimizer_id)
-                ][:MAX_PATHS_PER_NODE]
+                    for _, _, var_path, opt_path in combined
+                ]
                 for key in by_node.get(slot_id, ()):
                     if key:
                         aliases.setdefault(key, []).extend(found)
