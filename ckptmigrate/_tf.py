@@ -98,6 +98,19 @@ def import_tf_keras() -> Any:
     return _import_after_tensorflow("tf_keras", "tf-keras", "pip install tf-keras.")
 
 
+def tf_keras_safe_mode() -> contextlib.AbstractContextManager[Any]:
+    """tf-keras' safe mode, for loading a legacy ``.h5`` model: a Lambda layer's marshalled
+    Python is refused instead of run. ``load_model(safe_mode=True)`` covers only ``.keras``
+    files; the legacy loader reads the same switch from this scope (tf-keras has no public
+    name for it)."""
+    import importlib
+
+    import_tf_keras()
+    serialization_lib = importlib.import_module("tf_keras.src.saving.serialization_lib")
+    scope: contextlib.AbstractContextManager[Any] = serialization_lib.SafeModeScope(True)
+    return scope
+
+
 def _import_after_tensorflow(module: str, what: str, hint: str) -> Any:
     import importlib
 

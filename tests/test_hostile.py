@@ -907,3 +907,28 @@ def test_importing_the_cli_leaves_the_signal_handlers_as_they_were() -> None:
     )
     assert done.stdout.split() == ["True", "True"], done.stderr
     assert signal.getsignal(signal.SIGINT) is not None
+
+
+def test_a_legacy_h5_models_lambda_layer_never_runs(tf: Any, tmp_path: Path) -> None:
+    # tf-keras keeps a Lambda layer's Python as marshalled bytecode in a legacy .h5; loading
+    # the model to learn its object paths ran it (`check --target model.h5` executed it).
+    tf_keras = pytest.importorskip("tf_keras")
+    marker = tmp_path / "ran"
+    touch = str(marker)
+    model = tf_keras.Sequential(
+        [
+            tf_keras.Input((3,)),
+            tf_keras.layers.Dense(2, name="dense"),
+            tf_keras.layers.Lambda(lambda x: x * (1 + 0 * len(open(touch, "a").name))),  # noqa: SIM115
+        ]
+    )
+    target = tmp_path / "model.h5"
+    model.save(target)
+    marker.unlink(missing_ok=True)  # building and saving it ran it here
+    source = _bundle(tmp_path / "src", ("dense/kernel",))
+    code, out, err = run_cli("check", str(source), "--target", str(target))
+    assert not marker.exists(), "the Lambda layer's code ran"
+    assert code == 1, err
+    notes = " ".join(out.split())
+    assert "tf-keras could not load the model (ValueError: Requested the deserialization" in notes
+    assert "object paths were inferred" in notes

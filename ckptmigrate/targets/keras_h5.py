@@ -140,7 +140,7 @@ def _legacy_weights(path: Path, root: Any) -> Inventory:
 def _load_legacy_model(path: Path, keras3: bool) -> tuple[Any, str | None]:
     """The full model a legacy ``.h5`` holds, loaded with the Keras that wrote it (tf-keras,
     or Keras 3 for an ``.h5`` Keras 3 saved), or why it could not be."""
-    from .._tf import import_tf_keras
+    from .._tf import import_tf_keras, tf_keras_safe_mode
 
     if keras3:
         try:
@@ -149,7 +149,10 @@ def _load_legacy_model(path: Path, keras3: bool) -> tuple[Any, str | None]:
             return None, e.message
     try:
         tf_keras = import_tf_keras()
-        return tf_keras.models.load_model(str(path), compile=False), None
+        # A Lambda layer's marshalled Python ran on load: `check --target old.h5` executed
+        # code from the file. Refused here, the model's paths are inferred instead.
+        with tf_keras_safe_mode():
+            return tf_keras.models.load_model(str(path), compile=False), None
     except CkptMigrateError as e:
         return None, e.message
     except Exception as e:  # custom layers, a newer format: Keras says which
