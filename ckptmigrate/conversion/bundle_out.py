@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -19,8 +19,8 @@ from ..formats.bundle_writer import BundleWriter
 from ..formats.locate import AnyPath, data_path, index_path
 from ..formats.object_graph import OBJECT_GRAPH_KEY
 from ..formats.ordered_code import decode_slice_key, encode_slice_key, is_slice_key
-from ..formats.remote import RemotePath
-from ..mapping.plan import Plan
+from ..formats.remote import RemotePath, remote_concurrency
+from ..mapping.plan import Plan, PlannedVariable
 from ..mapping.rules import NO_MAP
 from .job import Job, planned_bytes
 from .options import Counts
@@ -99,7 +99,10 @@ class ShardLayout:
 
     def _with_checked_aside(self, reader: BundleReader, the_plan: Plan) -> ShardLayout:
         """The stored tensors copied from the source but not carried over with a linked
-        shard: their checksums are verified alongside the copy instead of before it."""
+        shard: their checksums are verified alongside the copy instead of before it (a
+        store's tensors are checked as they download: once, not twice)."""
+        if isinstance(reader, RemoteBundleReader):
+            return self
         keys: set[str] = set()
         for v in the_plan.outputs:
             if not v.raw_copy or v.origin is not None or v.source is None:
@@ -155,19 +158,30 @@ def write_checkpoint(job: Job, destination: AnyPath) -> tuple[AnyPath, tuple[str
             graph = np.array(the_plan.object_graph, dtype=object)
             shard = layout.shard_for(OBJECT_GRAPH_KEY)
             writer.add_array(OBJECT_GRAPH_KEY, graph, dtypes.BY_NAME["string"], shard=shard)
+        fetched = _fetched_ahead(bundle, layout)
+        fetched_any = isinstance(bundle, RemoteBundleReader)
         computed = checks.enter_context(
             contextlib.closing(  # cancels the work ahead if writing fails
                 values_in_order(
                     the_plan.outputs,
-                    lambda variable: value_of(job.sources, variable),
-                    needs_value=lambda variable: not variable.raw_copy,
-                    workers=job.options.workers or default_workers(),
+                    lambda variable: _value_or_stored_bytes(job, variable, fetched),
+                    needs_value=lambda variable: not variable.raw_copy or fetched(variable),
+                    # A store's reads wait on latency, not on this machine's CPUs.
+                    workers=job.options.workers
+                    or (remote_concurrency() if fetched_any else default_workers()),
                     max_memory=job.options.max_memory or DEFAULT_MAX_MEMORY,
                 )
             )
         )
         for variable, value in computed:
-            if variable.raw_copy:
+            if isinstance(value, StoredBytes):
+                assert bundle is not None
+                assert variable.source is not None
+                entry = bundle.entries[variable.source]
+                writer.add_stored_bytes(
+                    variable.name, entry, value.data, layout.shard_for(variable.name)
+                )
+            elif variable.raw_copy:
                 assert variable.source is not None
                 _copy(
                     writer,
@@ -185,6 +199,46 @@ def write_checkpoint(job: Job, destination: AnyPath) -> tuple[AnyPath, tuple[str
         writer.add_file(PROVENANCE_FILE, _provenance(the_plan, ckpt, job.counts, links))
         prefix = writer.commit()
     return prefix, links
+
+
+@dataclass(frozen=True)
+class StoredBytes:
+    """A tensor's stored bytes, read (and CRC-checked) ahead of the writer."""
+
+    data: bytearray
+
+
+def _fetched_ahead(
+    bundle: BundleReader | None, layout: ShardLayout
+) -> Callable[[PlannedVariable], bool]:
+    """Which copies are read ahead of the writer, several at a time: those from a store,
+    where each is a request whose latency dominates (local copies go through the kernel,
+    never through memory). Strings are not: their checksum covers decoded lengths."""
+    if not isinstance(bundle, RemoteBundleReader):
+        return lambda variable: False
+
+    def fetched(variable: PlannedVariable) -> bool:
+        if not variable.raw_copy or variable.origin is not None or variable.source is None:
+            return False
+        entry = bundle.entries[variable.source]
+        return (
+            not entry.slices
+            and entry.shard_id not in layout.linked
+            and dtypes.from_enum(entry.dtype).itemsize is not None
+        )
+
+    return fetched
+
+
+def _value_or_stored_bytes(
+    job: Job, variable: PlannedVariable, fetched: Callable[[PlannedVariable], bool]
+) -> Any:
+    if fetched(variable):
+        assert variable.source is not None
+        reader = job.sources.main.reader
+        assert isinstance(reader, BundleReader)
+        return StoredBytes(reader.read_stored_bytes(variable.source, verify=True))
+    return value_of(job.sources, variable)
 
 
 def _copy(

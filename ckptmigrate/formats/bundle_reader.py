@@ -30,7 +30,7 @@ from .bundle_proto import BIG_ENDIAN, BundleEntry, BundleHeader, decode_entry, d
 from .locate import AnyPath, data_path, index_path
 from .ordered_code import decode_slice_key, encode_slice_key, is_slice_key
 from .protowire import ProtoError, paused_gc
-from .remote import RemotePath
+from .remote import RemotePath, fetched_in_order, remote_concurrency
 from .remote import read_buffer as default_read_buffer
 from .table import TableError, iter_table
 
@@ -563,8 +563,11 @@ class RemoteBundleReader(BundleReader):
 
     prefix: RemotePath
 
-    def __init__(self, prefix: RemotePath, read_buffer: int | None = None) -> None:
+    def __init__(
+        self, prefix: RemotePath, read_buffer: int | None = None, concurrency: int | None = None
+    ) -> None:
         self.read_buffer = read_buffer or default_read_buffer()
+        self.concurrency = concurrency or remote_concurrency()
         try:
             super().__init__(prefix)
         except CkptMigrateError:
@@ -584,14 +587,23 @@ class RemoteBundleReader(BundleReader):
         """The stored bytes of ``entry`` in requests of at most ``read_buffer`` bytes."""
         shard = self.data_file(entry.shard_id)
         end = entry.offset + entry.size
-        for start in range(entry.offset, end, self.read_buffer):
-            stop = min(start + self.read_buffer, end)
+        ranges = [
+            (start, min(start + self.read_buffer, end))
+            for start in range(entry.offset, end, self.read_buffer)
+        ]
+
+        def fetch(start: int, stop: int) -> bytes:
             try:
-                chunk = shard.read_range(start, stop)
+                return shard.read_range(start, stop)
             except CkptMigrateError:
                 raise
             except Exception as e:
                 raise _store_error(e, shard, key) from e
+
+        # Several requests in flight for a large tensor: a store's latency, not its
+        # bandwidth, is what one request at a time waits on.
+        chunks = fetched_in_order(fetch, ranges, self.concurrency)
+        for (start, stop), chunk in zip(ranges, chunks, strict=True):
             if len(chunk) != stop - start:
                 raise self._truncated(key, entry)
             yield chunk

@@ -250,6 +250,21 @@ class BundleWriter:
             entry.dtype, entry.shape, shard, offset, entry.size, entry.crc32c
         )
 
+    def add_stored_bytes(
+        self, key: str, entry: BundleEntry, data: bytes | bytearray, shard: int
+    ) -> None:
+        """Add a tensor from its stored bytes as read (and checked) from a source whose
+        index entry is ``entry``: the bytes are written unchanged, with its checksum."""
+        self._claim(key)
+        if len(data) != entry.size or entry.slices:
+            raise ValueError(f"{key}: {len(data)} stored bytes for an entry of {entry.size}")
+        offset = self._sizes[shard]
+        self._append(shard, data)
+        self._sizes[shard] += entry.size
+        self._entries[key] = BundleEntry(
+            entry.dtype, entry.shape, shard, offset, entry.size, entry.crc32c
+        )
+
     def link_shard(self, shard: int, source_file: AnyPath, *, allow_links: bool = True) -> str:
         """Make output shard ``shard`` the source data file itself, without copying bytes:
         a reflink (copy-on-write clone) where the filesystem can, else a hard link (the

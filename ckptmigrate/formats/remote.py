@@ -36,6 +36,13 @@ _COLLAPSED_URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):/(?!/)")
 
 DEFAULT_READ_BUFFER = 8 << 20
 READ_BUFFER_ENV = "CKPTMIGRATE_READ_BUFFER"
+DEFAULT_CONCURRENCY = 16
+CONCURRENCY_ENV = "CKPTMIGRATE_REMOTE_CONCURRENCY"
+# A transient failure (a dropped connection, a throttled or timed-out request) is retried
+# after these pauses; what the store answers definitively (no such object, no permission)
+# and corrupt data (a CRC mismatch, checked above this layer) never are.
+RETRY_DELAYS = (0.2, 0.8, 3.2)
+_DEFINITIVE = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
 UPLOAD_PART_ENV = "CKPTMIGRATE_UPLOAD_PART_SIZE"
 
 # An interrupted store call is cancelled, then waited for this long to stop (a request cut
@@ -65,6 +72,70 @@ def read_buffer() -> int:
             hint=f"unset {READ_BUFFER_ENV} for the default ({DEFAULT_READ_BUFFER} bytes).",
         )
     return value
+
+
+def remote_concurrency() -> int:
+    """Ranged requests a reader keeps in flight for one large tensor (16 by default;
+    ``CKPTMIGRATE_REMOTE_CONCURRENCY`` overrides it, 1 for one request at a time)."""
+    text = os.environ.get(CONCURRENCY_ENV)
+    if not text:
+        return DEFAULT_CONCURRENCY
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise CkptMigrateError(
+            f"{CONCURRENCY_ENV} must be a positive number of requests, not {text!r}",
+            hint=f"unset {CONCURRENCY_ENV} for the default ({DEFAULT_CONCURRENCY}).",
+        )
+    return value
+
+
+def with_retries(call: Callable[[], T], delays: tuple[float, ...] | None = None) -> T:
+    """``call()``, again after each of ``delays`` (``RETRY_DELAYS``) when it fails in a way
+    that may pass."""
+    for delay in (*(RETRY_DELAYS if delays is None else delays), None):
+        try:
+            return call()
+        except (CkptMigrateError, KeyboardInterrupt, *_DEFINITIVE):
+            raise
+        except Exception:
+            if delay is None:
+                raise
+            time.sleep(delay)
+    raise AssertionError("unreachable")
+
+
+def fetched_in_order(
+    fetch: Callable[[int, int], bytes],
+    ranges: Sequence[tuple[int, int]],
+    concurrency: int,
+) -> Iterator[bytes]:
+    """``fetch(start, end)`` of each range, yielded in order, with up to ``concurrency``
+    requests in flight (so at most that many chunks held ahead of the consumer)."""
+    if concurrency <= 1 or len(ranges) <= 1:
+        for start, end in ranges:
+            yield fetch(start, end)
+        return
+    workers = min(concurrency, len(ranges))
+    with concurrent.futures.ThreadPoolExecutor(workers, "ckptmigrate-fetch") as pool:
+        waiting: list[concurrent.futures.Future[bytes]] = []
+        upcoming = iter(ranges)
+        try:
+            for start, end in upcoming:
+                waiting.append(pool.submit(fetch, start, end))
+                if len(waiting) == workers:
+                    break
+            while waiting:
+                chunk = waiting.pop(0).result()
+                following = next(upcoming, None)
+                if following is not None:
+                    waiting.append(pool.submit(fetch, *following))
+                yield chunk
+        finally:
+            for future in waiting:
+                future.cancel()
 
 
 def upload_part_size() -> int | None:
@@ -226,25 +297,28 @@ class RemotePath:
     # -- reading: every call is one request for exactly the bytes wanted ------------------
 
     def read_bytes(self) -> bytes:
-        return bytes(self.fs.cat_file(self.path))
+        """The whole object (an index, a state file); a transient failure is retried."""
+        return with_retries(lambda: bytes(self.fs.cat_file(self.path)))
 
     def read_text(self, encoding: str = "utf-8", errors: str = "strict") -> str:
         return self.read_bytes().decode(encoding, errors)
 
     def read_range(self, start: int, end: int) -> bytes:
-        """Bytes [start, end) (fewer at the end of the file)."""
-        return bytes(self.fs.cat_file(self.path, start=start, end=end))
+        """Bytes [start, end) (fewer at the end of the file); a transient failure is
+        retried (``with_retries``)."""
+        return with_retries(lambda: bytes(self.fs.cat_file(self.path, start=start, end=end)))
 
     def download(self, target: Path, buffer: int | None = None) -> int:
         """Copy the whole file to the local ``target`` in ranged reads of ``buffer`` bytes
         (bounded memory, requests like tensor reads); returns its size."""
         size = self.stat().st_size
         step = buffer or read_buffer()
+        ranges = [(start, min(start + step, size)) for start in range(0, size, step)]
         with target.open("wb") as out:
-            for start in range(0, size, step):
-                chunk = self.read_range(start, min(start + step, size))
-                if not chunk:
-                    raise OSError(f"{self.url} ended at byte {start} of {size}")
+            chunks = fetched_in_order(self.read_range, ranges, remote_concurrency())
+            for (start, end), chunk in zip(ranges, chunks, strict=True):
+                if len(chunk) != end - start:
+                    raise OSError(f"{self.url} ended at byte {start + len(chunk)} of {size}")
                 out.write(chunk)
         return size
 

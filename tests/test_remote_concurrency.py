@@ -1,0 +1,149 @@
+"""Concurrent reads from a store (issue 16, item 2), against moto's S3 server on loopback:
+several ranged requests in flight (chunks of one large tensor, tensors read ahead of the
+writer), transient failures retried with backoff, corrupt data never retried, and the
+output byte for byte the one a local source gives."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from helpers import same_bits, tf_save
+from test_remote import big, bucket, s3_endpoint, upload  # noqa: F401  (fixtures)
+
+import ckptmigrate
+from ckptmigrate.errors import CkptMigrateError
+from ckptmigrate.formats import remote
+from ckptmigrate.formats.bundle_reader import RemoteBundleReader
+from ckptmigrate.formats.remote import RemotePath
+
+
+class InFlight:
+    """Wraps the store client's ranged read: counts requests and the most at once."""
+
+    def __init__(self, store: Any, monkeypatch: pytest.MonkeyPatch, delay: float = 0.02) -> None:
+        self.now = self.most = self.requests = 0
+        self._lock = threading.Lock()
+        real = store.cat_file
+
+        def cat_file(*args: Any, **kwargs: Any) -> Any:
+            with self._lock:
+                self.now += 1
+                self.requests += 1
+                self.most = max(self.most, self.now)
+            try:
+                time.sleep(delay)  # a store's latency, so requests overlap if they can
+                return real(*args, **kwargs)
+            finally:
+                with self._lock:
+                    self.now -= 1
+
+        monkeypatch.setattr(store, "cat_file", cat_file)
+
+
+def _digest(directory: Path) -> dict[str, str]:
+    return {
+        f.name: hashlib.sha256(f.read_bytes()).hexdigest()
+        for f in sorted(directory.iterdir())
+        if f.name != "ckptmigrate-provenance.json"
+    }
+
+
+@pytest.fixture
+def many(tf: Any, tmp_path: Path, bucket: str) -> tuple[str, Path]:  # noqa: F811
+    rng = np.random.default_rng(2)
+    tensors = {f"layer_{i}/kernel": rng.standard_normal((16, 16)).astype("f4") for i in range(40)}
+    tensors["names"] = np.array([b"a", b"b"], dtype=object)
+    local = tmp_path / "many"
+    local.mkdir()
+    tf_save(tf, local / "model.ckpt", tensors)
+    upload(local, f"{bucket}/many")
+    return f"{bucket}/many/model.ckpt", local / "model.ckpt"
+
+
+def test_tensors_are_read_ahead_concurrently_and_the_output_is_the_local_one(
+    many: tuple[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, local = many
+    (tmp_path / "m.yaml").write_text(
+        "version: 1\nrules:\n  - {match: 'layer_(\\d+)/(.*)', rename: 'dense_{1}/{2}'}\n"
+        "  - {name: dense_3/kernel, cast: float64}\n"
+    )
+    ckptmigrate.convert(local, tmp_path / "m.yaml", tmp_path / "from-local", workers=1)
+    flight = InFlight(RemotePath.from_url(url).fs, monkeypatch)
+    ckptmigrate.convert(url, tmp_path / "m.yaml", tmp_path / "from-store")
+    assert _digest(tmp_path / "from-store") == _digest(tmp_path / "from-local")
+    assert 4 <= flight.most <= remote.DEFAULT_CONCURRENCY, flight.most
+    sequential = InFlight(RemotePath.from_url(url).fs, monkeypatch)
+    ckptmigrate.convert(url, tmp_path / "m.yaml", tmp_path / "one-at-a-time", workers=1)
+    assert sequential.most == 1
+    assert _digest(tmp_path / "one-at-a-time") == _digest(tmp_path / "from-local")
+
+
+def test_a_large_tensor_is_fetched_in_concurrent_chunks_in_order(
+    big: tuple[str, dict[str, np.ndarray], Path],  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    url, tensors, _ = big
+    flight = InFlight(RemotePath.from_url(url).fs, monkeypatch)
+    reader = RemoteBundleReader(RemotePath.from_url(url), read_buffer=1 << 18, concurrency=4)
+    flight.requests = 0  # the index
+    assert same_bits(reader.read("big/kernel"), tensors["big/kernel"])
+    assert flight.most == 4
+    assert flight.requests == -(-tensors["big/kernel"].nbytes // (1 << 18))
+
+
+def test_transient_failures_are_retried_and_definitive_ones_are_not(
+    big: tuple[str, dict[str, np.ndarray], Path],  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    url, tensors, _ = big
+    monkeypatch.setattr(remote, "RETRY_DELAYS", (0.0, 0.0, 0.0))
+    store = RemotePath.from_url(url).fs
+    real = store.cat_file
+    reader = RemoteBundleReader(RemotePath.from_url(url), concurrency=1)
+    failures = {"left": 2, "calls": 0}
+
+    def flaky(*args: Any, **kwargs: Any) -> Any:
+        failures["calls"] += 1
+        if failures["left"]:
+            failures["left"] -= 1
+            raise ConnectionResetError("connection reset by peer")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(store, "cat_file", flaky)
+    assert same_bits(reader.read("small/bias"), tensors["small/bias"])
+    assert failures["calls"] == 3
+
+    def gone(*args: Any, **kwargs: Any) -> Any:
+        failures["calls"] += 1
+        raise FileNotFoundError("no such key")
+
+    monkeypatch.setattr(store, "cat_file", gone)
+    failures["calls"] = 0
+    with pytest.raises(CkptMigrateError, match="cannot read from the store"):
+        reader.read("small/bias")
+    assert failures["calls"] == 1
+
+    def always(*args: Any, **kwargs: Any) -> Any:
+        failures["calls"] += 1
+        raise TimeoutError("read timed out")
+
+    monkeypatch.setattr(store, "cat_file", always)
+    failures["calls"] = 0
+    with pytest.raises(CkptMigrateError, match="TimeoutError"):
+        reader.read("small/bias")
+    assert failures["calls"] == 1 + len(remote.RETRY_DELAYS)
+
+
+def test_the_concurrency_setting_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(remote.CONCURRENCY_ENV, "0")
+    with pytest.raises(CkptMigrateError, match="CKPTMIGRATE_REMOTE_CONCURRENCY must be"):
+        remote.remote_concurrency()
+    monkeypatch.setenv(remote.CONCURRENCY_ENV, "3")
+    assert remote.remote_concurrency() == 3
