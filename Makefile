@@ -55,6 +55,7 @@ docs: install
 
 bench: install
 	$(PY) benchmarks/run.py
+	$(PY) benchmarks/remote.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
