@@ -37,6 +37,8 @@ class TensorSource(Protocol):
 
     def variable_keys(self) -> list[str]: ...
     def stored_keys(self) -> list[str]: ...
+    @property
+    def num_shards(self) -> int: ...
     def info(self, key: str) -> TensorInfo: ...
     def read(self, key: str, verify: bool = True) -> np.ndarray: ...
     def verify(self, on_tensor: Callable[[int], object] | None = None) -> int: ...
@@ -191,6 +193,18 @@ class Checkpoint:
         self.close()
 
 
+def _open_safetensors(path: AnyPath) -> TensorSource:
+    from .formats.safetensors import SafetensorsReader
+
+    if isinstance(path, RemotePath):
+        raise UnsupportedCheckpointError(
+            "safetensors files are read locally only in this version",
+            path=str(path),
+            hint="download it and pass the local copy.",
+        )
+    return SafetensorsReader(path)
+
+
 def open_checkpoint(path: str | Path | RemotePath) -> Checkpoint:
     """Locate, open and pre-flight a checkpoint (index parsed, shards present).
 
@@ -213,6 +227,8 @@ def open_checkpoint(path: str | Path | RemotePath) -> Checkpoint:
     reader: TensorSource
     if location.format == "v2":
         reader = open_bundle(location.prefix)
+    elif location.format == "safetensors":
+        reader = _open_safetensors(location.prefix)
     elif isinstance(location.prefix, RemotePath):
         raise UnsupportedCheckpointError(
             "this is a V1 single-file checkpoint, which is read through TensorFlow, and "

@@ -158,7 +158,7 @@ def inspect_checkpoint(
     with open_checkpoint(path) as checkpoint:
         rows = tuple(_rows(checkpoint, pattern))
         verified = _check_crcs(checkpoint, progress or Progress()) if check_crc else None
-        num_shards = getattr(getattr(checkpoint.reader, "header", None), "num_shards", 1)
+        num_shards = checkpoint.reader.num_shards
         totals: dict[Role, RoleTotals] = {}
         for row in rows:
             totals[row.role] = totals.get(row.role, RoleTotals()).add(row)

@@ -16,6 +16,9 @@ class OutputFormat(str, Enum):
     """A TensorFlow checkpoint directory (TensorBundle), for TF1 and TF2 restores."""
     KERAS = "keras"
     """A Keras 3 ``.weights.h5`` file, or a whole ``.keras`` archive."""
+    SAFETENSORS = "safetensors"
+    """A ``.safetensors`` file (or shards and their index), as PyTorch, JAX and Hugging Face
+    tools load."""
 
     @classmethod
     def parse(cls, value: str | OutputFormat) -> OutputFormat:

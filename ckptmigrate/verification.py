@@ -200,24 +200,35 @@ def _compare(
     progress: Progress,
 ) -> Verification:
     restored = _restored_reader(dump, format)
-    progress.begin("verifying: comparing values", len(expected), unit="values")
+    try:
+        return compare_values(restored, expected, how, progress)
+    finally:
+        restored(None)
+
+
+def compare_values(
+    restored: Callable[[str], Any],
+    expected: Mapping[str, Callable[[], Any]],
+    how: str,
+    progress: Progress | None = None,
+) -> Verification:
+    """Compare what ``restored(key)`` gives (None: not there) with each planned value
+    (``expected[key]()``, computed one at a time to bound memory), bit for bit."""
+    progress = progress or Progress()
     mismatched: list[str] = []
     missing: list[str] = []
     details: dict[str, str] = {}
-    try:
-        for key, planned in expected.items():
-            value = restored(key)
-            if value is None:
-                missing.append(key)
-                progress.advance()
-                continue
+    progress.begin("verifying: comparing values", len(expected), unit="values")
+    for key, planned in expected.items():
+        value = restored(key)
+        if value is None:
+            missing.append(key)
+        else:
             difference = _difference(value, planned())
             if difference is not None:
                 mismatched.append(key)
                 details[key] = difference
-            progress.advance()
-    finally:
-        restored(None)
+        progress.advance()
     ok = not mismatched and not missing
     return Verification(ok, len(expected), tuple(mismatched), tuple(missing), None, how, details)
 

@@ -27,6 +27,7 @@ from .bundle_out import PROVENANCE_FILE, download, write_checkpoint
 from .job import Job, OnVariable
 from .keras_out import check_keras_output, keras_value, write_keras
 from .options import ConvertOptions, ConvertResult, Counts, frozen_params, kind_of
+from .safetensors_out import check_safetensors_output, verify_safetensors, write_safetensors
 from .sharding import ShardPolicy, parse_size
 from .values import Sources, stored_value
 
@@ -198,8 +199,10 @@ def run_conversion(
     not after a long conversion)."""
     the_map = _as_map(mapping, target, options)
     destination = as_path(output)
-    if options.verify:
+    if options.verify and options.format is not OutputFormat.SAFETENSORS:
         require_tensorflow("verifying the output ([[verify]])")
+    if options.format is OutputFormat.SAFETENSORS:
+        check_safetensors_output(destination, target)
     if options.format is OutputFormat.KERAS:
         require_tensorflow("a Keras output ([[format_keras]])")
         if isinstance(destination, RemotePath):
@@ -230,7 +233,16 @@ def run_conversion(
                 assert isinstance(destination, Path)
                 write_keras(job, destination, stack)
                 written = destination
-        verification = _verify(job, written) if options.verify else None
+            case OutputFormat.SAFETENSORS:
+                assert isinstance(destination, Path)
+                written = write_safetensors(job, destination)
+        verification = None
+        if options.verify:
+            if options.format is OutputFormat.SAFETENSORS:
+                assert isinstance(written, Path)
+                verification = verify_safetensors(written, job)
+            else:
+                verification = _verify(job, written)
     return ConvertResult.of(
         written, the_plan, job.counts, linked_shards=links, verification=verification
     )

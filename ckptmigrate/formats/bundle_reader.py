@@ -511,6 +511,11 @@ class BundleReader:
                 ) from None
         return full
 
+    @property
+    def num_shards(self) -> int:
+        """The data files the checkpoint's values are spread over."""
+        return self.header.num_shards
+
     def stored_keys(self) -> list[str]:
         """The keys whose values are stored whole (not partitioned into slices)."""
         return [k for k, e in self.entries.items() if not e.slices]

@@ -27,11 +27,13 @@ from .checkpoint_state import (
 from .remote import RemotePath, as_path, is_url
 from .table import FOOTER_SIZE, has_table_magic
 
-Format = Literal["v2", "v1"]
+Format = Literal["v2", "v1", "safetensors"]
 # Every rule below works on either: RemotePath speaks the part of pathlib used here.
 AnyPath = Path | RemotePath
 
 INDEX_SUFFIX = ".index"
+SAFETENSORS_SUFFIX = ".safetensors"
+SAFETENSORS_INDEX_SUFFIX = ".safetensors.index.json"
 _DATA_SUFFIX = re.compile(r"\.data-(\d{5})-of-(\d{5})$")
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 _ZIP_SIGNATURE = b"PK\x03\x04"
@@ -350,8 +352,16 @@ def _describe_foreign_file(path: AnyPath, head: bytes) -> CheckpointNotFoundErro
     )
 
 
+def is_safetensors_path(path: AnyPath | str) -> bool:
+    """A ``.safetensors`` file or a sharded model's ``.safetensors.index.json``."""
+    name = (path if isinstance(path, str) else path.name).lower()
+    return name.endswith((SAFETENSORS_SUFFIX, SAFETENSORS_INDEX_SUFFIX))
+
+
 def _from_file(path: AnyPath, given: AnyPath) -> CheckpointLocation:
     name = path.name
+    if is_safetensors_path(path):
+        return CheckpointLocation(path, "safetensors", given)
     if name.endswith(INDEX_SUFFIX):
         prefix = path.with_name(name[: -len(INDEX_SUFFIX)])
         return CheckpointLocation(

@@ -60,6 +60,8 @@ class V1Reader:
             array = array.astype(object)
         return array
 
+    num_shards = 1  # one file
+
     def stored_keys(self) -> list[str]:
         """What ``verify`` reads: every variable (TensorFlow reassembles partitioned ones)."""
         return list(self._infos)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CkptMigrateError
+from ..formats.locate import is_safetensors_path
 from ..formats.remote import is_url
 from .graph_text import GRAPH_TEXT_SUFFIXES
 from .live import is_builder_spec
@@ -73,6 +74,8 @@ def detect_target(target: str | Path | Any) -> DetectedTarget:
         return DetectedTarget(TargetKind.BUILDER, target)
     name = path.name.lower()
     if path.is_file():
+        if is_safetensors_path(path):  # before specs: a sharded model's index is .json
+            return DetectedTarget(TargetKind.CHECKPOINT, target, path)
         if name.endswith(SPEC_SUFFIXES):
             return DetectedTarget(TargetKind.SPEC, target, path)
         if name.endswith(".meta"):

@@ -178,7 +178,8 @@ def open_conversion_target(
     match format:
         case OutputFormat.KERAS:
             return open_keras_target(target)
-        case OutputFormat.CHECKPOINT:
+        case OutputFormat.CHECKPOINT | OutputFormat.SAFETENSORS:
+            # A safetensors output has no target of its own: names come from the map.
             return open_target_model(target, root=root)
 
 
