@@ -174,9 +174,11 @@ def test_a_missing_target_is_still_typers_missing_option() -> None:
 def test_format_is_a_choice(command: str) -> None:
     result = runner.invoke(app, [command, "x", "--target", "y", "--format", "kera"])
     assert result.exit_code == 2
-    assert "'kera' is not one of 'checkpoint', 'keras'" in " ".join(result.stderr.split())
+    said = " ".join(result.stderr.split())
+    assert "'kera' is not one of 'checkpoint', 'keras', 'safetensors'" in said
     shown = runner.invoke(app, [command, "--help"], env={"COLUMNS": "120"})
-    assert "--format [checkpoint|keras]" in shown.stdout or "<checkpoint|keras>" in shown.stdout
+    choices = "checkpoint|keras|safetensors"
+    assert f"--format [{choices}]" in shown.stdout or f"<{choices}>" in shown.stdout
 
 
 def _complete(words: str) -> list[str]:

@@ -55,8 +55,8 @@ def check_safetensors_output(output: Any, target: Any) -> None:
         raise OutputError(
             "a safetensors output takes its names from the map, not from a [[target]]",
             path=output,
-            hint="write the names the consumer expects with rename rules, and check the "
-            "result with `ckptmigrate check OUT.safetensors --target T`.",
+            hint="write the names the consumer expects with rename rules, then compare the "
+            "result with what it expects: [[check_command]].",
         )
 
 
