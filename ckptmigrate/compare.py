@@ -515,6 +515,8 @@ def _pair(ckpt: Inventory, target: Inventory, rekeyed: bool) -> _Pairing:
         pairing = _pair_with(strategy, ckpt, target)
         if best is None or pairing.hits > best.hits:
             best = pairing
+        if best.hits == len(target.variables):  # none can pair more; the plainest won
+            break
     assert best is not None
     return best
 
@@ -536,7 +538,7 @@ def _scope_hints(ckpt: Inventory, target: Inventory, plain: _Pairing) -> dict[st
     holds under a name differing only by one leading scope, with the map rule that renames
     the checkpoint's names onto the target's. Map rules rename checkpoint keys, which are
     the names only in a name-based (TF1) checkpoint."""
-    if ckpt.scheme is not Scheme.TF1:
+    if ckpt.scheme is not Scheme.TF1 or plain.hits == len(target.variables):
         return {}
     base = plain.strategy
 

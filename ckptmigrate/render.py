@@ -45,29 +45,38 @@ def columns(
     headers: list[str], rows: list[list[Cell]], right: frozenset[int] = frozenset()
 ) -> Text:
     """Aligned columns as one Text. Rich's Table measures every cell on every render, which
-    costs a quarter second for a few hundred rows; names are never wrapped here."""
+    costs a quarter second for a few hundred rows, and appending cell by cell to a Text
+    seconds for 100,000; the text is joined once and styles laid over it as spans. Names
+    are never wrapped here."""
+    from rich.text import Span
+
     widths = [len(h) for h in headers]
     for row in rows:
         for i, (text, _) in enumerate(row):
             widths[i] = max(widths[i], len(text))
-    out = Text()
+    last = len(headers) - 1
+    pieces: list[str] = []
+    spans: list[Span] = []
+    at = 0
 
     def line(cells: list[Cell]) -> None:
+        nonlocal at
         for i, (text, style) in enumerate(cells):
-            if i:
-                out.append("  ")
             pad = " " * (widths[i] - len(text))
-            if i in right:
-                out.append(pad)
-            out.append(text, style=style)
-            if i not in right and i != len(cells) - 1:
-                out.append(pad)
-        out.append("\n")
+            lead = ("  " if i else "") + (pad if i in right else "")
+            tail = "" if i in right or i == last else pad
+            start = at + len(lead)
+            pieces.append(lead + text + tail)
+            at += len(lead) + len(text) + len(tail)
+            if style and text:
+                spans.append(Span(start, start + len(text), style))
+        pieces.append("\n")
+        at += 1
 
     line([(h, "bold") for h in headers])
     for row in rows:
         line(row)
-    return out
+    return Text("".join(pieces), spans=spans)
 
 
 def inspect_table(report: InspectReport) -> RenderableType:
