@@ -9,6 +9,8 @@ What is made, relative to DIR:
   the ``checkpoint`` state file);
 - ``new/model.ckpt-0.meta`` (and its checkpoint): the fresh [20, 20], 2-class model to
   fine-tune, without optimizer state;
+- ``wide/`` and ``deep/``: the same 3-class model widened to [20, 20] and deepened to
+  [10, 10, 10], each with its Adagrad optimizer (a training job's graph), fresh;
 - ``old/x.ckpt``: a tf-keras ``save_weights`` checkpoint of a 4 -> 8 -> 3 Dense model;
 - ``new.keras``: the same architecture as a Keras 3 model;
 - ``model_builder.py``: ``build()`` returns that Keras 3 model (a builder target:
@@ -86,11 +88,16 @@ class DemoFiles:
 
 
 def build_estimator_checkpoint(
-    directory: Path, hidden: tuple[int, ...] = (10, 10), steps: int = 20, n_classes: int = 3
+    directory: Path,
+    hidden: tuple[int, ...] = (10, 10),
+    steps: int = 20,
+    n_classes: int = 3,
+    optimizer: bool | None = None,
 ) -> Path:
     """Save a tf.estimator DNNClassifier-shaped model with tf.compat.v1.train.Saver (which
     also writes the ``.meta`` graph) into ``directory``, after ``steps`` Adagrad steps.
-    With ``steps=0`` it is the fresh model to fine-tune: no optimizer state.
+    With ``steps=0`` it is the fresh model to fine-tune: no optimizer state, unless
+    ``optimizer`` (the model a training job would restore into, Adagrad and all).
 
     Returns:
         The checkpoint's prefix.
@@ -102,8 +109,13 @@ def build_estimator_checkpoint(
     directory.mkdir(parents=True, exist_ok=True)
     graph = tf.Graph()
     with graph.as_default():
+        with_optimizer = steps > 0 if optimizer is None else optimizer
         train = build_estimator_dnn(
-            tf, hidden_units=hidden, n_classes=n_classes, partitioned=False, optimizer=steps > 0
+            tf,
+            hidden_units=hidden,
+            n_classes=n_classes,
+            partitioned=False,
+            optimizer=with_optimizer,
         )
         # Relative paths in the state file: the directory still works once moved.
         saver = v1.train.Saver(save_relative_paths=True)
@@ -164,6 +176,8 @@ def make_demo_files(directory: Path, *, overwrite: bool = False) -> DemoFiles:
     try:
         build_estimator_checkpoint(staging / "runs" / "h10")
         build_estimator_checkpoint(staging / "new", hidden=(20, 20), steps=0, n_classes=2)
+        build_estimator_checkpoint(staging / "wide", hidden=(20, 20), steps=0, optimizer=True)
+        build_estimator_checkpoint(staging / "deep", hidden=(10, 10, 10), steps=0, optimizer=True)
         (staging / "old").mkdir()
         _tf_keras_checkpoint(staging / "old" / "x.ckpt")
         _keras_model(staging / "new.keras")
