@@ -101,6 +101,7 @@ CLI_FLAGS = {
     "num_shards": "--num-shards",
     "workers": "--workers",
     "max_memory": "--max-memory",
+    "dask": "--dask/--scheduler",
     "check_command": "`ckptmigrate check CKPT --target T`",
     "check_map_command": "`ckptmigrate check CKPT --target T --map M`",
     "suggest_command": "`ckptmigrate suggest CKPT --target T`",
@@ -536,6 +537,25 @@ def convert(
             help="Computed values waiting to be written, at most (default 256MiB).",
         ),
     ] = None,
+    dask: Annotated[
+        str | None,
+        typer.Option(
+            "--dask",
+            metavar="local:N",
+            help="Write the data shards on a Dask LocalCluster of N worker processes (one "
+            "shard per worker unless --num-shards/--max-shard-size say); needs "
+            "ckptmigrate[dask].",
+        ),
+    ] = None,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            "--scheduler",
+            metavar="ADDRESS",
+            help="Write the data shards on the Dask cluster whose scheduler is at ADDRESS "
+            "(tcp://host:8786); its workers must see the output's path.",
+        ),
+    ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print a JSON object.")] = False,
     quiet: QuietOption = False,
     traceback: TracebackOption = False,
@@ -550,7 +570,14 @@ def convert(
       ckptmigrate convert runs/model.ckpt-1000 --map widen.yaml -o runs-widened
       ckptmigrate convert old/x.ckpt -m tf-keras-to-keras3 -t new.keras -o out --verify
     """
-    from .conversion import ConvertOptions, ShardPolicy, parse_size, plan, run_conversion
+    from .conversion import (
+        ConvertOptions,
+        ShardPolicy,
+        dask_cluster,
+        parse_size,
+        plan,
+        run_conversion,
+    )
     from .conversion.options import frozen_params
     from .mapping.schema import parse_settings
 
@@ -596,6 +623,7 @@ def convert(
             ),
             workers=workers,
             max_memory=None if max_memory is None else parse_size(max_memory),
+            dask=dask_cluster(dask, scheduler),
         ),
         traceback,
     )

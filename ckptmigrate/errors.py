@@ -10,6 +10,7 @@ import errno
 import re
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 # Library messages name an option by a token, ``[[overwrite]]``, never by a CLI flag: a
 # Python caller reads ``overwrite=True`` (``str(error)``), the command line reads its own
@@ -32,6 +33,7 @@ API_SPELLING: Mapping[str, str] = {
     "num_shards": "num_shards=",
     "workers": "workers=",
     "max_memory": "max_memory=",
+    "dask": "dask=",
     "check_command": "ckptmigrate.check(checkpoint, target)",
     "check_map_command": "ckptmigrate.check(checkpoint, target, map=...)",
     "suggest_command": "ckptmigrate.suggest(checkpoint, target)",
@@ -39,6 +41,12 @@ API_SPELLING: Mapping[str, str] = {
 _OPTION_TOKEN = re.compile(r"\[\[([a-z_]+)\]\]")
 # user:password@ in a URL (an S3-compatible endpoint, a store URL), wherever it appears.
 _URL_CREDENTIALS = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://)[^/\s@]+@")
+
+
+def _rebuilt(cls: type[CkptMigrateError], state: dict[str, Any]) -> CkptMigrateError:
+    error = cls.__new__(cls)
+    error.__dict__.update(state)
+    return error
 
 
 def redact_credentials(text: str) -> str:
@@ -74,6 +82,12 @@ class CkptMigrateError(Exception):
 
     def __str__(self) -> str:
         return self.render(API_SPELLING)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Raised on a Dask worker, an error reaches the caller pickled: rebuilt from its
+        # fields (message, path, hint...), not by calling __init__ again, whose arguments
+        # differ between subclasses; so the CLI still spells its options as flags.
+        return (_rebuilt, (type(self), self.__dict__))
 
     def render(self, spelling: Mapping[str, str]) -> str:
         """The one-paragraph message, with options spelled as ``spelling`` says (the

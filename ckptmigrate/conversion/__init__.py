@@ -14,19 +14,27 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .._tf import require_tensorflow
-from ..checkpoint import Checkpoint, open_checkpoint
-from ..errors import CkptMigrateError, OutputError
+from ..checkpoint import open_checkpoint
+from ..errors import OutputError
 from ..formats.locate import AnyPath, check_output
 from ..formats.remote import RemotePath, as_path
-from ..mapping.plan import Plan, plan_conversion
-from ..mapping.rules import NO_MAP, Map
-from ..mapping.schema import load_map
+from ..mapping.plan import Plan
+from ..mapping.rules import Map
 from ..output_format import OutputFormat
 from ..progress import Progress
 from .bundle_out import PROVENANCE_FILE, download, write_checkpoint
+from .dask_out import DaskInputs, require_dask, write_checkpoint_on_dask
 from .job import Job, OnVariable
 from .keras_out import check_keras_output, keras_value, write_keras
-from .options import ConvertOptions, ConvertResult, Counts, frozen_params, kind_of
+from .options import (
+    ConvertOptions,
+    ConvertResult,
+    Counts,
+    dask_cluster,
+    frozen_params,
+    kind_of,
+)
+from .planning import as_map, plan_for, target_model
 from .safetensors_out import check_safetensors_output, verify_safetensors, write_safetensors
 from .sharding import ShardPolicy, parse_size
 from .values import Sources, stored_value
@@ -42,6 +50,7 @@ __all__ = [
     "OutputFormat",
     "ShardPolicy",
     "convert",
+    "dask_cluster",
     "kind_of",
     "parse_size",
     "plan",
@@ -83,9 +92,9 @@ def plan(
         require_all=require_all,
         params=frozen_params(params),
     )
-    the_map = _as_map(map, target, options)
-    with open_checkpoint(checkpoint) as ckpt, _target_model(target, options) as target_model:
-        return _plan_for(ckpt, the_map, target_model, options)
+    the_map = as_map(map, target, options)
+    with open_checkpoint(checkpoint) as ckpt, target_model(target, options) as opened_target:
+        return plan_for(ckpt, the_map, opened_target, options)
 
 
 def convert(
@@ -108,6 +117,7 @@ def convert(
     num_shards: int | None = None,
     workers: int | None = None,
     max_memory: int | str | None = None,
+    dask: Any = None,
     on_variable: OnVariable | None = None,
     progress: Progress | None = None,
 ) -> ConvertResult:
@@ -150,6 +160,16 @@ def convert(
             for byte whatever the number.
         max_memory: bytes of computed values that may wait for the writer (default
             256 MiB; a single larger value still goes); a string such as ``"1GB"`` too.
+        dask: write the data shards on a Dask cluster (``pip install 'ckptmigrate[dask]'``):
+            ``"local:4"`` starts a LocalCluster of 4 worker processes, a scheduler's address
+            (``"tcp://host:8786"``) or a ``distributed.Client`` uses that cluster. Each
+            shard is a task that re-plans from the same inputs (so the map and target go
+            as paths) and writes its ``.data`` file; this process writes the index last
+            and publishes. Without ``max_shard_size``/``num_shards``: one shard per
+            worker. The output is byte for byte the one-process output with the same
+            shards. The workers must see the output's staging directory (beside a local
+            output; on this machine for a URL output): other machines need a shared
+            filesystem mounted at the same path.
         on_variable: called with each output variable as it is written.
         progress: told the totals, then each variable written, then the verification's
             steps (:class:`~ckptmigrate.progress.Progress`; set its ``listener``).
@@ -177,6 +197,7 @@ def convert(
         ),
         workers=workers,
         max_memory=None if max_memory is None else parse_size(max_memory),
+        dask=dask,
     )
     return run_conversion(
         checkpoint, map, output, target, options, on_variable=on_variable, progress=progress
@@ -197,8 +218,12 @@ def run_conversion(
     """:func:`convert` with its options in one object (what the CLI builds); ``on_plan``
     is called with the plan before anything is written (the CLI shows its warnings then,
     not after a long conversion)."""
-    the_map = _as_map(mapping, target, options)
+    the_map = as_map(mapping, target, options)
     destination = as_path(output)
+    on_dask = None
+    if options.dask is not None:  # refused now rather than after planning
+        require_dask()
+        on_dask = DaskInputs.of(checkpoint, mapping, target)
     if options.verify and options.format is not OutputFormat.SAFETENSORS:
         require_tensorflow("verifying the output ([[verify]])")
     if options.format is OutputFormat.SAFETENSORS:
@@ -214,19 +239,21 @@ def run_conversion(
         check_keras_output(destination, target)
     with (
         open_checkpoint(checkpoint) as ckpt,
-        _target_model(target, options) as target_model,
+        target_model(target, options) as opened_target,
         contextlib.ExitStack() as stack,
     ):
-        the_plan = _plan_for(ckpt, the_map, target_model, options)
+        the_plan = plan_for(ckpt, the_map, opened_target, options)
         check_output(destination, ckpt.location.given, ckpt.prefix, options.overwrite)
         if on_plan is not None:
             on_plan(the_plan)
-        job = Job(ckpt, the_plan, options, Sources(ckpt, stack), target, target_model, on_variable)
+        job = Job(ckpt, the_plan, options, Sources(ckpt, stack), target, opened_target, on_variable)
         if progress is not None:
             job.progress = progress
         job.begin()
         links: tuple[str, ...] = ()
         match options.format:
+            case OutputFormat.CHECKPOINT if on_dask is not None:
+                written, links = write_checkpoint_on_dask(job, destination, on_dask)
             case OutputFormat.CHECKPOINT:
                 written, links = write_checkpoint(job, destination)
             case OutputFormat.KERAS:
@@ -246,51 +273,6 @@ def run_conversion(
     return ConvertResult.of(
         written, the_plan, job.counts, linked_shards=links, verification=verification
     )
-
-
-def _as_map(mapping: Map | str | Path | None, target: Any, options: ConvertOptions) -> Map:
-    if mapping is None and target is None:
-        raise CkptMigrateError(
-            "a conversion needs a map, a target, or both", hint="pass [[map]] and/or [[target]]."
-        )
-    if mapping is None:
-        return NO_MAP
-    if isinstance(mapping, Map):
-        return mapping
-    return load_map(mapping, dict(options.params))
-
-
-def _target_model(target: Any, options: ConvertOptions) -> contextlib.AbstractContextManager[Any]:
-    if target is None:
-        return contextlib.nullcontext(None)
-    from ..targets.model import open_conversion_target  # TensorFlow may be needed: only then
-
-    return open_conversion_target(target, root=options.root, format=options.format)
-
-
-def _plan_for(ckpt: Checkpoint, mapping: Map, target_model: Any, options: ConvertOptions) -> Plan:
-    the_plan = plan_conversion(
-        ckpt,
-        mapping,
-        strict=options.strict,
-        require_all=options.require_all,
-        keep_object_graph=target_model is None,
-    )
-    if target_model is None:
-        if options.fill_missing_from_target:
-            raise CkptMigrateError("[[fill_missing_from_target]] needs [[target]]")
-        return the_plan
-    from ..mapping.retarget import outputs_inventory, retarget
-    from ..targets.checkpoint import inventory_of
-
-    mapped = outputs_inventory(the_plan, inventory_of(ckpt))
-    return retarget(
-        the_plan,
-        mapped,
-        target_model,
-        fill_missing_from_target=options.fill_missing_from_target,
-        strict=options.strict,
-    )[0]
 
 
 def _verify(job: Job, output: AnyPath) -> Verification:

@@ -15,7 +15,7 @@ from .. import dtypes
 from .._version import __version__
 from ..checkpoint import Checkpoint
 from ..formats.bundle_reader import BundleReader, RemoteBundleReader, verified_in_background
-from ..formats.bundle_writer import BundleWriter
+from ..formats.bundle_writer import BundleWriter, TensorSink
 from ..formats.locate import AnyPath, data_path, index_path
 from ..formats.object_graph import OBJECT_GRAPH_KEY
 from ..formats.ordered_code import decode_slice_key, encode_slice_key, is_slice_key
@@ -23,12 +23,22 @@ from ..formats.remote import RemotePath, remote_concurrency
 from ..mapping.plan import Plan, PlannedVariable
 from ..mapping.rules import NO_MAP
 from .job import Job, planned_bytes
-from .options import Counts
 from .pipeline import DEFAULT_MAX_MEMORY, default_workers, values_in_order
 from .sharding import ShardPolicy
 from .values import value_of
 
-__all__ = ["PROVENANCE_FILE", "ShardLayout", "download", "write_checkpoint"]
+__all__ = [
+    "PROVENANCE_FILE",
+    "ShardLayout",
+    "bundle_writer",
+    "download",
+    "layout_for",
+    "link_shards",
+    "provenance",
+    "shard_contents",
+    "write_checkpoint",
+    "write_tensors",
+]
 
 PROVENANCE_FILE = "ckptmigrate-provenance.json"
 
@@ -120,85 +130,152 @@ class ShardLayout:
         return replace(self, checked_aside=frozenset(keys))
 
 
+def layout_for(job: Job) -> tuple[BundleReader | None, ShardLayout]:
+    """The source's bundle reader (None for a V1 source) and the output's shard layout:
+    which shards are carried over, and the shard of every tensor written."""
+    reader = job.ckpt.reader
+    bundle = reader if isinstance(reader, BundleReader) else None
+    layout = ShardLayout.of(bundle, job.plan, job.options.copy)
+    return bundle, layout.spread(job.options.shards, _written_sizes(bundle, job.plan, layout))
+
+
 def write_checkpoint(job: Job, destination: AnyPath) -> tuple[AnyPath, tuple[str, ...]]:
     """Write the plan's outputs as a checkpoint at ``destination``, published atomically.
 
     Returns:
         The output prefix, and how each carried-over shard went (reflink, hard link, copy).
     """
-    ckpt, the_plan = job.ckpt, job.plan
-    reader = ckpt.reader
-    bundle = reader if isinstance(reader, BundleReader) else None
-    layout = ShardLayout.of(bundle, the_plan, job.options.copy)
-    layout = layout.spread(job.options.shards, _written_sizes(bundle, the_plan, layout))
-    writer = BundleWriter(
-        destination,
-        ckpt.prefix.name,
-        num_shards=layout.num_shards,
-        overwrite=job.options.overwrite,
-        durable=job.options.durable,
-        big_endian=bundle.big_endian if bundle else False,
-    )
-    with writer, contextlib.ExitStack() as checks:
+    bundle, layout = layout_for(job)
+    with (
+        bundle_writer(job, destination, bundle, layout) as writer,
+        contextlib.ExitStack() as checks,
+    ):
         finish = (
             checks.enter_context(verified_in_background(bundle, sorted(layout.checked_aside)))
             if bundle is not None
             else (lambda: 0)
         )
-        links = tuple(
-            writer.link_shard(s, bundle.data_file(s), allow_links=not layout.copy)
-            for s in sorted(layout.linked)
-            if bundle is not None
-        )
-        for key in the_plan.passthrough:
-            _copy(writer, ckpt, key, key, layout)
-        if the_plan.object_graph is not None:
-            import numpy as np
-
-            graph = np.array(the_plan.object_graph, dtype=object)
-            shard = layout.shard_for(OBJECT_GRAPH_KEY)
-            writer.add_array(OBJECT_GRAPH_KEY, graph, dtypes.BY_NAME["string"], shard=shard)
-        fetched = _fetched_ahead(bundle, layout)
-        fetched_any = isinstance(bundle, RemoteBundleReader)
-        computed = checks.enter_context(
-            contextlib.closing(  # cancels the work ahead if writing fails
-                values_in_order(
-                    the_plan.outputs,
-                    lambda variable: _value_or_stored_bytes(job, variable, fetched),
-                    needs_value=lambda variable: not variable.raw_copy or fetched(variable),
-                    # A store's reads wait on latency, not on this machine's CPUs.
-                    workers=job.options.workers
-                    or (remote_concurrency() if fetched_any else default_workers()),
-                    max_memory=job.options.max_memory or DEFAULT_MAX_MEMORY,
-                )
-            )
-        )
-        for variable, value in computed:
-            if isinstance(value, StoredBytes):
-                assert bundle is not None
-                assert variable.source is not None
-                entry = bundle.entries[variable.source]
-                writer.add_stored_bytes(
-                    variable.name, entry, value.data, layout.shard_for(variable.name)
-                )
-            elif variable.raw_copy:
-                assert variable.source is not None
-                _copy(
-                    writer,
-                    job.sources.get(variable.origin),
-                    variable.source,
-                    variable.name,
-                    layout,
-                    main=variable.origin is None,
-                )
-            else:
-                dtype = dtypes.BY_NAME[variable.dtype]
-                writer.add_array(variable.name, value, dtype, shard=layout.shard_for(variable.name))
-            job.written(variable)
+        links = link_shards(writer, bundle, layout)
+        write_tensors(job, writer, bundle, layout, checks)
         finish()  # a bad checksum aborts here, before anything is published
-        writer.add_file(PROVENANCE_FILE, _provenance(the_plan, ckpt, job.counts, links))
+        writer.add_file(PROVENANCE_FILE, provenance(job, links))
         prefix = writer.commit()
     return prefix, links
+
+
+def bundle_writer(
+    job: Job, destination: AnyPath, bundle: BundleReader | None, layout: ShardLayout
+) -> BundleWriter:
+    """The writer that stages and publishes the output checkpoint."""
+    return BundleWriter(
+        destination,
+        job.ckpt.prefix.name,
+        num_shards=layout.num_shards,
+        overwrite=job.options.overwrite,
+        durable=job.options.durable,
+        big_endian=bundle.big_endian if bundle else False,
+    )
+
+
+def link_shards(
+    writer: BundleWriter, bundle: BundleReader | None, layout: ShardLayout
+) -> tuple[str, ...]:
+    """Carry the layout's unchanged source shards over whole; returns how each went."""
+    if bundle is None:
+        return ()
+    return tuple(
+        writer.link_shard(s, bundle.data_file(s), allow_links=not layout.copy)
+        for s in sorted(layout.linked)
+    )
+
+
+def write_tensors(
+    job: Job,
+    writer: TensorSink,
+    bundle: BundleReader | None,
+    layout: ShardLayout,
+    stack: contextlib.ExitStack,
+    *,
+    only_shard: int | None = None,
+    workers: int | None = None,
+) -> None:
+    """Write every tensor the layout does not carry over (passthrough keys, the object
+    graph, then the plan's outputs, in that order), or with ``only_shard`` those of that
+    shard, in the same order: a shard's bytes are the same whoever writes it."""
+    the_plan = job.plan
+
+    def mine(key: str) -> bool:
+        return only_shard is None or layout.shard_for(key) == only_shard
+
+    for key in the_plan.passthrough:
+        if mine(key):
+            _copy(writer, job.ckpt, key, key, layout)
+    if the_plan.object_graph is not None and mine(OBJECT_GRAPH_KEY):
+        import numpy as np
+
+        graph = np.array(the_plan.object_graph, dtype=object)
+        shard = layout.shard_for(OBJECT_GRAPH_KEY)
+        writer.add_array(OBJECT_GRAPH_KEY, graph, dtypes.BY_NAME["string"], shard=shard)
+    fetched = _fetched_ahead(bundle, layout)
+    fetched_any = isinstance(bundle, RemoteBundleReader)
+    computed = stack.enter_context(
+        contextlib.closing(  # cancels the work ahead if writing fails
+            values_in_order(
+                [v for v in the_plan.outputs if mine(v.name)],
+                lambda variable: _value_or_stored_bytes(job, variable, fetched),
+                needs_value=lambda variable: not variable.raw_copy or fetched(variable),
+                # A store's reads wait on latency, not on this machine's CPUs.
+                workers=workers
+                or job.options.workers
+                or (remote_concurrency() if fetched_any else default_workers()),
+                max_memory=job.options.max_memory or DEFAULT_MAX_MEMORY,
+            )
+        )
+    )
+    for variable, value in computed:
+        if isinstance(value, StoredBytes):
+            assert bundle is not None
+            assert variable.source is not None
+            entry = bundle.entries[variable.source]
+            writer.add_stored_bytes(
+                variable.name, entry, value.data, layout.shard_for(variable.name)
+            )
+        elif variable.raw_copy:
+            assert variable.source is not None
+            _copy(
+                writer,
+                job.sources.get(variable.origin),
+                variable.source,
+                variable.name,
+                layout,
+                main=variable.origin is None,
+            )
+        else:
+            dtype = dtypes.BY_NAME[variable.dtype]
+            writer.add_array(variable.name, value, dtype, shard=layout.shard_for(variable.name))
+        job.written(variable)
+
+
+def shard_contents(
+    job: Job, bundle: BundleReader | None, layout: ShardLayout, shard: int
+) -> list[tuple[str, tuple[int, ...], str]]:
+    """The (key, shape, dtype) of every tensor ``write_tensors`` writes to ``shard``, in
+    order: what two processes that planned the same conversion must agree on."""
+    the_plan = job.plan
+    contents: list[tuple[str, tuple[int, ...], str]] = []
+    if bundle is not None:
+        for key in the_plan.passthrough:
+            if layout.shard_for(key) == shard:
+                entry = bundle.entries[key]
+                contents.append((key, entry.shape, dtypes.from_enum(entry.dtype).name))
+    if the_plan.object_graph is not None and layout.shard_for(OBJECT_GRAPH_KEY) == shard:
+        contents.append((OBJECT_GRAPH_KEY, (), "string"))
+    contents += [
+        (v.name, tuple(v.shape), v.dtype)
+        for v in the_plan.outputs
+        if layout.shard_for(v.name) == shard
+    ]
+    return contents
 
 
 @dataclass(frozen=True)
@@ -242,7 +319,7 @@ def _value_or_stored_bytes(
 
 
 def _copy(
-    writer: BundleWriter,
+    writer: TensorSink,
     ckpt: Checkpoint,
     source: str,
     name: str,
@@ -331,7 +408,9 @@ def download(prefix: RemotePath, stack: contextlib.ExitStack) -> Path:
     return local
 
 
-def _provenance(the_plan: Plan, ckpt: Checkpoint, counts: Counts, links: tuple[str, ...]) -> bytes:
+def provenance(job: Job, links: tuple[str, ...]) -> bytes:
+    """The provenance record written beside the checkpoint (``PROVENANCE_FILE``)."""
+    the_plan, ckpt, counts = job.plan, job.ckpt, job.counts
     record: dict[str, Any] = {
         "ckptmigrate_version": __version__,
         "source_checkpoint": str(ckpt.prefix.resolve()),

@@ -20,6 +20,7 @@ __all__ = [
     "ConvertResult",
     "Counts",
     "OutputFormat",
+    "dask_cluster",
     "frozen_params",
     "kind_of",
 ]
@@ -55,6 +56,10 @@ class ConvertOptions:
     """Threads computing values ahead of the writer; None: one per CPU (at most 8)."""
     max_memory: int | None = None
     """Bytes of computed values that may wait for the writer; None: 256 MiB."""
+    dask: Any = None
+    """Run the conversion on a Dask cluster: ``"local:N"`` (a LocalCluster of N worker
+    processes on this machine), a scheduler's address (``"tcp://host:8786"``), or a
+    ``distributed.Client``; None: in this process."""
 
     def __post_init__(self) -> None:
         if self.workers is not None and self.workers < 1:
@@ -63,12 +68,57 @@ class ConvertOptions:
             raise CkptMigrateError(
                 f"[[max_memory]] must be at least one byte, got {self.max_memory}"
             )
+        if self.dask is not None:
+            _check_dask(self.dask, self.format)
         if self.shards.active and self.format is OutputFormat.KERAS:
             raise CkptMigrateError(
                 "a Keras weights file has no data shards ([[max_shard_size]], [[num_shards]] "
                 "apply to checkpoints)",
                 hint="leave the sharding options out with [[format_keras]].",
             )
+
+
+def dask_cluster(local: str | None, scheduler: str | None) -> str | None:
+    """The ``dask`` option from the command line's two ways to give it (``--dask local:N``,
+    ``--scheduler ADDRESS``), at most one.
+
+    Raises:
+        CkptMigrateError: both are given, or a scheduler's address is not a URL.
+    """
+    if local is not None and scheduler is not None:
+        raise CkptMigrateError(
+            "a local cluster and a scheduler's address both name the cluster ([[dask]]); give one",
+            hint="local:N starts one on this machine, tcp://host:8786 uses a running one.",
+        )
+    if scheduler is not None and "://" not in scheduler:
+        raise CkptMigrateError(
+            f"{scheduler!r} is not a scheduler's address ([[dask]])",
+            hint="write it as tcp://host:8786.",
+        )
+    return local if local is not None else scheduler
+
+
+def _check_dask(spec: Any, output_format: OutputFormat) -> None:
+    if output_format is not OutputFormat.CHECKPOINT:
+        raise CkptMigrateError(
+            "only a checkpoint output is written on a Dask cluster ([[dask]])",
+            hint="leave [[dask]] out for a Keras or safetensors output.",
+        )
+    if not isinstance(spec, str):
+        return  # a distributed.Client, checked when it is used
+    if spec.startswith("local:"):
+        count = spec.removeprefix("local:")
+        if not (count.isdigit() and int(count) >= 1):
+            raise CkptMigrateError(
+                f"{spec!r} is not a local cluster ([[dask]])",
+                hint="write local:N for N worker processes on this machine, e.g. local:4.",
+            )
+    elif "://" not in spec:
+        raise CkptMigrateError(
+            f"{spec!r} is neither local:N nor a scheduler's address ([[dask]])",
+            hint="write local:4 for a LocalCluster of 4 processes, or a scheduler's address "
+            "such as tcp://host:8786.",
+        )
 
 
 def frozen_params(params: Mapping[str, int] | None) -> tuple[tuple[str, int], ...]:

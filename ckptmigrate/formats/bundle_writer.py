@@ -15,6 +15,8 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import uuid
+from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, BinaryIO
 
@@ -55,6 +57,10 @@ if TYPE_CHECKING:
     import numpy as np
 
 
+PARTS_DIR = ".shard-parts"
+"""Where shards written by other processes are staged until complete (hidden)."""
+
+
 def _key_bytes(key: str) -> bytes:
     return key.encode("utf-8", "surrogateescape")
 
@@ -84,92 +90,20 @@ def _cut_short(
     )
 
 
-class BundleWriter:
-    """Stage a checkpoint ``<output_dir>/<prefix_name>.*`` and publish it on commit.
+class TensorSink:
+    """What adds tensors to data shards and records their index entries: the
+    :class:`BundleWriter` of a whole checkpoint, or a :class:`ShardWriter` writing one of
+    its shards in another process."""
 
-    ``output_dir`` may be a URL (``s3://bucket/run``): the checkpoint is then staged in a
-    local temporary directory and uploaded on commit, data shards first and the index after
-    them (see ``_upload``)."""
-
-    def __init__(
-        self,
-        output_dir: str | Path | RemotePath,
-        prefix_name: str = "ckpt",
-        *,
-        num_shards: int = 1,
-        big_endian: bool = tensor_codec.NATIVE_IS_BIG,
-        overwrite: bool = False,
-        durable: bool = False,
-    ) -> None:
-        destination = as_path(output_dir)
-        self.output_dir: AnyPath = (
-            destination if isinstance(destination, RemotePath) else destination.absolute()
-        )
-        self.prefix_name = prefix_name
-        self.num_shards = num_shards
-        self.big_endian = big_endian
-        # An upload is durable once the store acknowledges it: fsyncing the staging is moot.
-        self.durable = durable and not self.is_remote
-        self._overwrite = overwrite
-        self._check_destination()
-        try:
-            if isinstance(self.output_dir, RemotePath):
-                self._staging = Path(tempfile.mkdtemp(prefix="ckptmigrate-upload-"))
-            else:
-                self._staging = make_staging_dir(self.output_dir)
-            self._staging_id = identity(self._staging)
-        except OSError as e:
-            raise OutputError.from_os_error(e, self.output_dir) from e
-        self._files: dict[int, BinaryIO] = {}
-        self._sizes = [0] * num_shards
-        self._entries: dict[str, BundleEntry] = {}
-        self._linked: set[int] = set()
-        # Remote shards carried over to a remote output on the same store: copied by the
-        # server at upload time instead of going through this machine.
-        self._server_copies: dict[int, RemotePath] = {}
-        self._uploaded = False  # every object of a remote output is up
-        self._done = False
-
-    @property
-    def is_remote(self) -> bool:
-        return isinstance(self.output_dir, RemotePath)
-
-    def _check_destination(self) -> None:
-        try:
-            self._check_destination_exists()
-        except CkptMigrateError:
-            raise
-        except Exception as e:  # a store's client raises its own types (no credentials, ...)
-            if not isinstance(self.output_dir, RemotePath):
-                raise
-            raise unreachable_output(e, self.output_dir) from e
-
-    def _check_destination_exists(self) -> None:
-        if isinstance(self.output_dir, Path):  # an output a killed run was replacing is back
-            clean_stale_staging(self.output_dir)
-        refuse_existing(self.output_dir, self._overwrite)
-        if self.output_dir.exists() and not self.output_dir.is_dir():
-            raise OutputError("the output exists and is not a directory", path=str(self.output_dir))
-
-    @property
-    def staging_prefix(self) -> Path:
-        return self._staging / self.prefix_name
-
-    @property
-    def final_prefix(self) -> AnyPath:
-        return self.output_dir / self.prefix_name
+    output_dir: AnyPath
+    big_endian: bool
+    _sizes: list[int]
+    _entries: dict[str, BundleEntry]
+    _linked: set[int]
+    _done: bool
 
     def _shard_file(self, shard: int) -> BinaryIO:
-        if not 0 <= shard < self.num_shards:
-            raise ValueError(f"shard {shard} out of range for {self.num_shards} shards")
-        if shard in self._linked:
-            raise ValueError(f"shard {shard} is linked to a source file; write to another")
-        f = self._files.get(shard)
-        if f is None:
-            path = data_path(self.staging_prefix, shard, self.num_shards)
-            f = path.open("wb", buffering=0)
-            self._files[shard] = f
-        return f
+        raise NotImplementedError
 
     def _claim(self, key: str) -> None:
         if self._done:
@@ -265,6 +199,109 @@ class BundleWriter:
             entry.dtype, entry.shape, shard, offset, entry.size, entry.crc32c
         )
 
+    def add_linked(self, key: str, entry: BundleEntry) -> None:
+        """Register a tensor already in a linked shard, at its recorded offset."""
+        self._claim(key)
+        if entry.shard_id not in self._linked:
+            raise ValueError(f"shard {entry.shard_id} is not linked")
+        self._entries[key] = entry
+
+    def add_partitioned(
+        self, key: str, dtype: dtypes.DType, shape: tuple[int, ...], slices: tuple[TensorSlice, ...]
+    ) -> None:
+        """Register the full-tensor entry of a partitioned variable (its slices hold data)."""
+        self._claim(key)
+        self._entries[key] = BundleEntry(dtype.enum, shape, 0, 0, 0, 0, slices)
+
+
+class BundleWriter(TensorSink):
+    """Stage a checkpoint ``<output_dir>/<prefix_name>.*`` and publish it on commit.
+
+    ``output_dir`` may be a URL (``s3://bucket/run``): the checkpoint is then staged in a
+    local temporary directory and uploaded on commit, data shards first and the index after
+    them (see ``_upload``)."""
+
+    def __init__(
+        self,
+        output_dir: str | Path | RemotePath,
+        prefix_name: str = "ckpt",
+        *,
+        num_shards: int = 1,
+        big_endian: bool = tensor_codec.NATIVE_IS_BIG,
+        overwrite: bool = False,
+        durable: bool = False,
+    ) -> None:
+        destination = as_path(output_dir)
+        self.output_dir: AnyPath = (
+            destination if isinstance(destination, RemotePath) else destination.absolute()
+        )
+        self.prefix_name = prefix_name
+        self.num_shards = num_shards
+        self.big_endian = big_endian
+        # An upload is durable once the store acknowledges it: fsyncing the staging is moot.
+        self.durable = durable and not self.is_remote
+        self._overwrite = overwrite
+        self._check_destination()
+        try:
+            if isinstance(self.output_dir, RemotePath):
+                self._staging = Path(tempfile.mkdtemp(prefix="ckptmigrate-upload-"))
+            else:
+                self._staging = make_staging_dir(self.output_dir)
+            self._staging_id = identity(self._staging)
+        except OSError as e:
+            raise OutputError.from_os_error(e, self.output_dir) from e
+        self._files: dict[int, BinaryIO] = {}
+        self._sizes = [0] * num_shards
+        self._entries: dict[str, BundleEntry] = {}
+        self._linked: set[int] = set()
+        self._elsewhere: set[int] = set()  # shards other processes wrote (add_written_shard)
+        # Remote shards carried over to a remote output on the same store: copied by the
+        # server at upload time instead of going through this machine.
+        self._server_copies: dict[int, RemotePath] = {}
+        self._uploaded = False  # every object of a remote output is up
+        self._done = False
+
+    @property
+    def is_remote(self) -> bool:
+        return isinstance(self.output_dir, RemotePath)
+
+    def _check_destination(self) -> None:
+        try:
+            self._check_destination_exists()
+        except CkptMigrateError:
+            raise
+        except Exception as e:  # a store's client raises its own types (no credentials, ...)
+            if not isinstance(self.output_dir, RemotePath):
+                raise
+            raise unreachable_output(e, self.output_dir) from e
+
+    def _check_destination_exists(self) -> None:
+        if isinstance(self.output_dir, Path):  # an output a killed run was replacing is back
+            clean_stale_staging(self.output_dir)
+        refuse_existing(self.output_dir, self._overwrite)
+        if self.output_dir.exists() and not self.output_dir.is_dir():
+            raise OutputError("the output exists and is not a directory", path=str(self.output_dir))
+
+    @property
+    def staging_prefix(self) -> Path:
+        return self._staging / self.prefix_name
+
+    @property
+    def final_prefix(self) -> AnyPath:
+        return self.output_dir / self.prefix_name
+
+    def _shard_file(self, shard: int) -> BinaryIO:
+        if not 0 <= shard < self.num_shards:
+            raise ValueError(f"shard {shard} out of range for {self.num_shards} shards")
+        if shard in self._linked or shard in self._elsewhere:
+            raise ValueError(f"shard {shard} is linked or written elsewhere; write to another")
+        f = self._files.get(shard)
+        if f is None:
+            path = data_path(self.staging_prefix, shard, self.num_shards)
+            f = path.open("wb", buffering=0)
+            self._files[shard] = f
+        return f
+
     def link_shard(self, shard: int, source_file: AnyPath, *, allow_links: bool = True) -> str:
         """Make output shard ``shard`` the source data file itself, without copying bytes:
         a reflink (copy-on-write clone) where the filesystem can, else a hard link (the
@@ -305,19 +342,31 @@ class BundleWriter:
         self._linked.add(shard)
         return method
 
-    def add_linked(self, key: str, entry: BundleEntry) -> None:
-        """Register a tensor already in a linked shard, at its recorded offset."""
-        self._claim(key)
-        if entry.shard_id not in self._linked:
-            raise ValueError(f"shard {entry.shard_id} is not linked")
-        self._entries[key] = entry
+    def parts_dir(self) -> Path:
+        """The staging's directory for shards other processes write (:class:`ShardWriter`),
+        each under a name of its own until it is complete; removed before the commit, so a
+        part left by a killed writer is never published."""
+        path = self._staging / PARTS_DIR
+        try:
+            path.mkdir(exist_ok=True)
+        except OSError as e:
+            raise OutputError.from_os_error(e, self.output_dir) from e
+        return path
 
-    def add_partitioned(
-        self, key: str, dtype: dtypes.DType, shape: tuple[int, ...], slices: tuple[TensorSlice, ...]
-    ) -> None:
-        """Register the full-tensor entry of a partitioned variable (its slices hold data)."""
-        self._claim(key)
-        self._entries[key] = BundleEntry(dtype.enum, shape, 0, 0, 0, 0, slices)
+    def add_written_shard(self, shard: int, entries: Mapping[str, BundleEntry]) -> None:
+        """Register data shard ``shard`` as written whole by a :class:`ShardWriter`, with
+        the index entries it returned (tensors in ``shard``, in linked shards, and the
+        data-less entries of partitioned variables)."""
+        if shard in self._files or shard in self._linked or shard in self._elsewhere:
+            raise ValueError(f"shard {shard} already has data")
+        if not data_path(self.staging_prefix, shard, self.num_shards).is_file():
+            raise ValueError(f"shard {shard} was not written")
+        for key, entry in entries.items():
+            if not (entry.slices or entry.shard_id == shard or entry.shard_id in self._linked):
+                raise ValueError(f"{key}: an entry of shard {entry.shard_id}, not {shard}")
+            self._claim(key)
+            self._entries[key] = entry
+        self._elsewhere.add(shard)
 
     def add_file(self, name: str, data: bytes) -> None:
         """Stage an extra file beside the checkpoint (e.g. a provenance record)."""
@@ -353,8 +402,9 @@ class BundleWriter:
         if self._done:
             raise RuntimeError("the writer is already committed or aborted")
         try:
+            shutil.rmtree(self._staging / PARTS_DIR, ignore_errors=True)
             for shard in range(self.num_shards):
-                if shard in self._linked:
+                if shard in self._linked or shard in self._elsewhere:
                     continue
                 f = self._shard_file(shard)  # creates empty shards too: readers expect them
                 self._sync(f)
@@ -444,6 +494,71 @@ class BundleWriter:
         self._done = True
 
     def __enter__(self) -> BundleWriter:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if not self._done:
+            self.abort()
+
+
+class ShardWriter(TensorSink):
+    """Write one data shard of a checkpoint a :class:`BundleWriter` stages elsewhere (in
+    another process, on another machine sharing its staging directory): the tensors go to
+    a part file of this writer's own in the staging's ``parts_dir``, renamed to the shard's
+    name by ``finish``, so a writer killed midway leaves only a part nobody publishes, and
+    a retry writes the shard whole again. ``finish`` returns the index entries, which the
+    coordinating BundleWriter registers with ``add_written_shard``."""
+
+    def __init__(
+        self,
+        staging_prefix: Path,
+        shard: int,
+        num_shards: int,
+        *,
+        linked: frozenset[int] = frozenset(),
+        big_endian: bool = tensor_codec.NATIVE_IS_BIG,
+        durable: bool = False,
+    ) -> None:
+        self.output_dir = staging_prefix.parent
+        self.big_endian = big_endian
+        self.shard = shard
+        self._final = data_path(staging_prefix, shard, num_shards)
+        self._part = self.output_dir / PARTS_DIR / f"{shard}-{os.getpid()}-{uuid.uuid4().hex}"
+        self._durable = durable
+        self._sizes = [0] * num_shards
+        self._entries = {}
+        self._linked = set(linked)
+        self._done = False
+        try:
+            self._file: BinaryIO = self._part.open("xb", buffering=0)
+        except OSError as e:
+            raise OutputError.from_os_error(e, self.output_dir) from e
+
+    def _shard_file(self, shard: int) -> BinaryIO:
+        if shard != self.shard:
+            raise ValueError(f"this writer writes shard {self.shard}, not {shard}")
+        return self._file
+
+    def finish(self) -> dict[str, BundleEntry]:
+        """Complete the shard under its name; returns its index entries."""
+        try:
+            if self._durable:
+                os.fsync(self._file.fileno())
+            self._file.close()
+            os.replace(self._part, self._final)
+        except OSError as e:
+            self.abort()
+            raise OutputError.from_os_error(e, self.output_dir) from e
+        self._done = True
+        return self._entries
+
+    def abort(self) -> None:
+        """Remove the part written so far."""
+        self._file.close()
+        self._part.unlink(missing_ok=True)
+        self._done = True
+
+    def __enter__(self) -> ShardWriter:
         return self
 
     def __exit__(self, *_: object) -> None:
