@@ -208,6 +208,40 @@ def test_renamed_scope_and_layer_numbers(tf: Any, tmp_path: Path) -> None:
     assert report.count(Kind.MATCHED) == 7
 
 
+def _ftrl_dnn(scope: str) -> dict[str, np.ndarray]:
+    """A TF1 DNN's variables under ``scope`` with Ftrl's two slots each, the optimizer
+    built inside the same variable scope (its slots then carry the scope twice)."""
+    out = {f"{scope}global_step": np.array(3, np.int64)}
+    for layer, shape in (("hiddenlayer_0", (4, 3)), ("logits", (3, 2))):
+        for leaf, value in (("kernel", np.full(shape, 2, F32)), ("bias", np.ones(shape[1], F32))):
+            name = f"dnn/{layer}/{leaf}"
+            out[scope + name] = value
+            out[f"{scope}{scope}{name}/Ftrl"] = value + 1  # accumulator
+            out[f"{scope}{scope}{name}/Ftrl_1"] = value - 1  # linear
+    return out
+
+
+@pytest.mark.parametrize(("before", "after"), [("", "tower/"), ("tower/", "")])
+def test_ftrl_slots_follow_their_variables_into_a_scope(
+    tf: Any, tmp_path: Path, before: str, after: str
+) -> None:
+    # Found by the behaviour oracle (issue 11): with two slots a variable, the slots under
+    # one scope more or less outnumber the variables, and the simulation paired them by
+    # stripping a scope, leaving every renamed variable to be dropped and re-created.
+    ckpt = tf_save(tf, tmp_path / "src", _ftrl_dnn(before))
+    tgt = tf_save(tf, tmp_path / "tgt", _ftrl_dnn(after))
+    suggestion = suggest(ckpt, tgt)
+    assert not rules_of(suggestion, "drop")
+    assert not rules_of(suggestion, "init")
+    renamed = {r["name"]: r["rename"] for r in rules_of(suggestion, "rename") if "name" in r}
+    slots = {old: new for old, new in renamed.items() if "/Ftrl" in old}
+    assert len(slots) == 8  # each slot after its variable, none re-created
+    assert all(old[old.index("dnn/") :] == new[new.index("dnn/") :] for old, new in slots.items())
+    report = check(ckpt, tgt, map=write(suggestion, tmp_path / "m.yaml"))
+    assert report.ok
+    assert report.count(Kind.MATCHED) == 13
+
+
 def test_renames_never_land_on_a_name_still_in_use(tf: Any, tmp_path: Path) -> None:
     # `second/w` changes rank, so it cannot stay where it is: it moves on to `third/w`
     # and `first/w` takes its place; the order of the renames makes that work.

@@ -9,7 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..compare import CheckOptions, Kind, Report, compare
+from ..compare import CheckOptions, Finding, Kind, Report, compare
 from ..errors import OutputError
 from ..fs import staged_file
 from ..inventory import Inventory, VariableSpec
@@ -45,6 +45,51 @@ def _predict(
     if not hints:
         return compare_names(mapped, replace(target, variables=restored))
     return compare(mapped, replace(target, variables=restored), CheckOptions(rekeyed=True))
+
+
+def _simulated(checkpoint: str | Path, target: Inventory, rules: Sequence[SuggestedRule]) -> Report:
+    """What is still unpaired after ``rules``, for the leftover rules to close.
+
+    The rules name every variable they pair with its target's name, but the comparison
+    takes whichever naming strategy pairs the most variables, slots counted alike: an
+    Ftrl (two slots a variable) built inside ``variable_scope('tower')`` names its slots
+    ``tower/tower/dnn/.../Ftrl``, and with the rules' ``tower/dnn/...`` the strategy that
+    strips the target's first scope pairs 16 slots against 9 variables paired by their
+    very names. Closing that report would drop and re-create every variable. Slots follow
+    their variables, so where pairing names exactly pairs more variables that aren't
+    slots, that pairing is the one the leftovers close (moving the slots after them)."""
+    report = _predict(checkpoint, target, rules, hints=False)
+    exact = _by_exact_name(report)
+    return exact if _paired_variables(exact) > _paired_variables(report) else report
+
+
+def _by_exact_name(report: Report) -> Report:
+    ckpt, target = report.checkpoint.variables, report.target.variables
+    findings = []
+    for name, t in target.items():
+        c = ckpt.get(name)
+        kind = Kind.MISSING
+        if c is not None:
+            kind = Kind.MATCHED
+            if c.shape != t.shape:
+                kind = Kind.SHAPE_MISMATCH
+            elif c.dtype != t.dtype:
+                kind = Kind.DTYPE_MISMATCH
+        findings.append(Finding(kind, name, t.role, None if c is None else c.name, t, c))
+    for name, c in ckpt.items():
+        if name not in target:
+            findings.append(Finding(Kind.UNUSED, name, c.role, name, None, c))
+    return replace(
+        report, matching="by exact name", findings=tuple(findings), notes=(), alignment=None
+    )
+
+
+def _paired_variables(report: Report) -> int:
+    return sum(
+        1
+        for f in report.findings
+        if f.checkpoint is not None and f.target is not None and f.role is not Role.OPTIMIZER
+    )
 
 
 def _moved_slots(report: Report) -> dict[str, str]:
@@ -176,7 +221,7 @@ def _suggest(
         if rule is not None:
             rules.append(rule)
     rules = list(_ordered(rules))
-    first = _predict(checkpoint, target_inventory, rules, hints=False)
+    first = _simulated(checkpoint, target_inventory, rules)
     leftovers = _leftover_rules(first, starts)
     if leftovers:
         rules = list(_ordered([*rules, *leftovers]))
