@@ -21,8 +21,8 @@ The conventions the README and mappings/README.md follow:
 - Every other block, and any block preceded by ``<!-- doc-test: skip (why) -->``, is not
   run; the reason must be given.
 
-All blocks of a document run in order in one directory, so later blocks see what earlier
-ones wrote.
+The blocks of one section (a ``## `` heading) run in order in one directory, so later
+blocks see what earlier ones wrote; sections are independent of each other.
 """
 
 from __future__ import annotations
@@ -61,12 +61,23 @@ class Outcome:
     problems: list[str] = field(default_factory=list)
 
 
-def blocks(markdown: str) -> list[Block]:
+def sections(markdown: str) -> list[tuple[str, str]]:
+    """(heading, text) of each ``## `` section (the text before the first: heading "")."""
+    found: list[tuple[str, str]] = []
+    heading, start = "", 0
+    for m in re.finditer(r"^## (.+)$", markdown, re.M):
+        found.append((heading, markdown[start : m.start()]))
+        heading, start = m.group(1).strip(), m.start()
+    found.append((heading, markdown[start:]))
+    return [(h, text) for h, text in found if "```" in text]
+
+
+def blocks(markdown: str, first_line: int = 1) -> list[Block]:
     """The document's fenced blocks, in order; a ``text`` block right after a ``python``
     block becomes that block's ``output``."""
     found: list[Block] = []
     for m in _FENCE.finditer(markdown):
-        line = markdown.count("\n", 0, m.start()) + 1
+        line = markdown.count("\n", 0, m.start()) + first_line
         before = markdown[: m.start()].rstrip("\n").rpartition("\n")[2]
         skip = _SKIP.search(before)
         fields = _FIELDS.search(before)

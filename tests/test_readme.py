@@ -4,29 +4,53 @@ document shows (tests/doc_blocks.py has the conventions)."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
-from doc_blocks import Block, Runner, blocks, matches
+from doc_blocks import Block, Runner, blocks, matches, sections
 
 from ckptmigrate.demo_files import make_demo_files
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCUMENTS = ["README.md", "mappings/README.md"]
+SECTIONS = [
+    (document, heading)
+    for document in DOCUMENTS
+    for heading, _ in sections((ROOT / document).read_text(encoding="utf-8"))
+]
+
+
+@pytest.fixture(scope="session")
+def demo_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Made once per test process; each section runs on a copy."""
+    return make_demo_files(tmp_path_factory.mktemp("demo") / "files").root
 
 
 @pytest.mark.tensorflow
-@pytest.mark.parametrize("document", DOCUMENTS)
-def test_every_block_runs_as_shown(document: str, tmp_path: Path) -> None:
-    files = make_demo_files(tmp_path / "docs")
-    runner = Runner(files.root)
-    found = blocks((ROOT / document).read_text(encoding="utf-8"))
+@pytest.mark.parametrize(("document", "heading"), SECTIONS)
+def test_every_block_runs_as_shown(
+    document: str, heading: str, demo_files: Path, tmp_path: Path
+) -> None:
+    text = (ROOT / document).read_text(encoding="utf-8")
+    body = dict(sections(text))[heading]
+    workdir = tmp_path / "docs"
+    shutil.copytree(demo_files, workdir, symlinks=True)
+    runner = Runner(workdir)
+    found = blocks(body, first_line=text[: text.index(body)].count("\n") + 1)
     problems = [
         f"{document}:{outcome.block.line} ({outcome.block.language}): {problem}"
         for outcome in map(runner.run, found)
         for problem in outcome.problems
     ]
     assert not problems, "\n\n".join(problems)
+
+
+def test_sections_cover_every_block() -> None:
+    for document in DOCUMENTS:
+        text = (ROOT / document).read_text(encoding="utf-8")
+        in_sections = sum(len(blocks(body)) for _, body in sections(text))
+        assert in_sections == len(blocks(text))
 
 
 @pytest.mark.parametrize("document", DOCUMENTS)
