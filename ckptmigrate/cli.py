@@ -739,16 +739,18 @@ def suggest(
     from .suggestion import suggest as run_suggest
     from .suggestion import write_map
 
-    suggestion = _run(
-        lambda: run_suggest(
-            checkpoint,
-            target,
-            root=root or None,
-            format=output_format,
-            preserve_function=preserve_function,
-        ),
-        traceback,
-    )
+    with _progress(enabled=not quiet and not json_output) as progress:
+        suggestion = _run(
+            lambda: run_suggest(
+                checkpoint,
+                target,
+                root=root or None,
+                format=output_format,
+                preserve_function=preserve_function,
+                progress=progress.tracker,
+            ),
+            traceback,
+        )
     path = None
     if output is not None:
         path = _run(lambda: write_map(suggestion, output, overwrite=force), traceback)

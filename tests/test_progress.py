@@ -138,3 +138,16 @@ def test_a_task_without_totals_reads_as_its_name_and_items_count_without_bytes()
     tracker.started = 0.0
     tracker.advance()
     assert tracker.line(now=1.0) == "comparing: 1/4 values (25%), 1.0 values/s, 3 s left"
+
+
+def test_suggest_says_each_step_as_it_starts(source: Path, tmp_path: Path) -> None:
+    import ckptmigrate
+
+    tasks: list[str] = []
+    tracker = Progress(listener=lambda p: tasks.append(p.task))
+    ckptmigrate.suggest(source, source, progress=tracker)
+    assert list(dict.fromkeys(tasks)) == [
+        "suggest: reading the checkpoint and the target",
+        "suggest: pairing 4 checkpoint variables with 4 target variables",
+        "suggest: checking what the map achieves",
+    ]

@@ -15,6 +15,7 @@ from ..fs import staged_file
 from ..inventory import Inventory, VariableSpec
 from ..names import Role, variable_path
 from ..output_format import OutputFormat
+from ..progress import Progress
 from .fixes import SlotStarts
 from .model import Section, SuggestedRule, Suggestion, make_rule
 from .rules import compare_names, decide, drop_rules, fix_rules, init_rule, rename_rules
@@ -161,6 +162,7 @@ def suggest(
     root: str | None = "model",
     format: str = "checkpoint",
     preserve_function: bool = True,
+    progress: Progress | None = None,
 ) -> Suggestion:
     """The map that would make ``checkpoint`` fit ``target``.
 
@@ -173,6 +175,8 @@ def suggest(
             weight matrix's new input rows (fed by the new units of a widened layer
             before it) start at zero, the new units' own weights random, their biases
             zero. False: new rows random too (the map's pads then use glorot_uniform).
+        progress: told each step as it starts (reading the target, pairing, checking the
+            map: steps without totals).
 
     Returns:
         The suggestion: its rules (uncertain ones marked), notes, and ``to_yaml()``.
@@ -183,12 +187,16 @@ def suggest(
     from ..targets.checkpoint import load_checkpoint_inventory
     from ..targets.model import open_conversion_target
 
+    progress = progress or Progress()
+    progress.begin("suggest: reading the checkpoint and the target")
     ckpt = load_checkpoint_inventory(checkpoint)
     with open_conversion_target(
         target, root=root, format=OutputFormat.parse(format)
     ) as target_model:
         starts = SlotStarts(target_model.inventory, target_model.initial_value)
-        return _suggest(checkpoint, ckpt, target_model.inventory, starts, preserve_function)
+        return _suggest(
+            checkpoint, ckpt, target_model.inventory, starts, preserve_function, progress=progress
+        )
 
 
 def _suggest(
@@ -197,7 +205,14 @@ def _suggest(
     target_inventory: Inventory,
     starts: SlotStarts,
     preserve_function: bool = True,
+    *,
+    progress: Progress | None = None,
 ) -> Suggestion:
+    progress = progress or Progress()
+    progress.begin(
+        f"suggest: pairing {len(ckpt.variables):,} checkpoint variables with "
+        f"{len(target_inventory.variables):,} target variables"
+    )
     start = _bundled_start(checkpoint, ckpt, target_inventory)
     base: list[SuggestedRule] = []
     notes: list[str] = []
@@ -221,6 +236,7 @@ def _suggest(
         if rule is not None:
             rules.append(rule)
     rules = list(_ordered(rules))
+    progress.begin("suggest: checking what the map achieves")
     first = _simulated(checkpoint, target_inventory, rules)
     leftovers = _leftover_rules(first, starts)
     if leftovers:
