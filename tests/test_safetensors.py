@@ -196,8 +196,8 @@ def test_what_safetensors_cannot_hold_is_refused_before_writing(tmp_path: Path) 
             "must be named *.safetensors",
         ),
         (
-            [*base, str(out), "--map", "strip-optimizer", "--target", str(source)],
-            "takes its names from the map",
+            [*base, str(out), "--map", "strip-optimizer", "--target", "builder.py:build"],
+            "not from a model",
         ),
     ]
     for args, said in cases:
@@ -305,3 +305,32 @@ def test_mutated_files_give_only_clean_errors(tmp_path: Path) -> None:
                     ckpt.read(key)
         except CkptMigrateError:
             pass
+
+
+def test_a_safetensors_model_is_a_target_that_names_the_output(tmp_path: Path) -> None:
+    """A model's own safetensors file (a Hugging Face checkpoint, say) as the target: check
+    compares against it, and convert writes exactly its tensors under its names."""
+    source = _source(tmp_path)
+    (tmp_path / "m.yaml").write_text(TO_TORCH_NAMES)
+    reference = tmp_path / "ref" / "model.safetensors"
+    ckptmigrate.convert(source, tmp_path / "m.yaml", reference, format="safetensors")
+    report = ckptmigrate.check(source, reference)
+    assert not report.ok  # other names, other layout
+    (tmp_path / "names.yaml").write_text(
+        TO_TORCH_NAMES.replace("  - {name: vocab, drop: true}\n", "")
+    )
+    result = ckptmigrate.convert(
+        source,
+        tmp_path / "names.yaml",
+        tmp_path / "out.safetensors",
+        target=reference,
+        format="safetensors",
+        verify=True,
+    )
+    assert result.verification is not None
+    assert result.verification.ok
+    got = safetensors_numpy.load_file(str(tmp_path / "out.safetensors"))
+    want = safetensors_numpy.load_file(str(reference))
+    assert sorted(got) == sorted(want)  # vocab left out: the target has no such tensor
+    assert all(same_bits(got[k], want[k]) for k in want)
+    assert ckptmigrate.check(tmp_path / "out.safetensors", reference, values=True).ok

@@ -51,13 +51,22 @@ def check_safetensors_output(output: Any, target: Any) -> None:
             path=output,
             hint="model.safetensors",
         )
-    if target is not None:
+    if target is not None and not _names_only(target):
         raise OutputError(
-            "a safetensors output takes its names from the map, not from a [[target]]",
+            "a safetensors output takes its names from the map, or from a target that is "
+            "only names (a safetensors file, a checkpoint, a spec), not from a model",
             path=output,
             hint="write the names the consumer expects with rename rules, then compare the "
             "result with what it expects: [[check_command]].",
         )
+
+
+def _names_only(target: Any) -> bool:
+    """A target that is only names, shapes and dtypes (a safetensors file, a checkpoint, a
+    spec file): the output takes exactly its tensors under its names."""
+    from ..targets.detect import TargetKind, detect_target
+
+    return detect_target(target).kind in (TargetKind.CHECKPOINT, TargetKind.SPEC)
 
 
 def _metadata(job: Job) -> dict[str, str]:
