@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pytest
 from helpers import same_bits
-from test_remote import bucket, s3_endpoint, upload  # noqa: F401  (fixtures)
+from test_remote import bucket, download, s3_endpoint, upload  # noqa: F401  (fixtures)
 from typer.testing import CliRunner
 
 import ckptmigrate
@@ -188,6 +188,19 @@ def test_a_source_on_a_store_converts_on_the_cluster(
     out = tmp_path / "out"
     ckptmigrate.convert(f"{bucket}/src", source / "m.yaml", out, dask=client)
     assert _digest(out) == _digest(single)
+
+
+@pytest.mark.slow
+def test_an_output_on_a_store_is_written_on_the_cluster(
+    source: Path,
+    single: Path,
+    client: Any,
+    bucket: str,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """A store output is staged on this machine, where a LocalCluster's workers write."""
+    ckptmigrate.convert(source / "src", source / "m.yaml", f"{bucket}/out", dask=client)
+    assert _digest(download(f"{bucket}/out", tmp_path / "got")) == _digest(single)
 
 
 @pytest.mark.slow
