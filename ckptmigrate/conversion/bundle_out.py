@@ -19,11 +19,11 @@ from ..formats.bundle_writer import BundleWriter, TensorSink
 from ..formats.locate import AnyPath, data_path, index_path
 from ..formats.object_graph import OBJECT_GRAPH_KEY
 from ..formats.ordered_code import decode_slice_key, encode_slice_key, is_slice_key
-from ..formats.remote import RemotePath, remote_concurrency
+from ..formats.remote import RemotePath
 from ..mapping.plan import Plan, PlannedVariable
 from ..mapping.rules import NO_MAP
 from .job import Job, planned_bytes
-from .pipeline import DEFAULT_MAX_MEMORY, default_workers, values_in_order
+from .pipeline import DEFAULT_MAX_MEMORY, values_in_order, workers_for
 from .sharding import ShardPolicy
 from .values import value_of
 
@@ -217,17 +217,13 @@ def write_tensors(
         shard = layout.shard_for(OBJECT_GRAPH_KEY)
         writer.add_array(OBJECT_GRAPH_KEY, graph, dtypes.BY_NAME["string"], shard=shard)
     fetched = _fetched_ahead(bundle, layout)
-    fetched_any = isinstance(bundle, RemoteBundleReader)
     computed = stack.enter_context(
         contextlib.closing(  # cancels the work ahead if writing fails
             values_in_order(
                 [v for v in the_plan.outputs if mine(v.name)],
                 lambda variable: _value_or_stored_bytes(job, variable, fetched),
                 needs_value=lambda variable: not variable.raw_copy or fetched(variable),
-                # A store's reads wait on latency, not on this machine's CPUs.
-                workers=workers
-                or job.options.workers
-                or (remote_concurrency() if fetched_any else default_workers()),
+                workers=workers or workers_for(job.ckpt.reader, job.options.workers),
                 max_memory=job.options.max_memory or DEFAULT_MAX_MEMORY,
             )
         )

@@ -17,7 +17,7 @@ from typing import Any
 from ..mapping.plan import PlannedVariable
 from .job import planned_bytes
 
-__all__ = ["DEFAULT_MAX_MEMORY", "default_workers", "values_in_order"]
+__all__ = ["DEFAULT_MAX_MEMORY", "default_workers", "values_in_order", "workers_for"]
 
 DEFAULT_MAX_MEMORY = 256 * 2**20
 """Bytes of computed values waiting for the writer, by default."""
@@ -30,6 +30,24 @@ def default_workers() -> int:
     except AttributeError:  # not on Linux
         cpus = os.cpu_count() or 1
     return max(1, min(8, cpus))
+
+
+def workers_for(reader: object, requested: int | None) -> int:
+    """How many threads compute values from ``reader``: as asked, else one per CPU for
+    ckptmigrate's own readers, as many as a store's concurrency for a store (its reads wait
+    on latency, not on CPUs), and one for a checkpoint read through TensorFlow's own reader,
+    which is not known to be safe to call from several threads."""
+    from ..formats.bundle_reader import BundleReader, RemoteBundleReader
+    from ..formats.remote import remote_concurrency
+    from ..formats.safetensors import SafetensorsReader
+
+    if requested:
+        return requested
+    if isinstance(reader, RemoteBundleReader):
+        return remote_concurrency()
+    if isinstance(reader, BundleReader | SafetensorsReader):
+        return default_workers()
+    return 1
 
 
 def values_in_order(

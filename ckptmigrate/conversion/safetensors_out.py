@@ -27,7 +27,7 @@ from ..fs import staged_file
 from ..mapping.rules import NO_MAP
 from ..verification import Verification, compare_values
 from .job import Job
-from .pipeline import DEFAULT_MAX_MEMORY, default_workers, values_in_order
+from .pipeline import DEFAULT_MAX_MEMORY, values_in_order, workers_for
 from .values import stored_value
 
 __all__ = ["check_safetensors_output", "verify_safetensors", "write_safetensors"]
@@ -115,7 +115,7 @@ def write_safetensors(job: Job, destination: Path) -> Path:
         outputs,
         lambda variable: stored_value(job.sources, variable),
         needs_value=lambda variable: True,
-        workers=job.options.workers or default_workers(),
+        workers=workers_for(job.ckpt.reader, job.options.workers),
         max_memory=job.options.max_memory or DEFAULT_MAX_MEMORY,
     )
     placed = {name: i for i, group in enumerate(groups) for name in group}

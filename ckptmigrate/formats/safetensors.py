@@ -15,6 +15,7 @@ import json
 import math
 import os
 import struct
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,6 +99,7 @@ class SafetensorsReader:
         self.metadata: dict[str, str] = {}
         self._tensors: dict[str, _Stored] = {}
         self._fds: list[int | None] = []
+        self._opening = threading.Lock()
         if path.name.lower().endswith(INDEX_SUFFIX):
             self._read_index(path)
         else:
@@ -214,8 +216,11 @@ class SafetensorsReader:
     def _fd(self, number: int) -> int:
         fd = self._fds[number]
         if fd is None:
-            fd = os.open(self.files[number], os.O_RDONLY)
-            self._fds[number] = fd
+            with self._opening:  # values may be read on several threads
+                fd = self._fds[number]
+                if fd is None:
+                    fd = os.open(self.files[number], os.O_RDONLY)
+                    self._fds[number] = fd
         return fd
 
     def close(self) -> None:
