@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -29,3 +30,13 @@ def same_bits(a: np.ndarray, b: np.ndarray) -> bool:
     if object in (a.dtype, b.dtype) or a.dtype.kind == "S":
         return [bytes(x) for x in a.reshape(-1)] == [bytes(x) for x in b.reshape(-1)]
     return a.dtype == b.dtype and a.tobytes() == b.tobytes()
+
+
+def file_digests(directory: Path) -> dict[str, str]:
+    """Each file's SHA-256 by name, but the provenance record (which names the output): two
+    outputs with equal digests are byte for byte the same checkpoint."""
+    return {
+        f.name: hashlib.sha256(f.read_bytes()).hexdigest()
+        for f in sorted(directory.iterdir())
+        if f.is_file() and f.name != "ckptmigrate-provenance.json"
+    }

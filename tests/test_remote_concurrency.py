@@ -5,7 +5,6 @@ output byte for byte the one a local source gives."""
 
 from __future__ import annotations
 
-import hashlib
 import threading
 import time
 from pathlib import Path
@@ -13,7 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from helpers import same_bits, tf_save
+from helpers import file_digests, same_bits, tf_save
 from test_remote import big, bucket, s3_endpoint, upload  # noqa: F401  (fixtures)
 
 import ckptmigrate
@@ -46,14 +45,6 @@ class InFlight:
         monkeypatch.setattr(store, "cat_file", cat_file)
 
 
-def _digest(directory: Path) -> dict[str, str]:
-    return {
-        f.name: hashlib.sha256(f.read_bytes()).hexdigest()
-        for f in sorted(directory.iterdir())
-        if f.name != "ckptmigrate-provenance.json"
-    }
-
-
 @pytest.fixture
 def many(tf: Any, tmp_path: Path, bucket: str) -> tuple[str, Path]:  # noqa: F811
     rng = np.random.default_rng(2)
@@ -77,12 +68,12 @@ def test_tensors_are_read_ahead_concurrently_and_the_output_is_the_local_one(
     ckptmigrate.convert(local, tmp_path / "m.yaml", tmp_path / "from-local", workers=1)
     flight = InFlight(RemotePath.from_url(url).fs, monkeypatch)
     ckptmigrate.convert(url, tmp_path / "m.yaml", tmp_path / "from-store")
-    assert _digest(tmp_path / "from-store") == _digest(tmp_path / "from-local")
+    assert file_digests(tmp_path / "from-store") == file_digests(tmp_path / "from-local")
     assert 4 <= flight.most <= remote.DEFAULT_CONCURRENCY, flight.most
     sequential = InFlight(RemotePath.from_url(url).fs, monkeypatch)
     ckptmigrate.convert(url, tmp_path / "m.yaml", tmp_path / "one-at-a-time", workers=1)
     assert sequential.most == 1
-    assert _digest(tmp_path / "one-at-a-time") == _digest(tmp_path / "from-local")
+    assert file_digests(tmp_path / "one-at-a-time") == file_digests(tmp_path / "from-local")
 
 
 def test_a_large_tensor_is_fetched_in_concurrent_chunks_in_order(

@@ -4,7 +4,6 @@ worker stops the conversion with nothing written, and the budget bounds what wai
 
 from __future__ import annotations
 
-import hashlib
 import threading
 import time
 from pathlib import Path
@@ -12,7 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from helpers import tf_save
+from helpers import file_digests, tf_save
 
 import ckptmigrate
 from ckptmigrate.conversion.pipeline import values_in_order
@@ -27,15 +26,6 @@ rules:
   - {match: 'layer_[0-9]*[13579]/kernel', cast: {dtype: float16, allow_precision_loss: true}}
   - {init: {name: extra/bias, shape: [1000], dtype: float32, fill: normal, stddev: 0.1}}
 """
-
-
-def _digest(directory: Path) -> dict[str, str]:
-    """Every file's SHA-256 but the provenance record (which names the output)."""
-    return {
-        f.name: hashlib.sha256(f.read_bytes()).hexdigest()
-        for f in sorted(directory.iterdir())
-        if f.name != "ckptmigrate-provenance.json"
-    }
 
 
 @pytest.fixture
@@ -62,7 +52,7 @@ def test_the_output_is_the_same_whatever_the_workers_and_budget(
             max_memory=budget,
             num_shards=num_shards,
         )
-        digests.append(_digest(out))
+        digests.append(file_digests(out))
     assert all(d == digests[0] for d in digests[1:])
     assert any(name.endswith(".index") for name in digests[0])
 

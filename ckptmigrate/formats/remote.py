@@ -56,40 +56,33 @@ _CHECK_DELAYS = (0.3, 0.6, 1.2, 2.4)  # before each look for objects that came b
 T = TypeVar("T")
 
 
-def read_buffer() -> int:
-    """Bytes per ranged request when streaming a tensor (bounded memory per request).
-    ``CKPTMIGRATE_READ_BUFFER`` overrides it: small values exercise multi-request reads."""
-    text = os.environ.get(READ_BUFFER_ENV)
+def _positive_setting(name: str, default: int, unit: str) -> int:
+    """An environment variable holding a positive integer (``default`` when unset)."""
+    text = os.environ.get(name)
     if not text:
-        return DEFAULT_READ_BUFFER
+        return default
     try:
         value = int(text)
     except ValueError:
         value = 0
     if value < 1:
         raise CkptMigrateError(
-            f"{READ_BUFFER_ENV} must be a positive number of bytes, not {text!r}",
-            hint=f"unset {READ_BUFFER_ENV} for the default ({DEFAULT_READ_BUFFER} bytes).",
+            f"{name} must be a positive number of {unit}, not {text!r}",
+            hint=f"unset {name} for the default ({default} {unit}).",
         )
     return value
+
+
+def read_buffer() -> int:
+    """Bytes per ranged request when streaming a tensor (bounded memory per request).
+    ``CKPTMIGRATE_READ_BUFFER`` overrides it: small values exercise multi-request reads."""
+    return _positive_setting(READ_BUFFER_ENV, DEFAULT_READ_BUFFER, "bytes")
 
 
 def remote_concurrency() -> int:
     """Ranged requests a reader keeps in flight for one large tensor (16 by default;
     ``CKPTMIGRATE_REMOTE_CONCURRENCY`` overrides it, 1 for one request at a time)."""
-    text = os.environ.get(CONCURRENCY_ENV)
-    if not text:
-        return DEFAULT_CONCURRENCY
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise CkptMigrateError(
-            f"{CONCURRENCY_ENV} must be a positive number of requests, not {text!r}",
-            hint=f"unset {CONCURRENCY_ENV} for the default ({DEFAULT_CONCURRENCY}).",
-        )
-    return value
+    return _positive_setting(CONCURRENCY_ENV, DEFAULT_CONCURRENCY, "requests")
 
 
 def with_retries(call: Callable[[], T], delays: tuple[float, ...] | None = None) -> T:
