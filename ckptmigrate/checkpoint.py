@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -55,8 +55,11 @@ class Checkpoint:
     location: CheckpointLocation
     reader: TensorSource
     graph: ObjectGraph | None = None
-    # Roles a .meta graph passed as the checkpoint declares (which ops update each variable).
+    # Roles a .meta graph passed as the checkpoint declares (which ops update each variable),
+    # or a Keras weights file (its optimizer's variables).
     graph_roles: dict[str, Role] = field(default_factory=dict)
+    # Original names a file without an object graph records (a Keras weights file's).
+    declared_names: dict[str, str] = field(default_factory=dict)
 
     @property
     def prefix(self) -> AnyPath:
@@ -73,7 +76,7 @@ class Checkpoint:
     @property
     def original_names(self) -> dict[str, str]:
         """checkpoint key -> the variable's name when it was saved, where one is recorded."""
-        return {} if self.graph is None else self.graph.original_names
+        return self.declared_names if self.graph is None else self.graph.original_names
 
     @property
     def slot_keys(self) -> set[str]:
@@ -205,13 +208,30 @@ def _open_safetensors(path: AnyPath) -> TensorSource:
     return SafetensorsReader(path)
 
 
+def _open_keras_h5(location: CheckpointLocation) -> Checkpoint:
+    from .formats.keras_h5 import KerasH5Reader
+
+    if isinstance(location.prefix, RemotePath):
+        raise UnsupportedCheckpointError(
+            "Keras weight files are read locally only in this version",
+            path=str(location.prefix),
+            hint="download it and pass the local copy.",
+        )
+    reader = KerasH5Reader(location.prefix)
+    roles = {key: Role(role) for key, role in reader.roles.items()}
+    # How the file's weights were named, for inspect and check to say.
+    location = replace(location, notes=(*location.notes, reader.naming_note))
+    return Checkpoint(location, reader, graph_roles=roles, declared_names=reader.original_names)
+
+
 def open_checkpoint(path: str | Path | RemotePath) -> Checkpoint:
     """Locate, open and pre-flight a checkpoint (index parsed, shards present).
 
     Args:
         path: a prefix, one of its files, a directory (with or without a ``checkpoint``
-            state file), a SavedModel, or a URL (``s3://bucket/run/``: its tensors are then
-            read with ranged requests).
+            state file), a SavedModel, a safetensors file, a Keras weights file (``.h5``,
+            ``.weights.h5``: named as ``formats/keras_h5.py`` says), or a URL
+            (``s3://bucket/run/``: its tensors are then read with ranged requests).
 
     Returns:
         The open checkpoint (use it in a ``with`` block): ``keys()``, ``shapes()``,
@@ -223,6 +243,8 @@ def open_checkpoint(path: str | Path | RemotePath) -> Checkpoint:
         UnsupportedCheckpointError: a valid checkpoint this version cannot read.
     """
     location = locate(path)
+    if location.format == "keras_h5":
+        return _open_keras_h5(location)
     roles = _meta_roles(location)
     reader: TensorSource
     if location.format == "v2":

@@ -27,7 +27,7 @@ from .checkpoint_state import (
 from .remote import RemotePath, as_path, is_url
 from .table import FOOTER_SIZE, has_table_magic
 
-Format = Literal["v2", "v1", "safetensors"]
+Format = Literal["v2", "v1", "safetensors", "keras_h5"]
 # Every rule below works on either: RemotePath speaks the part of pathlib used here.
 AnyPath = Path | RemotePath
 
@@ -326,13 +326,6 @@ def _describe_foreign_file(path: AnyPath, head: bytes) -> CheckpointNotFoundErro
         return CheckpointNotFoundError(
             "the file is empty", path=str(path), hint="was the copy or download interrupted?"
         )
-    if head.startswith(_HDF5_SIGNATURE):
-        return CheckpointNotFoundError(
-            "this is an HDF5 file (a Keras .h5 / .weights.h5), not a TensorFlow checkpoint",
-            path=str(path),
-            hint="Keras weight files are accepted as a check's [[target]]; "
-            "inspect reads TensorFlow checkpoints.",
-        )
     if head.startswith(_ZIP_SIGNATURE):
         return CheckpointNotFoundError(
             "this is a zip archive (a Keras .keras file?), not a TensorFlow checkpoint",
@@ -397,6 +390,8 @@ def _from_file(path: AnyPath, given: AnyPath) -> CheckpointLocation:
         return CheckpointLocation(path, "v2", given)
     if _is_v1_file(path):
         return CheckpointLocation(path, "v1", given)
+    if head.startswith(_HDF5_SIGNATURE):  # a Keras .h5 / .weights.h5: read with h5py
+        return CheckpointLocation(path, "keras_h5", given)
     raise _describe_foreign_file(path, head)
 
 
