@@ -12,8 +12,10 @@ from typing import Any
 import numpy as np
 import pytest
 from helpers import same_bits
+from typer.testing import CliRunner
 
 from ckptmigrate import check, convert, open_checkpoint
+from ckptmigrate.cli import app
 from ckptmigrate.errors import CkptMigrateError
 
 
@@ -135,3 +137,59 @@ def test_external_links_in_a_source_are_refused(tmp_path: Path) -> None:
     with pytest.raises(CkptMigrateError, match="external link") as caught:
         open_checkpoint(path)
     assert str(path) in str(caught.value)
+
+
+def _write_h5(path: Path, datasets: dict[str, Any], attrs: dict[str, Any] | None = None) -> Path:
+    import h5py
+
+    with h5py.File(path, "w") as f:
+        for name, value in datasets.items():
+            f[name] = value
+        f.attrs.update(attrs or {})
+    return path
+
+
+def test_inspect_a_weights_file_without_tensorflow(tmp_path: Path) -> None:
+    kernel = np.arange(6, dtype=np.float32).reshape(2, 3)
+    path = _write_h5(
+        tmp_path / "m.weights.h5",
+        {"layers/dense/vars/0": kernel, "layers/dense/vars/1": np.zeros(3, np.float32)},
+    )
+    with open_checkpoint(path) as ours:
+        assert same_bits(ours.read("layers/dense/vars/0"), kernel)
+    result = CliRunner().invoke(app, ["inspect", "--check-crc", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "dense/kernel" in result.stdout  # the inferred original name
+    # HDF5 weight files carry no checksums: only that every tensor reads is claimed
+    assert "reads in full (the format has no checksums)" in result.stdout
+    assert "CRC32C" not in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("datasets", "attrs", "said"),
+    [
+        ({"x": np.ones(3)}, {}, "no weights found in this HDF5 file"),
+        ({"layers/d/vars/0": np.array([b"a", b"b"])}, {}, "which no checkpoint variable"),
+        ({}, {"layer_names": [b"dense"]}, "its layer_names list names 'dense'"),
+    ],
+)
+def test_files_that_are_no_keras_weights_are_clean_errors(
+    tmp_path: Path, datasets: dict[str, Any], attrs: dict[str, Any], said: str
+) -> None:
+    path = _write_h5(tmp_path / "bad.h5", datasets, attrs)
+    result = CliRunner().invoke(app, ["inspect", str(path)])
+    assert result.exit_code == 2
+    message = " ".join(result.stderr.split())
+    assert message.startswith(f"error: {path}")
+    assert said in message
+    assert "Traceback" not in message
+
+
+def test_a_truncated_weights_file_is_a_clean_error(tmp_path: Path) -> None:
+    path = _write_h5(tmp_path / "m.weights.h5", {"layers/dense/vars/0": np.ones((64, 64))})
+    path.write_bytes(path.read_bytes()[:900])
+    result = CliRunner().invoke(app, ["inspect", str(path)])
+    assert result.exit_code == 2
+    message = " ".join(result.stderr.split())
+    assert message.startswith(f"error: {path}: h5py cannot read this HDF5 file")
+    assert "is the copy complete?" in message
