@@ -904,8 +904,15 @@ def compare(
         else:
             kind = Kind.MATCHED
         lookup = tspec.name if same_scheme else key
+        if cspec is not None and kind is not Kind.MATCHED:
+            # A value TF found but cannot use is named by its key in the checkpoint file
+            # (through a root attribute, 'model/...', not the target's own path).
+            lookup = cspec.name
+        # TensorFlow's RestoreV2 checks the dtype before anything reads the shape: a value
+        # wrong in both is refused for its dtype.
+        both = kind is Kind.SHAPE_MISMATCH and cspec is not None and cspec.dtype != tspec.dtype
         error = cannot or tensorflow_error(
-            kind,
+            Kind.DTYPE_MISMATCH if both else kind,
             tspec,
             cspec,
             lookup,
