@@ -33,7 +33,8 @@ test: lint
 check: lint
 	$(PY) -m pytest -n 2 -q --without-tensorflow -m "not slow"
 
-# The long runs of the differential oracles (tests/test_verdict_oracle.py: 10,000 pairs), of
+# The long runs of the differential oracles (tests/test_verdict_oracle.py: 10,000 graph, 5,000
+# optimizer and 2,500 Keras pairs), of
 # the behaviour oracles (tests/test_behaviour_oracle.py: 60 random migrations) and of the
 # upload fault trials (tests/test_interrupted.py: 60 cut connections, 60 SIGTERMs).
 soak: install
