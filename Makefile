@@ -41,7 +41,7 @@ soak: install
 	CKPTMIGRATE_ORACLE_PAIRS=10000 $(PY) -m pytest -n 2 -q -p no:cacheprovider tests/test_verdict_oracle.py
 	CKPTMIGRATE_BEHAVIOUR_CASES=60 $(PY) -m pytest -n 2 -q -p no:cacheprovider tests/test_behaviour_oracle.py
 	CKPTMIGRATE_FAULT_TRIALS=60 $(PY) -m pytest -q -p no:cacheprovider -s tests/test_interrupted.py -k all_or_nothing
-	CKPTMIGRATE_FUZZ_CASES=170000 $(PY) tests/fuzzing.py --workers 2
+	CKPTMIGRATE_FUZZ_CASES=145000 $(PY) tests/fuzzing.py --workers 2
 
 # Fuzz every kind of input (index, data shard, state file, object graph, map, spec) through
 # the public entry points: CKPTMIGRATE_FUZZ_CASES per target (default 2,000) in

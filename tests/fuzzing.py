@@ -13,6 +13,9 @@ Targets (each takes bytes; see ``TARGETS``):
   ``rebuild_object_graph`` (renames to aliases, a drop, a new variable) and a re-parse.
 - ``map``: a YAML map -> ``load_map``, ``parse_map``, then ``plan`` on a real checkpoint.
 - ``spec``: a spec file -> ``load_spec``, then ``check`` against it.
+- ``safetensors``: a ``.safetensors`` file (seeds written from the seed checkpoints'
+  numeric tensors) -> ``open_checkpoint``, every ``read``, ``inspect(check_crc)``, ``check``
+  against it; half the mutations edit one header field (offsets, shape, dtype, metadata).
 
 Every case ends as one of: ok; a clean error (a ``CkptMigrateError`` with a non-empty
 one-paragraph message); a crash (any other exception, or the worker dying); a hang (over
@@ -66,7 +69,7 @@ REPO = TESTS_DIR.parent
 REGRESSIONS = TESTS_DIR / "fuzz_regressions"
 SHARED_CORPUS = REPO.parent / "shared" / "corpus"
 
-TARGETS = ("index", "data", "state", "objgraph", "map", "spec")
+TARGETS = ("index", "data", "state", "objgraph", "map", "spec", "safetensors")
 OUTCOMES = ("ok", "clean", "crash", "hang", "blowup")
 CASE_SECONDS = 5  # a case over this is a hang
 KILL_SECONDS = CASE_SECONDS + 25  # the parent's backstop when the alarm cannot fire
@@ -363,6 +366,7 @@ def load_seeds(seed_root: Path) -> dict[str, list[Seed]]:
                         splice_only=True,
                     )
                 )
+    seeds["safetensors"] += _safetensors_seeds(homes, state_home, state_prefix)
     saver = seed_root / "tf" / "saver_partitioned"
     for name, text in MAP_SEEDS.items():
         home, prefix = (state_home, state_prefix) if name == "tf2" else (saver, "model.ckpt-1")
@@ -374,6 +378,45 @@ def load_seeds(seed_root: Path) -> dict[str, list[Seed]]:
         if not found:
             raise RuntimeError(f"no seeds for {target} in {seed_root}")
     return seeds
+
+
+def _safetensors_seeds(homes: list[Path], home: Path, prefix: str) -> list[Seed]:
+    """A safetensors file per seed checkpoint with fixed-size tensors (ckptmigrate's own
+    writer, which the safetensors package reads: tests/test_safetensors.py)."""
+    from ckptmigrate.formats.bundle_reader import BundleReader
+    from ckptmigrate.formats.safetensors import SafetensorsWriter, TensorSpec, safetensors_dtype
+
+    found = []
+    for folder in homes:
+        for name in _prefixes(folder):
+            with BundleReader(folder / name) as reader:
+                keys = [
+                    k
+                    for k in reader.variable_keys()
+                    if safetensors_dtype(reader.info(k).dtype.name) is not None
+                    and not reader.entries[k].slices
+                    and reader.info(k).nbytes <= 4096
+                ][:12]
+                if not keys:
+                    continue
+                specs = [
+                    TensorSpec(k, reader.info(k).dtype.name, reader.info(k).shape) for k in keys
+                ]
+                out = io.BytesIO()
+                writer = SafetensorsWriter(out, specs, {"format": "pt", "seed": name})
+                for key in keys:
+                    writer.write(key, reader.read(key))
+            found.append(
+                Seed(
+                    "safetensors",
+                    f"{folder.name}.{name}",
+                    out.getvalue(),
+                    str(home),
+                    prefix,
+                    "m.safetensors",
+                )
+            )
+    return found
 
 
 # --- mutations -------------------------------------------------------------------------------
@@ -704,7 +747,42 @@ def mutate_objgraph(rng: random.Random, data: bytes, others: list[bytes]) -> byt
     return out
 
 
+def mutate_safetensors(rng: random.Random, data: bytes, others: list[bytes]) -> bytes:
+    """Byte-level mutations half the time; otherwise one header field set to a boundary or
+    foreign value and the header re-encoded with its length, so the checks behind the JSON
+    parse meet it."""
+    if rng.random() < 0.5 or len(data) < 8:
+        return mutate_bytes(rng, data, others, "safetensors")
+    (length,) = struct.unpack("<Q", data[:8])
+    try:
+        header = json.loads(data[8 : 8 + length])
+    except ValueError:
+        return mutate_bytes(rng, data, others, "safetensors")
+    names = [k for k in header if k != "__metadata__"]
+    if not names:
+        return mutate_bytes(rng, data, others, "safetensors")
+    entry = header[rng.choice(names)]
+    field = rng.choice(("data_offsets", "shape", "dtype", "extra", "metadata", "drop"))
+    boundary = rng.choice((0, 1, -1, 7, 2**31, 2**63, 2**64, 10**30, 0.5, None, "x", [], {}))
+    if field == "data_offsets":
+        entry["data_offsets"][rng.randrange(2)] = boundary
+    elif field == "shape":
+        entry["shape"] = [boundary] if rng.random() < 0.5 else entry["shape"] + [boundary]
+    elif field == "dtype":
+        entry["dtype"] = rng.choice(("F32", "F64", "U8", "BOOL", "F8_E4M3", "STR", "", boundary))
+    elif field == "extra":
+        entry[rng.choice(("x", "dtype ", "Shape"))] = boundary
+    elif field == "metadata":
+        header["__metadata__"] = rng.choice(({"a": boundary}, boundary, {"format": "pt"}))
+    else:
+        del header[rng.choice(names)]
+    text = json.dumps(header).encode()
+    return struct.pack("<Q", len(text)) + text + data[8 + length :]
+
+
 def mutate(rng: random.Random, seed: Seed, others: list[bytes]) -> bytes:
+    if seed.target == "safetensors":
+        return mutate_safetensors(rng, seed.data, others)
     if seed.target == "index":
         return mutate_index(rng, seed.data, others)
     if seed.target == "objgraph":
@@ -893,6 +971,16 @@ def target_spec(seed: Seed, data: bytes, work: Path) -> None:
     check(Path(seed.home) / seed.prefix, path)
 
 
+def target_safetensors(seed: Seed, data: bytes, work: Path) -> None:
+    from ckptmigrate import check, inspect_checkpoint
+
+    path = work / seed.file
+    path.write_bytes(data)
+    _read_everything(path)
+    inspect_checkpoint(path, check_crc=True)
+    check(Path(seed.home) / seed.prefix, path)
+
+
 TARGET_FUNCTIONS: dict[str, Callable[[Seed, bytes, Path], None]] = {
     "index": target_index,
     "data": target_data,
@@ -900,6 +988,7 @@ TARGET_FUNCTIONS: dict[str, Callable[[Seed, bytes, Path], None]] = {
     "objgraph": target_objgraph,
     "map": target_map,
     "spec": target_spec,
+    "safetensors": target_safetensors,
 }
 
 
