@@ -299,7 +299,16 @@ def _bundled_start(
     best: tuple[str, Inventory] | None = None
     for name, _ in bundled_maps():
         try:
-            mapped = mapped_inventory(checkpoint, load_map(name))
+            bundled = load_map(name)
+        except CkptMigrateError:
+            continue
+        if bundled.params:
+            # Its rules need values only the user knows (bert-to-model-garden's attention
+            # heads), and the suggestion copies rules, not parameters: its map would not
+            # even parse. Such a map is the user's to choose, with --set.
+            continue
+        try:
+            mapped = mapped_inventory(checkpoint, bundled)
         except CkptMigrateError:
             continue  # the map does not apply to this checkpoint
         count = compare_names(mapped, target).count(Kind.MATCHED)
