@@ -334,3 +334,16 @@ def test_a_safetensors_model_is_a_target_that_names_the_output(tmp_path: Path) -
     assert sorted(got) == sorted(want)  # vocab left out: the target has no such tensor
     assert all(same_bits(got[k], want[k]) for k in want)
     assert ckptmigrate.check(tmp_path / "out.safetensors", reference, values=True).ok
+
+
+def test_a_checkpoint_converted_from_a_file_is_named_after_its_stem(tmp_path: Path) -> None:
+    source = _source(tmp_path)
+    (tmp_path / "m.yaml").write_text("version: 1\nrules:\n  - {name: vocab, drop: true}\n")
+    ckptmigrate.convert(
+        source, tmp_path / "m.yaml", tmp_path / "model.safetensors", format="safetensors"
+    )
+    result = ckptmigrate.convert(
+        tmp_path / "model.safetensors", "strip-optimizer", tmp_path / "out"
+    )
+    assert Path(str(result.prefix)).name == "model"
+    assert (tmp_path / "out" / "model.index").is_file()

@@ -163,13 +163,26 @@ def write_checkpoint(job: Job, destination: AnyPath) -> tuple[AnyPath, tuple[str
     return prefix, links
 
 
+# A source that is one file of another format names the output checkpoint after its stem:
+# out/model.index, not out/model.h5.index (which Keras' load_weights takes for an HDF5 file).
+_FOREIGN_SUFFIXES = (".safetensors.index.json", ".safetensors", ".weights.h5", ".h5")
+
+
+def output_prefix_name(source_name: str) -> str:
+    """The output checkpoint's prefix name for a source named ``source_name``."""
+    for suffix in _FOREIGN_SUFFIXES:
+        if source_name.lower().endswith(suffix) and len(source_name) > len(suffix):
+            return source_name[: -len(suffix)]
+    return source_name
+
+
 def bundle_writer(
     job: Job, destination: AnyPath, bundle: BundleReader | None, layout: ShardLayout
 ) -> BundleWriter:
     """The writer that stages and publishes the output checkpoint."""
     return BundleWriter(
         destination,
-        job.ckpt.prefix.name,
+        output_prefix_name(job.ckpt.prefix.name),
         num_shards=layout.num_shards,
         overwrite=job.options.overwrite,
         durable=job.options.durable,
