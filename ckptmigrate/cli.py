@@ -534,7 +534,7 @@ def convert(
         typer.Option(
             "--max-memory",
             metavar="SIZE",
-            help="Computed values waiting to be written, at most (default 256MiB).",
+            help="Computed values waiting to be written, at most (default 128MiB).",
         ),
     ] = None,
     dask: Annotated[

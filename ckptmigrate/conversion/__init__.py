@@ -159,7 +159,7 @@ def convert(
             one is written (default: one per CPU, at most 8); the output is the same byte
             for byte whatever the number.
         max_memory: bytes of computed values that may wait for the writer (default
-            256 MiB; a single larger value still goes); a string such as ``"1GB"`` too.
+            128 MiB; a single larger value still goes); a string such as ``"1GB"`` too.
         dask: write the data shards on a Dask cluster (``pip install 'ckptmigrate[dask]'``):
             ``"local:4"`` starts a LocalCluster of 4 worker processes, a scheduler's address
             (``"tcp://host:8786"``) or a ``distributed.Client`` uses that cluster. Each

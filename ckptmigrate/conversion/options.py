@@ -55,7 +55,7 @@ class ConvertOptions:
     workers: int | None = None
     """Threads computing values ahead of the writer; None: one per CPU (at most 8)."""
     max_memory: int | None = None
-    """Bytes of computed values that may wait for the writer; None: 256 MiB."""
+    """Bytes of computed values that may wait for the writer; None: 128 MiB."""
     dask: Any = None
     """Run the conversion on a Dask cluster: ``"local:N"`` (a LocalCluster of N worker
     processes on this machine), a scheduler's address (``"tcp://host:8786"``), or a

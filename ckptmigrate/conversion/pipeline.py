@@ -19,7 +19,7 @@ from .job import planned_bytes
 
 __all__ = ["DEFAULT_MAX_MEMORY", "default_workers", "values_in_order", "workers_for"]
 
-DEFAULT_MAX_MEMORY = 256 * 2**20
+DEFAULT_MAX_MEMORY = 128 * 2**20
 """Bytes of computed values waiting for the writer, by default."""
 
 
