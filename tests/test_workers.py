@@ -109,3 +109,13 @@ def test_an_error_in_a_worker_stops_the_conversion_with_nothing_written(
         ckptmigrate.convert(source, tmp_path / "m.yaml", tmp_path / "out", workers=4)
     assert not (tmp_path / "out").exists()
     assert not list(tmp_path.glob(".out*"))
+
+
+def test_a_tight_budget_over_thousands_of_variables_keeps_going() -> None:
+    """Each variable waiting for room was once wrapped in another generator: a 16 GiB
+    conversion of 1,024 tensors hit Python's recursion limit (found by benchmarks/scale.py)."""
+    variables = [_planned(f"v{i}", 4) for i in range(5000)]
+    got = values_in_order(
+        variables, lambda v: v.name, needs_value=lambda v: True, workers=2, max_memory=20
+    )
+    assert [value for _, value in got] == [v.name for v in variables]

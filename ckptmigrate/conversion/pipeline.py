@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -73,13 +73,15 @@ def values_in_order(
     pending: deque[tuple[PlannedVariable, Future[Any] | None, int]] = deque()
     ahead = 0  # bytes of values submitted and not yet handed to the writer
     upcoming = iter(variables)
+    held: PlannedVariable | None = None  # next in line, waiting for room in the budget
     with ThreadPoolExecutor(workers, thread_name_prefix="ckptmigrate-compute") as pool:
         try:
             exhausted = False
             while True:
                 # Submit ahead while the budget allows; the head of the queue always goes.
                 while not exhausted and (not pending or ahead < max_memory):
-                    following = next(upcoming, None)
+                    following = held if held is not None else next(upcoming, None)
+                    held = None
                     if following is None:
                         exhausted = True
                         break
@@ -89,7 +91,7 @@ def values_in_order(
                     size = planned_bytes(following)
                     if ahead and ahead + size > max_memory:
                         # Over budget: wait for the writer (a value alone always goes).
-                        upcoming = _pushed_back(following, upcoming)
+                        held = following
                         break
                     ahead += size
                     pending.append((following, pool.submit(compute, following), size))
@@ -104,10 +106,3 @@ def values_in_order(
             for _, future, _ in pending:
                 if future is not None:
                     future.cancel()
-
-
-def _pushed_back(
-    variable: PlannedVariable, rest: Iterator[PlannedVariable]
-) -> Iterator[PlannedVariable]:
-    yield variable
-    yield from rest
