@@ -139,6 +139,7 @@ def main() -> None:
                 "-o",
                 out,
                 "-q",
+                "--force",  # the same output every run
                 *flags,
             ]
 
