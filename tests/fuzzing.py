@@ -1335,12 +1335,16 @@ def replay(seed_root: Path, path: Path) -> tuple[str, str]:
         return "skip", f"seed {seed_name} is not here (the shared corpus is absent?)"
     with tempfile.TemporaryDirectory() as tmp:
         previous = signal.signal(signal.SIGALRM, on_alarm)
+        # The peak RSS is the process's high-water mark: in a test process that already
+        # held TensorFlow, models and clusters, a blow-up is what comes on top of it.
+        baseline, BASELINE_RSS[0] = BASELINE_RSS[0], _rss_bytes()
         try:
             outcome, detail, _ = timed_case(
                 matches[0], path.read_bytes(), Path(tmp) / "case", path.stem.endswith("--crc")
             )
         finally:
             signal.signal(signal.SIGALRM, previous)
+            BASELINE_RSS[0] = baseline
     return outcome, detail
 
 
