@@ -40,3 +40,14 @@ def file_digests(directory: Path) -> dict[str, str]:
         for f in sorted(directory.iterdir())
         if f.is_file() and f.name != "ckptmigrate-provenance.json"
     }
+
+
+# A map that renames, pads, casts and initialises, for tests that compare whole outputs
+# (w_0..w_N of [32, 32] float32 in, layer_N/kernel out).
+TRANSFORMING_MAP = """version: 1
+rules:
+  - {match: 'w_(\\d+)', rename: 'layer_{1}/kernel'}
+  - {match: 'layer_[0-9]*[02468]/kernel', pad: {shape: [40, 36], fill: glorot_uniform}}
+  - {match: 'layer_[0-9]*[13579]/kernel', cast: {dtype: float16, allow_precision_loss: true}}
+  - {init: {name: extra/bias, shape: [1000], dtype: float32, fill: normal, stddev: 0.1}}
+"""

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from helpers import file_digests, same_bits
+from helpers import TRANSFORMING_MAP, file_digests, same_bits
 from test_remote import bucket, download, s3_endpoint, upload  # noqa: F401  (fixtures)
 from typer.testing import CliRunner
 
@@ -31,13 +31,7 @@ from ckptmigrate.conversion.dask_out import DaskInputs, ShardTask, write_shard
 from ckptmigrate.errors import CkptMigrateError
 from ckptmigrate.formats.bundle_writer import PARTS_DIR, BundleWriter
 
-MAP = """version: 1
-rules:
-  - {match: 'w_(\\d+)', rename: 'layer_{1}/kernel'}
-  - {match: 'layer_[0-9]*[02468]/kernel', pad: {shape: [40, 36], fill: glorot_uniform}}
-  - {match: 'layer_[0-9]*[13579]/kernel', cast: {dtype: float16, allow_precision_loss: true}}
-  - {init: {name: extra/bias, shape: [1000], dtype: float32, fill: normal, stddev: 0.1}}
-"""
+MAP = TRANSFORMING_MAP
 NUM_TENSORS = 24
 
 

@@ -45,6 +45,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -1192,31 +1193,23 @@ def _target_key(pair: Pair, v: Var) -> str:
     return f"{scope}{v.name}/.ATTRIBUTES/VARIABLE_VALUE"
 
 
-@pytest.mark.parametrize("chunk", _chunks("graphs"))
-def test_verdict_equals_the_real_restore(tf: Any, chunk: int) -> None:
-    count = min(CHUNK, COUNTS["graphs"] - chunk * CHUNK)
+FAMILIES: dict[str, tuple[Callable[[int], Any], Callable[[Any, Any, Path], None]]] = {
+    "graphs": (make_pair, run_pair),
+    "optimizers": (make_optimizer_pair, run_object_pair),
+    "keras": (make_keras_pair, run_object_pair),
+}
+
+
+@pytest.mark.parametrize(
+    ("family", "chunk"), [(family, chunk) for family in FAMILIES for chunk in _chunks(family)]
+)
+def test_verdict_equals_the_real_restore(tf: Any, family: str, chunk: int) -> None:
+    make, run = FAMILIES[family]
+    count = min(CHUNK, COUNTS[family] - chunk * CHUNK)
     for index in range(chunk * CHUNK, chunk * CHUNK + count):
-        pair = make_pair(SEED + index)
+        pair = make(SEED + index)
         with tempfile.TemporaryDirectory(prefix="ckptmigrate-oracle-") as tmp:
-            run_pair(tf, pair, Path(tmp))
-
-
-@pytest.mark.parametrize("chunk", _chunks("optimizers"))
-def test_optimizers_verdict_equals_the_real_restore(tf: Any, chunk: int) -> None:
-    count = min(CHUNK, COUNTS["optimizers"] - chunk * CHUNK)
-    for index in range(chunk * CHUNK, chunk * CHUNK + count):
-        pair = make_optimizer_pair(SEED + index)
-        with tempfile.TemporaryDirectory(prefix="ckptmigrate-oracle-") as tmp:
-            run_object_pair(tf, pair, Path(tmp))
-
-
-@pytest.mark.parametrize("chunk", _chunks("keras"))
-def test_keras_verdict_equals_the_real_restore(tf: Any, chunk: int) -> None:
-    count = min(CHUNK, COUNTS["keras"] - chunk * CHUNK)
-    for index in range(chunk * CHUNK, chunk * CHUNK + count):
-        pair = make_keras_pair(SEED + index)
-        with tempfile.TemporaryDirectory(prefix="ckptmigrate-oracle-") as tmp:
-            run_object_pair(tf, pair, Path(tmp))
+            run(tf, pair, Path(tmp))
 
 
 def test_the_generator_makes_every_edit_and_both_outcomes() -> None:

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from helpers import file_digests, tf_save
+from helpers import TRANSFORMING_MAP, file_digests, tf_save
 
 import ckptmigrate
 from ckptmigrate.conversion.pipeline import values_in_order
@@ -19,13 +19,7 @@ from ckptmigrate.errors import CkptMigrateError
 from ckptmigrate.mapping.plan import PlannedVariable
 from ckptmigrate.names import Role
 
-MAP = """version: 1
-rules:
-  - {match: 'w_(\\d+)', rename: 'layer_{1}/kernel'}
-  - {match: 'layer_[0-9]*[02468]/kernel', pad: {shape: [40, 36], fill: glorot_uniform}}
-  - {match: 'layer_[0-9]*[13579]/kernel', cast: {dtype: float16, allow_precision_loss: true}}
-  - {init: {name: extra/bias, shape: [1000], dtype: float32, fill: normal, stddev: 0.1}}
-"""
+MAP = TRANSFORMING_MAP
 
 
 @pytest.fixture
