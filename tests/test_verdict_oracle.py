@@ -833,11 +833,9 @@ def assert_error_quoted(report: Report, failure: str, context: str) -> None:
     )
 
 
-def run_pair(tf: Any, pair: Pair, tmp: Path) -> None:
-    if pair.family == "tf1":
-        report, failure, restored = _run_tf1(tf, pair, tmp)
-    else:
-        report, failure, restored = _run_tf2(tf, pair, tmp)
+def assert_verdict(report: Report, failure: str | None, pair: Any) -> str:
+    """check's verdict is the restore's outcome, and a refused restore raised what check
+    quotes. Returns the pair's description for later assertions' messages."""
     findings = "\n  ".join(
         f"{f.kind.value}: {f.name} <- {f.checkpoint_name}" for f in report.findings
     )
@@ -848,6 +846,15 @@ def run_pair(tf: Any, pair: Pair, tmp: Path) -> None:
     assert report.ok == (failure is None), context
     if failure is not None:
         assert_error_quoted(report, failure, context)
+    return context
+
+
+def run_pair(tf: Any, pair: Pair, tmp: Path) -> None:
+    if pair.family == "tf1":
+        report, failure, restored = _run_tf1(tf, pair, tmp)
+    else:
+        report, failure, restored = _run_tf2(tf, pair, tmp)
+    context = assert_verdict(report, failure, pair)
     # every variable check calls matched holds the checkpoint's value after the restore
     rng = np.random.default_rng(pair.seed + 1)
     saved = _values(pair.source, rng)
@@ -1166,16 +1173,7 @@ def run_object_pair(tf: Any, pair: Any, tmp: Path) -> None:
     check calls matched (optimizer state included) holds the checkpoint's value."""
     runner = _run_optimizers if isinstance(pair, OptimizerPair) else _run_keras
     report, failure, after, saved = runner(tf, pair, tmp)
-    findings = "\n  ".join(
-        f"{f.kind.value}: {f.name} <- {f.checkpoint_name}" for f in report.findings
-    )
-    context = (
-        f"{pair.describe()}\n  check: ok={report.ok} notes={report.notes}\n  {findings}\n"
-        f"  restore: {failure or 'succeeded'}"
-    )
-    assert report.ok == (failure is None), context
-    if failure is not None:
-        assert_error_quoted(report, failure, context)
+    context = assert_verdict(report, failure, pair)
     assert_matched_values(report, after, saved, context)
 
 

@@ -56,11 +56,11 @@ _CHECK_DELAYS = (0.3, 0.6, 1.2, 2.4)  # before each look for objects that came b
 T = TypeVar("T")
 
 
-def _positive_setting(name: str, default: int, unit: str) -> int:
-    """An environment variable holding a positive integer (``default`` when unset)."""
+def _positive_setting(name: str, unit: str, default_said: str) -> int | None:
+    """The positive integer the environment variable ``name`` holds; None when unset."""
     text = os.environ.get(name)
     if not text:
-        return default
+        return None
     try:
         value = int(text)
     except ValueError:
@@ -68,7 +68,7 @@ def _positive_setting(name: str, default: int, unit: str) -> int:
     if value < 1:
         raise CkptMigrateError(
             f"{name} must be a positive number of {unit}, not {text!r}",
-            hint=f"unset {name} for the default ({default} {unit}).",
+            hint=f"unset {name} for {default_said}.",
         )
     return value
 
@@ -76,13 +76,16 @@ def _positive_setting(name: str, default: int, unit: str) -> int:
 def read_buffer() -> int:
     """Bytes per ranged request when streaming a tensor (bounded memory per request).
     ``CKPTMIGRATE_READ_BUFFER`` overrides it: small values exercise multi-request reads."""
-    return _positive_setting(READ_BUFFER_ENV, DEFAULT_READ_BUFFER, "bytes")
+    default = DEFAULT_READ_BUFFER
+    return _positive_setting(READ_BUFFER_ENV, "bytes", f"the default ({default} bytes)") or default
 
 
 def remote_concurrency() -> int:
     """Ranged requests a reader keeps in flight for one large tensor (16 by default;
     ``CKPTMIGRATE_REMOTE_CONCURRENCY`` overrides it, 1 for one request at a time)."""
-    return _positive_setting(CONCURRENCY_ENV, DEFAULT_CONCURRENCY, "requests")
+    default = DEFAULT_CONCURRENCY
+    said = f"the default ({default} requests)"
+    return _positive_setting(CONCURRENCY_ENV, "requests", said) or default
 
 
 def with_retries(call: Callable[[], T], delays: tuple[float, ...] | None = None) -> T:
@@ -135,19 +138,7 @@ def upload_part_size() -> int | None:
     """Bytes per part of a multipart upload, or None for the store client's default (s3fs:
     files of 100 MiB and more go up in 50 MiB parts). ``CKPTMIGRATE_UPLOAD_PART_SIZE``
     overrides it: S3 takes parts of 5 MiB and more, which makes tests exercise multipart."""
-    text = os.environ.get(UPLOAD_PART_ENV)
-    if not text:
-        return None
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise CkptMigrateError(
-            f"{UPLOAD_PART_ENV} must be a positive number of bytes, not {text!r}",
-            hint=f"unset {UPLOAD_PART_ENV} for the store client's default.",
-        )
-    return value
+    return _positive_setting(UPLOAD_PART_ENV, "bytes", "the store client's default")
 
 
 def is_url(path: object) -> bool:
