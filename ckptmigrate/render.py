@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from itertools import repeat
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Group, RenderableType
-from rich.text import Text
+from rich.text import Span, Text
 
 from ._version import __version__
 from .compare import FAILING, SCHEMA_VERSION, Finding, Kind, Report, ValueDiff
@@ -38,97 +40,101 @@ def to_json(data: dict[str, Any]) -> str:
     return json.dumps(data, indent=2, sort_keys=True)
 
 
-Cell = tuple[str, str]  # (text, Rich style)
+@dataclass(frozen=True)
+class Column:
+    """One column of a :class:`TextTable`: its header, its cells, and their Rich style
+    (one for the whole column, or one per cell)."""
+
+    header: str
+    cells: Sequence[str]
+    style: str | Sequence[str] = ""
+    right: bool = False
 
 
-def columns(
-    headers: list[str], rows: list[list[Cell]], right: frozenset[int] = frozenset()
-) -> Text:
-    """Aligned columns as one Text. Rich's Table measures every cell on every render, which
-    costs a quarter second for a few hundred rows, and appending cell by cell to a Text
-    seconds for 100,000; the text is joined once and styles laid over it as spans. Names
-    are never wrapped here."""
-    from rich.text import Span
+class TextTable:
+    """Aligned columns. Rich's Table measures every cell on every render, which costs a
+    quarter second for a few hundred rows; this pads whole columns at once (str.ljust over
+    a column), so the plain text of 100,000 rows is a few hundredths of a second, and lays
+    styles over it as spans only when it is rendered on a terminal. Names never wrap."""
 
-    widths = [len(h) for h in headers]
-    for row in rows:
-        for i, (text, _) in enumerate(row):
-            widths[i] = max(widths[i], len(text))
-    last = len(headers) - 1
-    pieces: list[str] = []
-    spans: list[Span] = []
-    at = 0
+    def __init__(self, columns: Sequence[Column]) -> None:
+        self.columns = columns
+        self.widths = [max(len(c.header), max(map(len, c.cells), default=0)) for c in self.columns]
 
-    def line(cells: list[Cell]) -> None:
-        nonlocal at
-        for i, (text, style) in enumerate(cells):
-            pad = " " * (widths[i] - len(text))
-            lead = ("  " if i else "") + (pad if i in right else "")
-            tail = "" if i in right or i == last else pad
-            start = at + len(lead)
-            pieces.append(lead + text + tail)
-            at += len(lead) + len(text) + len(tail)
-            if style and text:
-                spans.append(Span(start, start + len(text), style))
-        pieces.append("\n")
-        at += 1
+    @property
+    def plain(self) -> str:
+        padded: list[Iterable[str]] = []
+        last = len(self.columns) - 1
+        for i, (column, width) in enumerate(zip(self.columns, self.widths, strict=True)):
+            cells = [column.header, *column.cells]
+            if column.right:
+                padded.append(map(str.rjust, cells, repeat(width)))
+            elif i == last:
+                padded.append(cells)
+            else:
+                padded.append(map(str.ljust, cells, repeat(width)))
+        return "".join(line + "\n" for line in map("  ".join, zip(*padded, strict=True)))
 
-    line([(h, "bold") for h in headers])
-    for row in rows:
-        line(row)
-    return Text("".join(pieces), spans=spans)
+    def __rich__(self) -> Text:
+        text = self.plain
+        starts = [0]
+        for width in self.widths[:-1]:
+            starts.append(starts[-1] + width + 2)
+        spans: list[Span] = []
+        at = 0
+        for line_no, line in enumerate(text.splitlines(keepends=True)):
+            for i, column in enumerate(self.columns):
+                cell = column.header if line_no == 0 else column.cells[line_no - 1]
+                style = "bold" if line_no == 0 else column.style
+                if not isinstance(style, str):
+                    style = style[line_no - 1]
+                if style and cell:
+                    begin = at + starts[i] + (self.widths[i] - len(cell) if column.right else 0)
+                    spans.append(Span(begin, begin + len(cell), style))
+            at += len(line)
+        return Text(text, spans=spans)
 
 
 def inspect_table(report: InspectReport) -> RenderableType:
     # User-supplied strings go in as plain Text, never as markup: "w[0]" must survive.
     show_original = any(row.original_name for row in report.rows)
-    headers = [
-        "name",
-        *(["original name"] if show_original else []),
-        "dtype",
-        "shape",
-        "size",
-        "role",
+    rows = report.rows
+    # Checkpoints share a handful of shapes and sizes: each is formatted once.
+    shape_texts = {shape: shape_text(shape) for shape in {row.shape for row in rows}}
+    size_texts = {n: human_bytes(n) for n in {row.nbytes for row in rows}}
+    shapes = [
+        shape_texts[row.shape] + (f" ({len(row.slices)} slices)" if row.slices else "")
+        for row in rows
     ]
-    size_column = len(headers) - 2
-    rows: list[list[Cell]] = []
-    for row in report.rows:
-        shape = shape_text(row.shape)
-        if row.slices:
-            shape += f" ({len(row.slices)} slices)"
-        cells: list[Cell] = [(variable_path(row.key), "")]
-        if show_original:
-            cells.append((row.original_name or "", "cyan"))
-        cells += [
-            (row.dtype, ""),
-            (shape, ""),
-            (human_bytes(row.nbytes), ""),
-            (row.role.label, _ROLE_STYLE[row.role]),
-        ]
-        rows.append(cells)
-    table = columns(headers, rows, right=frozenset({size_column}))
-
-    summary_rows: list[list[Cell]] = []
-    for role, totals in report.totals.items():
-        summary_rows.append(
-            [
-                (role.label, ""),
-                (str(totals.variables), ""),
-                (f"{totals.parameters:,}", ""),
-                (human_bytes(totals.nbytes), ""),
-            ]
+    table_columns = [Column("name", [variable_path(row.key) for row in rows])]
+    if show_original:
+        table_columns.append(
+            Column("original name", [row.original_name or "" for row in rows], "cyan")
         )
-    total = report.total
-    summary_rows.append(
+    table_columns += [
+        Column("dtype", [row.dtype for row in rows]),
+        Column("shape", shapes),
+        Column("size", [size_texts[row.nbytes] for row in rows], right=True),
+        Column(
+            "role",
+            [row.role.label for row in rows],
+            [_ROLE_STYLE[row.role] for row in rows],
+        ),
+    ]
+    table = TextTable(table_columns)
+
+    totals = [*report.totals.items(), (None, report.total)]
+    summary = TextTable(
         [
-            ("total", "bold"),
-            (str(total.variables), ""),
-            (f"{total.parameters:,}", ""),
-            (human_bytes(total.nbytes), ""),
+            Column(
+                "role",
+                [role.label if role else "total" for role, _ in totals],
+                ["" if role else "bold" for role, _ in totals],
+            ),
+            Column("variables", [str(t.variables) for _, t in totals], right=True),
+            Column("parameters", [f"{t.parameters:,}" for _, t in totals], right=True),
+            Column("size", [human_bytes(t.nbytes) for _, t in totals], right=True),
         ]
-    )
-    summary = columns(
-        ["role", "variables", "parameters", "size"], summary_rows, right=frozenset({1, 2, 3})
     )
 
     heading = Text()
@@ -323,28 +329,40 @@ def plan_text(the_plan: Plan) -> RenderableType:
     parts: list[RenderableType] = [
         Text(f"plan for {the_plan.checkpoint} with {the_plan.map.path}{into}", style="bold")
     ]
-    rows: list[list[Cell]] = []
+    operations = []
     for v in the_plan.outputs:
-        before = f"{shape_text(v.source_shape)} {v.source_dtype}" if v.source else "-"
-        after = f"{shape_text(v.shape)} {v.dtype}"
         if v.from_target:
-            how = "the target's initial value"
+            operations.append("the target's initial value")
         elif v.init is not None:
-            how = f"init ({v.init.fill.kind})"
+            operations.append(f"init ({v.init.fill.kind})")
         elif v.raw_copy:
-            how = "copy" if not v.renamed_by else "rename (copy)"
+            operations.append("copy" if not v.renamed_by else "rename (copy)")
         else:
-            how = "; ".join(s.op.describe() for s in v.steps)
-        rows.append(
-            [
-                (variable_path(v.name), ""),
-                (variable_path(v.source or "-") if not v.from_target else "(target)", "dim"),
-                (before, ""),
-                (after, ""),
-                (how, "cyan"),
-            ]
-        )
-    parts += [Text(""), columns(["output", "from", "before", "after", "operations"], rows)]
+            operations.append("; ".join(s.op.describe() for s in v.steps))
+    outputs = the_plan.outputs
+    table = TextTable(
+        [
+            Column("output", [variable_path(v.name) for v in outputs]),
+            Column(
+                "from",
+                [
+                    variable_path(v.source or "-") if not v.from_target else "(target)"
+                    for v in outputs
+                ],
+                "dim",
+            ),
+            Column(
+                "before",
+                [
+                    f"{shape_text(v.source_shape)} {v.source_dtype}" if v.source else "-"
+                    for v in outputs
+                ],
+            ),
+            Column("after", [f"{shape_text(v.shape)} {v.dtype}" for v in outputs]),
+            Column("operations", operations, "cyan"),
+        ]
+    )
+    parts += [Text(""), table]
     if the_plan.dropped:
         parts.append(Text(f"dropped ({len(the_plan.dropped)})", style="bold yellow"))
         parts += [Text(f"    {variable_path(d.source)}  ({d.rule})") for d in the_plan.dropped]
@@ -381,6 +399,7 @@ def plain_text(renderable: RenderableType) -> str:
     layout pass costs most of a second on a 10,000-row table and changes nothing there."""
     if isinstance(renderable, Group):
         return "".join(plain_text(part) for part in renderable.renderables)
-    if isinstance(renderable, Text):
-        return renderable.plain if renderable.plain.endswith("\n") else renderable.plain + "\n"
+    if isinstance(renderable, (Text, TextTable)):
+        text = renderable.plain
+        return text if text.endswith("\n") else text + "\n"
     raise TypeError(f"cannot render {type(renderable).__name__} as plain text")

@@ -676,7 +676,7 @@ def _entry_mutate(rng: random.Random, value: bytes) -> bytes:
             shape.append(_boundary(rng))
         else:
             shape[rng.randrange(len(shape))] = rng.choice((_boundary(rng), 0, 2, 3))
-        return encode_entry(dataclasses.replace(entry, shape=tuple(shape)))
+        return encode_entry(entry._replace(shape=tuple(shape)))
     if field == "slices":
         rank = max(len(entry.shape), 1)
         extents = tuple(
@@ -686,12 +686,12 @@ def _entry_mutate(rng: random.Random, value: bytes) -> bytes:
         slices = [*entry.slices, TensorSlice(extents)]
         if rng.random() < 0.5 and len(slices) > 1:
             slices = [slices[-1], *slices[:-1]] if rng.random() < 0.5 else slices[:-2]
-        return encode_entry(dataclasses.replace(entry, slices=tuple(slices)))
+        return encode_entry(entry._replace(slices=tuple(slices)))
     if field == "dtype":
-        return encode_entry(dataclasses.replace(entry, dtype=rng.choice((0, 7, 21, 14, 99, 1))))
+        return encode_entry(entry._replace(dtype=rng.choice((0, 7, 21, 14, 99, 1))))
     value = _boundary(rng)
     return encode_entry(
-        dataclasses.replace(entry, **{field: value % (1 << 32) if field == "crc32c" else value})
+        entry._replace(**{field: value % (1 << 32) if field == "crc32c" else value})
     )
 
 
@@ -845,7 +845,7 @@ def _fixed_crcs(seed: Seed, data: bytes, index: bytes) -> bytes:
             entry = decode_entry(value)
             if entry.shard_id == shard and not entry.slices:
                 chunk = data[entry.offset : entry.offset + entry.size]
-                fixed = dataclasses.replace(entry, crc32c=crc.mask(crc.value(chunk)))
+                fixed = entry._replace(crc32c=crc.mask(crc.value(chunk)))
                 items.append((key, encode_entry(fixed)))
                 continue
         items.append((key, value))
@@ -889,8 +889,7 @@ def with_graph(seed: Seed, graph: bytes, work: Path) -> Path:
     items = []
     for key, value in iter_table((home / index_name).read_bytes()):
         if key == OBJECT_GRAPH_KEY.encode():
-            entry = dataclasses.replace(
-                decode_entry(value),
+            entry = decode_entry(value)._replace(
                 shard_id=0,
                 offset=len(base),
                 size=len(encoded),

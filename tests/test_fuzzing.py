@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -143,8 +142,8 @@ def test_a_string_length_past_64_bits_is_a_clean_error(tf: Any, tmp_path: Path) 
     items = []
     for key, value in iter_table(index.read_bytes()):
         if key == b"s":
-            entry = replace(decode_entry(value), offset=0, size=len(raw))
-            items.append((key, encode_entry(replace(entry, crc32c=crc.mask(crc.value(raw))))))
+            entry = decode_entry(value)._replace(offset=0, size=len(raw))
+            items.append((key, encode_entry(entry._replace(crc32c=crc.mask(crc.value(raw))))))
         else:
             items.append((key, value))
     index.write_bytes(fuzzing.table_bytes(items))

@@ -7,7 +7,8 @@ omitted) so entries we write are byte-identical to what TensorFlow would write.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import NamedTuple
 
 from .protowire import (
     FIXED32,
@@ -61,15 +62,17 @@ class BundleHeader:
     bad_consumers: tuple[int, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class BundleEntry:
+class BundleEntry(NamedTuple):
+    """A tuple rather than a dataclass: an index of 100,000 entries builds 100,000 of these
+    before anything else runs, and a frozen dataclass costs twice as long to construct."""
+
     dtype: int = 0
     shape: tuple[int, ...] = ()
     shard_id: int = 0
     offset: int = 0
     size: int = 0
     crc32c: int = 0  # masked, as stored
-    slices: tuple[TensorSlice, ...] = field(default_factory=tuple)
+    slices: tuple[TensorSlice, ...] = ()
     unknown_rank: bool = False
 
 
@@ -184,14 +187,64 @@ def _encode_slice(tslice: TensorSlice) -> bytes:
     return out.getvalue()
 
 
-def decode_entry(
-    buf: bytes, shapes: dict[bytes, tuple[tuple[int, ...], bool]] | None = None
-) -> BundleEntry:
-    """Decode a BundleEntryProto. Written as one flat loop (no per-field helper calls):
-    a 10,000-variable checkpoint decodes 10,000 of these before anything else can run.
+ShapeCache = dict[bytes, tuple[tuple[int, ...], bool]]
+
+
+def decode_entry(buf: bytes, shapes: ShapeCache | None = None) -> BundleEntry:
+    """Decode a BundleEntryProto.
 
     ``shapes`` caches decoded TensorShapeProtos by their bytes for a caller decoding a whole
     index: its variables share a handful of shapes, and decoding them was half the work."""
+    if shapes is not None:
+        common = _decode_common_entry(buf, shapes)
+        if common is not None:
+            return common
+    return _decode_any_entry(buf, shapes)
+
+
+def _decode_common_entry(buf: bytes, shapes: ShapeCache) -> BundleEntry | None:
+    """The entries TensorFlow writes for unpartitioned tensors, decoded straight through:
+    fields 1 to 6 in order, each at most once, dtype and shape lengths of one byte. None
+    for anything else, which the general decoder then reads (and reports on, if it is
+    malformed): a 100,000-variable index decodes twice as fast this way."""
+    end = len(buf)
+    pos = dtype = shard_id = offset = size = checksum = 0
+    try:
+        if buf[0] == 0x08:  # field 1, dtype
+            dtype = buf[1]
+            if dtype >= 0x80:
+                return None
+            pos = 2
+        if buf[pos] != 0x12:  # field 2, shape
+            return None
+        length = buf[pos + 1]
+        if length >= 0x80 or pos + 2 + length > end:
+            return None
+        raw = buf[pos + 2 : pos + 2 + length]
+        known = shapes.get(raw)
+        if known is None:
+            known = shapes[raw] = _decode_shape(raw)
+        pos += 2 + length
+        if pos < end and buf[pos] == 0x18:  # field 3, shard_id
+            shard_id, pos = read_varint(buf, pos + 1)
+        if pos < end and buf[pos] == 0x20:  # field 4, offset
+            offset, pos = read_varint(buf, pos + 1)
+        if pos < end and buf[pos] == 0x28:  # field 5, size
+            size, pos = read_varint(buf, pos + 1)
+        if pos < end and buf[pos] == 0x35:  # field 6, crc32c (fixed32)
+            if pos + 5 > end:
+                return None
+            checksum = int.from_bytes(buf[pos + 1 : pos + 5], "little")
+            pos += 5
+    except (IndexError, ProtoError):
+        return None
+    if pos != end or shard_id >= 1 << 63 or offset >= 1 << 63 or size >= 1 << 63:
+        return None
+    return BundleEntry(dtype, known[0], shard_id, offset, size, checksum, (), known[1])
+
+
+def _decode_any_entry(buf: bytes, shapes: ShapeCache | None) -> BundleEntry:
+    """Any BundleEntryProto, as one flat loop (no per-field helper calls)."""
     dtype = shard_id = offset = size = checksum = 0
     shape: tuple[int, ...] = ()
     unknown_rank = False

@@ -26,7 +26,14 @@ from ..errors import (
     UnsupportedCheckpointError,
 )
 from . import crc, tensor_codec
-from .bundle_proto import BIG_ENDIAN, BundleEntry, BundleHeader, decode_entry, decode_header
+from .bundle_proto import (
+    BIG_ENDIAN,
+    BundleEntry,
+    BundleHeader,
+    ShapeCache,
+    decode_entry,
+    decode_header,
+)
 from .locate import AnyPath, data_path, index_path
 from .ordered_code import decode_slice_key, encode_slice_key, is_slice_key
 from .protowire import ProtoError, paused_gc
@@ -105,7 +112,7 @@ class BundleReader:
             raise self._corrupt("the index file is empty")
         header: BundleHeader | None = None
         entries: dict[str, BundleEntry] = {}
-        shapes: dict[bytes, tuple[tuple[int, ...], bool]] = {}
+        shapes: ShapeCache = {}
         key = ""
         try:
             with paused_gc():
@@ -134,42 +141,50 @@ class BundleReader:
 
     def _check_shards(self) -> None:
         needed = [0] * self.header.num_shards
+        # Checkpoints share a handful of shapes and dtypes among all their entries: each is
+        # checked and measured once (this loop runs for every entry before anything else).
+        elements: dict[tuple[int, ...], int] = {}
+        kinds: dict[int, dtypes.DType] = {}
         for stored_key, entry in self.entries.items():
-            key = _readable(stored_key)
-            if any(d < 0 for d in entry.shape) or len(entry.shape) > 64:
-                raise self._corrupt(f"invalid shape {list(entry.shape)}", variable=key)
+            count = elements.get(entry.shape)
+            if count is None:
+                if any(d < 0 for d in entry.shape) or len(entry.shape) > 64:
+                    raise self._corrupt(
+                        f"invalid shape {list(entry.shape)}", variable=_readable(stored_key)
+                    )
+                count = elements[entry.shape] = math.prod(entry.shape)
             if entry.slices:
                 # A partitioned variable's own shard, offset and size mean nothing (TF
                 # ignores them): its slices, stored under their own keys, are checked.
-                self._check_slices(stored_key, entry, key)
+                self._check_slices(stored_key, entry, _readable(stored_key))
                 continue
             if not 0 <= entry.shard_id < self.header.num_shards:
                 raise self._corrupt(
                     f"entry names shard {entry.shard_id} but the checkpoint has "
                     f"{self.header.num_shards}",
-                    variable=key,
+                    variable=_readable(stored_key),
                 )
             if entry.offset < 0 or entry.size < 0:
-                raise self._corrupt("negative offset or size", variable=key)
-            dtype = dtypes.from_enum(entry.dtype)
+                raise self._corrupt("negative offset or size", variable=_readable(stored_key))
+            dtype = kinds.get(entry.dtype)
+            if dtype is None:
+                dtype = kinds[entry.dtype] = dtypes.from_enum(entry.dtype)
             if dtype.itemsize is not None:
-                expected = math.prod(entry.shape) * dtype.itemsize
-                if expected != entry.size:
+                if count * dtype.itemsize != entry.size:
                     raise self._corrupt(
                         f"entry size {entry.size} does not match {dtype.name} "
-                        f"{list(entry.shape)} ({expected} bytes)",
-                        variable=key,
+                        f"{list(entry.shape)} ({count * dtype.itemsize} bytes)",
+                        variable=_readable(stored_key),
                     )
             elif dtype.is_string or dtype.is_variant:
                 # Each string takes at least its length byte (and the lengths a 4-byte
                 # checksum); each variant at least a length byte and a 4-byte checksum.
-                count = math.prod(entry.shape)
                 least = 0 if not count else count + 4 if dtype.is_string else 5 * count
                 if entry.size < least:
                     raise self._corrupt(
                         f"{dtype.name} {list(entry.shape)} declares {count} elements, which "
                         f"need at least {least} bytes, but the entry stores {entry.size}",
-                        variable=key,
+                        variable=_readable(stored_key),
                     )
             needed[entry.shard_id] = max(needed[entry.shard_id], entry.offset + entry.size)
         for shard, end in enumerate(needed):
