@@ -19,6 +19,8 @@ __all__ = [
     "import_keras",
     "import_tensorflow",
     "import_tf_keras",
+    "keras_backend",
+    "require_keras",
     "require_tensorflow",
 ]
 
@@ -45,6 +47,24 @@ def require_tensorflow(what: str) -> None:
             f"{what} needs {' and '.join(missing)}, which "
             f"{'is' if len(missing) == 1 else 'are'} not installed",
             hint=INSTALL_HINT + ".",
+        )
+
+
+def require_keras(what: str) -> None:
+    """As :func:`require_tensorflow`, for what Keras 3 (on any backend) and h5py do alone:
+    a Keras weights output and its verification.
+
+    Raises:
+        TensorFlowRequiredError: Keras or h5py is not installed.
+    """
+    import importlib.util
+
+    missing = [m for m in ("keras", "h5py") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise TensorFlowRequiredError(
+            f"{what} needs {' and '.join(missing)}, which "
+            f"{'is' if len(missing) == 1 else 'are'} not installed",
+            hint="pip install keras h5py (and the backend Keras runs on).",
         )
 
 
@@ -75,15 +95,52 @@ def import_tensorflow() -> Any:
 
 
 def import_keras() -> Any:
-    """Import Keras 3 (TensorFlow first, quietly, as Keras would import it anyway).
+    """Import Keras 3: on its TensorFlow backend TensorFlow first, quietly, as Keras would
+    import it anyway; on the JAX, PyTorch or NumPy backend Keras alone (it never imports
+    TensorFlow there, and neither does ckptmigrate).
 
     Returns:
         The ``keras`` module.
 
     Raises:
-        TensorFlowRequiredError: TensorFlow or Keras cannot be imported.
+        TensorFlowRequiredError: Keras (or, for its TensorFlow backend, TensorFlow) cannot
+            be imported.
     """
-    return _import_after_tensorflow("keras", "Keras 3", INSTALL_HINT + ".")
+    if "keras" in sys.modules:
+        return sys.modules["keras"]
+    if keras_backend() == "tensorflow":
+        return _import_after_tensorflow("keras", "Keras 3", INSTALL_HINT + ".")
+    import importlib
+
+    try:
+        return importlib.import_module("keras")
+    except ImportError as e:
+        raise TensorFlowRequiredError(
+            f"this needs Keras 3, which cannot be imported ({e})", hint="pip install keras."
+        ) from e
+
+
+def keras_backend() -> str:
+    """The backend Keras 3 runs on (or will, once imported): ``tensorflow``, ``jax``,
+    ``torch`` or ``numpy``. Keras decides it once, at import, from ``KERAS_BACKEND`` or
+    else ``keras.json`` in ``KERAS_HOME`` (default ``~/.keras``); read the same way here so
+    that deciding does not import Keras (and with it TensorFlow)."""
+    keras = sys.modules.get("keras")
+    if keras is not None:
+        return str(keras.backend.backend())
+    chosen = os.environ.get("KERAS_BACKEND")
+    if chosen:
+        return chosen
+    import json
+
+    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    try:
+        with open(os.path.join(home, "keras.json"), encoding="utf-8") as f:
+            config = json.load(f)
+    except (OSError, ValueError):
+        return "tensorflow"
+    backend = config.get("backend") if isinstance(config, dict) else None
+    return backend if isinstance(backend, str) and backend else "tensorflow"
 
 
 def import_tf_keras() -> Any:

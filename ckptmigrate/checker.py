@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from .checkpoint import open_checkpoint
 from .compare import CheckOptions, Kind, Report, ValueDiff, compare
 from .errors import CkptMigrateError
-from .inventory import Inventory
+from .inventory import Inventory, Scheme
 from .progress import Progress
 from .targets import load_target
 from .targets.checkpoint import inventory_of, load_checkpoint_inventory
@@ -111,7 +111,10 @@ def check(
     progress = progress or Progress()
     # A model target may take a while (TensorFlow starts, a builder runs, Keras loads).
     progress.begin("reading the target")
-    target_inventory = load_target(target)
+    # A Keras 3 weights file restores into a Keras 3 model through load_weights, by its
+    # .weights.h5 paths, whatever the backend.
+    keras_weights = map is None and ckpt_inventory.scheme is Scheme.KERAS3
+    target_inventory = load_target(target, keras_weights=keras_weights)
     report = compare(ckpt_inventory, target_inventory, options)
     if values:
         if target_inventory.kind not in CHECKPOINT_KINDS:

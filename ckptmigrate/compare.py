@@ -659,6 +659,8 @@ def tensorflow_error(
     ``checkpoint_format`` "v1" or "v2"; ``checkpoint_source`` the checkpoint's path (V1
     errors name it)."""
     v1 = checkpoint_format == "v1"
+    if scheme is Scheme.KERAS3:
+        return _keras_error(kind, target, ckpt)
     if kind is Kind.MISSING:
         if scheme is not Scheme.TF2:
             if v1:
@@ -721,6 +723,69 @@ def tensorflow_error(
             f"{original}"
         )
     return None
+
+
+def keras_group(key: str) -> str:
+    """The saved object a Keras 3 weight path belongs to: ``layers/dense/vars/1`` ->
+    ``layers/dense`` (``load_weights`` loads each object's variables together)."""
+    return key.rpartition("/vars/")[0] if "/vars/" in key else ""
+
+
+def _keras_layer(target: VariableSpec) -> str:
+    # A variable's path is <model>/.../<layer>/<weight>: Keras names the layer in its error.
+    parts = (target.original_name or "").split("/")
+    return parts[-2] if len(parts) >= 2 else keras_group(target.name).rpartition("/")[2]
+
+
+def _keras_error(kind: Kind, target: VariableSpec, ckpt: VariableSpec | None) -> str | None:
+    """What Keras 3 ``model.load_weights`` does with this variable (its error, or what it
+    does when it raises nothing); a group's count is worded by :func:`_keras_count_error`."""
+    if kind is Kind.MISSING:
+        return (
+            f"no value at {target.name}: load_weights raises \"Layer '{_keras_layer(target)}' "
+            'expected N variables, but received M variables during loading"'
+        )
+    assert ckpt is not None
+    if kind is Kind.SHAPE_MISMATCH:
+        return (
+            "The shape of the target variable and the shape of the target value in "
+            f"`variable.assign(value)` must match. variable.shape={_py_shape(target.shape)}, "
+            f"Received: value.shape={_py_shape(ckpt.shape)}."
+        )
+    if kind is Kind.DTYPE_MISMATCH:
+        return (
+            f"raises nothing: load_weights casts the stored {ckpt.dtype} value to the "
+            f"variable's {target.dtype}, so the variable does not hold the file's value"
+        )
+    return None
+
+
+def _keras_count_error(target: VariableSpec, stored: int, needed: int) -> str:
+    if keras_group(target.name) == "optimizer":
+        return (
+            "raises nothing: Keras skips the optimizer's variables with a warning when "
+            "their number differs from the file's ('Skipping variable loading for "
+            f"optimizer ..., because it has {needed} variables whereas the saved optimizer "
+            f"has {stored} variables'), so they keep their values"
+        )
+    return (
+        f"Layer '{_keras_layer(target)}' expected {needed} variables, but received {stored} "
+        "variables during loading"
+    )
+
+
+def _keras_refused(ckpt: Inventory, target: Inventory) -> dict[str, tuple[int, int]]:
+    """The saved objects ``load_weights`` restores nothing into: Keras loads an object's
+    variables only when the file holds exactly as many for it as the object has (a layer
+    raises, an optimizer is skipped with a warning), whatever their names. Group ->
+    (stored, needed)."""
+    stored: dict[str, int] = defaultdict(int)
+    needed: dict[str, int] = defaultdict(int)
+    for key in ckpt.variables:
+        stored[keras_group(key)] += 1
+    for key in target.variables:
+        needed[keras_group(key)] += 1
+    return {g: (stored[g], n) for g, n in needed.items() if stored[g] != n}
 
 
 def _closest(name: str, candidates: Sequence[str]) -> str | None:
@@ -891,11 +956,22 @@ def compare(
         else _scope_hints(ckpt_inv, target_inv, pairing)
     )
 
+    # Keras 3 load_weights restores an object's variables only all together.
+    refused = (
+        _keras_refused(checkpoint, target)
+        if restore_scheme is Scheme.KERAS3 and same_scheme and not options.rekeyed
+        else {}
+    )
+
     findings: list[Finding] = []
     for tname, tspec in target_inv.variables.items():
         cspec = pairing.pairs[tname]
         key = pairing.match_keys[tname]
-        if cspec is None:
+        group = refused.get(keras_group(tname)) if refused else None
+        if group is not None:
+            kind = Kind.MISSING
+            cspec = None
+        elif cspec is None:
             kind = Kind.MISSING
         elif cspec.shape != tspec.shape:
             kind = Kind.SHAPE_MISMATCH
@@ -910,19 +986,33 @@ def compare(
             lookup = cspec.name
         # TensorFlow's RestoreV2 checks the dtype before anything reads the shape: a value
         # wrong in both is refused for its dtype.
-        both = kind is Kind.SHAPE_MISMATCH and cspec is not None and cspec.dtype != tspec.dtype
-        error = cannot or tensorflow_error(
-            Kind.DTYPE_MISMATCH if both else kind,
-            tspec,
-            cspec,
-            lookup,
-            restore_scheme,
-            checkpoint_scheme=ckpt_inv.scheme,
-            checkpoint_format=ckpt_inv.checkpoint_format,
-            checkpoint_source=ckpt_inv.source,
+        # (Keras casts first and then refuses the shape.)
+        both = (
+            kind is Kind.SHAPE_MISMATCH
+            and cspec is not None
+            and cspec.dtype != tspec.dtype
+            and restore_scheme is not Scheme.KERAS3
         )
+        error = cannot or (_keras_count_error(tspec, *group) if group else None)
+        if not error and kind is not Kind.MATCHED:  # a matched variable raises nothing
+            error = tensorflow_error(
+                Kind.DTYPE_MISMATCH if both else kind,
+                tspec,
+                cspec,
+                lookup,
+                restore_scheme,
+                checkpoint_scheme=ckpt_inv.scheme,
+                checkpoint_format=ckpt_inv.checkpoint_format,
+                checkpoint_source=ckpt_inv.source,
+            )
         hint = suggested = None
-        if kind is Kind.MISSING and tname in scope_hints:
+        if group is not None:
+            hint = (
+                f"the file holds {group[0]} weights for {keras_group(tname)}, the model "
+                f"{group[1]}: another configuration of the layer (use_bias, center, scale) "
+                "or another layer of the same type at that position; a map can make it fit"
+            )
+        elif kind is Kind.MISSING and tname in scope_hints:
             hint = _scope_hint_text(scope_hints[tname], tspec)
             suggested = scope_hints[tname].checkpoint.name
         elif kind is Kind.MISSING:

@@ -150,6 +150,8 @@ def _into(obj: Any, session: Any) -> _Into:
             "model.load_weights(path) take them (check(checkpoint, target) is the other way "
             "round, as the command line).",
         )
+    if _is_keras3(obj):  # on any backend: JAX, PyTorch and NumPy need no TensorFlow
+        return _Into(_Flavour.KERAS3, obj, obj)
     tf = import_tensorflow()
     v1 = tf.compat.v1
     if isinstance(obj, v1.Session):
@@ -161,8 +163,6 @@ def _into(obj: Any, session: Any) -> _Into:
                 hint="restore(session, ckpt), or restore(graph, ckpt, session=session).",
             )
         return _Into(_Flavour.TF1, session, obj)
-    if _is_keras3(obj):
-        return _Into(_Flavour.KERAS3, obj, obj)
     if _is_tf_keras(obj):
         return _Into(_Flavour.TF_KERAS, obj, obj)
     if isinstance(obj, tf.train.Checkpoint | tf.Module):
@@ -267,14 +267,12 @@ def _migrate(
 
 def _keras_report(weights: Path, model: Any, options: CheckOptions) -> Report:
     """A ``.weights.h5``/``.keras`` file against a Keras 3 model, compared as Keras loads it."""
-    from .targets import load_target
-    from .targets.keras_h5 import load_keras_h5
-    from .targets.model import open_keras_target
+    from .targets.checkpoint import load_checkpoint_inventory
+    from .targets.keras_model import keras_weights_inventory
 
-    if weights.name.lower().endswith(".keras"):
-        return compare(load_target(weights), load_target(model), options)
-    with open_keras_target(model) as target:
-        return compare(load_keras_h5(weights), target.inventory, options)
+    return compare(
+        load_checkpoint_inventory(weights), keras_weights_inventory(model, "model"), options
+    )
 
 
 def _restore_keras_file(
@@ -309,13 +307,21 @@ def _restore_from(
     A Keras 3 model loads a ``.weights.h5`` with ``load_weights``; handed a TensorFlow
     checkpoint as it is (``scope``: through the root attribute it was saved under), it is
     read by ``tf.train.Checkpoint``, the restore the check answered for."""
-    tf = import_tensorflow()
     as_checkpoint = scope is not None or not str(prefix).lower().endswith(KERAS_SUFFIXES)
+    if into.flavour is _Flavour.KERAS3 and not as_checkpoint:  # any backend, no TensorFlow
+        try:
+            into.obj.load_weights(str(prefix))
+        except Exception as e:  # Keras raises ValueError and others; the message matters
+            raise RestoreError(
+                f"{into.flavour.value} did not restore it: {first_line(e)}",
+                path=prefix,
+                hint="this is a bug if the check passed: please report it with the traceback.",
+            ) from e
+        return
+    tf = import_tensorflow()
     try:
         if into.flavour is _Flavour.TF1:
             _restore_tf1(tf, into.obj, prefix, skip)
-        elif into.flavour is _Flavour.KERAS3 and not as_checkpoint:
-            into.obj.load_weights(str(prefix))
         else:
             if scope is not None:
                 status = tf.train.Checkpoint(**{scope: into.obj}).read(str(prefix))

@@ -126,8 +126,9 @@ def _verify(
     format: str,
     progress: Progress,
 ) -> Verification:
-    # TensorFlow restores in one call: no totals until the values are compared.
-    progress.begin("verifying: TensorFlow restores the output")
+    # TensorFlow (or Keras) restores in one call: no totals until the values are compared.
+    restorer = "Keras loads" if format == KERAS else "TensorFlow restores"
+    progress.begin(f"verifying: {restorer} the output")
     with tempfile.TemporaryDirectory(prefix="ckptmigrate-verify-") as tmp:
         dump = str(Path(tmp) / ("restored.weights.h5" if format == KERAS else "restored"))
         request = RestoreRequest(rebuild or "", str(output), root, format, dump)
@@ -289,6 +290,10 @@ def restore_and_save(target: Any, request: RestoreRequest) -> str:
     from ._tf import import_tensorflow
     from .targets.model import saver_root
 
+    if target is not None and request.format == KERAS:  # any backend, no TensorFlow
+        target.load_weights(request.output)
+        target.save_weights(request.dump)
+        return "loaded with Keras model.load_weights into the target model"
     tf = import_tensorflow()
     if target is None:
         return _read_back(tf, request)
@@ -299,10 +304,6 @@ def restore_and_save(target: Any, request: RestoreRequest) -> str:
             saver.restore(session, request.output)
             saver.save(session, request.dump, write_meta_graph=False)
         return "restored with tf.compat.v1.train.Saver into the target graph"
-    if request.format == KERAS:
-        target.load_weights(request.output)
-        target.save_weights(request.dump)
-        return "loaded with Keras model.load_weights into the target model"
     root = saver_root(target, request.root)
     root.restore(request.output).assert_existing_objects_matched()
     root.write(request.dump)

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .._tf import require_tensorflow
+from .._tf import require_keras, require_tensorflow
 from ..checkpoint import open_checkpoint
 from ..errors import OutputError
 from ..formats.locate import AnyPath, check_output
@@ -93,7 +93,7 @@ def plan(
         params=frozen_params(params),
     )
     the_map = as_map(map, target, options)
-    with open_checkpoint(checkpoint) as ckpt, target_model(target, options) as opened_target:
+    with open_checkpoint(checkpoint) as ckpt, target_model(target, options, ckpt) as opened_target:
         return plan_for(ckpt, the_map, opened_target, options)
 
 
@@ -224,12 +224,14 @@ def run_conversion(
     if options.dask is not None:  # refused now rather than after planning
         require_dask()
         on_dask = DaskInputs.of(checkpoint, mapping, target)
-    if options.verify and options.format is not OutputFormat.SAFETENSORS:
+    if options.verify and options.format is OutputFormat.KERAS:
+        require_keras("verifying the output ([[verify]])")  # Keras loads it, on any backend
+    elif options.verify and options.format is not OutputFormat.SAFETENSORS:
         require_tensorflow("verifying the output ([[verify]])")
     if options.format is OutputFormat.SAFETENSORS:
         check_safetensors_output(destination, target)
     if options.format is OutputFormat.KERAS:
-        require_tensorflow("a Keras output ([[format_keras]])")
+        require_keras("a Keras output ([[format_keras]])")
         if isinstance(destination, RemotePath):
             raise OutputError(
                 "Keras weight files are written locally only",
@@ -239,7 +241,7 @@ def run_conversion(
         check_keras_output(destination, target)
     with (
         open_checkpoint(checkpoint) as ckpt,
-        target_model(target, options) as opened_target,
+        target_model(target, options, ckpt) as opened_target,
         contextlib.ExitStack() as stack,
     ):
         the_plan = plan_for(ckpt, the_map, opened_target, options)

@@ -165,7 +165,7 @@ def write_checkpoint(job: Job, destination: AnyPath) -> tuple[AnyPath, tuple[str
 
 # A source that is one file of another format names the output checkpoint after its stem:
 # out/model.index, not out/model.h5.index (which Keras' load_weights takes for an HDF5 file).
-_FOREIGN_SUFFIXES = (".safetensors.index.json", ".safetensors", ".weights.h5", ".h5")
+_FOREIGN_SUFFIXES = (".safetensors.index.json", ".safetensors", ".weights.h5", ".h5", ".keras")
 
 
 def output_prefix_name(source_name: str) -> str:

@@ -244,7 +244,7 @@ def write_shard(task: ShardTask) -> tuple[int, Mapping[str, BundleEntry]]:
     the_map = as_map(inputs.mapping, inputs.target, options)
     with (
         open_checkpoint(inputs.checkpoint) as ckpt,
-        target_model(inputs.target, options) as opened_target,
+        target_model(inputs.target, options, ckpt) as opened_target,
         contextlib.ExitStack() as stack,
     ):
         the_plan = plan_for(ckpt, the_map, opened_target, options)

@@ -32,13 +32,26 @@ def as_map(mapping: Map | str | Path | None, target: Any, options: ConvertOption
     return load_map(mapping, dict(options.params))
 
 
-def target_model(target: Any, options: ConvertOptions) -> contextlib.AbstractContextManager[Any]:
-    """The opened conversion target (``targets.model.TargetModel``), or None without one."""
+def target_model(
+    target: Any, options: ConvertOptions, ckpt: Checkpoint
+) -> contextlib.AbstractContextManager[Any]:
+    """The opened conversion target (``targets.model.TargetModel``) for converting ``ckpt``,
+    or None without one."""
     if target is None:
         return contextlib.nullcontext(None)
     from ..targets.model import open_conversion_target  # TensorFlow may be needed: only then
 
-    return open_conversion_target(target, root=options.root, format=options.format)
+    return open_conversion_target(
+        target, root=options.root, format=options.format, keras_weights=is_keras3_file(ckpt)
+    )
+
+
+def is_keras3_file(ckpt: Checkpoint) -> bool:
+    """A Keras 3 weights file (``.weights.h5``, ``.keras``): its keys are the dataset paths
+    a Keras 3 target's own layout names, so the target is opened with them as aliases."""
+    from ..formats.keras_h5 import KerasH5Reader
+
+    return isinstance(ckpt.reader, KerasH5Reader) and not ckpt.reader.listing.legacy
 
 
 def plan_for(ckpt: Checkpoint, mapping: Map, opened_target: Any, options: ConvertOptions) -> Plan:

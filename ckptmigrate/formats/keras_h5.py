@@ -13,7 +13,9 @@ inferred from order and rank.
 
 from __future__ import annotations
 
+import io
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -247,10 +249,131 @@ def list_keras_h5(path: Path) -> H5Listing:
         raise CkptMigrateError(f"h5py cannot read this file: {e}", path=path) from e
 
 
+KERAS_ARCHIVE_SUFFIX = ".keras"
+# A deflated member may expand this much over what it stores before it is taken for a
+# decompression bomb (Keras itself stores model.weights.h5 uncompressed).
+_MAX_EXPANSION = 100
+_BOMB_FLOOR = 1 << 28
+
+
+class _MemberWindow(io.RawIOBase):
+    """The bytes of one uncompressed zip member, read in place from the archive: h5py
+    opens it as a file without the member being extracted or held in memory."""
+
+    def __init__(self, file: Any, start: int, size: int) -> None:
+        super().__init__()
+        self._file, self._start, self._size, self._pos = file, start, size, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        count = max(0, min(len(view), self._size - self._pos))
+        if not count:
+            return 0
+        self._file.seek(self._start + self._pos)
+        got = self._file.readinto(view[:count])
+        self._pos += got or 0
+        return got or 0
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()
+
+
+def _archive_error(path: Path, message: str) -> CorruptCheckpointError:
+    return CorruptCheckpointError(
+        message,
+        path=str(path),
+        hint="a Keras 3 .keras file is a zip holding model.weights.h5 and config.json, as "
+        "model.save('x.keras') writes it; is the copy complete?",
+    )
+
+
+def _weights_member(path: Path) -> tuple[Any, Any]:
+    """(a seekable file object of the ``.keras`` archive's ``model.weights.h5``, the
+    ``zipfile.ZipInfo``): the member's own bytes in place when stored uncompressed (as
+    Keras writes it), else decompressed on the fly as Keras reads it, never extracted."""
+    import zipfile
+
+    from .keras_weights import WEIGHTS_IN_ARCHIVE
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            info = archive.getinfo(WEIGHTS_IN_ARCHIVE)
+    except KeyError:
+        raise CkptMigrateError(
+            f"this .keras archive holds no {WEIGHTS_IN_ARCHIVE}",
+            path=path,
+            hint="only Keras 3 .keras files (model.save('x.keras')) are read; a sharded "
+            "save (model.weights.json) is not read yet.",
+        ) from None
+    except (OSError, zipfile.BadZipFile, ValueError, EOFError, NotImplementedError) as e:
+        raise _archive_error(path, f"this is not a readable zip archive: {e}") from None
+    if info.flag_bits & 0x1:
+        raise _archive_error(path, f"{WEIGHTS_IN_ARCHIVE} is encrypted")
+    if info.compress_type != zipfile.ZIP_STORED:
+        if info.file_size > max(_BOMB_FLOOR, _MAX_EXPANSION * info.compress_size):
+            raise _archive_error(
+                path,
+                f"{WEIGHTS_IN_ARCHIVE} declares {info.file_size:,} bytes stored in "
+                f"{info.compress_size:,}: refused as a decompression bomb",
+            )
+        archive = zipfile.ZipFile(path)
+        try:
+            return archive.open(info), info
+        except Exception as e:
+            archive.close()
+            raise _archive_error(path, f"cannot open {WEIGHTS_IN_ARCHIVE}: {e}") from None
+    file = open(path, "rb")  # noqa: SIM115 (closed by the window)
+    try:
+        file.seek(info.header_offset)
+        header = file.read(30)  # the local file header: its name and extra field follow
+        if len(header) < 30 or header[:4] != b"PK\x03\x04":
+            raise _archive_error(path, f"{WEIGHTS_IN_ARCHIVE} has no local file header")
+        start = info.header_offset + 30 + int.from_bytes(header[26:28], "little")
+        start += int.from_bytes(header[28:30], "little")
+        if start + info.file_size > os.fstat(file.fileno()).st_size:
+            raise _archive_error(path, f"{WEIGHTS_IN_ARCHIVE} runs past the end of the file")
+    except BaseException:
+        file.close()
+        raise
+    return _MemberWindow(file, start, info.file_size), info
+
+
+def _check_member_crc(path: Path) -> int:
+    """Read the archive's weights member through zipfile, which checks its CRC-32."""
+    import zipfile
+
+    from .keras_weights import WEIGHTS_IN_ARCHIVE
+
+    total = 0
+    try:
+        with zipfile.ZipFile(path) as archive, archive.open(WEIGHTS_IN_ARCHIVE) as member:
+            while chunk := member.read(1 << 20):
+                total += len(chunk)
+    except (OSError, zipfile.BadZipFile, EOFError) as e:
+        raise _archive_error(path, f"{WEIGHTS_IN_ARCHIVE} does not read back: {e}") from None
+    return total
+
+
 class KerasH5Reader:
     """A Keras weights file as a checkpoint source (``TensorSource``), named as
-    :func:`list_keras_h5` says. HDF5 keeps no checksums Keras writes: ``verify`` reads every
-    weight."""
+    :func:`list_keras_h5` says: a ``.h5``/``.weights.h5`` file, or the ``model.weights.h5``
+    inside a Keras 3 ``.keras`` archive. HDF5 keeps no checksums Keras writes: ``verify``
+    reads every weight (and checks the archive member's zip CRC-32)."""
 
     format = "keras_h5"
     big_endian = False
@@ -260,20 +383,29 @@ class KerasH5Reader:
         import h5py
 
         self.path = path
+        self.archive = path.name.lower().endswith(KERAS_ARCHIVE_SUFFIX)
+        member = None
         try:
-            self._file = h5py.File(path, "r")
+            if self.archive:
+                member, _ = _weights_member(path)
+            self._file = h5py.File(member if member is not None else path, "r")
         except OSError as e:
+            if member is not None:
+                member.close()
+            inside = " (the .keras archive's model.weights.h5)" if self.archive else ""
             raise CorruptCheckpointError(
-                f"h5py cannot read this HDF5 file: {e}",
+                f"h5py cannot read this HDF5 file{inside}: {e}",
                 path=str(path),
-                hint="is the copy complete? Keras weight files (.h5, .weights.h5) are read here.",
+                hint="is the copy complete? Keras weight files (.h5, .weights.h5, .keras) are "
+                "read here.",
             ) from e
+        self._member = member
         try:
             self.listing = list_open_file(path, self._file)
             self._weights = {w.key: w for w in self.listing.weights}
             self._infos = {w.key: self._info(w) for w in self.listing.weights}
         except BaseException:
-            self._file.close()
+            self.close()
             raise
 
     def _info(self, weight: H5Weight) -> TensorInfo:
@@ -334,6 +466,8 @@ class KerasH5Reader:
 
     def verify(self, on_tensor: Callable[[int], object] | None = None) -> int:
         total = 0
+        if self.archive:
+            _check_member_crc(self.path)
         for key in self.variable_keys():
             size = self.read(key).nbytes
             total += size
@@ -343,3 +477,5 @@ class KerasH5Reader:
 
     def close(self) -> None:
         self._file.close()
+        if self._member is not None:
+            self._member.close()

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from ..compare import CheckOptions, Finding, Kind, Report, compare
 from ..errors import OutputError
 from ..fs import staged_file
-from ..inventory import Inventory, VariableSpec
+from ..inventory import Inventory, Scheme, VariableSpec
 from ..names import Role, variable_path
 from ..output_format import OutputFormat
 from ..progress import Progress
@@ -191,7 +191,11 @@ def suggest(
     progress.begin("suggest: reading the checkpoint and the target")
     ckpt = load_checkpoint_inventory(checkpoint)
     with open_conversion_target(
-        target, root=root, format=OutputFormat.parse(format)
+        target,
+        root=root,
+        format=OutputFormat.parse(format),
+        keras_elsewhere=True,
+        keras_weights=ckpt.scheme is Scheme.KERAS3,
     ) as target_model:
         starts = SlotStarts(target_model.inventory, target_model.initial_value)
         return _suggest(

@@ -17,8 +17,12 @@ from .metagraph import load_metagraph
 from .spec import load_spec
 
 
-def load_target(target: str | Path | Any) -> Inventory:
+def load_target(target: str | Path | Any, *, keras_weights: bool = False) -> Inventory:
     """The inventory of what a restore into ``target`` needs.
+
+    ``keras_weights``: the checkpoint is a Keras 3 weights file (``.weights.h5``,
+    ``.keras``), so a Keras 3 model target restores it with ``load_weights``, by its
+    ``.weights.h5`` paths (on the JAX, PyTorch and NumPy backends it always does).
 
     Raises:
         CkptMigrateError: the target cannot be read, or is none of the kinds a target is.
@@ -27,9 +31,9 @@ def load_target(target: str | Path | Any) -> Inventory:
     path = detected.path
     match detected.kind:
         case TargetKind.LIVE:
-            return inventory_of_object(target)
+            return inventory_of_object(target, keras_weights=keras_weights)
         case TargetKind.BUILDER:
-            return load_builder(str(target))
+            return load_builder(str(target), keras_weights=keras_weights)
         case TargetKind.SPEC:
             assert path is not None
             return load_spec(path)
@@ -41,7 +45,7 @@ def load_target(target: str | Path | Any) -> Inventory:
             return load_metagraph(path)
         case TargetKind.KERAS_ARCHIVE:
             assert path is not None
-            return load_keras_archive(path)
+            return load_keras_archive(path, keras_weights=keras_weights)
         case TargetKind.KERAS_H5:
             assert path is not None
             return load_keras_h5(path)

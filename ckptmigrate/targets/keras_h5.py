@@ -96,7 +96,10 @@ def load_keras_model(path: Path) -> Any:
         ) from e
 
 
-def load_keras_archive(path: Path) -> Inventory:
+def load_keras_archive(path: Path, *, keras_weights: bool = False) -> Inventory:
+    """The model a ``.keras`` file holds, as a target (``keras_weights``: as for
+    :func:`~ckptmigrate.targets.live.inventory_of_object`)."""
     from .live import inventory_of_object
 
-    return replace(inventory_of_object(load_keras_model(path), str(path)), kind="keras")
+    model = load_keras_model(path)
+    return replace(inventory_of_object(model, str(path), keras_weights=keras_weights), kind="keras")

@@ -102,18 +102,27 @@ def _save_weights(model: Any, path: Path) -> None:
 
 def _saveable_variables(model: Any) -> list[Any]:
     """The variables Keras may write: the model's own (layers, nested models) and its
-    optimizer's, once each. Compiled metrics are not saved by Keras 3."""
+    optimizer's, once each. Compiled metrics are not saved by Keras 3. An optimizer that
+    has not taken a step still has (and Keras still saves) its iteration count and
+    learning rate."""
     seen: set[int] = set()
     out: list[Any] = []
     optimizer = getattr(model, "optimizer", None)
     candidates = list(model.variables)
-    if optimizer is not None and getattr(optimizer, "built", False):
-        candidates += list(optimizer.variables)
+    if optimizer is not None:
+        candidates += list(getattr(optimizer, "variables", None) or ())
     for variable in candidates:
         if id(variable) not in seen:
             seen.add(id(variable))
             out.append(variable)
     return out
+
+
+def _held_dtype(keras: Any, variable: Any) -> str:
+    """The dtype of the value a variable holds, which is what Keras saves: JAX without
+    x64 keeps a declared float64 (int64) variable's value in float32 (int32)."""
+    value = getattr(variable, "value", None)
+    return str(keras.backend.standardize_dtype(getattr(value, "dtype", None) or variable.dtype))
 
 
 def _digit_base(dtype: np.dtype[Any]) -> int:
@@ -171,9 +180,7 @@ def _discover(
     wanted = {key_of(d.shape, d.dtype) for d in datasets}
     groups: dict[tuple[tuple[int, ...], str], _Group] = {}
     for variable in variables:
-        key = key_of(
-            tuple(int(d) for d in variable.shape), keras.backend.standardize_dtype(variable.dtype)
-        )
+        key = key_of(tuple(int(d) for d in variable.shape), _held_dtype(keras, variable))
         if key not in wanted:
             continue  # nothing of this shape and dtype was saved: not a saved variable
         size = int(np.prod(key[0], dtype=np.int64))

@@ -24,10 +24,23 @@ def _describe(obj: Any) -> str:
     return f"{type(obj).__module__}.{type(obj).__qualname__}"
 
 
-def inventory_of_object(obj: Any, source: str | None = None) -> Inventory:
-    """The variables a restore into ``obj`` would look up."""
-    tf = import_tensorflow()
+def inventory_of_object(
+    obj: Any, source: str | None = None, *, keras_weights: bool = False
+) -> Inventory:
+    """The variables a restore into ``obj`` would look up.
+
+    A Keras 3 model restores a Keras weights file with ``load_weights`` by its dataset
+    paths: its inventory is those paths when ``keras_weights`` (the checkpoint checked is
+    such a file) or when Keras runs on another backend than TensorFlow (JAX, PyTorch,
+    NumPy), where it restores nothing else. Otherwise the keys ``tf.train.Checkpoint``
+    saves it under."""
     source = source or _describe(obj)
+    if is_keras3_model(obj):
+        from .keras_model import keras_weights_inventory, on_tensorflow
+
+        if keras_weights or not on_tensorflow():
+            return keras_weights_inventory(obj, source)
+    tf = import_tensorflow()
     if isinstance(obj, tf.Graph):
         variables = graph_variables(obj)
         if not variables:
@@ -122,16 +135,17 @@ def _import_builder(spec: str) -> Any:
 
 def call_builder(spec: str) -> Any:
     """Call ``module:function`` (no arguments): its model, or for a function that returns
-    nothing (TF1 code), the graph it built."""
-    tf = import_tensorflow()
+    nothing (TF1 code), the graph it built. TensorFlow is imported only for that retry: a
+    builder of a Keras 3 model on the JAX, PyTorch or NumPy backend runs without it."""
     builder = _import_builder(spec)
-    graph = tf.Graph()
     try:
         result = builder()  # eager first: Keras models, tf.Modules, tf.train.Checkpoints
     except Exception:
         result = None  # TF1 code (placeholders, sessions) fails eagerly: retry in a graph
     if result is not None:
         return result
+    tf = import_tensorflow()
+    graph = tf.Graph()
     try:
         with graph.as_default():
             builder()
@@ -147,7 +161,8 @@ def call_builder(spec: str) -> Any:
     return graph
 
 
-def load_builder(spec: str) -> Inventory:
-    """The inventory of what ``module:function`` builds."""
-    inventory = inventory_of_object(call_builder(spec), spec)
+def load_builder(spec: str, *, keras_weights: bool = False) -> Inventory:
+    """The inventory of what ``module:function`` builds (``keras_weights``: as for
+    :func:`inventory_of_object`)."""
+    inventory = inventory_of_object(call_builder(spec), spec, keras_weights=keras_weights)
     return replace(inventory, kind="builder")

@@ -18,16 +18,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .._tf import import_tensorflow
+from .._tf import import_tensorflow, keras_backend
 from ..checkpoint import Checkpoint, open_checkpoint
 from ..errors import CkptMigrateError, first_line
-from ..inventory import Inventory, Scheme, VariableSpec
+from ..inventory import Inventory, Scheme
 from ..output_format import OutputFormat
 from . import load_target
 from .checkpoint import inventory_of
 from .detect import TargetKind, detect_target
 from .keras_h5 import load_keras_model
-from .live import call_builder
+from .keras_model import layout_inventory, on_tensorflow
+from .live import call_builder, is_keras3_model
 from .metagraph import import_meta_graph
 
 if TYPE_CHECKING:
@@ -89,15 +90,22 @@ class TargetModel:
 
 @contextlib.contextmanager
 def open_target_model(
-    target: str | Path | Any, *, root: str | None = DEFAULT_ROOT
+    target: str | Path | Any,
+    *,
+    root: str | None = DEFAULT_ROOT,
+    instance: tuple[Any, str | None, str] | None = None,
+    keras_weights: bool = False,
 ) -> Iterator[TargetModel]:
     """Instantiate ``target`` and save its template; everything lives until the block ends.
 
     ``root``: for a model (not a ``tf.train.Checkpoint``), the name it is saved under, as in
     ``tf.train.Checkpoint(model=model)``; ``None`` saves the model itself as the root, as
-    ``tf.train.Checkpoint(model)`` and tf-keras ``save_weights`` do."""
+    ``tf.train.Checkpoint(model)`` and tf-keras ``save_weights`` do. ``instance``: the
+    target already instantiated (``_instantiate``); ``keras_weights``: a Keras 3 model's
+    variables also go by their ``.weights.h5`` dataset paths (aliases)."""
     with contextlib.ExitStack() as stack:
-        live, rebuild, kind = _instantiate(target)
+        live, rebuild, kind = instance or _instantiate(target)
+        _refuse_other_backend(live, target)
         if live is None:
             inventory = load_target(target)
             _refuse_unwritable(inventory)
@@ -115,43 +123,73 @@ def open_target_model(
         template = stack.enter_context(open_checkpoint(prefix))
         source = str(target) if rebuild else kind
         inventory = inventory_of(template, kind, source)
+        if keras_weights and is_keras3_model(live):
+            inventory = _with_keras_paths(inventory, live)
         effective_root = None if _is_graph(live) or _is_checkpoint(live) else root
         yield TargetModel(inventory, template, rebuild, effective_root, live)
 
 
 @contextlib.contextmanager
-def open_keras_target(target: str | Path | Any) -> Iterator[TargetModel]:
+def open_keras_target(
+    target: str | Path | Any, *, instance: tuple[Any, str | None, str] | None = None
+) -> Iterator[TargetModel]:
     """A Keras 3 model target for ``--format keras``: its ``.weights.h5`` layout, found by
     Keras itself, with each dataset named by its path in the file and its variable's path
     as the original name (what the map's outputs pair with)."""
-    from ..names import Role
     from .keras_layout import keras_layout
 
-    live, rebuild, kind = _instantiate(target)
+    live, rebuild, kind = instance or _instantiate(target)
     if live is None:
         load_target(target)  # a path that doesn't exist, or isn't a target, says so
-    if live is None or _is_graph(live):
+    if live is None or not is_keras3_model(live):
         raise CkptMigrateError(
             "a Keras output ([[format_keras]]) needs a Keras 3 model as the target",
             path=str(target),
             hint="pass a .keras file or a builder (module:function) returning a Keras 3 model.",
         )
     with keras_layout(live) as layout:
-        keys = _checkpoint_keys(live)
-        variables = {
-            e.h5_path: VariableSpec(
-                e.h5_path,
-                e.shape,
-                e.dtype,
-                Role.OPTIMIZER if e.h5_path.startswith("optimizer/") else Role.MODEL,
-                e.variable_path,
-                keys.get(e.variable_path, ()),
-            )
-            for e in layout.entries
-        }
+        # On the JAX, PyTorch or NumPy backend there are no TensorFlow keys to know.
+        keys = _checkpoint_keys(live) if on_tensorflow() else {}
         note = "Keras 3 weight paths found by saving the target with Keras"
-        inventory = Inventory(kind, str(rebuild or kind), Scheme.KERAS3, variables, (note,))
+        inventory = layout_inventory(layout, kind, str(rebuild or kind), (note,), keys)
         yield TargetModel(inventory, None, rebuild, None, live, layout)
+
+
+def _with_keras_paths(inventory: Inventory, model: Any) -> Inventory:
+    """Each variable also named by the ``.weights.h5`` dataset that holds it, as Keras lays
+    the model out (matched by the variable's path, its original name here)."""
+    from dataclasses import replace
+
+    from .keras_layout import keras_layout
+
+    with keras_layout(model) as layout:
+        paths = {
+            name: tuple(e.h5_path for e in entries)
+            for name, entries in layout.by_variable().items()
+        }
+    variables = {
+        key: replace(spec, aliases=(*spec.aliases, *paths.get(name, ())))
+        if (name := (spec.original_name or "").removesuffix(":0")) in paths
+        else spec
+        for key, spec in inventory.variables.items()
+    }
+    return replace(inventory, variables=variables)
+
+
+def keras_only(target: Any) -> bool:
+    """Whether ``target`` is a live Keras 3 model whose variables TensorFlow does not hold
+    (the JAX, PyTorch or NumPy backend): it restores Keras weight files only."""
+    return is_keras3_model(target) and not on_tensorflow()
+
+
+def _refuse_other_backend(live: Any, target: Any) -> None:
+    if live is not None and keras_only(live):
+        raise CkptMigrateError(
+            f"a Keras 3 model on the {keras_backend()} backend restores Keras weight files "
+            "(model.load_weights), not TensorFlow checkpoints",
+            path=str(target) if isinstance(target, str | Path) else None,
+            hint="write a Keras output ([[format_keras]], -o NAME.weights.h5) for it.",
+        )
 
 
 def _checkpoint_keys(model: Any) -> dict[str, tuple[str, ...]]:
@@ -172,15 +210,29 @@ def open_conversion_target(
     *,
     root: str | None = DEFAULT_ROOT,
     format: OutputFormat = OutputFormat.CHECKPOINT,
+    keras_elsewhere: bool = False,
+    keras_weights: bool = False,
 ) -> contextlib.AbstractContextManager[TargetModel]:
     """The target as a conversion writes it: Keras weight paths for a Keras output, else
-    the keys TensorFlow saves it under (with ``root``)."""
+    the keys TensorFlow saves it under (with ``root``). ``keras_elsewhere``: a Keras 3
+    model on another backend than TensorFlow, which restores nothing else, is opened as for
+    a Keras output whatever ``format`` says (``suggest``: the map is the same).
+    ``keras_weights``: the source is a Keras 3 weights file, whose dataset paths a Keras 3
+    target's variables then also go by (aliases), so it pairs by the file's own layout."""
+    if keras_elsewhere and format is not OutputFormat.KERAS:
+        instance = _instantiate(target)
+        if keras_only(instance[0]):
+            return open_keras_target(target, instance=instance)
+        if format is OutputFormat.CHECKPOINT:
+            return open_target_model(
+                target, root=root, instance=instance, keras_weights=keras_weights
+            )
     match format:
         case OutputFormat.KERAS:
             return open_keras_target(target)
         case OutputFormat.CHECKPOINT | OutputFormat.SAFETENSORS:
             # A safetensors output has no target of its own: names come from the map.
-            return open_target_model(target, root=root)
+            return open_target_model(target, root=root, keras_weights=keras_weights)
 
 
 def instantiate(target: str) -> Any:
