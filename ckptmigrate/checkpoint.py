@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -100,6 +100,11 @@ class Checkpoint:
         if declared is not None:
             return declared
         return classify(key, self.slot_keys, self.optimizer_state)
+
+    def roles(self, keys: Iterable[str]) -> list[Role]:
+        """:meth:`role` of each key, looking up what they share once."""
+        declared, slot_keys, state = self.graph_roles, self.slot_keys, self.optimizer_state
+        return [declared.get(key) or classify(key, slot_keys, state) for key in keys]
 
     # -- reading by name, like TensorFlow's tf.train.load_checkpoint(...) reader and
     # safetensors' safe_open: keys, shapes and dtypes from the index, values on demand.

@@ -73,7 +73,8 @@ BY_NAME.update(
 
 def from_enum(value: int) -> DType:
     """The dtype for an enum value; unknown values stay opaque rather than failing."""
-    return BY_ENUM.get(value) or DType(value, f"dtype_{value}", None)
+    known = BY_ENUM.get(value)
+    return known if known is not None else DType(value, f"dtype_{value}", None)
 
 
 @cache

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from .checkpoint import Checkpoint, open_checkpoint
 from .errors import CkptMigrateError
@@ -16,8 +16,10 @@ from .regex import UserRegex, compile_user_regex
 SCHEMA_VERSION = 1
 
 
-@dataclass(frozen=True, slots=True)
-class VariableRow:
+class VariableRow(NamedTuple):
+    """One variable of the report (a tuple: a report holds one per variable, and building
+    100,000 frozen dataclasses took a fifth of inspect's time)."""
+
     key: str
     original_name: str | None
     dtype: str
@@ -177,25 +179,30 @@ def inspect_checkpoint(
 
 
 def _rows(checkpoint: Checkpoint, pattern: UserRegex | None) -> list[VariableRow]:
-    rows = []
-    for key in sorted(checkpoint.reader.variable_keys()):
-        original = checkpoint.original_names.get(key)
-        if pattern and not (pattern.search(key) or (original and pattern.search(original))):
-            continue
-        info = checkpoint.reader.info(key)
-        rows.append(
-            VariableRow(
-                key=key,
-                original_name=original,
-                dtype=info.dtype.name,
-                shape=info.shape,
-                num_elements=info.num_elements,
-                nbytes=info.nbytes,
-                role=checkpoint.role(key),
-                shard=info.shard,
-                offset=info.offset,
-                crc32c=info.crc32c,
-                slices=info.slices,
-            )
+    keys = sorted(checkpoint.reader.variable_keys())
+    original_names = checkpoint.original_names
+    if pattern:
+        keys = [
+            key
+            for key in keys
+            if pattern.search(key)
+            or ((original := original_names.get(key)) and pattern.search(original))
+        ]
+    info = checkpoint.reader.info
+    return [
+        VariableRow(
+            key,
+            original_names.get(key),
+            tensor.dtype.name,
+            tensor.shape,
+            tensor.num_elements,
+            tensor.nbytes,
+            role,
+            tensor.shard,
+            tensor.offset,
+            tensor.crc32c,
+            tensor.slices,
         )
-    return rows
+        for key, role in zip(keys, checkpoint.roles(keys), strict=True)
+        for tensor in (info(key),)
+    ]

@@ -229,8 +229,12 @@ def _decode_common_entry(buf: bytes, shapes: ShapeCache) -> BundleEntry | None:
             shard_id, pos = read_varint(buf, pos + 1)
         if pos < end and buf[pos] == 0x20:  # field 4, offset
             offset, pos = read_varint(buf, pos + 1)
-        if pos < end and buf[pos] == 0x28:  # field 5, size
-            size, pos = read_varint(buf, pos + 1)
+        if pos < end and buf[pos] == 0x28:  # field 5, size: one byte for most variables
+            size = buf[pos + 1]
+            if size < 0x80:
+                pos += 2
+            else:
+                size, pos = read_varint(buf, pos + 1)
         if pos < end and buf[pos] == 0x35:  # field 6, crc32c (fixed32)
             if pos + 5 > end:
                 return None

@@ -13,9 +13,8 @@ import math
 import os
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from .. import dtypes
 from ..errors import (
@@ -52,9 +51,9 @@ WriteFn = Callable[[memoryview], object]
 _NO_KERNEL_COPY = {errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL, errno.EBADF}
 
 
-@dataclass(frozen=True, slots=True)
-class TensorInfo:
-    """What the index says about one variable; no values."""
+class TensorInfo(NamedTuple):
+    """What the index says about one variable; no values. (A tuple: listing a checkpoint
+    makes one per variable, and a frozen dataclass costs twice as long to build.)"""
 
     key: str
     dtype: dtypes.DType

@@ -355,6 +355,8 @@ def _from_file(path: AnyPath, given: AnyPath) -> CheckpointLocation:
     name = path.name
     if is_safetensors_path(path):
         return CheckpointLocation(path, "safetensors", given)
+    if name.lower().endswith(".keras"):  # a Keras 3 archive: its model.weights.h5 is read
+        return CheckpointLocation(path, "keras_h5", given)
     if name.endswith(INDEX_SUFFIX):
         prefix = path.with_name(name[: -len(INDEX_SUFFIX)])
         return CheckpointLocation(

@@ -14,7 +14,6 @@ store's usual configuration (``AWS_*`` variables, ``~/.aws``, gcloud), or fsspec
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import functools
 import glob
@@ -24,9 +23,14 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from ..errors import CheckpointNotFoundError, CkptMigrateError
+
+if TYPE_CHECKING:
+    # Imported where a store is used: asyncio (and ssl under it) took a fifth of the
+    # start-up of commands on local checkpoints.
+    import asyncio
 
 # `scheme://...`; a single-letter scheme would be a Windows drive letter.
 _URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+)://")
@@ -356,6 +360,8 @@ class _Pending:
         self.done: concurrent.futures.Future[Any] = concurrent.futures.Future()
 
     async def run(self, make: Callable[[], Awaitable[Any]]) -> None:
+        import asyncio
+
         self.task = asyncio.current_task()
         if self.cancelled:  # interrupted before the call started
             return
@@ -375,6 +381,8 @@ class _Pending:
         if self.task is not None and not self.task.done():
             self.task.cancel()
         elif not self.done.done():  # never started (or never will): nothing to wait for
+            import asyncio
+
             self.done.set_exception(asyncio.CancelledError())
 
 
@@ -427,6 +435,8 @@ def run_in_store(fs: Any, make: Callable[[], Awaitable[T]]) -> T:
     this thread is interrupted meanwhile (Ctrl-C, SIGTERM), the coroutine is cancelled and
     waited for (up to ``SETTLE_SECONDS``) before the interrupt goes on, so a request the
     interrupt cut short does not complete behind the caller's back."""
+    import asyncio
+
     loop = _loop_of(fs)
     pending = _Pending()
     try:
@@ -449,6 +459,8 @@ async def _store_call(fs: Any, name: str, *args: Any, **kwargs: Any) -> Any:
     method in a worker thread for filesystems without one."""
     if getattr(fs, "async_impl", False):
         return await getattr(fs, f"_{name}")(*args, **kwargs)
+    import asyncio
+
     return await asyncio.to_thread(getattr(fs, name), *args, **kwargs)
 
 
@@ -460,6 +472,8 @@ def remove_objects(objects: Sequence[RemotePath]) -> list[RemotePath]:
     the store could not be asked)."""
     if not objects:
         return []
+    import asyncio
+
     fs = objects[0].fs
     pending = _Pending()
     paths = [o.path for o in objects]
@@ -474,6 +488,8 @@ def remove_objects(objects: Sequence[RemotePath]) -> list[RemotePath]:
 
 
 async def _remove(fs: Any, paths: list[str]) -> list[str]:
+    import asyncio
+
     left = paths
     deadline = time.monotonic() + CLEANUP_SECONDS
     for delay in _CHECK_DELAYS:
@@ -496,6 +512,8 @@ async def _remove(fs: Any, paths: list[str]) -> list[str]:
 
 async def _try(call: Awaitable[Any], default: Any = None) -> Any:
     """One clean-up call, bounded; a failure counts as not done (the caller looks again)."""
+    import asyncio
+
     try:
         return await asyncio.wait_for(call, _CALL_SECONDS)
     except Exception:
