@@ -35,11 +35,13 @@ check: lint
 
 # The long runs of the differential oracles (tests/test_verdict_oracle.py: 10,000 graph, 5,000
 # optimizer and 2,500 Keras pairs), of
-# the behaviour oracles (tests/test_behaviour_oracle.py: 60 random migrations) and of the
-# upload fault trials (tests/test_interrupted.py: 60 cut connections, 60 SIGTERMs).
+# the behaviour oracles (tests/test_behaviour_oracle.py: 60 random migrations), of Keras 3's
+# load_weights on each backend installed (tests/test_keras_backends.py: 500 pairs each) and
+# of the upload fault trials (tests/test_interrupted.py: 60 cut connections, 60 SIGTERMs).
 soak: install
 	CKPTMIGRATE_ORACLE_PAIRS=10000 $(PY) -m pytest -n 2 -q -p no:cacheprovider tests/test_verdict_oracle.py
 	CKPTMIGRATE_BEHAVIOUR_CASES=60 $(PY) -m pytest -n 2 -q -p no:cacheprovider tests/test_behaviour_oracle.py
+	CKPTMIGRATE_KERAS_BACKEND_CASES=500 $(PY) -m pytest -n 2 -q -p no:cacheprovider tests/test_keras_backends.py -k load_weights
 	CKPTMIGRATE_FAULT_TRIALS=60 $(PY) -m pytest -q -p no:cacheprovider -s tests/test_interrupted.py -k all_or_nothing
 	CKPTMIGRATE_FUZZ_CASES=145000 $(PY) tests/fuzzing.py --workers 2
 

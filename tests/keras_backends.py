@@ -87,7 +87,7 @@ def block_tensorflow() -> None:
     makes ``import`` raise ImportError and ``find_spec`` answer None."""
     if os.environ.get("KERAS_BACKEND") != "tensorflow":
         for name in ("tensorflow", "tf_keras"):
-            sys.modules.setdefault(name, None)  # type: ignore[assignment]
+            sys.modules.setdefault(name, None)  # type: ignore[arg-type]
 
 
 def answer(value: Any) -> None:
@@ -304,7 +304,7 @@ def _same(a: Any, b: Any) -> bool:
     import numpy as np
 
     a, b = np.asarray(a), np.asarray(b)
-    return a.shape == b.shape and a.dtype == b.dtype and a.tobytes() == b.tobytes()
+    return bool(a.shape == b.shape and a.dtype == b.dtype and a.tobytes() == b.tobytes())
 
 
 def run_case(case: Case, directory: Path) -> dict[str, Any]:
