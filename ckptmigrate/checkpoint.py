@@ -213,6 +213,18 @@ def _open_safetensors(path: AnyPath) -> TensorSource:
     return SafetensorsReader(path)
 
 
+def _open_torch(path: AnyPath) -> TensorSource:
+    from .formats.torch_file import TorchReader
+
+    if isinstance(path, RemotePath):
+        raise UnsupportedCheckpointError(
+            "PyTorch files are read locally only in this version",
+            path=str(path),
+            hint="download it and pass the local copy.",
+        )
+    return TorchReader(path)
+
+
 def _open_keras_h5(location: CheckpointLocation) -> Checkpoint:
     from .formats.keras_h5 import KerasH5Reader
 
@@ -234,7 +246,8 @@ def open_checkpoint(path: str | Path | RemotePath) -> Checkpoint:
 
     Args:
         path: a prefix, one of its files, a directory (with or without a ``checkpoint``
-            state file), a SavedModel, a safetensors file, a Keras weights file (``.h5``,
+            state file), a SavedModel, a safetensors file, a PyTorch state_dict file
+            (``torch.save``'s zip: ``.pt``, ``.bin``), a Keras weights file (``.h5``,
             ``.weights.h5``: named as ``formats/keras_h5.py`` says), or a URL
             (``s3://bucket/run/``: its tensors are then read with ranged requests).
 
@@ -256,6 +269,8 @@ def open_checkpoint(path: str | Path | RemotePath) -> Checkpoint:
         reader = open_bundle(location.prefix)
     elif location.format == "safetensors":
         reader = _open_safetensors(location.prefix)
+    elif location.format == "torch":
+        reader = _open_torch(location.prefix)
     elif isinstance(location.prefix, RemotePath):
         raise UnsupportedCheckpointError(
             "this is a V1 single-file checkpoint, which is read through TensorFlow, and "

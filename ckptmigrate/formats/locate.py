@@ -15,7 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, overload
 
-from ..errors import CheckpointNotFoundError, CkptMigrateError, CorruptCheckpointError, OutputError
+from ..errors import (
+    CheckpointNotFoundError,
+    CkptMigrateError,
+    CorruptCheckpointError,
+    OutputError,
+    UnsupportedCheckpointError,
+)
 from .checkpoint_state import (
     MAX_STATE_BYTES,
     STATE_FILENAME,
@@ -27,7 +33,7 @@ from .checkpoint_state import (
 from .remote import RemotePath, as_path, is_url
 from .table import FOOTER_SIZE, has_table_magic
 
-Format = Literal["v2", "v1", "safetensors", "keras_h5"]
+Format = Literal["v2", "v1", "safetensors", "keras_h5", "torch"]
 # Every rule below works on either: RemotePath speaks the part of pathlib used here.
 AnyPath = Path | RemotePath
 
@@ -36,7 +42,10 @@ SAFETENSORS_SUFFIX = ".safetensors"
 SAFETENSORS_INDEX_SUFFIX = ".safetensors.index.json"
 _DATA_SUFFIX = re.compile(r"\.data-(\d{5})-of-(\d{5})$")
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
-_ZIP_SIGNATURE = b"PK\x03\x04"
+ZIP_SIGNATURE = b"PK\x03\x04"
+# torch.save's legacy (pre-1.6) format: a bare pickle starting with a pickled magic number.
+_LEGACY_TORCH_MAGIC = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19."
+_TORCH_SUFFIXES = (".pt", ".pth", ".bin")
 
 
 @dataclass(frozen=True, slots=True)
@@ -326,7 +335,7 @@ def _describe_foreign_file(path: AnyPath, head: bytes) -> CheckpointNotFoundErro
         return CheckpointNotFoundError(
             "the file is empty", path=str(path), hint="was the copy or download interrupted?"
         )
-    if head.startswith(_ZIP_SIGNATURE):
+    if head.startswith(ZIP_SIGNATURE):
         return CheckpointNotFoundError(
             "this is a zip archive (a Keras .keras file?), not a TensorFlow checkpoint",
             path=str(path),
@@ -343,6 +352,21 @@ def _describe_foreign_file(path: AnyPath, head: bytes) -> CheckpointNotFoundErro
         path=str(path),
         hint="pass a checkpoint prefix (model.ckpt-1000), its .index file, or its directory.",
     )
+
+
+def _is_torch_zip(path: AnyPath) -> bool:
+    """A zip archive with one ``<folder>/data.pkl``: what torch.save writes (a ``.keras``
+    file has no data.pkl; a remote one is judged by its name, and read locally only)."""
+    if isinstance(path, RemotePath):
+        return path.name.lower().endswith(_TORCH_SUFFIXES)
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (OSError, zipfile.BadZipFile, ValueError, EOFError, NotImplementedError, RuntimeError):
+        return False
+    return any(n.count("/") == 1 and n.endswith("/data.pkl") for n in names)
 
 
 def is_safetensors_path(path: AnyPath | str) -> bool:
@@ -394,6 +418,16 @@ def _from_file(path: AnyPath, given: AnyPath) -> CheckpointLocation:
         return CheckpointLocation(path, "v1", given)
     if head.startswith(_HDF5_SIGNATURE):  # a Keras .h5 / .weights.h5: read with h5py
         return CheckpointLocation(path, "keras_h5", given)
+    if head.startswith(ZIP_SIGNATURE) and _is_torch_zip(path):
+        return CheckpointLocation(path, "torch", given)
+    if head.startswith(_LEGACY_TORCH_MAGIC):
+        raise UnsupportedCheckpointError(
+            "this is a PyTorch file in the format torch.save wrote before 1.6 (a bare "
+            "pickle), which is not read: unpickling it could run code",
+            path=str(path),
+            hint="load it once with torch.load(path, weights_only=True) and torch.save the "
+            "state_dict again (the zip format), or save it with safetensors.",
+        )
     raise _describe_foreign_file(path, head)
 
 
