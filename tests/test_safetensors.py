@@ -186,6 +186,8 @@ def test_what_safetensors_cannot_hold_is_refused_before_writing(tmp_path: Path) 
             "{match: '.*', keep: true}", "{keep: ['.*']}"
         )
     )
+    builder = tmp_path / "builder.py"  # a builder's model is judged once built
+    builder.write_text("def build():\n    return object()\n")
     cases = [
         (
             [*base, str(out), "--map", str(tmp_path / "keep.yaml")],
@@ -196,7 +198,7 @@ def test_what_safetensors_cannot_hold_is_refused_before_writing(tmp_path: Path) 
             "must be named *.safetensors",
         ),
         (
-            [*base, str(out), "--map", "strip-optimizer", "--target", "builder.py:build"],
+            [*base, str(out), "--map", "strip-optimizer", "--target", f"{builder}:build"],
             "not from a model",
         ),
     ]

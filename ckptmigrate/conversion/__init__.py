@@ -37,6 +37,7 @@ from .options import (
 from .planning import as_map, plan_for, target_model
 from .safetensors_out import check_safetensors_output, verify_safetensors, write_safetensors
 from .sharding import ShardPolicy, parse_size
+from .torch_out import check_model_target, is_torch_target, torch_installed, verify_in_torch
 from .values import Sources, stored_value
 
 if TYPE_CHECKING:
@@ -244,11 +245,15 @@ def run_conversion(
         target_model(target, options, ckpt) as opened_target,
         contextlib.ExitStack() as stack,
     ):
+        check_model_target(opened_target, options.format, destination)
         the_plan = plan_for(ckpt, the_map, opened_target, options)
         check_output(destination, ckpt.location.given, ckpt.prefix, options.overwrite)
         if on_plan is not None:
             on_plan(the_plan)
-        job = Job(ckpt, the_plan, options, Sources(ckpt, stack), target, opened_target, on_variable)
+        sources = Sources(ckpt, stack)
+        if is_torch_target(opened_target) and opened_target.live is not None:
+            sources.provide(opened_target.template)
+        job = Job(ckpt, the_plan, options, sources, target, opened_target, on_variable)
         if progress is not None:
             job.progress = progress
         job.begin()
@@ -269,7 +274,11 @@ def run_conversion(
         if options.verify:
             if options.format is OutputFormat.SAFETENSORS:
                 assert isinstance(written, Path)
-                verification = verify_safetensors(written, job)
+                verification = (
+                    verify_in_torch(written, job)
+                    if is_torch_target(opened_target) and torch_installed()
+                    else verify_safetensors(written, job)
+                )
             else:
                 verification = _verify(job, written)
     return ConvertResult.of(

@@ -25,6 +25,7 @@ from ..formats.safetensors import (
 )
 from ..fs import staged_file
 from ..mapping.rules import NO_MAP
+from ..targets.torch_module import SAFETENSORS_HINT, SAFETENSORS_NOT_FROM_A_MODEL
 from ..verification import Verification, compare_values
 from .job import Job
 from .pipeline import DEFAULT_MAX_MEMORY, values_in_order, workers_for
@@ -52,21 +53,20 @@ def check_safetensors_output(output: Any, target: Any) -> None:
             hint="model.safetensors",
         )
     if target is not None and not _names_only(target):
-        raise OutputError(
-            "a safetensors output takes its names from the map, or from a target that is "
-            "only names (a safetensors file, a checkpoint, a spec), not from a model",
-            path=output,
-            hint="write the names the consumer expects with rename rules, then compare the "
-            "result with what it expects: [[check_command]].",
-        )
+        raise OutputError(SAFETENSORS_NOT_FROM_A_MODEL, path=output, hint=SAFETENSORS_HINT)
 
 
 def _names_only(target: Any) -> bool:
-    """A target that is only names, shapes and dtypes (a safetensors file, a checkpoint, a
-    spec file): the output takes exactly its tensors under its names."""
+    """A target that is only names, shapes and dtypes (a safetensors or PyTorch file, a
+    checkpoint, a spec file) or a torch module: the output takes exactly its tensors under
+    their names. A builder is judged once built (``targets.model.open_conversion_target``)."""
     from ..targets.detect import TargetKind, detect_target
+    from ..targets.torch_module import is_torch_module
 
-    return detect_target(target).kind in (TargetKind.CHECKPOINT, TargetKind.SPEC)
+    kind = detect_target(target).kind
+    if kind is TargetKind.LIVE:
+        return is_torch_module(target)
+    return kind in (TargetKind.CHECKPOINT, TargetKind.SPEC, TargetKind.BUILDER)
 
 
 def _metadata(job: Job) -> dict[str, str]:

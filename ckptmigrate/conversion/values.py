@@ -26,6 +26,11 @@ class Sources:
         self._others: dict[str, Checkpoint] = {}
         self._opening = threading.Lock()  # values are computed on several threads
 
+    def provide(self, checkpoint: Checkpoint) -> None:
+        """Use an already open checkpoint for its own prefix as an origin: a target's
+        template that is no file (a torch module's state_dict) cannot be opened again."""
+        self._others[str(checkpoint.prefix)] = checkpoint
+
     def get(self, origin: str | None) -> Checkpoint:
         """The checkpoint a variable comes from: ``origin``, or the main source for None."""
         if origin is None:

@@ -18,6 +18,7 @@ from ..errors import CkptMigrateError
 from ..inventory import Inventory, Scheme
 from .checkpoint import load_checkpoint_inventory
 from .metagraph import graph_variables
+from .torch_module import is_torch_module, torch_inventory
 
 
 def _describe(obj: Any) -> str:
@@ -40,6 +41,8 @@ def inventory_of_object(
 
         if keras_weights or not on_tensorflow():
             return keras_weights_inventory(obj, source)
+    if is_torch_module(obj):  # no TensorFlow: the names are its state_dict's
+        return torch_inventory(obj, source)
     tf = import_tensorflow()
     if isinstance(obj, tf.Graph):
         variables = graph_variables(obj)

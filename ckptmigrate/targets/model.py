@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._tf import import_tensorflow, keras_backend
 from ..checkpoint import Checkpoint, open_checkpoint
-from ..errors import CkptMigrateError, first_line
+from ..errors import CkptMigrateError, OutputError, first_line
 from ..inventory import Inventory, Scheme
 from ..output_format import OutputFormat
 from . import load_target
@@ -30,6 +30,12 @@ from .keras_h5 import load_keras_model
 from .keras_model import layout_inventory, on_tensorflow
 from .live import call_builder, is_keras3_model
 from .metagraph import import_meta_graph
+from .torch_module import (
+    SAFETENSORS_HINT,
+    SAFETENSORS_NOT_FROM_A_MODEL,
+    is_torch_module,
+    state_dict_checkpoint,
+)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -113,6 +119,11 @@ def open_target_model(
             if inventory.kind in ("checkpoint", "saved_model"):
                 template = stack.enter_context(open_checkpoint(_checkpoint_path(target)))
             yield TargetModel(inventory, template, rebuild, None)
+            return
+        if is_torch_module(live):  # its state_dict is the template: no TensorFlow
+            source = str(target) if rebuild else kind
+            template = stack.enter_context(state_dict_checkpoint(live, source))
+            yield TargetModel(inventory_of(template, kind, source), template, rebuild, None, live)
             return
         directory = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ckptmigrate-")))
         # A .meta file is data: its initialisers are checked before they run. A builder or
@@ -230,8 +241,16 @@ def open_conversion_target(
     match format:
         case OutputFormat.KERAS:
             return open_keras_target(target)
-        case OutputFormat.CHECKPOINT | OutputFormat.SAFETENSORS:
-            # A safetensors output has no target of its own: names come from the map.
+        case OutputFormat.SAFETENSORS:
+            # Names come from the map, or from a target that is only names (its file's
+            # tensors) or a torch module (its state_dict): never TensorFlow's keys.
+            instance = _instantiate(target)
+            if instance[0] is not None and not is_torch_module(instance[0]):
+                raise OutputError(
+                    SAFETENSORS_NOT_FROM_A_MODEL, path=str(target), hint=SAFETENSORS_HINT
+                )
+            return open_target_model(target, root=root, instance=instance)
+        case OutputFormat.CHECKPOINT:
             return open_target_model(target, root=root, keras_weights=keras_weights)
 
 
