@@ -139,11 +139,14 @@ def inspect_table(report: InspectReport) -> RenderableType:
 
     heading = Text()
     heading.append(report.prefix, style="bold")
-    kind = "object-based (TF2)" if report.object_based else "name-based"
-    heading.append(
-        f"  {report.format.upper()} checkpoint, {kind}, "
-        f"{report.num_shards} shard{'s' if report.num_shards != 1 else ''}"
-    )
+    if report.format in ("v1", "v2"):
+        kind = "object-based (TF2)" if report.object_based else "name-based"
+        heading.append(
+            f"  {report.format.upper()} checkpoint, {kind}, "
+            f"{report.num_shards} shard{'s' if report.num_shards != 1 else ''}"
+        )
+    else:
+        heading.append(f"  {_FOREIGN_FORMATS.get(report.format, report.format)}")
     parts: list[RenderableType] = [heading]
     if any(row.key.endswith(VARIABLE_SUFFIX) for row in report.rows):
         parts.append(Text(f"names are checkpoint keys without {VARIABLE_SUFFIX}", style="dim"))
@@ -168,6 +171,13 @@ def inspect_table(report: InspectReport) -> RenderableType:
         )
     return Group(*parts)
 
+
+# What inspect's heading calls a file that is not a TensorFlow checkpoint.
+_FOREIGN_FORMATS = {
+    "safetensors": "safetensors file",
+    "keras_h5": "Keras weights (HDF5)",
+    "torch": "PyTorch state_dict (torch.save)",
+}
 
 _ROLE_STYLE = {
     Role.MODEL: "",

@@ -349,3 +349,13 @@ def test_a_checkpoint_converted_from_a_file_is_named_after_its_stem(tmp_path: Pa
     )
     assert Path(str(result.prefix)).name == "model"
     assert (tmp_path / "out" / "model.index").is_file()
+
+
+def test_inspect_calls_a_safetensors_file_by_its_format(tmp_path: Path) -> None:
+    path = tmp_path / "model.safetensors"
+    safetensors_numpy.save_file({"w": np.zeros((2, 3), "float32")}, str(path))
+    result = runner.invoke(app, ["inspect", str(path)])
+    assert result.exit_code == 0, result.output
+    heading = result.output.splitlines()[0]
+    assert heading.endswith("  safetensors file")
+    assert "checkpoint" not in heading  # it has no shards or naming scheme to speak of
