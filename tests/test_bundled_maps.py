@@ -32,7 +32,13 @@ def test_every_bundled_map_is_described_documented_and_tested() -> None:
     readme = (MAPPINGS / "README.md").read_text()
     tests = "".join(
         (Path(__file__).parent / name).read_text()
-        for name in ("test_bundled_maps.py", "test_rnn_maps.py", "test_model_garden_map.py")
+        for name in (
+            "test_bundled_maps.py",
+            "test_rnn_maps.py",
+            "test_model_garden_map.py",
+            "test_hf_bert_map.py",
+            "test_keras_torch_map.py",
+        )
     )
     maps = dict(bundled_maps())
     assert len(maps) >= 4

@@ -194,7 +194,12 @@ def _complete(words: str) -> list[str]:
 
 def test_map_completes_bundled_map_names() -> None:
     assert _complete("ckptmigrate convert x --map str") == ["strip-optimizer"]
-    assert _complete("ckptmigrate check x -t y -m tf") == ["tf-keras-to-keras3", "tf1-rnn-to-keras"]
+    assert _complete("ckptmigrate check x -t y -m tf1-r") == ["tf1-rnn-to-keras"]
+    assert _complete("ckptmigrate check x -t y -m tf") == [
+        "tf-keras-to-keras3",
+        "tf1-bert-to-hf-bert",
+        "tf1-rnn-to-keras",
+    ]
     assert _complete("ckptmigrate validate estim") == ["estimator-dnn-to-keras"]
     # a path matches no name: the shell completes file names (complete -o default)
     assert _complete("ckptmigrate convert x --map ./") == []
