@@ -89,6 +89,58 @@ def test_a_large_tensor_is_fetched_in_concurrent_chunks_in_order(
     assert flight.requests == -(-tensors["big/kernel"].nbytes // (1 << 18))
 
 
+class AtServer:
+    """Counts the ranged GETs moto's server holds at once (what reached it over the
+    connections, not what the client queued), holding each ``delay`` seconds."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, delay: float = 0.2) -> None:
+        from moto.moto_server import threaded_moto_server
+
+        app = threaded_moto_server.DomainDispatcherApplication
+        real = app.__call__
+        self.now = self.most = 0
+        lock = threading.Lock()
+
+        def call(app: Any, environ: dict[str, Any], start_response: Any) -> Any:
+            if "HTTP_RANGE" not in environ:
+                return real(app, environ, start_response)
+            with lock:
+                self.now += 1
+                self.most = max(self.most, self.now)
+            try:
+                time.sleep(delay)
+                return real(app, environ, start_response)
+            finally:
+                with lock:
+                    self.now -= 1
+
+        monkeypatch.setattr(app, "__call__", call)
+
+
+@pytest.mark.parametrize("configured", [None, 4])
+def test_the_connection_pool_holds_every_request_in_flight(
+    big: tuple[str, dict[str, np.ndarray], Path],  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+    configured: int | None,
+) -> None:
+    """botocore pools 10 connections unless told otherwise: 16 requests in flight must
+    reach the store as 16, not 10 plus 6 waiting for a connection; a pool size the user
+    configured for fsspec is kept."""
+    import fsspec.config
+
+    url, tensors, _ = big
+    if configured is not None:
+        conf = {**fsspec.config.conf["s3"], "config_kwargs": {"max_pool_connections": configured}}
+        monkeypatch.setitem(fsspec.config.conf, "s3", conf)
+    server = AtServer(monkeypatch)
+    reader = RemoteBundleReader(RemotePath.from_url(url), read_buffer=1 << 16, concurrency=16)
+    assert same_bits(reader.read("big/kernel"), tensors["big/kernel"])
+    if configured is None:
+        assert 10 < server.most <= remote.DEFAULT_CONCURRENCY, server.most
+    else:
+        assert server.most == configured
+
+
 def test_transient_failures_are_retried_and_definitive_ones_are_not(
     big: tuple[str, dict[str, np.ndarray], Path],  # noqa: F811
     monkeypatch: pytest.MonkeyPatch,

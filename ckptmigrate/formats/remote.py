@@ -48,6 +48,7 @@ CONCURRENCY_ENV = "CKPTMIGRATE_REMOTE_CONCURRENCY"
 RETRY_DELAYS = (0.2, 0.8, 3.2)
 _DEFINITIVE = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
 UPLOAD_PART_ENV = "CKPTMIGRATE_UPLOAD_PART_SIZE"
+_BOTOCORE_POOL = 10  # botocore's default max_pool_connections
 
 # An interrupted store call is cancelled, then waited for this long to stop (a request cut
 # short must not complete behind the caller's back); cleaning up after a failed upload
@@ -180,6 +181,26 @@ def as_path(path: str | os.PathLike[str] | RemotePath) -> Path | RemotePath:
     return Path(text)
 
 
+def _connection_options(url: str) -> dict[str, Any]:
+    """What the URL's filesystem is opened with beyond the user's fsspec configuration:
+    for S3, a connection pool as large as the requests a reader keeps in flight. botocore
+    pools 10 connections by default, and a request finding none free waits for one, so
+    ``remote_concurrency()`` requests in flight were 10 on the wire. A pool size the user
+    configured (``FSSPEC_S3_CONFIG_KWARGS``, fsspec's config files) is theirs to keep."""
+    from fsspec.config import conf
+    from fsspec.core import split_protocol
+
+    protocol = (split_protocol(url)[0] or "").lower()
+    if protocol not in {"s3", "s3a"}:
+        return {}
+    configured = conf.get(protocol, {}).get("config_kwargs") or {}
+    if not isinstance(configured, dict) or "max_pool_connections" in configured:
+        return {}
+    # Never fewer than botocore's 10: uploads' parallel parts share the pool.
+    pool = max(_BOTOCORE_POOL, remote_concurrency())
+    return {"config_kwargs": {**configured, "max_pool_connections": pool}}
+
+
 class RemoteStat(NamedTuple):
     st_size: int
 
@@ -205,7 +226,7 @@ class RemotePath:
                 hint="pip install 'ckptmigrate[remote]' (fsspec, s3fs); for gs:// also gcsfs.",
             ) from None
         try:
-            fs, path = url_to_fs(url)
+            fs, path = url_to_fs(url, **_connection_options(url))
         except (ImportError, ValueError) as e:
             raise CheckpointNotFoundError(
                 f"no filesystem for this URL: {e}",
