@@ -24,11 +24,12 @@ __all__ = ["check_model_target", "is_torch_target", "torch_installed", "verify_i
 
 
 def torch_installed() -> bool:
-    """A state_dict file target is verified with torch where it is installed (a module
-    target has it already); without it, the safetensors output is read back as usual."""
+    """PyTorch targets are verified with torch and safetensors.torch where both are
+    installed (pip install 'ckptmigrate[torch]'); without them, the safetensors output is
+    read back and compared with the plan as for any other target."""
     import importlib.util
 
-    return importlib.util.find_spec("torch") is not None
+    return all(importlib.util.find_spec(name) is not None for name in ("torch", "safetensors"))
 
 
 def is_torch_target(target_model: Any) -> bool:
