@@ -16,6 +16,11 @@ Targets (each takes bytes; see ``TARGETS``):
 - ``safetensors``: a ``.safetensors`` file (seeds written from the seed checkpoints'
   numeric tensors) -> ``open_checkpoint``, every ``read``, ``inspect(check_crc)``, ``check``
   against it; half the mutations edit one header field (offsets, shape, dtype, metadata).
+- ``torch``: a ``torch.save`` zip of a state_dict (seeds encoded here from the seed
+  checkpoints' tensors, as torch 2 writes them: contiguous, transposed and offset views,
+  shared storages) -> ``open_checkpoint``, every ``read``, ``inspect(check_crc)``, ``check``
+  against it; half the mutations edit ``data.pkl`` and re-zip it (its CRC-32 then holds, so
+  the restricted unpickler meets the mutated pickle), the rest the whole archive's bytes.
 
 Every case ends as one of: ok; a clean error (a ``CkptMigrateError`` with a non-empty
 one-paragraph message); a crash (any other exception, or the worker dying); a hang (over
@@ -69,7 +74,7 @@ REPO = TESTS_DIR.parent
 REGRESSIONS = TESTS_DIR / "fuzz_regressions"
 SHARED_CORPUS = REPO.parent / "shared" / "corpus"
 
-TARGETS = ("index", "data", "state", "objgraph", "map", "spec", "safetensors")
+TARGETS = ("index", "data", "state", "objgraph", "map", "spec", "safetensors", "torch")
 OUTCOMES = ("ok", "clean", "crash", "hang", "blowup")
 CASE_SECONDS = 5  # a case over this is a hang
 KILL_SECONDS = CASE_SECONDS + 25  # the parent's backstop when the alarm cannot fire
@@ -367,6 +372,7 @@ def load_seeds(seed_root: Path) -> dict[str, list[Seed]]:
                     )
                 )
     seeds["safetensors"] += _safetensors_seeds(homes, state_home, state_prefix)
+    seeds["torch"] += _torch_seeds(homes, state_home, state_prefix)
     saver = seed_root / "tf" / "saver_partitioned"
     for name, text in MAP_SEEDS.items():
         home, prefix = (state_home, state_prefix) if name == "tf2" else (saver, "model.ckpt-1")
@@ -416,6 +422,131 @@ def _safetensors_seeds(homes: list[Path], home: Path, prefix: str) -> list[Seed]
                     "m.safetensors",
                 )
             )
+    return found
+
+
+# What torch.save calls each dtype's storage (torch 2: legacy typed storage classes).
+_TORCH_STORAGES = {
+    "float32": "FloatStorage",
+    "float64": "DoubleStorage",
+    "float16": "HalfStorage",
+    "bfloat16": "BFloat16Storage",
+    "int64": "LongStorage",
+    "int32": "IntStorage",
+    "int16": "ShortStorage",
+    "int8": "CharStorage",
+    "uint8": "ByteStorage",
+    "bool": "BoolStorage",
+}
+
+
+def _pickle_tuple(items: list[bytes]) -> bytes:
+    return b"(" + b"".join(items) + b"t"
+
+
+def _pickle_int(value: int) -> bytes:
+    return b"J" + struct.pack("<i", value)
+
+
+def _pickle_str(text: str) -> bytes:
+    raw = text.encode()
+    return b"X" + struct.pack("<I", len(raw)) + raw
+
+
+def _torch_entry(
+    label: str, storage: tuple[str, str, int], *, shape: Any, stride: Any, offset: int
+) -> bytes:
+    """One dict item: ``label`` -> _rebuild_tensor_v2 over storage (type, key, numel)."""
+    kind, key, numel = storage
+    reference = _pickle_tuple(
+        [
+            _pickle_str("storage"),
+            b"ctorch\n" + kind.encode() + b"\n",
+            _pickle_str(key),
+            _pickle_str("cpu"),
+            _pickle_int(numel),
+        ]
+    )
+    arguments = [
+        reference + b"Q",
+        _pickle_int(offset),
+        _pickle_tuple([_pickle_int(d) for d in shape]),
+        _pickle_tuple([_pickle_int(d) for d in stride]),
+        b"\x89",  # requires_grad False
+        b"ccollections\nOrderedDict\n)R",  # backward hooks
+    ]
+    return (
+        _pickle_str(label)
+        + b"ctorch._utils\n_rebuild_tensor_v2\n"
+        + _pickle_tuple(arguments)
+        + b"R"
+    )
+
+
+def torch_zip(tensors: list[tuple[str, Any]], views: bool = True) -> bytes:
+    """A torch.save archive of ``tensors`` (name, numpy array), encoded as torch 2 writes it
+    (protocol 2: an OrderedDict of _rebuild_tensor_v2 over persistent storages), without
+    torch. With ``views``, each 2-D tensor's storage is also viewed transposed and each 1-D
+    one's from its second element (shared storages, strides, offsets)."""
+    import zipfile
+
+    import numpy as np
+
+    body = b""
+    storages: list[bytes] = []
+    for name, value in tensors:
+        array = np.ascontiguousarray(value)
+        storage = (_TORCH_STORAGES[array.dtype.name], str(len(storages)), array.size)
+        storages.append(array.tobytes())
+        strides = tuple(int(s) // array.itemsize for s in array.strides)
+        body += _torch_entry(name, storage, shape=array.shape, stride=strides, offset=0)
+        if views and array.ndim == 2:
+            body += _torch_entry(
+                name + ".T", storage, shape=array.shape[::-1], stride=strides[::-1], offset=0
+            )
+        if views and array.ndim == 1 and array.size > 1:
+            body += _torch_entry(
+                name + ".tail", storage, shape=(array.size - 1,), stride=(1,), offset=1
+            )
+    pickled = b"\x80\x02ccollections\nOrderedDict\n)R(" + body + b"u."
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as archive:
+        archive.writestr("archive/data.pkl", pickled)
+        archive.writestr("archive/byteorder", "little")
+        for key, data in enumerate(storages):
+            archive.writestr(f"archive/data/{key}", data)
+        archive.writestr("archive/version", "3\n")
+    return out.getvalue()
+
+
+def _torch_seeds(homes: list[Path], home: Path, prefix: str) -> list[Seed]:
+    """A torch.save archive per seed checkpoint with small tensors of the dtypes a
+    state_dict holds."""
+    from ckptmigrate.formats.bundle_reader import BundleReader
+
+    found = []
+    for folder in homes:
+        for name in _prefixes(folder):
+            with BundleReader(folder / name) as reader:
+                keys = [
+                    k
+                    for k in reader.variable_keys()
+                    if reader.info(k).dtype.name in _TORCH_STORAGES
+                    and not reader.entries[k].slices
+                    and reader.info(k).nbytes <= 4096
+                ][:8]
+                tensors = [(k, reader.read(k)) for k in keys]
+            if tensors:
+                found.append(
+                    Seed(
+                        "torch",
+                        f"{folder.name}.{name}",
+                        torch_zip(tensors),
+                        str(home),
+                        prefix,
+                        "m.pt",
+                    )
+                )
     return found
 
 
@@ -555,7 +686,35 @@ STATE_TOKENS = (
     b"-inf",
     b"1e400",
 )
-TOKENS = {"map": YAML_TOKENS, "spec": YAML_TOKENS, "state": STATE_TOKENS}
+# Pickle opcodes and globals: the ones a state_dict is made of, the ones the reader refuses
+# (8-byte lengths, LONG4, INST/OBJ/NEWOBJ), and globals that would run code.
+PICKLE_TOKENS = (
+    b"R",
+    b"Q",
+    b"b",
+    b"t",
+    b"u",
+    b"\x85",
+    b"\x86",
+    b"\x8e\xff\xff\xff\xff\xff\x00\x00\x00",
+    b"\x96\x00\x00\x00\x80\x00\x00\x00\x00",
+    b"\x8b\xff\xff\xff\x7f",
+    b"\x81",
+    b"ctorch\nUntypedStorage\n",
+    b"ctorch\nuint16\n",
+    b"ctorch._utils\n_rebuild_tensor_v3\n",
+    b"ctorch._utils\n_rebuild_parameter\n",
+    b"cbuiltins\neval\n",
+    b"cos\nsystem\n",
+    b"J\xff\xff\xff\x7f",
+    b"J\xff\xff\xff\xff",
+)
+TOKENS = {
+    "map": YAML_TOKENS,
+    "spec": YAML_TOKENS,
+    "state": STATE_TOKENS,
+    "torch.pkl": PICKLE_TOKENS,
+}
 
 
 def _encode_varint(value: int) -> bytes:
@@ -780,7 +939,32 @@ def mutate_safetensors(rng: random.Random, data: bytes, others: list[bytes]) -> 
     return struct.pack("<Q", len(text)) + text + data[8 + length :]
 
 
+def mutate_torch(rng: random.Random, data: bytes, others: list[bytes]) -> bytes:
+    """Byte-level mutations of the archive half the time; otherwise of its data.pkl alone,
+    re-zipped with the other entries as they were (so its CRC-32 holds)."""
+    import zipfile
+
+    if rng.random() < 0.5:
+        return mutate_bytes(rng, data, others, "torch")
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            entries = [(i.filename, archive.read(i)) for i in archive.infolist()]
+    except (zipfile.BadZipFile, ValueError, OSError):
+        return mutate_bytes(rng, data, others, "torch")
+    pickles = [body for name, body in entries if name.endswith("data.pkl")]
+    if not pickles:
+        return mutate_bytes(rng, data, others, "torch")
+    mutated = mutate_bytes(rng, pickles[0], [], "torch.pkl")
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as archive:
+        for name, body in entries:
+            archive.writestr(name, mutated if name.endswith("data.pkl") else body)
+    return out.getvalue()
+
+
 def mutate(rng: random.Random, seed: Seed, others: list[bytes]) -> bytes:
+    if seed.target == "torch":
+        return mutate_torch(rng, seed.data, others)
     if seed.target == "safetensors":
         return mutate_safetensors(rng, seed.data, others)
     if seed.target == "index":
@@ -980,6 +1164,16 @@ def target_safetensors(seed: Seed, data: bytes, work: Path) -> None:
     check(Path(seed.home) / seed.prefix, path)
 
 
+def target_torch(seed: Seed, data: bytes, work: Path) -> None:
+    from ckptmigrate import check, inspect_checkpoint
+
+    path = work / seed.file
+    path.write_bytes(data)
+    _read_everything(path)
+    inspect_checkpoint(path, check_crc=True)
+    check(Path(seed.home) / seed.prefix, path)
+
+
 TARGET_FUNCTIONS: dict[str, Callable[[Seed, bytes, Path], None]] = {
     "index": target_index,
     "data": target_data,
@@ -988,6 +1182,7 @@ TARGET_FUNCTIONS: dict[str, Callable[[Seed, bytes, Path], None]] = {
     "map": target_map,
     "spec": target_spec,
     "safetensors": target_safetensors,
+    "torch": target_torch,
 }
 
 

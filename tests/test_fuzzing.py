@@ -24,7 +24,7 @@ from ckptmigrate.mapping.located import MapError
 from ckptmigrate.mapping.schema import load_map
 from ckptmigrate.targets.spec import load_spec
 
-# Per target: 7 x 400 = 2,800 cases, about 25 s on 2 cores.
+# Per target: 8 x 400 = 3,200 cases, about 30 s on 2 cores.
 CASES = int(os.environ.get("CKPTMIGRATE_FUZZ_TEST_CASES", "400"))
 REGRESSION_FILES = sorted(fuzzing.REGRESSIONS.glob("*/*.bin"))
 

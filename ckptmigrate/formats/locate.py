@@ -418,7 +418,10 @@ def _from_file(path: AnyPath, given: AnyPath) -> CheckpointLocation:
         return CheckpointLocation(path, "v1", given)
     if head.startswith(_HDF5_SIGNATURE):  # a Keras .h5 / .weights.h5: read with h5py
         return CheckpointLocation(path, "keras_h5", given)
-    if head.startswith(ZIP_SIGNATURE) and _is_torch_zip(path):
+    # A damaged .pt is still one: its reader says what is wrong with the archive.
+    if head.startswith(ZIP_SIGNATURE) and (
+        path.name.lower().endswith(_TORCH_SUFFIXES) or _is_torch_zip(path)
+    ):
         return CheckpointLocation(path, "torch", given)
     if head.startswith(_LEGACY_TORCH_MAGIC):
         raise UnsupportedCheckpointError(

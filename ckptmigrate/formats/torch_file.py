@@ -450,6 +450,12 @@ class TorchReader:
                 path=str(self.path),
                 hint="save the state_dict again with torch.save.",
             )
+        if not 0 <= info.header_offset <= size - _LOCAL_HEADER.size:
+            raise self._error(
+                f"the archive's directory places {name} at byte {info.header_offset}, outside "
+                f"the file ({size} bytes)",
+                hint="is the copy complete?",
+            )
         raw.seek(info.header_offset)
         header = raw.read(_LOCAL_HEADER.size)
         if len(header) != _LOCAL_HEADER.size or header[:4] != ZIP_SIGNATURE:
