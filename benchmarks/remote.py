@@ -1,18 +1,31 @@
-"""Remote throughput, sequential vs concurrent (issue 16, item 2): moto's S3 server on
-loopback behind a proxy that adds a fixed latency to every request, as a store across a
-network has. Prints a Markdown table of wall times and ratios.
+"""Remote throughput, sequential vs concurrent (issue 16, item 2), against two S3 stores on
+loopback, each adding a fixed latency to every request as a store across a network does:
 
-    .venv/bin/python benchmarks/remote.py [--latency-ms 20] [--tensors 256] [--tensor-kib 256]
+- moto's S3 server behind a proxy that holds every request for the latency. A ranged GET
+  costs moto CPU in proportion to the whole object, not the range (1 MiB of a 64 MiB
+  object: about 40 ms; of a 1 MiB object: 5 ms), so on a small machine these rows
+  measure moto: server-bound.
+- ``static_s3.py``: the same files served read-only by a server that does little per
+  request (a ``pread``) and waits the latency in the request's own thread, so concurrent
+  requests overlap their waits as on a network: these rows measure the client.
 
-Rows: a `convert` from the store renaming every tensor and casting one (copied tensors
-read one at a time with `--workers 1`, ahead of the writer by default) and
-`inspect --check-crc` of one large tensor (chunks one at a time with
-CKPTMIGRATE_REMOTE_CONCURRENCY=1, else 16 in flight).
+    .venv/bin/python benchmarks/remote.py [--latency-ms 20] [--tensors 512] [--tensor-kib 64]
+        [--big-mib 128] [--runs 3] [--store moto|static|both]
+
+Rows per store: a `convert` from the store renaming every tensor and casting one (copied
+tensors read one at a time with `--workers 1`, ahead of the writer by default), and
+`inspect --check-crc` of one large tensor in 1 MiB requests (one at a time with
+CKPTMIGRATE_REMOTE_CONCURRENCY=1, else 16 in flight). Times are of whole commands in fresh
+processes; each is also run on a checkpoint of one tensor of the same size (start-up,
+listing, index: the fixed cost), and the data columns count the rest only, which is what
+the number of requests in flight changes. Before timing, each store's `convert` output is
+checked byte for byte against the one from the local files.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import select
 import socket
@@ -23,12 +36,17 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 from ckptmigrate import BundleWriter
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from static_s3 import StaticS3Server
+
 CREDENTIALS = {"key": "testing", "secret": "testing"}
+BUCKET = "bench"
 
 
 class LatencyProxy:
@@ -37,7 +55,7 @@ class LatencyProxy:
 
     def __init__(self, upstream: tuple[str, int], latency: float) -> None:
         self.upstream, self.latency = upstream, latency
-        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener = socket.create_server(("127.0.0.1", 0), backlog=128)
         self.port = self.listener.getsockname()[1]
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -45,6 +63,9 @@ class LatencyProxy:
         while True:
             client, _ = self.listener.accept()
             server = socket.create_connection(self.upstream)
+            # Forward at once: with Nagle's algorithm a small reply waits for an ACK.
+            for sock in (client, server):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             threading.Thread(target=self._pump, args=(client, server), daemon=True).start()
 
     def _pump(self, client: socket.socket, server: socket.socket) -> None:
@@ -65,119 +86,197 @@ class LatencyProxy:
             server.close()
 
 
-def _checkpoint(directory: Path, tensors: int, kib: int, big_mib: int) -> None:
+class Store(NamedTuple):
+    label: str
+    env: dict[str, str]  # what points a CLI process at it
+
+
+class Row(NamedTuple):
+    store: str
+    label: str
+    seq: float
+    con: float
+    seq_fixed: float
+    con_fixed: float
+    data_bytes: int  # what the fixed-cost run does not read
+
+
+def _checkpoints(root: Path, tensors: int, kib: int, big_mib: int) -> None:
+    """Under ``root``: many (``tensors`` of ``kib`` KiB), big (one ``big_mib`` MiB tensor),
+    and one-tensor versions of each (many1, big1) for the fixed cost."""
     rng = np.random.default_rng(0)
-    with BundleWriter(directory / "many", "model.ckpt") as writer:
-        for i in range(tensors):
-            writer.add_array(f"layer_{i}/kernel", rng.standard_normal(kib * 256).astype("f4"))
-        writer.commit()
-    with BundleWriter(directory / "big", "model.ckpt") as writer:
-        writer.add_array("big/kernel", rng.standard_normal(big_mib * 2**18).astype("f4"))
-        writer.commit()
+    for name, count in (("many", tensors), ("many1", 1)):
+        with BundleWriter(root / name, "model.ckpt") as writer:
+            for i in range(count):
+                writer.add_array(f"layer_{i}/kernel", rng.standard_normal(kib * 256).astype("f4"))
+            writer.commit()
+    for name, mib in (("big", big_mib), ("big1", 1)):
+        with BundleWriter(root / name, "model.ckpt") as writer:
+            writer.add_array("big/kernel", rng.standard_normal(mib * 2**18).astype("f4"))
+            writer.commit()
 
 
-def _timed(argv: list[str], env: dict[str, str], runs: int) -> float:
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        subprocess.run(argv, env=env, check=True, stdout=subprocess.DEVNULL)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def _digests(directory: Path) -> dict[str, str]:
+    """Each file's SHA-256, but the provenance record (it names the source)."""
+    return {
+        f.name: hashlib.sha256(f.read_bytes()).hexdigest()
+        for f in sorted(directory.iterdir())
+        if f.is_file() and f.name != "ckptmigrate-provenance.json"
+    }
+
+
+def _run(argv: list[str], env: dict[str, str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(argv, env=env, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def _env(endpoint: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "FSSPEC_S3_ENDPOINT_URL": endpoint,
+        "FSSPEC_S3_KEY": CREDENTIALS["key"],
+        "FSSPEC_S3_SECRET": CREDENTIALS["secret"],
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+
+
+def _measure(store: Store, work: Path, args: argparse.Namespace) -> list[Row]:
+    cli = str(Path(sys.executable).with_name("ckptmigrate"))
+    rename = str(work / "rename.yaml")
+    out = str(work / "out")
+
+    def convert(source: str, *flags: str) -> list[str]:
+        return [cli, "convert", source, "--map", rename, "-o", out, "-q", "--force", *flags]
+
+    def inspect(name: str) -> list[str]:
+        return [cli, "inspect", f"s3://{BUCKET}/src/{name}", "--check-crc", "-q"]
+
+    # Correctness first, unmeasured (it also warms the page cache and the server): the
+    # output from the store is the one from the local files, and every CRC matches.
+    _run(convert(str(work / "store" / "src" / "many"), "--workers", "1"), store.env)
+    expected = _digests(Path(out))
+    for flags in (("--workers", "1"), ()):
+        _run(convert(f"s3://{BUCKET}/src/many", *flags), store.env)
+        if _digests(Path(out)) != expected:
+            raise SystemExit(f"{store.label}: convert {flags} differs from the local output")
+    _run(inspect("big"), store.env)  # exits 1 on a CRC mismatch, which check=True raises
+
+    one = {**store.env, "CKPTMIGRATE_REMOTE_CONCURRENCY": "1"}
+    chunked = {**store.env, "CKPTMIGRATE_READ_BUFFER": str(1 << 20)}
+    # Each: (sequential argv, env), (concurrent argv, env).
+    cases = {
+        "convert": (
+            (convert(f"s3://{BUCKET}/src/many", "--workers", "1"), store.env),
+            (convert(f"s3://{BUCKET}/src/many"), store.env),
+        ),
+        "convert1": (
+            (convert(f"s3://{BUCKET}/src/many1", "--workers", "1"), store.env),
+            (convert(f"s3://{BUCKET}/src/many1"), store.env),
+        ),
+        "inspect": (
+            (inspect("big"), {**chunked, **one}),
+            (inspect("big"), {**chunked, "CKPTMIGRATE_REMOTE_CONCURRENCY": "16"}),
+        ),
+        "inspect1": (
+            (inspect("big1"), {**chunked, **one}),
+            (inspect("big1"), {**chunked, "CKPTMIGRATE_REMOTE_CONCURRENCY": "16"}),
+        ),
+    }
+    times: dict[tuple[str, int], list[float]] = {}
+    for _ in range(args.runs):  # interleaved, so a busy moment spreads over every case
+        for name, pair in cases.items():
+            for mode, (argv, env) in enumerate(pair):
+                times.setdefault((name, mode), []).append(_run(argv, env))
+    med = {key: statistics.median(values) for key, values in times.items()}
+    kib = args.tensor_kib
+    return [
+        Row(
+            store.label,
+            f"`convert` rename, {args.tensors} tensors of {kib} KiB",
+            med["convert", 0],
+            med["convert", 1],
+            med["convert1", 0],
+            med["convert1", 1],
+            (args.tensors - 1) * kib * 1024,
+        ),
+        Row(
+            store.label,
+            f"`inspect --check-crc`, one {args.big_mib} MiB tensor in 1 MiB requests",
+            med["inspect", 0],
+            med["inspect", 1],
+            med["inspect1", 0],
+            med["inspect1", 1],
+            (args.big_mib - 1) << 20,
+        ),
+    ]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--latency-ms", type=float, default=20.0)
-    parser.add_argument("--tensors", type=int, default=256)
-    parser.add_argument("--tensor-kib", type=int, default=256)
-    parser.add_argument("--big-mib", type=int, default=64)
+    parser.add_argument("--tensors", type=int, default=512)
+    parser.add_argument("--tensor-kib", type=int, default=64)
+    parser.add_argument("--big-mib", type=int, default=128)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--store", choices=["moto", "static", "both"], default="both")
     args = parser.parse_args()
+    latency = args.latency_ms / 1000
 
     import logging
 
     import s3fs
     from moto.server import ThreadedMotoServer
 
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    proxy = LatencyProxy((host, port), args.latency_ms / 1000)
-    direct = s3fs.S3FileSystem(
-        client_kwargs={"endpoint_url": f"http://{host}:{port}"}, **CREDENTIALS
-    )
-    direct.mkdir("bench")
-    cli = str(Path(sys.executable).with_name("ckptmigrate"))
+    rows: list[Row] = []
+    peaks: list[str] = []
     with tempfile.TemporaryDirectory(prefix="ckptmigrate-remote-bench-") as tmp:
         work = Path(tmp)
-        _checkpoint(work / "src", args.tensors, args.tensor_kib, args.big_mib)
-        direct.put(str(work / "src"), "bench/src", recursive=True)
+        _checkpoints(work / "store" / "src", args.tensors, args.tensor_kib, args.big_mib)
         # One tensor cast, so the shard is not carried over whole: every other tensor is
         # copied on its own, one ranged request each.
         (work / "rename.yaml").write_text(
             "version: 1\nrules:\n  - {match: 'layer_(\\d+)/(.*)', rename: 'dense_{1}/{2}'}\n"
             "  - {name: dense_0/kernel, cast: float64}\n"
         )
-        env = {
-            **os.environ,
-            "FSSPEC_S3_ENDPOINT_URL": f"http://127.0.0.1:{proxy.port}",
-            "FSSPEC_S3_KEY": CREDENTIALS["key"],
-            "FSSPEC_S3_SECRET": CREDENTIALS["secret"],
-            "AWS_DEFAULT_REGION": "us-east-1",
-        }
-        counter = iter(range(10**6))
-
-        def convert(*flags: str) -> list[str]:
-            out = str(work / f"out{next(counter)}")
-            return [
-                cli,
-                "convert",
-                "s3://bench/src/many",
-                "--map",
-                str(work / "rename.yaml"),
-                "-o",
-                out,
-                "-q",
-                "--force",  # the same output every run
-                *flags,
-            ]
-
-        total = args.tensors * args.tensor_kib * 1024
-        rows = []
-        seq = _timed(convert("--workers", "1"), env, args.runs)
-        con = _timed(convert(), env, args.runs)
-        rows.append(
-            (
-                f"convert rename from the store, {args.tensors} tensors of {args.tensor_kib} KiB",
-                seq,
-                con,
-                total,
+        if args.store in {"moto", "both"}:
+            logging.getLogger("werkzeug").setLevel(logging.WARNING)
+            moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+            moto.start()
+            host, port = moto.get_host_and_port()
+            direct = s3fs.S3FileSystem(
+                client_kwargs={"endpoint_url": f"http://{host}:{port}"}, **CREDENTIALS
             )
-        )
-        inspect = [cli, "inspect", "s3://bench/src/big", "--check-crc", "-q"]
-        chunked = {**env, "CKPTMIGRATE_READ_BUFFER": str(1 << 20)}
-        seq = _timed(inspect, {**chunked, "CKPTMIGRATE_REMOTE_CONCURRENCY": "1"}, args.runs)
-        con = _timed(inspect, {**chunked, "CKPTMIGRATE_REMOTE_CONCURRENCY": "16"}, args.runs)
-        rows.append(
-            (
-                f"inspect --check-crc of one {args.big_mib} MiB tensor in 1 MiB requests",
-                seq,
-                con,
-                args.big_mib << 20,
-            )
-        )
-    server.stop()
+            direct.mkdir(BUCKET)
+            direct.put(str(work / "store" / "src"), f"{BUCKET}/src", recursive=True)
+            proxy = LatencyProxy((host, port), latency)
+            env = _env(f"http://127.0.0.1:{proxy.port}")
+            rows += _measure(Store("moto + delaying proxy", env), work, args)
+            moto.stop()
+        if args.store in {"static", "both"}:
+            static = StaticS3Server(work / "store", BUCKET, latency)
+            store = Store("static server", _env(static.start()))
+            rows += _measure(store, work, args)
+            peaks.append(f"the static server held at most {static.peak} requests at once")
+            static.stop()
     print(
-        f"**Store latency {args.latency_ms:g} ms per request** (moto S3 on loopback behind a "
-        f"delaying proxy) · median of {args.runs} runs · {os.cpu_count()} CPUs"
+        f"**Store latency {args.latency_ms:g} ms per request** · median of {args.runs} "
+        f"interleaved runs · {os.cpu_count()} CPUs" + "".join(f" · {p}" for p in peaks)
     )
     print()
-    print("| measurement | one request at a time | concurrent (16) | speed-up | throughput |")
-    print("|---|--:|--:|--:|--:|")
-    for label, seq, con, nbytes in rows:
-        rate = nbytes / con / 2**20
-        print(f"| {label} | {seq:.2f} s | {con:.2f} s | {seq / con:.1f}× | {rate:.1f} MiB/s |")
+    print(
+        "| store | measurement | one request at a time | concurrent (16) | speed-up "
+        "| fixed cost (1 tensor), one / 16 | data only: speed-up | data only: throughput |"
+    )
+    print("|---|---|--:|--:|--:|--:|--:|--:|")
+    for r in rows:
+        seq_data, con_data = r.seq - r.seq_fixed, r.con - r.con_fixed
+        data_ratio = f"{seq_data / con_data:.1f}×" if con_data > 0 else "—"
+        rate = f"{r.data_bytes / con_data / 2**20:.0f} MiB/s" if con_data > 0 else "—"
+        print(
+            f"| {r.store} | {r.label} | {r.seq:.2f} s | {r.con:.2f} s | {r.seq / r.con:.1f}× "
+            f"| {r.seq_fixed:.2f} / {r.con_fixed:.2f} s | {data_ratio} | {rate} |"
+        )
 
 
 if __name__ == "__main__":
