@@ -127,3 +127,51 @@ def test_a_gru_without_reset_after_is_refused(keras: Any, tmp_path: Path) -> Non
     model.save_weights(tmp_path / "gru.weights.h5")
     with pytest.raises(ckptmigrate.CkptMigrateError, match=r"split sizes \[1, 1\]"):
         ckptmigrate.plan(tmp_path / "gru.weights.h5", "keras-to-torch", format="safetensors")
+
+
+def test_variable_names_of_default_named_layers_map_too(tmp_path: Path) -> None:
+    """The <layer>/<weight> form (tf-keras names, Keras 3 variable paths) with a leading
+    scope: every layout as torch has it, the LSTM bias split with a zero bias_hh, the GRU's
+    gate blocks reordered and its bias rows split."""
+    from safetensors.numpy import load_file, save_file
+
+    rng = np.random.default_rng(5)
+    source = {
+        "model/dense_1/kernel": rng.standard_normal((4, 3)),
+        "model/dense_1/bias": rng.standard_normal(3),
+        "model/conv2d/kernel": rng.standard_normal((3, 2, 5, 7)),
+        "model/batch_normalization/moving_variance": rng.standard_normal(7),
+        "model/embedding/embeddings": rng.standard_normal((9, 5)),
+        "model/lstm/lstm_cell/kernel": rng.standard_normal((5, 16)),
+        "model/lstm/lstm_cell/bias": rng.standard_normal(16),
+        "model/gru/gru_cell/recurrent_kernel": rng.standard_normal((4, 12)),
+        "model/gru/gru_cell/bias": rng.standard_normal((2, 12)),
+    }
+    source = {k: v.astype(np.float32) for k, v in source.items()}
+    save_file(source, str(tmp_path / "keras.safetensors"))
+    out = tmp_path / "torch.safetensors"
+    ckptmigrate.convert(tmp_path / "keras.safetensors", "keras-to-torch", out, format="safetensors")
+    got = load_file(str(out))
+
+    def gru(x: np.ndarray) -> np.ndarray:  # blocks z, r, h -> r, z, h on the last axis
+        z, r, h = np.split(x, 3, axis=-1)
+        return np.concatenate([r, z, h], axis=-1)
+
+    want = {
+        "model.dense_1.weight": source["model/dense_1/kernel"].T,
+        "model.dense_1.bias": source["model/dense_1/bias"],
+        "model.conv2d.weight": source["model/conv2d/kernel"].transpose(3, 2, 0, 1),
+        "model.batch_normalization.running_var": source[
+            "model/batch_normalization/moving_variance"
+        ],
+        "model.embedding.weight": source["model/embedding/embeddings"],
+        "model.lstm.weight_ih_l0": source["model/lstm/lstm_cell/kernel"].T,
+        "model.lstm.bias_ih_l0": source["model/lstm/lstm_cell/bias"],
+        "model.lstm.bias_hh_l0": np.zeros(16, np.float32),
+        "model.gru.weight_hh_l0": gru(source["model/gru/gru_cell/recurrent_kernel"]).T,
+        "model.gru.bias_ih_l0": gru(source["model/gru/gru_cell/bias"])[0],
+        "model.gru.bias_hh_l0": gru(source["model/gru/gru_cell/bias"])[1],
+    }
+    assert sorted(got) == sorted(want)
+    for key, value in want.items():
+        assert got[key].tobytes() == np.ascontiguousarray(value).tobytes(), key
