@@ -12,7 +12,6 @@ import json
 import os
 import subprocess
 import sys
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -385,7 +384,7 @@ def test_duplicate_slices_are_refused(tf: Any, tmp_path: Path) -> None:
 
     def repeat_first_slice(entries: dict[str, BundleEntry]) -> None:
         full = entries["w"]
-        entries["w"] = replace(full, slices=(full.slices[0], *full.slices))
+        entries["w"] = full._replace(slices=(full.slices[0], *full.slices))
 
     rewrite_index(prefix, repeat_first_slice)
     tf_refuses(prefix, "w")  # TensorFlow aborts: a CHECK failure in its CheckpointReader
@@ -411,7 +410,7 @@ def test_a_partitioned_entrys_own_offsets_are_ignored_as_tf_ignores_them(
     expected = tf.train.load_checkpoint(str(prefix)).get_tensor("w")
 
     def bogus_location(entries: dict[str, BundleEntry]) -> None:
-        entries["w"] = replace(entries["w"], shard_id=7, offset=-5, size=1 << 40)
+        entries["w"] = entries["w"]._replace(shard_id=7, offset=-5, size=1 << 40)
 
     rewrite_index(prefix, bogus_location)
     np.testing.assert_array_equal(tf.train.load_checkpoint(str(prefix)).get_tensor("w"), expected)
@@ -427,15 +426,15 @@ def test_a_partitioned_entrys_own_offsets_are_ignored_as_tf_ignores_them(
 SLICE_LIES = {
     # (what is changed, a fragment of our message)
     "slice outside the shape": (
-        lambda e: {"w": replace(e["w"], slices=(*e["w"].slices[:2], _rows(14, 9)))},
+        lambda e: {"w": e["w"]._replace(slices=(*e["w"].slices[:2], _rows(14, 9)))},
         "slice 14,9:- does not lie inside [20, 8]",
     ),
     "negative start": (
-        lambda e: {"w": replace(e["w"], slices=(_rows(-1, 7), *e["w"].slices[1:]))},
+        lambda e: {"w": e["w"]._replace(slices=(_rows(-1, 7), *e["w"].slices[1:]))},
         "slice -1,7:- does not lie inside [20, 8]",
     ),
     "slice of the wrong rank": (
-        lambda e: {"w": replace(e["w"], slices=(TensorSlice((Extent(0, 7),)),))},
+        lambda e: {"w": e["w"]._replace(slices=(TensorSlice((Extent(0, 7),)),))},
         "slice 0,7 does not lie inside [20, 8]",
     ),
     "slice listed but not stored": (
@@ -443,26 +442,26 @@ SLICE_LIES = {
         "slice 7,7:- is listed but not stored",
     ),
     "slice stored with another dtype": (
-        lambda e: {slice_key("w", "7,7:-"): replace(e[slice_key("w", "7,7:-")], dtype=3)},
+        lambda e: {slice_key("w", "7,7:-"): e[slice_key("w", "7,7:-")]._replace(dtype=3)},
         "slice 7,7:- is stored as int32 [7, 8], not float32 [7, 8]",
     ),
     "slice stored with another size": (
-        lambda e: {slice_key("w", "7,7:-"): replace(e[slice_key("w", "7,7:-")], shape=(7, 9))},
+        lambda e: {slice_key("w", "7,7:-"): e[slice_key("w", "7,7:-")]._replace(shape=(7, 9))},
         "entry size 224 does not match float32 [7, 9] (252 bytes)",
     ),
     "slice stored as a partition itself": (
         lambda e: {
-            slice_key("w", "7,7:-"): replace(e[slice_key("w", "7,7:-")], slices=e["w"].slices)
+            slice_key("w", "7,7:-"): e[slice_key("w", "7,7:-")]._replace(slices=e["w"].slices)
         },
         "slice 0,7:- is listed but not stored",
     ),
     "2 GiB of zeros": (
-        lambda e: {"w": replace(e["w"], shape=(1 << 28, 8), slices=(_rows(0, 7),))},
+        lambda e: {"w": e["w"]._replace(shape=(1 << 28, 8), slices=(_rows(0, 7),))},
         "cover 56 of the 2147483648 elements",
     ),
     "bogus shard of a sliced plain entry": (
         lambda e: {
-            "step": replace(e["step"], shard_id=9, offset=-3, size=-1, slices=(TensorSlice(()),))
+            "step": e["step"]._replace(shard_id=9, offset=-3, size=-1, slices=(TensorSlice(()),))
         },
         "is listed but not stored",
     ),
@@ -514,7 +513,7 @@ def test_string_and_variant_counts_are_checked_before_allocating(
         tensors=[tf.constant([b"ab"]), tf.constant([1.0])],
     )
     enum = {"string": 7, "variant": 21}[dtype]
-    rewrite_index(prefix, lambda e: e.update(s=replace(e["s"], dtype=enum, shape=(count,))))
+    rewrite_index(prefix, lambda e: e.update(s=e["s"]._replace(dtype=enum, shape=(count,))))
     tf_refuses(prefix, "s")
     message = clean_error("inspect", str(prefix))
     assert f"(variable 's'): {dtype} [{count}] declares {count} elements" in message, message
