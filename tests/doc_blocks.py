@@ -163,6 +163,55 @@ def _shell(
     return done.returncode, output.replace(f"{cwd}/", "").replace(str(cwd), ".")
 
 
+def _run(
+    command: str, cwd: Path, env: dict[str, str], stdout_only: bool = False
+) -> tuple[int, str]:
+    """Run a block's command: a plain ``ckptmigrate ...`` line in this process (TensorFlow,
+    which most of the README's commands import, is then imported once per test process
+    instead of once per command: two thirds of the README tests' time), anything else in
+    bash. The CLI restores what it changes (signal handlers) before it returns."""
+    words = _plain_ckptmigrate(command)
+    if words is None:
+        return _shell(command, cwd, env, stdout_only)
+    from typer.testing import CliRunner
+
+    from ckptmigrate.cli import app
+
+    previous = Path.cwd()
+    os.chdir(cwd)
+    try:
+        result = CliRunner().invoke(app, words[1:], env={k: env[k] for k in _CLI_ENVIRONMENT})
+    finally:
+        os.chdir(previous)
+    output = result.stdout if stdout_only and result.exit_code == 0 else result.output
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        import traceback
+
+        output += "".join(traceback.format_exception(result.exception))
+    output = "".join(line for line in output.splitlines(True) if not _PROGRESS.match(line))
+    return result.exit_code, output.replace(f"{cwd}/", "").replace(str(cwd), ".")
+
+
+_CLI_ENVIRONMENT = ("NO_COLOR", "COLUMNS", "TF_CPP_MIN_LOG_LEVEL")
+
+
+def _plain_ckptmigrate(command: str) -> list[str] | None:
+    """The words of a ``ckptmigrate`` command that bash would run as they are (no pipe,
+    redirection, list, substitution, variable or glob), else None."""
+    lexer = shlex.shlex(command, posix=True, punctuation_chars=True)
+    lexer.whitespace_split = True
+    lexer.commenters = "#"
+    try:
+        words = list(lexer)
+    except ValueError:
+        return None
+    if not words or words[0] != "ckptmigrate":
+        return None
+    if any(not set(word) - set("();<>|&") or set(word) & set("$`*?~{}") for word in words):
+        return None
+    return words
+
+
 def _commands(text: str) -> list[str]:
     """Lines joined across trailing backslashes."""
     joined: list[str] = []
@@ -202,7 +251,7 @@ class Runner:
         for command, shown in sessions:
             if self._cd(command):
                 continue
-            _, output = _shell(command, self.cwd, self.env)
+            _, output = _run(command, self.cwd, self.env)
             problem = matches("\n".join(shown), output)
             if problem:
                 problems.append(f"$ {command}\n{problem}")
@@ -213,7 +262,7 @@ class Runner:
             if not command or command.startswith("#") or self._cd(command):
                 continue
             expect = _EXIT.search(command)
-            code, output = _shell(command, self.cwd, self.env)
+            code, output = _run(command, self.cwd, self.env)
             want = int(expect.group(1)) if expect else 0
             if code != want:
                 problems.append(f"{command}: exit code {code}, expected {want}\n{output}")
@@ -258,7 +307,7 @@ class Runner:
         if block.command is None:
             problems.append("a json block needs <!-- doc-test: fields of `COMMAND` --> or a skip")
             return
-        _, output = _shell(block.command, self.cwd, self.env, stdout_only=True)
+        _, output = _run(block.command, self.cwd, self.env, stdout_only=True)
         try:
             actual = json.loads(output)
         except ValueError:
