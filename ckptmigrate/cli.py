@@ -487,8 +487,9 @@ def convert(
         OutputFormat,
         typer.Option(
             "--format",
-            help="checkpoint (a TensorFlow checkpoint), or keras: a Keras 3 .weights.h5 or "
-            ".keras file for a Keras 3 --target.",
+            help="checkpoint (a TensorFlow checkpoint); keras: a Keras 3 .weights.h5 or "
+            ".keras file for a Keras 3 --target; safetensors: a .safetensors file (or shards "
+            "and an index); torch: a torch.save .pt/.bin file of a state_dict.",
         ),
     ] = OutputFormat.CHECKPOINT,
     verify: Annotated[

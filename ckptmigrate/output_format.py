@@ -19,6 +19,9 @@ class OutputFormat(str, Enum):
     SAFETENSORS = "safetensors"
     """A ``.safetensors`` file (or shards and their index), as PyTorch, JAX and Hugging Face
     tools load."""
+    TORCH = "torch"
+    """A PyTorch ``torch.save`` file (``.pt``, ``.bin``) of a state_dict, which
+    ``torch.load(path, weights_only=True)`` loads."""
 
     @classmethod
     def parse(cls, value: str | OutputFormat) -> OutputFormat:

@@ -175,9 +175,9 @@ def test_format_is_a_choice(command: str) -> None:
     result = runner.invoke(app, [command, "x", "--target", "y", "--format", "kera"])
     assert result.exit_code == 2
     said = " ".join(result.stderr.split())
-    assert "'kera' is not one of 'checkpoint', 'keras', 'safetensors'" in said
+    assert "'kera' is not one of 'checkpoint', 'keras', 'safetensors', 'torch'" in said
     shown = runner.invoke(app, [command, "--help"], env={"COLUMNS": "120"})
-    choices = "checkpoint|keras|safetensors"
+    choices = "checkpoint|keras|safetensors|torch"
     assert f"--format [{choices}]" in shown.stdout or f"<{choices}>" in shown.stdout
 
 

@@ -37,7 +37,15 @@ from .options import (
 from .planning import as_map, plan_for, target_model
 from .safetensors_out import check_safetensors_output, verify_safetensors, write_safetensors
 from .sharding import ShardPolicy, parse_size
-from .torch_out import check_model_target, is_torch_target, torch_installed, verify_in_torch
+from .torch_out import (
+    check_model_target,
+    check_torch_output,
+    is_torch_target,
+    torch_installed,
+    verify_in_torch,
+    verify_torch_file,
+    write_torch,
+)
 from .values import Sources, stored_value
 
 if TYPE_CHECKING:
@@ -227,10 +235,13 @@ def run_conversion(
         on_dask = DaskInputs.of(checkpoint, mapping, target)
     if options.verify and options.format is OutputFormat.KERAS:
         require_keras("verifying the output ([[verify]])")  # Keras loads it, on any backend
-    elif options.verify and options.format is not OutputFormat.SAFETENSORS:
+    elif options.verify and options.format is OutputFormat.CHECKPOINT:
         require_tensorflow("verifying the output ([[verify]])")
     if options.format is OutputFormat.SAFETENSORS:
         check_safetensors_output(destination, target)
+    if options.format is OutputFormat.TORCH:
+        check_safetensors_output(destination, target, names_only=True)
+        check_torch_output(destination, options)
     if options.format is OutputFormat.KERAS:
         require_keras("a Keras output ([[format_keras]])")
         if isinstance(destination, RemotePath):
@@ -270,6 +281,9 @@ def run_conversion(
             case OutputFormat.SAFETENSORS:
                 assert isinstance(destination, Path)
                 written = write_safetensors(job, destination)
+            case OutputFormat.TORCH:
+                assert isinstance(destination, Path)
+                written = write_torch(job, destination)
         verification = None
         if options.verify:
             if options.format is OutputFormat.SAFETENSORS:
@@ -278,6 +292,13 @@ def run_conversion(
                     verify_in_torch(written, job)
                     if is_torch_target(opened_target) and torch_installed()
                     else verify_safetensors(written, job)
+                )
+            elif options.format is OutputFormat.TORCH:
+                assert isinstance(written, Path)
+                verification = (
+                    verify_in_torch(written, job)
+                    if is_torch_target(opened_target) and torch_installed()
+                    else verify_torch_file(written, job)
                 )
             else:
                 verification = _verify(job, written)

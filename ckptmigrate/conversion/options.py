@@ -102,7 +102,7 @@ def _check_dask(spec: Any, output_format: OutputFormat) -> None:
     if output_format is not OutputFormat.CHECKPOINT:
         raise CkptMigrateError(
             "only a checkpoint output is written on a Dask cluster ([[dask]])",
-            hint="leave [[dask]] out for a Keras or safetensors output.",
+            hint="leave [[dask]] out for a Keras, safetensors or PyTorch output.",
         )
     if not isinstance(spec, str):
         return  # a distributed.Client, checked when it is used

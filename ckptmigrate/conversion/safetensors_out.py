@@ -34,12 +34,17 @@ from .values import stored_value
 __all__ = ["check_safetensors_output", "verify_safetensors", "write_safetensors"]
 
 
-def check_safetensors_output(output: Any, target: Any) -> None:
-    """Refuse, before any work, what a safetensors output cannot be.
+def check_safetensors_output(output: Any, target: Any, *, names_only: bool = False) -> None:
+    """Refuse, before any work, what a safetensors output cannot be (with ``names_only``,
+    only the target: a torch.save output takes the same targets).
 
     Raises:
         OutputError: a URL, a name not ending in ``.safetensors``, or a target.
     """
+    if names_only:
+        if target is not None and not _names_only(target):
+            raise OutputError(SAFETENSORS_NOT_FROM_A_MODEL, path=output, hint=SAFETENSORS_HINT)
+        return
     if not isinstance(output, Path):
         raise OutputError(
             "safetensors files are written locally only in this version",

@@ -31,10 +31,10 @@ import threading
 import zipfile
 import zlib
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from .. import dtypes
 from ..errors import CheckpointNotFoundError, CorruptCheckpointError, UnsupportedCheckpointError
@@ -44,7 +44,7 @@ from .locate import ZIP_SIGNATURE
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = ["TorchReader"]
+__all__ = ["TorchReader", "TorchWriter", "torch_dtype_supported"]
 
 MAX_PICKLE = 256 * 1024 * 1024  # data.pkl of a 100,000-tensor state_dict is ~10 MB
 MAX_RANK = 64
@@ -601,3 +601,125 @@ class TorchReader:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+
+# -- writing ---------------------------------------------------------------------------------
+
+# Our dtypes torch has no legacy storage class for: written as torch 2 writes them, an
+# untyped (byte) storage and _rebuild_tensor_v3 with the dtype.
+_V3_DTYPES = frozenset(_TORCH_DTYPES - set(_STORAGE_DTYPES.values()))
+_THEIR_STORAGE = {ours: theirs for theirs, ours in _STORAGE_DTYPES.items()}
+
+
+def torch_dtype_supported(dtype: str) -> bool:
+    """A dtype a ``torch.save`` file can hold (ours by name; strings cannot)."""
+    return dtypes.BY_NAME[dtype].name in _TORCH_DTYPES
+
+
+def _p_str(text: str) -> bytes:
+    raw = text.encode("utf-8")
+    return b"X" + struct.pack("<I", len(raw)) + raw
+
+
+def _p_int(value: int) -> bytes:
+    if 0 <= value < 2**31:
+        return b"J" + struct.pack("<i", value)
+    raw = value.to_bytes((value.bit_length() + 8) // 8, "little", signed=True)
+    return b"\x8a" + bytes([len(raw)]) + raw  # LONG1: sizes past 2**31 elements
+
+
+def _p_tuple(items: list[bytes]) -> bytes:
+    return b"(" + b"".join(items) + b"t"
+
+
+def _pickled_state_dict(specs: list[tuple[str, str, tuple[int, ...]]]) -> bytes:
+    """data.pkl of an OrderedDict name -> tensor, each on its own storage ``data/<i>``, as
+    torch 2's torch.save writes it (protocol 2), for the restricted readers of
+    torch.load(weights_only=True) and of this module alike."""
+    body = []
+    for key, (name, dtype, shape) in enumerate(specs):
+        ours = dtypes.BY_NAME[dtype]
+        itemsize = ours.itemsize
+        assert itemsize is not None
+        numel = math.prod(shape)
+        v3 = ours.name in _V3_DTYPES
+        kind = (
+            b"torch.storage\nUntypedStorage\n"
+            if v3
+            else b"torch\n" + _THEIR_STORAGE[ours.name].encode() + b"\n"
+        )
+        storage = _p_tuple(
+            [
+                _p_str("storage"),
+                b"c" + kind,
+                _p_str(str(key)),
+                _p_str("cpu"),
+                _p_int(numel * itemsize if v3 else numel),
+            ]
+        )
+        strides, step = [], 1
+        for size in reversed(shape):
+            strides.append(step)
+            step *= size
+        arguments = [
+            storage + b"Q",  # BINPERSID: the storage by reference
+            _p_int(0),
+            _p_tuple([_p_int(d) for d in shape]),
+            _p_tuple([_p_int(s) for s in reversed(strides)]),
+            b"\x89",  # requires_grad False
+            b"ccollections\nOrderedDict\n)R",  # no backward hooks
+        ]
+        if v3:
+            arguments.append(b"ctorch\n" + ours.name.encode() + b"\n")
+        rebuild = (
+            b"ctorch._utils\n_rebuild_tensor_v3\n" if v3 else b"ctorch._utils\n_rebuild_tensor_v2\n"
+        )
+        body.append(_p_str(name) + rebuild + _p_tuple(arguments) + b"R")
+    # SETITEMS in batches, as pickle does (a MARK per batch keeps the stack small).
+    batches = b"".join(
+        b"(" + b"".join(body[i : i + 1000]) + b"u" for i in range(0, len(body), 1000)
+    )
+    return b"\x80\x02ccollections\nOrderedDict\n)R" + batches + b"."
+
+
+class TorchWriter:
+    """A ``torch.save`` zip of a state_dict, written as a stream: ``data.pkl`` first (every
+    tensor is known from the specs), then each tensor's storage as it comes, in the specs'
+    order. ``torch.load(path, weights_only=True)`` loads it (tests/test_torch_output.py)."""
+
+    def __init__(
+        self, out: BinaryIO, specs: Sequence[tuple[str, str, tuple[int, ...]]], folder: str
+    ) -> None:
+        self._specs = list(specs)
+        self._next = 0
+        self._folder = folder
+        self._zip = zipfile.ZipFile(out, "w", zipfile.ZIP_STORED, allowZip64=True)
+        self._zip.writestr(f"{folder}/data.pkl", _pickled_state_dict(self._specs))
+        self._zip.writestr(f"{folder}/.format_version", "1")
+        self._zip.writestr(f"{folder}/byteorder", "little")
+
+    def write(self, name: str, array: np.ndarray) -> None:
+        """Append the next tensor's bytes (little-endian, C order)."""
+        import numpy as np
+
+        if self._next >= len(self._specs) or self._specs[self._next][0] != name:
+            raise ValueError(f"{name!r} is not the next tensor")
+        _, dtype, shape = self._specs[self._next]
+        data = np.asarray(array, dtype=dtypes.numpy_dtype(dtypes.BY_NAME[dtype]))
+        if data.shape != shape:
+            raise ValueError(f"{name!r}: shape {data.shape}, planned {shape}")
+        if not data.flags.c_contiguous:
+            data = data.copy(order="C")
+        if data.dtype.byteorder == ">":
+            data = data.byteswap()
+        with self._zip.open(f"{self._folder}/data/{self._next}", "w", force_zip64=True) as entry:
+            entry.write(data.reshape(-1).view(np.uint8).data)
+        self._next += 1
+
+    def finish(self) -> None:
+        """Check that every planned tensor was written, then the version record and the
+        zip's central directory."""
+        if self._next != len(self._specs):
+            raise ValueError(f"{self._specs[self._next][0]!r} was planned but not written")
+        self._zip.writestr(f"{self._folder}/version", "3\n")
+        self._zip.close()

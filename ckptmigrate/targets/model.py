@@ -241,7 +241,7 @@ def open_conversion_target(
     match format:
         case OutputFormat.KERAS:
             return open_keras_target(target)
-        case OutputFormat.SAFETENSORS:
+        case OutputFormat.SAFETENSORS | OutputFormat.TORCH:
             # Names come from the map, or from a target that is only names (its file's
             # tensors) or a torch module (its state_dict): never TensorFlow's keys.
             instance = _instantiate(target)

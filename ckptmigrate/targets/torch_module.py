@@ -34,9 +34,9 @@ __all__ = [
 # What a safetensors output takes as a target (conversion/safetensors_out.py refuses the
 # other kinds before any work, this module's callers a builder's model once built).
 SAFETENSORS_NOT_FROM_A_MODEL = (
-    "a safetensors output takes its names from the map, or from a target that is only "
-    "names (a safetensors or PyTorch state_dict file, a checkpoint, a spec) or is a "
-    "PyTorch module, not from a model TensorFlow or Keras restores"
+    "a safetensors or PyTorch output takes its names from the map, or from a target that "
+    "is only names (a safetensors or PyTorch state_dict file, a checkpoint, a spec) or is "
+    "a PyTorch module, not from a model TensorFlow or Keras restores"
 )
 SAFETENSORS_HINT = (
     "write the names the consumer expects with rename rules, then compare the result with "
