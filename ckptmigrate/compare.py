@@ -220,6 +220,7 @@ class Report:
                 "kind": inv.kind,
                 "path": inv.source,
                 "scheme": inv.scheme.value,
+                "naming": inv.naming,
                 # the object graph is bookkeeping, not a variable (as in the summary)
                 "variables": sum(1 for k in inv.variables if k != OBJECT_GRAPH_KEY),
                 "parameters": sum(
@@ -342,12 +343,11 @@ def _tf2_root_note(alignment: ScopeAlignment) -> str:
 def _strategies(ckpt: Inventory, target: Inventory, rekeyed: bool) -> list[_Strategy]:
     if ckpt.scheme == target.scheme:
         how = "by key" if target.scheme is not Scheme.TF2 else "by object-graph path"
-        base = [(f"{how} ({target.scheme.label})", _by_name, _by_name)]
+        base = [(f"{how} ({target.naming})", _by_name, _by_name)]
     else:
         base = [
             (
-                f"by original variable name (checkpoint: {ckpt.scheme.label}; target: "
-                f"{target.scheme.label})",
+                f"by original variable name (checkpoint: {ckpt.naming}; target: {target.naming})",
                 _by_original,
                 _by_original,
             )
@@ -359,8 +359,8 @@ def _strategies(ckpt: Inventory, target: Inventory, rekeyed: bool) -> list[_Stra
     if rekeyed:
         base.append(
             (
-                f"by key or original variable name (checkpoint: {ckpt.scheme.label}; target: "
-                f"{target.scheme.label})",
+                f"by key or original variable name (checkpoint: {ckpt.naming}; target: "
+                f"{target.naming})",
                 _by_either,
                 _by_either,
             )

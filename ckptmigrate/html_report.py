@@ -479,7 +479,13 @@ class _Reader:
         )
 
 
-def _scheme_label(value: str) -> str:
+def _naming(read: _Reader, side: Mapping[str, Any], where: str) -> str:
+    """How a side names its variables: as the report says, or (a report saved by a version
+    without "naming") from its scheme."""
+    naming = read.optional_text(side, "naming", where)
+    if naming is not None:
+        return naming
+    value = read.text(side, "scheme", where)
     try:
         return Scheme(value).label
     except ValueError:  # a scheme a later version added: its name says enough
@@ -531,13 +537,12 @@ class _Page:
             ok=ok,
             verdict=verdict,
             checkpoint=(
-                f"{read.text(ckpt, 'path', 'checkpoint.')} "
-                f"({_scheme_label(read.text(ckpt, 'scheme', 'checkpoint.'))})"
+                f"{read.text(ckpt, 'path', 'checkpoint.')} ({_naming(read, ckpt, 'checkpoint.')})"
             ),
             target=(
                 f"{read.text(target, 'path', 'target.')} "
                 f"({read.text(target, 'kind', 'target.')}, "
-                f"{_scheme_label(read.text(target, 'scheme', 'target.'))})"
+                f"{_naming(read, target, 'target.')})"
             ),
             compared=read.text(data, "scheme", ""),
             notes=read.texts(data, "notes", ""),

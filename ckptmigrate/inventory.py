@@ -32,6 +32,10 @@ _SCHEME_LABELS = {
     Scheme.KERAS3: "Keras 3 weight paths (.weights.h5)",
     Scheme.KERAS2: "legacy Keras H5 weight names",
 }
+_FOREIGN_NAMING = {
+    "safetensors": "safetensors tensor names",
+    "torch": "PyTorch state_dict keys",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +74,13 @@ class Inventory:
     # Checkpoints only: "v1" (single file, TF <= 1.1) or "v2" (TensorBundle); TensorFlow
     # words its restore errors differently for each.
     checkpoint_format: str | None = None
+
+    @property
+    def naming(self) -> str:
+        """How this side names its variables, in words for reports: the scheme's label, or,
+        for a safetensors or PyTorch file (looked up by key, as TF1 names are), the file's."""
+        foreign = _FOREIGN_NAMING.get(self.checkpoint_format or "")
+        return foreign if foreign is not None and self.scheme is Scheme.TF1 else self.scheme.label
 
     @property
     def parameters(self) -> int:

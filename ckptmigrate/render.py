@@ -239,12 +239,9 @@ def check_text(report: Report, *, show_matched: bool = False) -> RenderableType:
     head = Text()
     head.append(report.headline, style="bold")
     parts.append(head)
-    parts.append(Text(f"checkpoint: {report.checkpoint.source} ({report.checkpoint.scheme.label})"))
+    parts.append(Text(f"checkpoint: {report.checkpoint.source} ({report.checkpoint.naming})"))
     parts.append(
-        Text(
-            f"target:     {report.target.source} ({report.target.kind}, "
-            f"{report.target.scheme.label})"
-        )
+        Text(f"target:     {report.target.source} ({report.target.kind}, {report.target.naming})")
     )
     parts.append(Text(f"compared:   {report.matching}"))
     parts += [Text(f"note: {note}", style="dim") for note in report.notes]

@@ -359,3 +359,14 @@ def test_inspect_calls_a_safetensors_file_by_its_format(tmp_path: Path) -> None:
     heading = result.output.splitlines()[0]
     assert heading.endswith("  safetensors file")
     assert "checkpoint" not in heading  # it has no shards or naming scheme to speak of
+
+
+def test_check_says_a_safetensors_file_is_named_by_its_tensor_names(tmp_path: Path) -> None:
+    path = tmp_path / "model.safetensors"
+    safetensors_numpy.save_file({"w": np.zeros((2, 3), "float32")}, str(path))
+    result = runner.invoke(app, ["check", str(path), "--target", str(path)])
+    assert result.exit_code == 0, result.output
+    assert f"checkpoint: {path} (safetensors tensor names)" in result.output
+    assert "tf.compat.v1" not in result.output  # it has nothing to do with a TF1 Saver
+    data = json.loads(runner.invoke(app, ["check", str(path), "-t", str(path), "--json"]).stdout)
+    assert data["checkpoint"]["naming"] == data["target"]["naming"] == "safetensors tensor names"
