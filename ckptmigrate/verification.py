@@ -19,7 +19,7 @@ import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from .errors import (
     API_SPELLING,
@@ -232,6 +232,29 @@ def compare_values(
         progress.advance()
     ok = not mismatched and not missing
     return Verification(ok, len(expected), tuple(mismatched), tuple(missing), None, how, details)
+
+
+class _ReadBack(Protocol):
+    def variable_keys(self) -> list[str]: ...
+    def read(self, key: str) -> Any: ...
+    def close(self) -> None: ...
+
+
+def compare_read_back(
+    reader: _ReadBack,
+    expected: Mapping[str, Callable[[], Any]],
+    how: str,
+    progress: Progress | None = None,
+) -> Verification:
+    """:func:`compare_values` over what one of this package's readers reads back from an
+    output (where the format's reference reader is not installed); the reader is closed."""
+    try:
+        keys = set(reader.variable_keys())
+        return compare_values(
+            lambda key: reader.read(key) if key in keys else None, expected, how, progress
+        )
+    finally:
+        reader.close()
 
 
 def _restored_reader(dump: Path, format: str) -> Callable[[str | None], Any]:

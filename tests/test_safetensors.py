@@ -5,8 +5,10 @@ file is a clean error."""
 
 from __future__ import annotations
 
+import functools
 import json
 import struct
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -370,3 +372,27 @@ def test_check_says_a_safetensors_file_is_named_by_its_tensor_names(tmp_path: Pa
     assert "tf.compat.v1" not in result.output  # it has nothing to do with a TF1 Saver
     data = json.loads(runner.invoke(app, ["check", str(path), "-t", str(path), "--json"]).stdout)
     assert data["checkpoint"]["naming"] == data["target"]["naming"] == "safetensors tensor names"
+
+
+def test_without_the_safetensors_package_verify_reads_back_with_our_reader(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ckptmigrate.formats.safetensors import SafetensorsReader
+
+    monkeypatch.setitem(sys.modules, "safetensors", None)  # `import safetensors` fails
+    source = _source(tmp_path)
+    (tmp_path / "m.yaml").write_text(TO_TORCH_NAMES)
+    convert = functools.partial(
+        ckptmigrate.convert, source, tmp_path / "m.yaml", format="safetensors", verify=True
+    )
+    result = convert(tmp_path / "a.safetensors")
+    assert result.verification is not None
+    assert result.verification.ok, result.verification.verdict
+    assert "ckptmigrate's own safetensors reader" in result.verification.how
+
+    read = SafetensorsReader.read
+    monkeypatch.setattr(SafetensorsReader, "read", lambda self, key: read(self, key) + 1)
+    result = convert(tmp_path / "b.safetensors")
+    assert result.verification is not None
+    assert not result.verification.ok
+    assert result.verification.mismatched

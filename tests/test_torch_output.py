@@ -4,6 +4,7 @@ which a PyTorch module target verifies by load_state_dict(strict=True)."""
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import ml_dtypes
@@ -120,3 +121,27 @@ def test_what_a_torch_file_cannot_be_is_refused_before_writing(tmp_path: Path) -
         assert result.exit_code == 2, result.output
         assert said in result.stderr.replace("\n", " ")
         assert not (tmp_path / "a.pt").exists()
+
+
+def test_without_torch_verify_reads_back_with_our_reader_and_catches_a_wrong_value(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ckptmigrate.conversion import torch_out
+    from ckptmigrate.formats.torch_file import TorchReader
+
+    monkeypatch.setattr(torch_out, "torch_installed", lambda: False)
+    source = _source(tmp_path)
+    convert = functools.partial(
+        ckptmigrate.convert, source, "strip-optimizer", format="torch", verify=True
+    )
+    result = convert(tmp_path / "a.pt")
+    assert result.verification is not None
+    assert result.verification.ok, result.verification.verdict
+    assert "ckptmigrate's own torch.save reader" in result.verification.how
+
+    read = TorchReader.read
+    monkeypatch.setattr(TorchReader, "read", lambda self, key: read(self, key) + 1)
+    result = convert(tmp_path / "b.pt")
+    assert result.verification is not None
+    assert not result.verification.ok
+    assert result.verification.mismatched

@@ -26,7 +26,7 @@ from ..formats.safetensors import (
 from ..fs import staged_file
 from ..mapping.rules import NO_MAP
 from ..targets.torch_module import SAFETENSORS_HINT, SAFETENSORS_NOT_FROM_A_MODEL
-from ..verification import Verification, compare_values
+from ..verification import Verification, compare_read_back, compare_values
 from .job import Job
 from .pipeline import DEFAULT_MAX_MEMORY, values_in_order, workers_for
 from .values import stored_value
@@ -170,18 +170,13 @@ def verify_safetensors(written: Path, job: Job) -> Verification:
     try:
         from safetensors import safe_open
     except ImportError:
-        reader = SafetensorsReader(written)
-        try:
-            keys = set(reader.variable_keys())
-            return compare_values(
-                lambda key: reader.read(key) if key in keys else None,
-                expected,
-                "read back by ckptmigrate's own safetensors reader "
-                "(pip install safetensors to have the format's reference reader do it)",
-                job.progress,
-            )
-        finally:
-            reader.close()
+        return compare_read_back(
+            SafetensorsReader(written),
+            expected,
+            "read back by ckptmigrate's own safetensors reader "
+            "(pip install safetensors to have the format's reference reader do it)",
+            job.progress,
+        )
     opened: list[Any] = [safe_open(str(f), framework="np") for f in files]
     holder = {key: handle for handle in opened for key in handle.keys()}  # noqa: SIM118
     return compare_values(

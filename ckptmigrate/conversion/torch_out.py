@@ -21,7 +21,7 @@ from ..formats.torch_file import TorchReader, TorchWriter, torch_dtype_supported
 from ..fs import staged_file
 from ..output_format import OutputFormat
 from ..targets.torch_module import is_torch_module, tensor_to_numpy
-from ..verification import Verification, compare_values
+from ..verification import Verification, compare_read_back, compare_values
 from .job import Job
 from .pipeline import DEFAULT_MAX_MEMORY, values_in_order, workers_for
 from .values import stored_value
@@ -176,18 +176,13 @@ def verify_torch_file(written: Path, job: Job) -> Verification:
             "read back with torch.load(weights_only=True)",
             job.progress,
         )
-    reader = TorchReader(written)
-    try:
-        keys = set(reader.variable_keys())
-        return compare_values(
-            lambda key: reader.read(key) if key in keys else None,
-            expected,
-            "read back by ckptmigrate's own torch.save reader (pip install "
-            "'ckptmigrate[torch]' to have torch.load do it)",
-            job.progress,
-        )
-    finally:
-        reader.close()
+    return compare_read_back(
+        TorchReader(written),
+        expected,
+        "read back by ckptmigrate's own torch.save reader (pip install "
+        "'ckptmigrate[torch]' to have torch.load do it)",
+        job.progress,
+    )
 
 
 def verify_in_torch(written: Path, job: Job) -> Verification:
