@@ -189,20 +189,22 @@ def _rows(checkpoint: Checkpoint, pattern: UserRegex | None) -> list[VariableRow
             or ((original := original_names.get(key)) and pattern.search(original))
         ]
     info = checkpoint.reader.info
-    return [
-        VariableRow(
-            key,
-            original_names.get(key),
-            tensor.dtype.name,
-            tensor.shape,
-            tensor.num_elements,
-            tensor.nbytes,
-            role,
-            tensor.shard,
-            tensor.offset,
-            tensor.crc32c,
-            tensor.slices,
+    rows = []
+    for key, role in zip(keys, checkpoint.roles(keys), strict=True):
+        tensor = info(key)
+        rows.append(
+            VariableRow(
+                key,
+                original_names.get(key),
+                tensor.dtype.name,
+                tensor.shape,
+                tensor.num_elements,
+                tensor.nbytes,
+                role,
+                tensor.shard,
+                tensor.offset,
+                tensor.crc32c,
+                tensor.slices,
+            )
         )
-        for key, role in zip(keys, checkpoint.roles(keys), strict=True)
-        for tensor in (info(key),)
-    ]
+    return rows
