@@ -76,23 +76,26 @@ class TextTable:
         return "".join(line + "\n" for line in map("  ".join, zip(*padded, strict=True)))
 
     def __rich__(self) -> Text:
-        text = self.plain
         starts = [0]
         for width in self.widths[:-1]:
             starts.append(starts[-1] + width + 2)
+        last = self.columns[-1]
         spans: list[Span] = []
-        at = 0
-        for line_no, line in enumerate(text.splitlines(keepends=True)):
+        at = 0  # where the row starts in the text
+        # Offsets are counted, not found by splitting the text into lines: a name may hold
+        # a newline or another character str.splitlines breaks at.
+        for row in range(len(self.columns[0].cells) + 1):
             for i, column in enumerate(self.columns):
-                cell = column.header if line_no == 0 else column.cells[line_no - 1]
-                style = "bold" if line_no == 0 else column.style
+                cell = column.header if row == 0 else column.cells[row - 1]
+                style = "bold" if row == 0 else column.style
                 if not isinstance(style, str):
-                    style = style[line_no - 1]
+                    style = style[row - 1]
                 if style and cell:
                     begin = at + starts[i] + (self.widths[i] - len(cell) if column.right else 0)
                     spans.append(Span(begin, begin + len(cell), style))
-            at += len(line)
-        return Text(text, spans=spans)
+            last_cell = last.header if row == 0 else last.cells[row - 1]
+            at += starts[-1] + (self.widths[-1] if last.right else len(last_cell)) + 1
+        return Text(self.plain, spans=spans)
 
 
 def inspect_table(report: InspectReport) -> RenderableType:

@@ -60,3 +60,18 @@ def test_cells_are_aligned_and_styles_cover_them(columns: list[Column]) -> None:
             if style and cell:
                 assert (cell, style) in styled
     assert all(s.end - s.start > 0 for s in text.spans)
+
+
+def test_styles_stay_on_their_cells_when_a_name_holds_a_line_break() -> None:
+    names = ["a\nb", "c\x85d", "e\u2028f", "plain"]
+    table = TextTable(
+        [
+            Column("name", names),
+            Column("size", ["1 B", "22 B", "333 B", "4 B"], right=True),
+            Column("role", ["model", "slot", "step", "model"], ["", "yellow", "magenta", ""]),
+        ]
+    )
+    text = table.__rich__()
+    styled = [(text.plain[s.start : s.end], str(s.style)) for s in text.spans]
+    assert styled[:3] == [("name", "bold"), ("size", "bold"), ("role", "bold")]
+    assert styled[3:] == [("slot", "yellow"), ("step", "magenta")]
