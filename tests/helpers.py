@@ -51,3 +51,26 @@ rules:
   - {match: 'layer_[0-9]*[13579]/kernel', cast: {dtype: float16, allow_precision_loss: true}}
   - {init: {name: extra/bias, shape: [1000], dtype: float32, fill: normal, stddev: 0.1}}
 """
+
+
+def assert_damaged_copies_fail_cleanly(valid: bytes, path: Path, *, seed: int, count: int) -> None:
+    """Write ``count`` damaged copies of ``valid`` to ``path`` (1-3 bytes changed, a fifth
+    also truncated) and read every tensor of each: it reads, or fails with a
+    CkptMigrateError (any other exception fails the test)."""
+    import ckptmigrate
+    from ckptmigrate.errors import CkptMigrateError
+
+    rng = np.random.default_rng(seed)
+    for _ in range(count):
+        data = bytearray(valid)
+        for _ in range(int(rng.integers(1, 4))):
+            data[int(rng.integers(0, len(data)))] = int(rng.integers(0, 256))
+        if rng.random() < 0.2:
+            data = data[: int(rng.integers(0, len(data)))]
+        path.write_bytes(bytes(data))
+        try:
+            with ckptmigrate.open_checkpoint(path) as ckpt:
+                for key in ckpt.keys():  # noqa: SIM118 (a method, not a dict)
+                    ckpt.read(key)
+        except CkptMigrateError:
+            pass

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from helpers import assert_damaged_copies_fail_cleanly
 from typer.testing import CliRunner
 
 import ckptmigrate
@@ -250,21 +251,7 @@ def test_mutated_files_give_only_clean_errors(tmp_path: Path) -> None:
         {"a": torch.arange(6.0).reshape(2, 3).t(), "b": torch.ones(3, dtype=torch.int64)}, buffer
     )
     valid = buffer.getvalue()
-    rng = np.random.default_rng(7)
-    path = tmp_path / "m.pt"
-    for _ in range(300):
-        data = bytearray(valid)
-        for _ in range(int(rng.integers(1, 4))):
-            data[int(rng.integers(0, len(data)))] = int(rng.integers(0, 256))
-        if rng.random() < 0.2:
-            data = data[: int(rng.integers(0, len(data)))]
-        path.write_bytes(bytes(data))
-        try:
-            with ckptmigrate.open_checkpoint(path) as ckpt:
-                for key in ckpt.keys():  # noqa: SIM118 (a method, not a dict)
-                    ckpt.read(key)
-        except CkptMigrateError:
-            pass
+    assert_damaged_copies_fail_cleanly(valid, tmp_path / "m.pt", seed=7, count=300)
 
 
 def test_a_memo_index_past_the_pickles_length_is_refused(tmp_path: Path) -> None:
