@@ -201,28 +201,27 @@ class Checkpoint:
         self.close()
 
 
-def _open_safetensors(path: AnyPath) -> TensorSource:
-    from .formats.safetensors import SafetensorsReader
-
+def _local(path: AnyPath, what: str) -> Path:
+    """``path``, which must be local: ``what`` files are not read from stores yet."""
     if isinstance(path, RemotePath):
         raise UnsupportedCheckpointError(
-            "safetensors files are read locally only in this version",
+            f"{what} files are read locally only in this version",
             path=str(path),
             hint="download it and pass the local copy.",
         )
-    return SafetensorsReader(path)
+    return path
+
+
+def _open_safetensors(path: AnyPath) -> TensorSource:
+    from .formats.safetensors import SafetensorsReader
+
+    return SafetensorsReader(_local(path, "safetensors"))
 
 
 def _open_torch(path: AnyPath) -> TensorSource:
     from .formats.torch_file import TorchReader
 
-    if isinstance(path, RemotePath):
-        raise UnsupportedCheckpointError(
-            "PyTorch files are read locally only in this version",
-            path=str(path),
-            hint="download it and pass the local copy.",
-        )
-    return TorchReader(path)
+    return TorchReader(_local(path, "PyTorch"))
 
 
 def _open_keras_h5(location: CheckpointLocation) -> Checkpoint:

@@ -1154,17 +1154,9 @@ def target_spec(seed: Seed, data: bytes, work: Path) -> None:
     check(Path(seed.home) / seed.prefix, path)
 
 
-def target_safetensors(seed: Seed, data: bytes, work: Path) -> None:
-    from ckptmigrate import check, inspect_checkpoint
-
-    path = work / seed.file
-    path.write_bytes(data)
-    _read_everything(path)
-    inspect_checkpoint(path, check_crc=True)
-    check(Path(seed.home) / seed.prefix, path)
-
-
-def target_torch(seed: Seed, data: bytes, work: Path) -> None:
+def target_single_file(seed: Seed, data: bytes, work: Path) -> None:
+    """A one-file format (safetensors, a torch.save zip): every read, inspect --check-crc,
+    and check with it as the target."""
     from ckptmigrate import check, inspect_checkpoint
 
     path = work / seed.file
@@ -1181,8 +1173,8 @@ TARGET_FUNCTIONS: dict[str, Callable[[Seed, bytes, Path], None]] = {
     "objgraph": target_objgraph,
     "map": target_map,
     "spec": target_spec,
-    "safetensors": target_safetensors,
-    "torch": target_torch,
+    "safetensors": target_single_file,
+    "torch": target_single_file,
 }
 
 

@@ -469,3 +469,24 @@ def test_awkward_remote_layouts_resolve_like_local_ones(
     monkeypatch.setenv("CKPTMIGRATE_READ_BUFFER", "abc")
     with pytest.raises(ckptmigrate.CkptMigrateError, match="positive number of bytes"):
         ckptmigrate.inspect_checkpoint(f"{bucket}/moved", check_crc=True)
+
+
+@pytest.mark.parametrize(("name", "what"), [("m.safetensors", "safetensors"), ("m.pt", "PyTorch")])
+def test_one_file_formats_on_a_store_are_refused_clearly(
+    tmp_path: Path, bucket: str, name: str, what: str
+) -> None:
+    local = tmp_path / "up"
+    local.mkdir()
+    if name.endswith(".pt"):  # recognised as torch.save's zip by its members
+        import zipfile
+
+        with zipfile.ZipFile(local / name, "w") as archive:
+            archive.writestr("m/data.pkl", b"not read")
+            archive.writestr("m/version", "3\n")
+    else:
+        (local / name).write_bytes(b"not read")  # refused before its header is read
+    upload(local, f"{bucket}/f")
+    result = runner.invoke(app, ["inspect", f"{bucket}/f/{name}"])
+    assert result.exit_code == 2, result.output
+    assert f"{what} files are read locally only in this version" in result.output
+    assert "download it and pass the local copy" in result.output

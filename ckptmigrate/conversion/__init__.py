@@ -286,20 +286,14 @@ def run_conversion(
                 written = write_torch(job, destination)
         verification = None
         if options.verify:
-            if options.format is OutputFormat.SAFETENSORS:
+            if options.format in (OutputFormat.SAFETENSORS, OutputFormat.TORCH):
                 assert isinstance(written, Path)
-                verification = (
-                    verify_in_torch(written, job)
-                    if is_torch_target(opened_target) and torch_installed()
-                    else verify_safetensors(written, job)
-                )
-            elif options.format is OutputFormat.TORCH:
-                assert isinstance(written, Path)
-                verification = (
-                    verify_in_torch(written, job)
-                    if is_torch_target(opened_target) and torch_installed()
-                    else verify_torch_file(written, job)
-                )
+                if is_torch_target(opened_target) and torch_installed():
+                    verification = verify_in_torch(written, job)
+                elif options.format is OutputFormat.SAFETENSORS:
+                    verification = verify_safetensors(written, job)
+                else:
+                    verification = verify_torch_file(written, job)
             else:
                 verification = _verify(job, written)
     return ConvertResult.of(
