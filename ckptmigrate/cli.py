@@ -62,6 +62,8 @@ from .output_format import OutputFormat  # noqa: E402
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from .styled import Styled
+
 # Shown under every command's --help and the app's: scripts and CI branch on these.
 EXIT_CODES = (
     "Exit codes: 0 success; 1 incompatible (check) or verification failed (convert "
@@ -157,15 +159,18 @@ def _styled(console: Console) -> bool:
     return console.is_terminal and not console.no_color and not console.is_dumb_terminal
 
 
-def _emit(renderable: Any) -> None:
+def _emit(styled: Styled) -> None:
     """Print a report: styled on a terminal, plain text otherwise."""
-    from .render import plain_text
+    from .styled import plain_text, to_rich
 
-    console = _stdout()
-    if _styled(console):
-        console.print(renderable, soft_wrap=True)
-    else:
-        sys.stdout.write(plain_text(renderable))
+    # Rich decides what is a terminal (FORCE_COLOR, TTY_COMPATIBLE, ...), but a plain pipe
+    # is the common case and needs no Rich at all (a tenth of a short command's run).
+    if sys.stdout.isatty() or "FORCE_COLOR" in os.environ or "TTY_COMPATIBLE" in os.environ:
+        console = _stdout()
+        if _styled(console):
+            console.print(to_rich(styled), soft_wrap=True)
+            return
+    sys.stdout.write(plain_text(styled))
 
 
 def _version(value: bool) -> None:

@@ -1,15 +1,10 @@
-"""Turn reports into text, Rich renderables or JSON. Nothing here prints or exits."""
+"""Turn reports into styled text (:mod:`.styled`) or JSON. Nothing here prints or exits."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from itertools import repeat
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
-
-from rich.console import Group, RenderableType
-from rich.text import Span, Text
 
 from ._version import __version__
 from .compare import FAILING, SCHEMA_VERSION, Finding, Kind, Report, ValueDiff
@@ -17,6 +12,7 @@ from .errors import redact_credentials
 from .inspection import InspectReport
 from .inventory import VariableSpec
 from .names import VARIABLE_SUFFIX, Role, variable_path
+from .styled import Column, Lines, Styled, StyledText, TextTable
 
 if TYPE_CHECKING:
     from .mapping.plan import Plan
@@ -40,65 +36,7 @@ def to_json(data: dict[str, Any]) -> str:
     return json.dumps(data, indent=2, sort_keys=True)
 
 
-@dataclass(frozen=True)
-class Column:
-    """One column of a :class:`TextTable`: its header, its cells, and their Rich style
-    (one for the whole column, or one per cell)."""
-
-    header: str
-    cells: Sequence[str]
-    style: str | Sequence[str] = ""
-    right: bool = False
-
-
-class TextTable:
-    """Aligned columns. Rich's Table measures every cell on every render, which costs a
-    quarter second for a few hundred rows; this pads whole columns at once (str.ljust over
-    a column), so the plain text of 100,000 rows is a few hundredths of a second, and lays
-    styles over it as spans only when it is rendered on a terminal. Names never wrap."""
-
-    def __init__(self, columns: Sequence[Column]) -> None:
-        self.columns = columns
-        self.widths = [max(len(c.header), max(map(len, c.cells), default=0)) for c in self.columns]
-
-    @property
-    def plain(self) -> str:
-        padded: list[Iterable[str]] = []
-        last = len(self.columns) - 1
-        for i, (column, width) in enumerate(zip(self.columns, self.widths, strict=True)):
-            cells = [column.header, *column.cells]
-            if column.right:
-                padded.append(map(str.rjust, cells, repeat(width)))
-            elif i == last:
-                padded.append(cells)
-            else:
-                padded.append(map(str.ljust, cells, repeat(width)))
-        return "".join(line + "\n" for line in map("  ".join, zip(*padded, strict=True)))
-
-    def __rich__(self) -> Text:
-        starts = [0]
-        for width in self.widths[:-1]:
-            starts.append(starts[-1] + width + 2)
-        last = self.columns[-1]
-        spans: list[Span] = []
-        at = 0  # where the row starts in the text
-        # Offsets are counted, not found by splitting the text into lines: a name may hold
-        # a newline or another character str.splitlines breaks at.
-        for row in range(len(self.columns[0].cells) + 1):
-            for i, column in enumerate(self.columns):
-                cell = column.header if row == 0 else column.cells[row - 1]
-                style = "bold" if row == 0 else column.style
-                if not isinstance(style, str):
-                    style = style[row - 1]
-                if style and cell:
-                    begin = at + starts[i] + (self.widths[i] - len(cell) if column.right else 0)
-                    spans.append(Span(begin, begin + len(cell), style))
-            last_cell = last.header if row == 0 else last.cells[row - 1]
-            at += starts[-1] + (self.widths[-1] if last.right else len(last_cell)) + 1
-        return Text(self.plain, spans=spans)
-
-
-def inspect_table(report: InspectReport) -> RenderableType:
+def inspect_table(report: InspectReport) -> Styled:
     # User-supplied strings go in as plain Text, never as markup: "w[0]" must survive.
     show_original = any(row.original_name for row in report.rows)
     rows = report.rows
@@ -140,7 +78,7 @@ def inspect_table(report: InspectReport) -> RenderableType:
         ]
     )
 
-    heading = Text()
+    heading = StyledText()
     heading.append(report.prefix, style="bold")
     if report.format in ("v1", "v2"):
         kind = "object-based (TF2)" if report.object_based else "name-based"
@@ -150,13 +88,15 @@ def inspect_table(report: InspectReport) -> RenderableType:
         )
     else:
         heading.append(f"  {_FOREIGN_FORMATS.get(report.format, report.format)}")
-    parts: list[RenderableType] = [heading]
+    parts: list[Styled] = [heading]
     if any(row.key.endswith(VARIABLE_SUFFIX) for row in report.rows):
-        parts.append(Text(f"names are checkpoint keys without {VARIABLE_SUFFIX}", style="dim"))
-    parts += [Text(f"note: {note}", style="dim") for note in report.notes]
+        parts.append(
+            StyledText(f"names are checkpoint keys without {VARIABLE_SUFFIX}", style="dim")
+        )
+    parts += [StyledText(f"note: {note}", style="dim") for note in report.notes]
     if report.filter is not None:
-        parts.append(Text(f"filter: {report.filter}", style="dim"))
-    parts += [Text(""), table, Text(""), summary]
+        parts.append(StyledText(f"filter: {report.filter}", style="dim"))
+    parts += [StyledText(""), table, StyledText(""), summary]
     if report.verified_bytes is not None:
         # safetensors and HDF5 weight files carry no checksums: all there is to verify is
         # that every tensor reads in full.
@@ -166,13 +106,13 @@ def inspect_table(report: InspectReport) -> RenderableType:
             else "reads in full (the format has no checksums)"
         )
         parts.append(
-            Text(
+            StyledText(
                 f"verified: every tensor in the checkpoint {what} "
                 f"({human_bytes(report.verified_bytes)} read)",
                 style="green",
             )
         )
-    return Group(*parts)
+    return Lines(*parts)
 
 
 # What inspect's heading calls a file that is not a TensorFlow checkpoint.
@@ -211,8 +151,8 @@ def _spec_text(spec: VariableSpec | None) -> str:
     return "-" if spec is None else f"{shape_text(spec.shape)} {spec.dtype}"
 
 
-def _finding_line(f: Finding) -> Text:
-    line = Text("    ")
+def _finding_line(f: Finding) -> StyledText:
+    line = StyledText("    ")
     line.append(f.name)
     if f.checkpoint_name and f.checkpoint_name != f.name:
         line.append(f"  <- {f.checkpoint_name}", style="dim")
@@ -235,19 +175,21 @@ def _values_text(values: ValueDiff) -> str:
     return f"values differ: max |diff| {values.max_abs_diff:.6g}, rms {values.rms_diff:.6g}"
 
 
-def check_text(report: Report, *, show_matched: bool = False) -> RenderableType:
+def check_text(report: Report, *, show_matched: bool = False) -> Styled:
     """The check report: headline, then findings grouped by kind and role, then a verdict.
     Model variables carry TensorFlow's error and a hint; slots and counters stay compact."""
-    parts: list[RenderableType] = []
-    head = Text()
+    parts: list[Styled] = []
+    head = StyledText()
     head.append(report.headline, style="bold")
     parts.append(head)
-    parts.append(Text(f"checkpoint: {report.checkpoint.source} ({report.checkpoint.naming})"))
+    parts.append(StyledText(f"checkpoint: {report.checkpoint.source} ({report.checkpoint.naming})"))
     parts.append(
-        Text(f"target:     {report.target.source} ({report.target.kind}, {report.target.naming})")
+        StyledText(
+            f"target:     {report.target.source} ({report.target.kind}, {report.target.naming})"
+        )
     )
-    parts.append(Text(f"compared:   {report.matching}"))
-    parts += [Text(f"note: {note}", style="dim") for note in report.notes]
+    parts.append(StyledText(f"compared:   {report.matching}"))
+    parts += [StyledText(f"note: {note}", style="dim") for note in report.notes]
 
     differing = [f for f in report.findings if f.values is not None and not f.values.identical]
     for kind in (Kind.SHAPE_MISMATCH, Kind.DTYPE_MISMATCH, Kind.MISSING, Kind.UNUSED, Kind.MATCHED):
@@ -256,33 +198,37 @@ def check_text(report: Report, *, show_matched: bool = False) -> RenderableType:
             continue
         if kind is Kind.MATCHED and not show_matched:
             if differing:
-                parts.append(Text(""))
-                parts.append(Text(f"matched, values differ ({len(differing)})", style="yellow"))
+                parts.append(StyledText(""))
+                parts.append(
+                    StyledText(f"matched, values differ ({len(differing)})", style="yellow")
+                )
                 parts += [_finding_line(f) for f in differing]
             continue
         suffix = " (warning)" if kind is Kind.UNUSED and not report.options.strict else ""
-        parts.append(Text(""))
+        parts.append(StyledText(""))
         parts.append(
-            Text(f"{kind.label} ({len(group)}){suffix}", style=f"bold {_KIND_STYLE[kind]}")
+            StyledText(f"{kind.label} ({len(group)}){suffix}", style=f"bold {_KIND_STYLE[kind]}")
         )
         for role in Role:
             members = [f for f in group if f.role is role]
             if not members:
                 continue
-            parts.append(Text(f"  {_GROUP_LABELS[role]} ({len(members)})"))
+            parts.append(StyledText(f"  {_GROUP_LABELS[role]} ({len(members)})"))
             for f in members:
                 parts.append(_finding_line(f))
                 if role is Role.MODEL and f.kind is not Kind.MATCHED:
                     if f.tensorflow_error:
-                        parts.append(Text(f"      TensorFlow: {f.tensorflow_error}", style="dim"))
+                        parts.append(
+                            StyledText(f"      TensorFlow: {f.tensorflow_error}", style="dim")
+                        )
                     if f.hint:
-                        parts.append(Text(f"      hint: {f.hint}", style="cyan"))
-    parts.append(Text(""))
+                        parts.append(StyledText(f"      hint: {f.hint}", style="cyan"))
+    parts.append(StyledText(""))
     parts.append(verdict_text(report))
-    return Group(*parts)
+    return Lines(*parts)
 
 
-def verdict_text(report: Report) -> Text:
+def verdict_text(report: Report) -> StyledText:
     """The one verdict line, for the question the report answers (``Report.question``):
     FAIL exactly when ``report.ok`` is false, as the exit code, JSON and HTML say."""
     counts = {kind: report.count(kind) for kind in Kind}
@@ -297,12 +243,12 @@ def verdict_text(report: Report) -> Text:
     differ_text = f"{differ} matched variable{'s' if differ != 1 else ''} with different values"
     if problems:
         also = f"; and {differ_text} (--values)" if differ else ""
-        return Text(
+        return StyledText(
             f"FAIL: a strict restore would not succeed ({', '.join(problems)}){also}",
             style="bold red",
         )
     if differ:
-        return Text(
+        return StyledText(
             f"FAIL: the values are not identical ({differ_text}, --values); a strict restore "
             "would succeed",
             style="bold red",
@@ -311,7 +257,7 @@ def verdict_text(report: Report) -> Text:
     what = (
         "the same shape, dtype and values" if report.options.values else "the same shape and dtype"
     )
-    return Text(f"OK: every target variable restores with {what}{extra}", style="bold green")
+    return StyledText(f"OK: every target variable restores with {what}{extra}", style="bold green")
 
 
 def check_dict(report: Report, *, command: Sequence[str] | None = None) -> dict[str, Any]:
@@ -332,12 +278,12 @@ def check_dict(report: Report, *, command: Sequence[str] | None = None) -> dict[
 # -- convert ---------------------------------------------------------------------------
 
 
-def plan_text(the_plan: Plan) -> RenderableType:
+def plan_text(the_plan: Plan) -> Styled:
     """The dry-run: every output variable with its source, operations and shapes, then
     what is dropped, then warnings."""
     into = f" into the target {the_plan.target}" if the_plan.target else ""
-    parts: list[RenderableType] = [
-        Text(f"plan for {the_plan.checkpoint} with {the_plan.map.path}{into}", style="bold")
+    parts: list[Styled] = [
+        StyledText(f"plan for {the_plan.checkpoint} with {the_plan.map.path}{into}", style="bold")
     ]
     operations = []
     for v in the_plan.outputs:
@@ -372,12 +318,14 @@ def plan_text(the_plan: Plan) -> RenderableType:
             Column("operations", operations, "cyan"),
         ]
     )
-    parts += [Text(""), table]
+    parts += [StyledText(""), table]
     if the_plan.dropped:
-        parts.append(Text(f"dropped ({len(the_plan.dropped)})", style="bold yellow"))
-        parts += [Text(f"    {variable_path(d.source)}  ({d.rule})") for d in the_plan.dropped]
-    parts += [Text(f"warning: {w}", style="yellow") for w in the_plan.warnings]
-    return Group(*parts)
+        parts.append(StyledText(f"dropped ({len(the_plan.dropped)})", style="bold yellow"))
+        parts += [
+            StyledText(f"    {variable_path(d.source)}  ({d.rule})") for d in the_plan.dropped
+        ]
+    parts += [StyledText(f"warning: {w}", style="yellow") for w in the_plan.warnings]
+    return Lines(*parts)
 
 
 # -- suggest ---------------------------------------------------------------------------
@@ -402,14 +350,3 @@ def suggestion_dict(suggestion: Suggestion) -> dict[str, Any]:
         ],
         "notes": list(suggestion.notes),
     }
-
-
-def plain_text(renderable: RenderableType) -> str:
-    """The text of our renderers' output without styling, for pipes and files: Rich's
-    layout pass costs most of a second on a 10,000-row table and changes nothing there."""
-    if isinstance(renderable, Group):
-        return "".join(plain_text(part) for part in renderable.renderables)
-    if isinstance(renderable, (Text, TextTable)):
-        text = renderable.plain
-        return text if text.endswith("\n") else text + "\n"
-    raise TypeError(f"cannot render {type(renderable).__name__} as plain text")

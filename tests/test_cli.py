@@ -208,6 +208,32 @@ def test_inspect_v2_never_imports_tensorflow(ckpt: Path) -> None:
     assert out.strip() == "False"
 
 
+@pytest.mark.parametrize("command", ["inspect", "check"])
+def test_piped_reports_load_only_what_a_local_checkpoint_needs(ckpt: Path, command: str) -> None:
+    """Start-up is most of a check of a few thousand variables: a report sent to a pipe
+    loads neither Rich nor the readers and thread pools of other formats and of stores."""
+    argv = [command, str(ckpt)] + (["--target", str(ckpt)] if command == "check" else [])
+    code = (
+        "import sys; from ckptmigrate.cli import main; "
+        f"sys.argv = ['ckptmigrate', *{argv!r}]\n"
+        "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+        "heavy = ('rich', 'ckptmigrate.formats.keras_h5', 'ckptmigrate.fs', "
+        "'concurrent.futures', 'asyncio', 'numpy')\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy or m in heavy), "
+        "file=sys.stderr)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+        env={k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "TTY_COMPATIBLE")},
+    )
+    assert ("dense/kernel" if command == "inspect" else "OK:") in proc.stdout
+    assert proc.stderr.strip() == "[]"
+
+
 @pytest.mark.parametrize(
     ("key", "role"),
     [

@@ -6,7 +6,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ckptmigrate.render import Column, TextTable
+from ckptmigrate.styled import Column, TextTable, to_rich
 
 cell_text = st.text(alphabet="ab[]/ .é", max_size=12)
 
@@ -48,7 +48,7 @@ def test_cells_are_aligned_and_styles_cover_them(columns: list[Column]) -> None:
                 assert field == (cell if last else cell.ljust(widths[i]))
             at += widths[i] + 2
 
-    text = table.__rich__()
+    text = to_rich(table)
     assert text.plain == table.plain
     styled = {(text.plain[s.start : s.end], str(s.style)) for s in text.spans}
     for row in range(len(lines)):
@@ -71,7 +71,7 @@ def test_styles_stay_on_their_cells_when_a_name_holds_a_line_break() -> None:
             Column("role", ["model", "slot", "step", "model"], ["", "yellow", "magenta", ""]),
         ]
     )
-    text = table.__rich__()
+    text = to_rich(table)
     styled = [(text.plain[s.start : s.end], str(s.style)) for s in text.spans]
     assert styled[:3] == [("name", "bold"), ("size", "bold"), ("role", "bold")]
     assert styled[3:] == [("slot", "yellow"), ("step", "magenta")]

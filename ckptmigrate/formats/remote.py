@@ -14,7 +14,6 @@ store's usual configuration (``AWS_*`` variables, ``~/.aws``, gcloud), or fsspec
 
 from __future__ import annotations
 
-import concurrent.futures
 import functools
 import glob
 import os
@@ -29,8 +28,9 @@ from ..errors import CheckpointNotFoundError, CkptMigrateError
 
 if TYPE_CHECKING:
     # Imported where a store is used: asyncio (and ssl under it) took a fifth of the
-    # start-up of commands on local checkpoints.
+    # start-up of commands on local checkpoints; concurrent.futures (and logging) likewise.
     import asyncio
+    import concurrent.futures
 
 # `scheme://...`; a single-letter scheme would be a Windows drive letter.
 _URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+)://")
@@ -119,6 +119,8 @@ def fetched_in_order(
         for start, end in ranges:
             yield fetch(start, end)
         return
+    import concurrent.futures  # here: local checkpoints never need a thread pool
+
     workers = min(concurrency, len(ranges))
     with concurrent.futures.ThreadPoolExecutor(workers, "ckptmigrate-fetch") as pool:
         waiting: list[concurrent.futures.Future[bytes]] = []
@@ -376,6 +378,8 @@ class _Pending:
     __slots__ = ("cancelled", "done", "task")
 
     def __init__(self) -> None:
+        import concurrent.futures
+
         self.task: asyncio.Task[Any] | None = None
         self.cancelled = False
         self.done: concurrent.futures.Future[Any] = concurrent.futures.Future()
@@ -442,6 +446,8 @@ def _quiet_unretrieved(loop: asyncio.AbstractEventLoop) -> None:
 def _wait_uninterrupted(done: concurrent.futures.Future[Any], seconds: float) -> bool:
     """Wait up to ``seconds`` for ``done``, ignoring Ctrl-C and SIGTERM meanwhile (what is
     being waited for is the clean-up they asked for); whether it is done."""
+    import concurrent.futures
+
     deadline = time.monotonic() + seconds
     while not done.done() and time.monotonic() < deadline:
         try:

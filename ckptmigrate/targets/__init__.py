@@ -10,11 +10,9 @@ from ..errors import CheckpointNotFoundError, CkptMigrateError
 from ..inventory import Inventory
 from .checkpoint import load_checkpoint_inventory
 from .detect import TargetKind, detect_target
-from .graph_text import load_graph_text
-from .keras_h5 import load_keras_archive, load_keras_h5
-from .live import inventory_of_object, load_builder
-from .metagraph import load_metagraph
-from .spec import load_spec
+
+# Each loader is imported in its branch: a checkpoint-vs-checkpoint check (the common,
+# latency-sensitive case) then loads none of the HDF5, graph, spec or live-object readers.
 
 
 def load_target(target: str | Path | Any, *, keras_weights: bool = False) -> Inventory:
@@ -31,23 +29,37 @@ def load_target(target: str | Path | Any, *, keras_weights: bool = False) -> Inv
     path = detected.path
     match detected.kind:
         case TargetKind.LIVE:
+            from .live import inventory_of_object
+
             return inventory_of_object(target, keras_weights=keras_weights)
         case TargetKind.BUILDER:
+            from .live import load_builder
+
             return load_builder(str(target), keras_weights=keras_weights)
         case TargetKind.SPEC:
             assert path is not None
+            from .spec import load_spec
+
             return load_spec(path)
         case TargetKind.GRAPH_TEXT:
             assert path is not None
+            from .graph_text import load_graph_text
+
             return load_graph_text(path)
         case TargetKind.METAGRAPH:
             assert path is not None
+            from .metagraph import load_metagraph
+
             return load_metagraph(path)
         case TargetKind.KERAS_ARCHIVE:
             assert path is not None
+            from .keras_h5 import load_keras_archive
+
             return load_keras_archive(path, keras_weights=keras_weights)
         case TargetKind.KERAS_H5:
             assert path is not None
+            from .keras_h5 import load_keras_h5
+
             return load_keras_h5(path)
         case TargetKind.SAVED_MODEL:
             assert path is not None

@@ -7,7 +7,6 @@ from pathlib import Path
 from .. import dtypes
 from ..checkpoint import Checkpoint, open_checkpoint
 from ..formats.bundle_reader import BundleReader
-from ..formats.keras_h5 import KerasH5Reader
 from ..formats.protowire import paused_gc
 from ..inventory import Inventory, Scheme, VariableSpec
 from ..names import classify
@@ -53,7 +52,10 @@ def inventory_of(
                 aliases,
             )
     scheme = Scheme.TF2 if checkpoint.is_object_based else Scheme.TF1
-    if isinstance(reader, KerasH5Reader):  # object paths, or a Keras 3 file's positions
+    if reader.format == "keras_h5":  # object paths, or a Keras 3 file's positions
+        from ..formats.keras_h5 import KerasH5Reader  # only here: HDF5 costs start-up time
+
+        assert isinstance(reader, KerasH5Reader)
         scheme = Scheme.TF2 if reader.listing.legacy else Scheme.KERAS3
     notes = checkpoint.location.notes
     return Inventory(
