@@ -279,22 +279,33 @@ def open_checkpoint(path: str | Path | RemotePath) -> Checkpoint:
         )
     else:
         reader = V1Reader(location.prefix)
-    checkpoint = Checkpoint(location, reader, graph_roles=roles)
-    if OBJECT_GRAPH_KEY in reader.variable_keys():
-        if isinstance(reader, BundleReader):
-            elements = reader.read_elements(OBJECT_GRAPH_KEY)
-        else:
-            elements = [bytes(e) for e in reader.read(OBJECT_GRAPH_KEY).reshape(-1)]
-        try:
-            checkpoint.graph = ObjectGraph(elements[0] if elements else b"")
-        except ProtoError as e:
-            reader.close()
-            raise CorruptCheckpointError(
-                f"the object graph cannot be parsed ({e})",
-                path=str(location.prefix),
-                variable=OBJECT_GRAPH_KEY,
-            ) from None
-    return checkpoint
+    try:
+        graph = _object_graph(reader, location)
+    except BaseException:
+        # Reading the graph opened the shard's descriptor; a failed open hands the caller
+        # nothing to close, so it is closed here: a process meeting many damaged
+        # checkpoints (a training pipeline, the fuzzer) kept one descriptor per failure.
+        reader.close()
+        raise
+    return Checkpoint(location, reader, graph_roles=roles, graph=graph)
+
+
+def _object_graph(reader: TensorSource, location: CheckpointLocation) -> ObjectGraph | None:
+    """The checkpoint's object graph, parsed, or None for a name-based checkpoint."""
+    if OBJECT_GRAPH_KEY not in reader.variable_keys():
+        return None
+    if isinstance(reader, BundleReader):
+        elements = reader.read_elements(OBJECT_GRAPH_KEY)
+    else:
+        elements = [bytes(e) for e in reader.read(OBJECT_GRAPH_KEY).reshape(-1)]
+    try:
+        return ObjectGraph(elements[0] if elements else b"")
+    except ProtoError as e:
+        raise CorruptCheckpointError(
+            f"the object graph cannot be parsed ({e})",
+            path=str(location.prefix),
+            variable=OBJECT_GRAPH_KEY,
+        ) from None
 
 
 def _meta_roles(location: CheckpointLocation) -> dict[str, Role]:

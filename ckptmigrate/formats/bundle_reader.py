@@ -567,6 +567,13 @@ class BundleReader:
             os.close(fd)
         self._fds.clear()
 
+    def __del__(self) -> None:
+        # The descriptors are plain ints, which nothing else closes: a reader dropped
+        # unclosed (``open_checkpoint(p).read(k)``, written as one writes
+        # ``tf.train.load_checkpoint(p).get_tensor(k)``) gives them back as a file would.
+        if self.__dict__.get("_fds"):  # absent when __init__ raised before opening any
+            self.close()
+
     def __enter__(self) -> BundleReader:
         return self
 

@@ -229,6 +229,12 @@ class SafetensorsReader:
                 os.close(fd)
         self._fds = [None] * len(self._fds)
 
+    def __del__(self) -> None:
+        # Plain-int descriptors nothing else closes: a reader dropped unclosed gives them
+        # back as a file would (see BundleReader.__del__).
+        if any(fd is not None for fd in self.__dict__.get("_fds", ())):
+            self.close()
+
 
 def _read_header(path: Path) -> tuple[dict[str, Any], int, int]:
     """The parsed header, where the data starts and the file's size."""

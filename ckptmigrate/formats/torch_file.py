@@ -612,6 +612,12 @@ class TorchReader:
             os.close(self._fd)
             self._fd = None
 
+    def __del__(self) -> None:
+        # A plain-int descriptor nothing else closes: a reader dropped unclosed gives it
+        # back as a file would (see BundleReader.__del__).
+        if self.__dict__.get("_fd") is not None:
+            self.close()
+
 
 # -- writing ---------------------------------------------------------------------------------
 

@@ -1,0 +1,90 @@
+"""The library gives back what it opens, call after call: a long-running process (a
+training pipeline opening every checkpoint it writes, the fuzzer's workers) must not
+accumulate file descriptors however many checkpoints, damaged or not, it meets.
+
+Found while chasing the fuzz soak's late MemoryErrors (issue 16's follow-up): a worker's
+open descriptors grew by about 75 per 1,000 cases of the fuzzer's data target, one per
+``open_checkpoint`` whose object graph failed its checksum, each keeping a deleted shard."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ckptmigrate import convert, open_checkpoint
+from ckptmigrate.errors import ChecksumMismatchError, CorruptCheckpointError
+from ckptmigrate.formats.bundle_writer import BundleWriter
+from ckptmigrate.formats.object_graph import OBJECT_GRAPH_KEY
+
+FD_DIR = Path("/proc/self/fd")
+CALLS = 2000
+
+pytestmark = pytest.mark.skipif(not FD_DIR.is_dir(), reason="needs /proc/self/fd")
+
+
+def open_fds() -> set[str]:
+    return set(os.listdir(FD_DIR))
+
+
+def _checkpoint(directory: Path, graph: bytes) -> Path:
+    """A checkpoint with a variable and an object-graph tensor holding ``graph``."""
+    with BundleWriter(directory / "checkpoint", "ckpt") as writer:
+        writer.add_array("w", np.arange(6, dtype=np.float32))
+        writer.add_array(OBJECT_GRAPH_KEY, np.array(graph, dtype=object))
+        return Path(str(writer.commit()))
+
+
+def _flip_last_byte(shard: Path) -> None:
+    """The object graph's string tensor is written last: its checksum then fails."""
+    data = bytearray(shard.read_bytes())
+    data[-1] ^= 0xFF
+    shard.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize(
+    ("damage", "error"),
+    [("checksum", ChecksumMismatchError), ("unparseable", CorruptCheckpointError)],
+)
+def test_an_open_that_fails_on_the_object_graph_closes_what_it_opened(
+    tmp_path: Path, damage: str, error: type[Exception]
+) -> None:
+    # An empty message is a valid (empty) graph: a lone field tag with no value is not.
+    prefix = _checkpoint(tmp_path, b"\x0a" if damage == "unparseable" else b"")
+    if damage == "checksum":
+        _flip_last_byte(Path(f"{prefix}.data-00000-of-00001"))
+    before = open_fds()
+    with pytest.raises(error, match=OBJECT_GRAPH_KEY) as raised:
+        open_checkpoint(prefix)
+    # Closed by the failed open itself, not later by the garbage collector: the
+    # exception's traceback still holds the reader here.
+    assert raised.traceback is not None
+    assert open_fds() == before
+    for _ in range(CALLS):
+        with pytest.raises(error):
+            open_checkpoint(prefix)
+    assert open_fds() == before
+
+
+def test_readers_dropped_without_closing_give_their_descriptors_back(tmp_path: Path) -> None:
+    """``open_checkpoint(p).read(k)``, as one writes ``tf.train.load_checkpoint(p)
+    .get_tensor(k)`` (a reader TensorFlow never asks to close), call after call, for each
+    reader that holds descriptors of its own."""
+    with BundleWriter(tmp_path / "checkpoint", "ckpt") as writer:
+        writer.add_array("w", np.arange(6, dtype=np.float32))
+        prefix = Path(str(writer.commit()))
+    paths = [prefix]
+    identity = tmp_path / "map.yaml"
+    identity.write_text("version: 1\nrules:\n  - {name: w, rename: w}\n")
+    for name, format in (("model.safetensors", "safetensors"), ("model.pt", "torch")):
+        convert(prefix, identity, tmp_path / name, format=format)
+        paths.append(tmp_path / name)
+    for path in paths:
+        assert open_checkpoint(path).reader.format in ("v2", "safetensors", "torch")
+    before = open_fds()
+    for _ in range(CALLS // len(paths)):
+        for path in paths:
+            assert open_checkpoint(path).read("w")[5] == 5.0
+    assert open_fds() == before
