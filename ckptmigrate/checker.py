@@ -278,7 +278,7 @@ def _with_values(report: Report, checkpoint: str | Path, target: str, progress: 
             ckpt_key, target_key = pairs[finding.name]
             a = ckpt.reader.read(ckpt_key)  # one pair in memory at a time
             b = other.reader.read(target_key)
-            findings.append(replace(finding, values=value_diff(a, b)))
+            findings.append(finding._replace(values=value_diff(a, b)))
             progress.advance(sizes[finding.name])
     return replace(report, findings=tuple(findings))
 

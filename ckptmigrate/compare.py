@@ -4,12 +4,13 @@ a Report out; nothing here reads tensors, prints or exits."""
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
-from typing import Any
+from typing import Any, NamedTuple
 
 from .errors import CkptMigrateError
 from .formats.object_graph import OBJECT_GRAPH_KEY
@@ -59,11 +60,12 @@ class ValueDiff:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class Finding:
+class Finding(NamedTuple):
     """One variable's verdict. ``name`` is the target's name (the checkpoint's for unused).
     ``suggested`` is the checkpoint variable the hint of a missing one points to (the same
-    original name, the closest name, the same name under another scope), else None."""
+    original name, the closest name, the same name under another scope), else None.
+
+    A tuple, for the cost of building one per variable (``finding._replace(...)``)."""
 
     kind: Kind
     name: str
@@ -126,24 +128,35 @@ class Report:
     # (the verdict speaks for the restore the note names), else None.
     alignment: ScopeAlignment | None = None
 
+    @functools.cached_property
+    def _tally(self) -> tuple[dict[Kind, int], int, int]:
+        """Findings per kind, and the parameters matched and needed: one pass over the
+        findings, which the headline, verdict and summary each ask for."""
+        counts = dict.fromkeys(Kind, 0)
+        matched = needed = 0
+        for f in self.findings:
+            counts[f.kind] += 1
+            if f.target is not None:
+                n = f.target.num_elements
+                needed += n
+                if f.kind is Kind.MATCHED:
+                    matched += n
+        return counts, matched, needed
+
     def count(self, kind: Kind) -> int:
-        return sum(1 for f in self.findings if f.kind is kind)
+        return self._tally[0][kind]
 
     @property
     def target_variables(self) -> int:
-        return sum(1 for f in self.findings if f.kind is not Kind.UNUSED)
+        return len(self.findings) - self.count(Kind.UNUSED)
 
     @property
     def matched_parameters(self) -> int:
-        return sum(
-            f.target.num_elements
-            for f in self.findings
-            if f.kind is Kind.MATCHED and f.target is not None
-        )
+        return self._tally[1]
 
     @property
     def target_parameters(self) -> int:
-        return sum(f.target.num_elements for f in self.findings if f.target is not None)
+        return self._tally[2]
 
     @property
     def match_ratio(self) -> float:
@@ -904,6 +917,12 @@ def _ignored(patterns: Sequence[UserRegex], v: VariableSpec) -> bool:
 def _without(inv: Inventory, patterns: Sequence[UserRegex]) -> tuple[Inventory, int]:
     """The inventory without the object graph (not a variable) and ignored names, and how
     many names the patterns left out."""
+    if not patterns:
+        if OBJECT_GRAPH_KEY not in inv.variables:
+            return inv, 0
+        kept = dict(inv.variables)
+        del kept[OBJECT_GRAPH_KEY]
+        return replace(inv, variables=kept), 0
     kept = {}
     ignored = 0
     for key, spec in inv.variables.items():
@@ -966,8 +985,17 @@ def compare(
     findings: list[Finding] = []
     for tname, tspec in target_inv.variables.items():
         cspec = pairing.pairs[tname]
-        key = pairing.match_keys[tname]
         group = refused.get(keras_group(tname)) if refused else None
+        if (
+            group is None
+            and cspec is not None
+            and cspec.shape == tspec.shape
+            and cspec.dtype == tspec.dtype
+            and cannot is None
+        ):  # restores: no error to word and no hint (most variables of most checks)
+            findings.append(Finding(Kind.MATCHED, tspec.name, tspec.role, cspec.name, tspec, cspec))
+            continue
+        key = pairing.match_keys[tname]
         if group is not None:
             kind = Kind.MISSING
             cspec = None

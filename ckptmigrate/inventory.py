@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import NamedTuple
 
 from .names import Role
 
@@ -38,9 +39,21 @@ _FOREIGN_NAMING = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class VariableSpec:
-    """One variable: the key a restore uses, its shape, dtype, role, and original name."""
+class Rename(NamedTuple):
+    """How a map rule named a planned output: the rule, the checkpoint variable the output
+    comes from, and that variable's original name (never used to pair the output, but kept
+    to tell a rule that contradicts it)."""
+
+    rule: str
+    source: str
+    source_original: str | None
+
+
+class VariableSpec(NamedTuple):
+    """One variable: the key a restore uses, its shape, dtype, role, and original name.
+
+    A tuple: every check builds one per variable on each side, and a frozen dataclass
+    cost twice as much to build (change one with ``spec._replace(...)``)."""
 
     name: str
     shape: tuple[int, ...]
@@ -53,6 +66,8 @@ class VariableSpec:
     # restore of a differently shaped value does ("ref": Assign refuses it, "resource": it
     # silently takes the stored shape, "partitioned": RestoreV2 refuses the slice spec).
     storage: str | None = None
+    # A convert plan's output that a map rule named (else None): it pairs by that name only.
+    renamed: Rename | None = None
 
     @property
     def num_elements(self) -> int:

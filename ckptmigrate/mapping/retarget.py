@@ -16,11 +16,11 @@ the same target variable by its original name), the conversion is refused naming
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from ..compare import CheckOptions, Finding, Kind, Report, compare
 from ..errors import CkptMigrateError
-from ..inventory import Inventory, VariableSpec
+from ..inventory import Inventory, Rename, VariableSpec
 from ..names import Role, variable_path
 from ..targets.model import TargetModel
 from .plan import Plan, PlannedVariable
@@ -73,17 +73,6 @@ def _problem(finding: Finding) -> str:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class RenamedOutput(VariableSpec):
-    """An output a map rule named: it pairs by that name only, never by
-    ``source_original``, the original name its source was saved under (kept to tell a
-    rule that contradicts it)."""
-
-    source_original: str | None = None
-    rule: str = ""  # the rule that last named it
-    source: str = ""  # the checkpoint variable it comes from
-
-
 def outputs_inventory(the_plan: Plan, base: Inventory) -> Inventory:
     """The plan's outputs as an inventory: names, shapes, dtypes, and the original names of
     the source variables they come from (what pairs them across naming schemes). An output
@@ -95,15 +84,9 @@ def outputs_inventory(the_plan: Plan, base: Inventory) -> Inventory:
             source = base.variables.get(v.source)
             original = source.original_name if source is not None else None
         if v.renamed_by:
-            variables[v.name] = RenamedOutput(
-                v.name,
-                v.shape,
-                v.dtype,
-                v.role,
-                source_original=original,
-                rule=v.renamed_by[-1],
-                source=variable_path(v.source or v.name),
-            )
+            # It pairs by the rule's name only, never by its source's original name.
+            rename = Rename(v.renamed_by[-1], variable_path(v.source or v.name), original)
+            variables[v.name] = VariableSpec(v.name, v.shape, v.dtype, v.role, renamed=rename)
         else:
             variables[v.name] = VariableSpec(v.name, v.shape, v.dtype, v.role, original)
     return Inventory(base.kind, base.source, base.scheme, variables, base.notes)
@@ -139,21 +122,17 @@ def refuse_pairing_conflicts(mapped: Inventory, target: Inventory) -> None:
     variable of the target (by its original name it would fill one), or a target variable
     a rule's name claims while another output pairs with it by its original name."""
     renamed: dict[str, VariableSpec] = {
-        name: spec for name, spec in mapped.variables.items() if isinstance(spec, RenamedOutput)
+        name: spec for name, spec in mapped.variables.items() if spec.renamed is not None
     }
-    if not any(
-        isinstance(spec, RenamedOutput) and spec.source_original for spec in renamed.values()
-    ):
+    if not any(spec.renamed and spec.renamed.source_original for spec in renamed.values()):
         return  # no original name to disagree with (TF1 names, inits, concats)
     options = CheckOptions(rekeyed=True)
     # What the map's rules claim, and what pairing by original names alone would do.
     claimed = _paired(compare(replace(mapped, variables=renamed), target, options))
     claimant = {t: o for o, t in claimed.items()}
     inferred_variables = {
-        name: VariableSpec(
-            spec.name, spec.shape, spec.dtype, spec.role, spec.source_original, spec.aliases
-        )
-        if isinstance(spec, RenamedOutput)
+        name: spec._replace(original_name=spec.renamed.source_original, renamed=None)
+        if spec.renamed is not None
         else spec
         for name, spec in mapped.variables.items()
     }
@@ -162,17 +141,18 @@ def refuse_pairing_conflicts(mapped: Inventory, target: Inventory) -> None:
     for output, target_key in sorted(inferred.items()):
         target_name = _target_label(target, target_key)
         spec = mapped.variables[output]
-        if isinstance(spec, RenamedOutput) and spec.source_original and output not in claimed:
+        rename = spec.renamed
+        if rename is not None and rename.source_original and output not in claimed:
             conflicts.append(
-                f"{spec.rule} renames {spec.source} to {variable_path(output)}, which is no "
-                f"variable of the target, while its original name {spec.source_original} "
+                f"{rename.rule} renames {rename.source} to {variable_path(output)}, which is "
+                f"no variable of the target, while its original name {rename.source_original} "
                 f"pairs it with the target's {target_name}"
             )
             continue
         owner = claimant.get(target_key)
         if owner is not None and owner != output and output not in renamed:
-            rule = mapped.variables[owner]
-            assert isinstance(rule, RenamedOutput)
+            rule = mapped.variables[owner].renamed
+            assert rule is not None
             by = (
                 f"whose original name {spec.original_name} pairs it there"
                 if spec.original_name
@@ -230,7 +210,7 @@ def pair_auto_named(report: Report) -> tuple[dict[str, str], str | None]:
         if f.kind is Kind.UNUSED
         and f.checkpoint is not None
         and f.checkpoint.role is Role.MODEL
-        and not isinstance(f.checkpoint, RenamedOutput)
+        and f.checkpoint.renamed is None
     ]
     if not missing or len(missing) != len(unused):
         return {}, None

@@ -48,10 +48,10 @@ def compare_names(ckpt: Inventory, target: Inventory) -> Report:
     variable) those searches are empty; the findings then get the real variables back.
     Roles play no part in pairing names."""
     blind_ckpt = replace(
-        ckpt, variables={k: replace(v, role=Role.METADATA) for k, v in ckpt.variables.items()}
+        ckpt, variables={k: v._replace(role=Role.METADATA) for k, v in ckpt.variables.items()}
     )
     blind_target = replace(
-        target, variables={k: replace(v, role=Role.MODEL) for k, v in target.variables.items()}
+        target, variables={k: v._replace(role=Role.MODEL) for k, v in target.variables.items()}
     )
     report = compare(blind_ckpt, blind_target, CheckOptions(rekeyed=True))
 
@@ -59,7 +59,7 @@ def compare_names(ckpt: Inventory, target: Inventory) -> Report:
         t = None if f.target is None else target.variables[f.target.name]
         c = None if f.checkpoint is None else ckpt.variables[f.checkpoint.name]
         role = t.role if t is not None else c.role if c is not None else f.role
-        return replace(f, role=role, target=t, checkpoint=c, hint=None)
+        return f._replace(role=role, target=t, checkpoint=c, hint=None)
 
     findings = sorted(
         (real(f) for f in report.findings),

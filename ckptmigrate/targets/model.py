@@ -179,7 +179,7 @@ def _with_keras_paths(inventory: Inventory, model: Any) -> Inventory:
             for name, entries in layout.by_variable().items()
         }
     variables = {
-        key: replace(spec, aliases=(*spec.aliases, *paths.get(name, ())))
+        key: spec._replace(aliases=(*spec.aliases, *paths.get(name, ())))
         if (name := (spec.original_name or "").removesuffix(":0")) in paths
         else spec
         for key, spec in inventory.variables.items()
