@@ -20,7 +20,7 @@ from .formats.object_graph import OBJECT_GRAPH_KEY, VARIABLE_SUFFIX, ObjectGraph
 from .formats.protowire import ProtoError
 from .formats.remote import RemotePath
 from .formats.v1 import V1Reader
-from .names import Role, classify, graph_roles
+from .names import Role, classify, classify_many, graph_roles
 
 if TYPE_CHECKING:
     import numpy as np
@@ -103,8 +103,12 @@ class Checkpoint:
 
     def roles(self, keys: Iterable[str]) -> list[Role]:
         """:meth:`role` of each key, looking up what they share once."""
-        declared, slot_keys, state = self.graph_roles, self.slot_keys, self.optimizer_state
-        return [declared.get(key) or classify(key, slot_keys, state) for key in keys]
+        keys = list(keys)
+        named = classify_many(keys, self.slot_keys, self.optimizer_state)
+        declared = self.graph_roles
+        if not declared:
+            return named
+        return [declared.get(key) or role for key, role in zip(keys, named, strict=True)]
 
     # -- reading by name, like TensorFlow's tf.train.load_checkpoint(...) reader and
     # safetensors' safe_open: keys, shapes and dtypes from the index, values on demand.

@@ -10,9 +10,11 @@ from typing import Any
 import numpy as np
 import pytest
 from helpers import same_bits
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ckptmigrate import Role, check, convert, inspect_checkpoint
-from ckptmigrate.names import classify, graph_roles
+from ckptmigrate.names import classify, classify_many, graph_roles
 
 # -- the naming table: one case per row of README's Roles paragraph ----------------------
 
@@ -72,6 +74,52 @@ NAMING_TABLE = [
 @pytest.mark.parametrize(("key", "role"), NAMING_TABLE)
 def test_naming_table(key: str, role: Role) -> None:
     assert classify(key) is role
+
+
+# Names that steer the naming table, as whole parts or inside one.
+_PARTS = [
+    *{part for key, _ in NAMING_TABLE for part in key.split("/")},
+    "",
+    "optimizer",
+    "training",
+    "_optimizer",
+    "_trainable_variables",
+    "iter",
+    "iterations",
+    "_iterations",
+    "learning_rate",
+    "save_counter",
+    "Adam_3",
+    "SGD",
+    "keras_api",
+    "metrics",
+    ".ATTRIBUTES",
+    "VARIABLE_VALUE",
+    "OBJECT_CONFIG_JSON",
+    ".OPTIMIZER_SLOT",
+    "_CHECKPOINTABLE_OBJECT_GRAPH",
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    keys=st.lists(
+        st.lists(
+            st.sampled_from(_PARTS) | st.text("ab_/.", max_size=3), min_size=1, max_size=5
+        ).map("/".join),
+        max_size=40,
+    ),
+    data=st.data(),
+)
+def test_classify_many_equals_classify_of_each_key(keys: list[str], data: st.DataObject) -> None:
+    """The batch classifier reuses what keys under one scope share; every key must still
+    get exactly the role classify gives it alone, whatever the object graph adds."""
+    slot_keys = set(data.draw(st.lists(st.sampled_from(keys))) if keys else [])
+    owned = data.draw(st.lists(st.sampled_from(keys))) if keys else []
+    state = {key: data.draw(st.sampled_from(["iter", "m", "learning_rate"])) for key in owned}
+    expected = [classify(key, slot_keys, state) for key in keys]
+    assert classify_many(keys, slot_keys, state) == expected
+    assert classify_many(keys) == [classify(key) for key in keys]
 
 
 def test_graph_roles_from_ops() -> None:

@@ -78,6 +78,7 @@ class BundleReader:
         self.prefix: AnyPath = prefix if isinstance(prefix, RemotePath) else Path(prefix)
         self.index_file = index_path(self.prefix)
         self.header, self.entries = self._read_index()
+        self._variable_keys: list[str] | None = None
         self.big_endian = self.header.endianness == BIG_ENDIAN
         self._fds: dict[int, int] = {}
         self._fd_lock = threading.Lock()
@@ -282,7 +283,9 @@ class BundleReader:
 
     def variable_keys(self) -> list[str]:
         """Names a restore can ask for: every key except the header and slice keys."""
-        return [k for k in self.entries if not is_slice_key(k)]
+        if self._variable_keys is None:  # a check asks several times per side
+            self._variable_keys = [k for k in self.entries if not is_slice_key(k)]
+        return list(self._variable_keys)
 
     def slice_key(self, key: str, index: int) -> str:
         tslice = self.entries[key].slices[index]

@@ -9,7 +9,6 @@ from ..checkpoint import Checkpoint, open_checkpoint
 from ..formats.bundle_reader import BundleReader
 from ..formats.protowire import paused_gc
 from ..inventory import Inventory, Scheme, VariableSpec
-from ..names import classify
 
 
 def inventory_of(
@@ -18,16 +17,14 @@ def inventory_of(
     reader = checkpoint.reader
     all_aliases = checkpoint.aliases
     original_names = checkpoint.original_names
-    slot_keys = checkpoint.slot_keys
-    optimizer_state = checkpoint.optimizer_state
-    declared = checkpoint.graph_roles
     # A V2 index entry holds the shape and dtype that reader.info would wrap in a TensorInfo
     # per key: read them directly (10,000-variable checkpoints are listed twice per check).
     entries = reader.entries if isinstance(reader, BundleReader) else None
     dtype_names: dict[int, str] = {}
     variables = {}
+    keys = reader.variable_keys()
     with paused_gc():
-        for key in reader.variable_keys():
+        for key, role in zip(keys, checkpoint.roles(keys), strict=True):
             if entries is not None:
                 entry = entries[key]
                 shape = entry.shape
@@ -47,7 +44,7 @@ def inventory_of(
                 key,
                 shape,
                 dtype,
-                declared.get(key) or classify(key, slot_keys, optimizer_state),
+                role,
                 original_names.get(key),
                 aliases,
             )
