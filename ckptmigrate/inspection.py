@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -78,10 +80,14 @@ class InspectReport:
 
     @property
     def total(self) -> RoleTotals:
-        out = RoleTotals()
-        for row in self.rows:
-            out = out.add(row)
-        return out
+        """All variables: the sum of :attr:`totals` (every row has a role)."""
+        by_role = self.totals if self.totals or not self.rows else _role_totals(self.rows)
+        parts = by_role.values()
+        return RoleTotals(
+            sum(t.variables for t in parts),
+            sum(t.parameters for t in parts),
+            sum(t.nbytes for t in parts),
+        )
 
     def __repr__(self) -> str:
         total = self.total
@@ -161,9 +167,6 @@ def inspect_checkpoint(
         rows = tuple(_rows(checkpoint, pattern))
         verified = _check_crcs(checkpoint, progress or Progress()) if check_crc else None
         num_shards = checkpoint.reader.num_shards
-        totals: dict[Role, RoleTotals] = {}
-        for row in rows:
-            totals[row.role] = totals.get(row.role, RoleTotals()).add(row)
         return InspectReport(
             path=str(checkpoint.location.given),
             prefix=str(checkpoint.prefix),
@@ -174,7 +177,7 @@ def inspect_checkpoint(
             rows=rows,
             filter=filter,
             verified_bytes=verified,
-            totals={role: totals[role] for role in Role if role in totals},
+            totals=_role_totals(rows),
         )
 
 
@@ -188,17 +191,22 @@ def _rows(checkpoint: Checkpoint, pattern: UserRegex | None) -> list[VariableRow
             if pattern.search(key)
             or ((original := original_names.get(key)) and pattern.search(original))
         ]
-    info = checkpoint.reader.info
     rows = []
-    for key, role in zip(keys, checkpoint.roles(keys), strict=True):
-        tensor = info(key)
+    # Variables share a handful of shapes: each one's element count is worked out once.
+    elements: dict[tuple[int, ...], int] = {}
+    infos = map(checkpoint.reader.info, keys)
+    for key, role, tensor in zip(keys, checkpoint.roles(keys), infos, strict=True):
+        shape = tensor.shape
+        count = elements.get(shape)
+        if count is None:
+            count = elements[shape] = math.prod(shape)
         rows.append(
             VariableRow(
                 key,
                 original_names.get(key),
                 tensor.dtype.name,
-                tensor.shape,
-                tensor.num_elements,
+                shape,
+                count,
                 tensor.nbytes,
                 role,
                 tensor.shard,
@@ -208,3 +216,17 @@ def _rows(checkpoint: Checkpoint, pattern: UserRegex | None) -> list[VariableRow
             )
         )
     return rows
+
+
+def _role_totals(rows: Iterable[VariableRow]) -> dict[Role, RoleTotals]:
+    """Variables, parameters and bytes per role, in Role's order (summed as plain ints: a
+    RoleTotals per row cost a tenth of inspect's time at 100,000 variables)."""
+    sums: dict[Role, list[int]] = {}
+    for row in rows:
+        found = sums.get(row.role)
+        if found is None:
+            found = sums[row.role] = [0, 0, 0]
+        found[0] += 1
+        found[1] += row.num_elements
+        found[2] += row.nbytes
+    return {role: RoleTotals(*sums[role]) for role in Role if role in sums}
