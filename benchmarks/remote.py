@@ -15,11 +15,13 @@ loopback, each adding a fixed latency to every request as a store across a netwo
 Rows per store: a `convert` from the store renaming every tensor and casting one (copied
 tensors read one at a time with `--workers 1`, ahead of the writer by default), and
 `inspect --check-crc` of one large tensor in 1 MiB requests (one at a time with
-CKPTMIGRATE_REMOTE_CONCURRENCY=1, else 16 in flight). Times are of whole commands in fresh
-processes; each is also run on a checkpoint of one tensor of the same size (start-up,
-listing, index: the fixed cost), and the data columns count the rest only, which is what
-the number of requests in flight changes. Before timing, each store's `convert` output is
-checked byte for byte against the one from the local files.
+CKPTMIGRATE_REMOTE_CONCURRENCY=1, else 16 in flight), and of the many small tensors (a
+request per tensor, one at a time, against the default: neighbours fetched together).
+Times are of whole commands in fresh processes; each is also run on a checkpoint of one
+tensor of the same size (start-up, listing, index: the fixed cost), and the data columns
+count the rest only, which is what the number of requests in flight changes. Before
+timing, each store's `convert` output is checked byte for byte against the one from the
+local files.
 """
 
 from __future__ import annotations
@@ -164,6 +166,7 @@ def _measure(store: Store, work: Path, args: argparse.Namespace) -> list[Row]:
 
     one = {**store.env, "CKPTMIGRATE_REMOTE_CONCURRENCY": "1"}
     chunked = {**store.env, "CKPTMIGRATE_READ_BUFFER": str(1 << 20)}
+    per_tensor = {**store.env, "CKPTMIGRATE_READ_BUFFER": str(args.tensor_kib << 10)}
     # Each: (sequential argv, env), (concurrent argv, env).
     cases = {
         "convert": (
@@ -181,6 +184,17 @@ def _measure(store: Store, work: Path, args: argparse.Namespace) -> list[Row]:
         "inspect1": (
             (inspect("big1"), {**chunked, **one}),
             (inspect("big1"), {**chunked, "CKPTMIGRATE_REMOTE_CONCURRENCY": "16"}),
+        ),
+        # Many small tensors: a request per tensor, one at a time (a read buffer of one
+        # tensor: what every remote --check-crc did before neighbours were fetched
+        # together) vs the defaults (runs of neighbours in 8 MiB requests, 16 in flight).
+        "inspect_many": (
+            (inspect("many"), {**per_tensor, **one}),
+            (inspect("many"), store.env),
+        ),
+        "inspect_many1": (
+            (inspect("many1"), {**per_tensor, **one}),
+            (inspect("many1"), store.env),
         ),
     }
     times: dict[tuple[str, int], list[float]] = {}
@@ -208,6 +222,16 @@ def _measure(store: Store, work: Path, args: argparse.Namespace) -> list[Row]:
             med["inspect1", 0],
             med["inspect1", 1],
             (args.big_mib - 1) << 20,
+        ),
+        Row(
+            store.label,
+            f"`inspect --check-crc`, {args.tensors} tensors of {kib} KiB: a request per "
+            "tensor vs neighbours together",
+            med["inspect_many", 0],
+            med["inspect_many", 1],
+            med["inspect_many1", 0],
+            med["inspect_many1", 1],
+            (args.tensors - 1) * kib * 1024,
         ),
     ]
 

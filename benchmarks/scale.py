@@ -66,7 +66,7 @@ def _row(label: str, ours: Result, base: Result | None) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variables", type=int, nargs="*", default=[1_000, 10_000, 100_000])
-    parser.add_argument("--gib", type=float, nargs="+", default=[1, 4, 16])
+    parser.add_argument("--gib", type=float, nargs="*", default=[1, 4, 16])
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     cli = str(Path(sys.executable).with_name("ckptmigrate"))

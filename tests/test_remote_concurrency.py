@@ -13,12 +13,15 @@ from typing import Any
 import numpy as np
 import pytest
 from helpers import file_digests, same_bits, tf_save
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from test_remote import big, bucket, s3_endpoint, upload  # noqa: F401  (fixtures)
 
 import ckptmigrate
-from ckptmigrate.errors import CkptMigrateError
+from ckptmigrate.errors import ChecksumMismatchError, CkptMigrateError, CorruptCheckpointError
 from ckptmigrate.formats import remote
-from ckptmigrate.formats.bundle_reader import RemoteBundleReader
+from ckptmigrate.formats.bundle_proto import BundleEntry
+from ckptmigrate.formats.bundle_reader import BundleReader, RemoteBundleReader, _runs
 from ckptmigrate.formats.remote import RemotePath
 
 
@@ -190,3 +193,88 @@ def test_the_concurrency_setting_is_checked(monkeypatch: pytest.MonkeyPatch) -> 
         remote.remote_concurrency()
     monkeypatch.setenv(remote.CONCURRENCY_ENV, "3")
     assert remote.remote_concurrency() == 3
+
+
+def test_neighbouring_tensors_are_checked_in_a_few_requests(
+    many: tuple[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`inspect --check-crc` of a checkpoint of many small tensors on a store: one request
+    per run of neighbours (up to the read buffer), not one round trip per tensor."""
+    url, local = many
+    with BundleReader(local) as here:
+        expected = here.verify()
+        packed = sum(e.size for k, e in here.entries.items() if e.dtype != 7)  # not strings
+    for buffer, most in ((8 << 10, -(-packed // (8 << 10)) + 1), (None, 1)):
+        reader = RemoteBundleReader(RemotePath.from_url(url), read_buffer=buffer, concurrency=4)
+        flight = InFlight(RemotePath.from_url(url).fs, monkeypatch)
+        seen: list[int] = []
+        assert reader.verify(on_tensor=seen.append) == expected
+        assert sum(seen) == expected
+        assert len(seen) == len(reader.stored_keys())
+        # the runs of packed tensors, then the string tensor alone
+        assert flight.requests <= most + 1, (buffer, flight.requests)
+        if buffer is not None:
+            assert flight.most > 1
+
+
+def test_a_checksum_failure_inside_a_run_names_its_tensor(
+    many: tuple[str, Path],
+    tmp_path: Path,
+    bucket: str,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _, local = many
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    for path in local.parent.iterdir():
+        (damaged / path.name).write_bytes(path.read_bytes())
+    with BundleReader(local) as here:
+        entry = here.entries["layer_17/kernel"]
+    data = damaged / "model.ckpt.data-00000-of-00001"
+    raw = bytearray(data.read_bytes())
+    raw[entry.offset + entry.size // 2] ^= 0x40
+    data.write_bytes(bytes(raw))
+    upload(damaged, f"{bucket}/damaged")
+    url = f"{bucket}/damaged/model.ckpt"
+    with pytest.raises(ChecksumMismatchError) as failed:
+        ckptmigrate.inspect_checkpoint(url, check_crc=True)
+    assert failed.value.variable == "layer_17/kernel"
+
+    # A store answering with fewer bytes than asked: the first tensor it cuts is named,
+    # the last of the first run (four 1 KiB kernels side by side fill a 4 KiB request).
+    reader = RemoteBundleReader(RemotePath.from_url(url), read_buffer=4 << 10, concurrency=2)
+    packed = sorted(
+        (e.offset, k) for k, e in reader.entries.items() if e.dtype != 7 and not e.slices
+    )
+    store = RemotePath.from_url(url).fs
+    real = store.cat_file
+    monkeypatch.setattr(store, "cat_file", lambda *a, **k: real(*a, **k)[:-10])
+    with pytest.raises(CorruptCheckpointError, match="data ends before") as cut:
+        reader.verify()
+    assert cut.value.variable == packed[3][1]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    entries=st.lists(
+        st.tuples(st.integers(0, 2), st.integers(0, 1 << 20), st.integers(0, 1 << 12)),
+        max_size=60,
+    ),
+    most=st.integers(1 << 12, 1 << 16),
+)
+def test_runs_cover_every_tensor_once_within_one_shard_and_the_buffer(
+    entries: list[tuple[int, int, int]], most: int
+) -> None:
+    named = [
+        (f"t{i}", BundleEntry(1, (size // 4,), shard, offset, size, 0, (), False))
+        for i, (shard, offset, size) in enumerate(entries)
+    ]
+    runs = _runs(named, most)
+    members = [key for run in runs for key, _ in run.members]
+    assert sorted(members) == sorted(key for key, _ in named)
+    for run in runs:
+        assert run.end - run.start <= most
+        for _, entry in run.members:
+            assert entry.shard_id == run.shard
+            assert run.start <= entry.offset
+            assert entry.offset + entry.size <= run.end

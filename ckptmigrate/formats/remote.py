@@ -20,7 +20,7 @@ import os
 import posixpath
 import re
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Generator, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
@@ -115,27 +115,34 @@ def fetched_in_order(
 ) -> Iterator[bytes]:
     """``fetch(start, end)`` of each range, yielded in order, with up to ``concurrency``
     requests in flight (so at most that many chunks held ahead of the consumer)."""
-    if concurrency <= 1 or len(ranges) <= 1:
-        for start, end in ranges:
-            yield fetch(start, end)
+    return called_in_order([functools.partial(fetch, *r) for r in ranges], concurrency)
+
+
+def called_in_order(calls: Sequence[Callable[[], T]], concurrency: int) -> Generator[T, None, None]:
+    """Each call's result, yielded in order, with up to ``concurrency`` calls running (so
+    at most that many results held ahead of the consumer). Closing the iterator early
+    cancels the calls not yet started."""
+    if concurrency <= 1 or len(calls) <= 1:
+        for call in calls:
+            yield call()
         return
     import concurrent.futures  # here: local checkpoints never need a thread pool
 
-    workers = min(concurrency, len(ranges))
+    workers = min(concurrency, len(calls))
     with concurrent.futures.ThreadPoolExecutor(workers, "ckptmigrate-fetch") as pool:
-        waiting: list[concurrent.futures.Future[bytes]] = []
-        upcoming = iter(ranges)
+        waiting: list[concurrent.futures.Future[T]] = []
+        upcoming = iter(calls)
         try:
-            for start, end in upcoming:
-                waiting.append(pool.submit(fetch, start, end))
+            for call in upcoming:
+                waiting.append(pool.submit(call))
                 if len(waiting) == workers:
                     break
             while waiting:
-                chunk = waiting.pop(0).result()
+                result = waiting.pop(0).result()
                 following = next(upcoming, None)
                 if following is not None:
-                    waiting.append(pool.submit(fetch, *following))
-                yield chunk
+                    waiting.append(pool.submit(following))
+                yield result
         finally:
             for future in waiting:
                 future.cancel()
