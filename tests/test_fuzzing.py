@@ -67,6 +67,23 @@ def test_the_same_cases_come_from_the_same_seed(seed_root: Path) -> None:
         assert len(set(first)) > 10  # and they differ from case to case
 
 
+@pytest.mark.tensorflow
+def test_workers_are_recycled_and_run_the_same_cases(seed_root: Path) -> None:
+    """A worker is replaced after ``recycle`` cases, so what one accumulates over a long
+    campaign never counts against a late case's memory limit; the cases, decided by
+    (seed, target, case) alone, and so their outcomes, stay what one worker made of them."""
+    targets = ("data", "map")
+    once = fuzzing.run_campaign(seed_root, 30, workers=1, targets=targets, recycle=10**9)
+    recycled = fuzzing.run_campaign(seed_root, 30, workers=1, targets=targets, recycle=25)
+    assert once.workers_started == 1
+    assert recycled.workers_started == 3  # 60 cases, 25 per worker
+    assert recycled.cases == once.cases == 60
+    for target in targets:
+        assert recycled.tallies[target].counts == once.tallies[target].counts
+        assert recycled.tallies[target].signatures == once.tallies[target].signatures
+    assert 0 <= recycled.most_grown < fuzzing.MEMORY_LIMIT
+
+
 # --- the harness classifies what it sees -----------------------------------------------------
 
 
