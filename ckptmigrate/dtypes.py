@@ -77,18 +77,27 @@ def from_enum(value: int) -> DType:
     return known if known is not None else DType(value, f"dtype_{value}", None)
 
 
-@cache
 def numpy_dtype(dtype: DType) -> np.dtype[np.generic]:
     import numpy as np
 
     if dtype.numpy_name is None:
         return np.dtype(object)
-    if dtype.numpy_name in ("bfloat16",) or dtype.numpy_name.startswith("float8"):
+    return _numpy_dtype(dtype.numpy_name)
+
+
+# Keyed by the table's numpy names, not by DType: a damaged file's unknown enum values
+# (from_enum makes one DType each) would otherwise add an entry per value, for the life of
+# a process that reads many files.
+@cache
+def _numpy_dtype(numpy_name: str) -> np.dtype[np.generic]:
+    import numpy as np
+
+    if numpy_name == "bfloat16" or numpy_name.startswith("float8"):
         import ml_dtypes
 
-        custom: np.dtype[np.generic] = np.dtype(getattr(ml_dtypes, dtype.numpy_name))
+        custom: np.dtype[np.generic] = np.dtype(getattr(ml_dtypes, numpy_name))
         return custom
-    return np.dtype(dtype.numpy_name)
+    return np.dtype(numpy_name)
 
 
 def from_numpy(array_dtype: np.dtype[np.generic]) -> DType:

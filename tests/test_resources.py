@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ckptmigrate import convert, open_checkpoint
+from ckptmigrate import convert, dtypes, open_checkpoint
 from ckptmigrate.errors import ChecksumMismatchError, CorruptCheckpointError
 from ckptmigrate.formats.bundle_writer import BundleWriter
 from ckptmigrate.formats.object_graph import OBJECT_GRAPH_KEY
@@ -88,3 +88,20 @@ def test_readers_dropped_without_closing_give_their_descriptors_back(tmp_path: P
         for path in paths:
             assert open_checkpoint(path).read("w")[5] == 5.0
     assert open_fds() == before
+
+
+def test_unknown_dtypes_add_nothing_to_the_dtype_caches() -> None:
+    """A damaged index can give every file its own unknown dtype enum (a partitioned
+    variable's is looked up as numpy's): the module's caches keep the table's dtypes only."""
+
+    def cached() -> int:
+        caches = [f for f in vars(dtypes).values() if hasattr(f, "cache_info")]
+        assert caches  # the module caches, and these are its caches
+        return sum(f.cache_info().currsize for f in caches)
+
+    for known in dtypes.BY_ENUM.values():
+        dtypes.numpy_dtype(known)
+    size = cached()
+    for value in range(1000, 1000 + CALLS):
+        assert dtypes.numpy_dtype(dtypes.from_enum(value)) == np.dtype(object)
+    assert cached() == size
