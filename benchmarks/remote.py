@@ -12,10 +12,11 @@ loopback, each adding a fixed latency to every request as a store across a netwo
     .venv/bin/python benchmarks/remote.py [--latency-ms 20] [--tensors 512] [--tensor-kib 64]
         [--big-mib 128] [--runs 3] [--store moto|static|both]
 
-Rows per store: a `convert` from the store renaming every tensor and casting one (copied
-tensors read one at a time with `--workers 1`, ahead of the writer by default), and
-`inspect --check-crc` of one large tensor in 1 MiB requests (one at a time with
-CKPTMIGRATE_REMOTE_CONCURRENCY=1, else 16 in flight), and of the many small tensors (a
+Rows per store: a `convert` from the store renaming every tensor and casting one (a
+request per copied tensor, read one at a time with `--workers 1` or ahead of the writer
+by default; then the defaults, neighbouring copies fetched together, against the first),
+and `inspect --check-crc` of one large tensor in 1 MiB requests (one at a time with
+CKPTMIGRATE_REMOTE_CONCURRENCY=1, else 16 in flight) and of the many small tensors (a
 request per tensor, one at a time, against the default: neighbours fetched together).
 Times are of whole commands in fresh processes; each is also run on a checkpoint of one
 tensor of the same size (start-up, listing, index: the fixed cost), and the data columns
@@ -169,12 +170,24 @@ def _measure(store: Store, work: Path, args: argparse.Namespace) -> list[Row]:
     per_tensor = {**store.env, "CKPTMIGRATE_READ_BUFFER": str(args.tensor_kib << 10)}
     # Each: (sequential argv, env), (concurrent argv, env).
     cases = {
+        # A request per tensor (a read buffer of one tensor), so that only the number in
+        # flight differs: the copies read one at a time vs ahead of the writer.
         "convert": (
-            (convert(f"s3://{BUCKET}/src/many", "--workers", "1"), store.env),
-            (convert(f"s3://{BUCKET}/src/many"), store.env),
+            (convert(f"s3://{BUCKET}/src/many", "--workers", "1"), per_tensor),
+            (convert(f"s3://{BUCKET}/src/many"), per_tensor),
         ),
         "convert1": (
-            (convert(f"s3://{BUCKET}/src/many1", "--workers", "1"), store.env),
+            (convert(f"s3://{BUCKET}/src/many1", "--workers", "1"), per_tensor),
+            (convert(f"s3://{BUCKET}/src/many1"), per_tensor),
+        ),
+        # A request per tensor one at a time vs the defaults: neighbouring copies fetched
+        # together, ahead of the writer.
+        "convert_runs": (
+            (convert(f"s3://{BUCKET}/src/many", "--workers", "1"), per_tensor),
+            (convert(f"s3://{BUCKET}/src/many"), store.env),
+        ),
+        "convert_runs1": (
+            (convert(f"s3://{BUCKET}/src/many1", "--workers", "1"), per_tensor),
             (convert(f"s3://{BUCKET}/src/many1"), store.env),
         ),
         "inspect": (
@@ -207,11 +220,21 @@ def _measure(store: Store, work: Path, args: argparse.Namespace) -> list[Row]:
     return [
         Row(
             store.label,
-            f"`convert` rename, {args.tensors} tensors of {kib} KiB",
+            f"`convert` rename, {args.tensors} tensors of {kib} KiB, a request each",
             med["convert", 0],
             med["convert", 1],
             med["convert1", 0],
             med["convert1", 1],
+            (args.tensors - 1) * kib * 1024,
+        ),
+        Row(
+            store.label,
+            f"`convert` rename, {args.tensors} tensors of {kib} KiB: a request per tensor "
+            "vs neighbours together",
+            med["convert_runs", 0],
+            med["convert_runs", 1],
+            med["convert_runs1", 0],
+            med["convert_runs1", 1],
             (args.tensors - 1) * kib * 1024,
         ),
         Row(

@@ -5,8 +5,10 @@ output byte for byte the one a local source gives."""
 
 from __future__ import annotations
 
+import random
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -69,14 +71,23 @@ def test_tensors_are_read_ahead_concurrently_and_the_output_is_the_local_one(
         "  - {name: dense_3/kernel, cast: float64}\n"
     )
     ckptmigrate.convert(local, tmp_path / "m.yaml", tmp_path / "from-local", workers=1)
+    expected = file_digests(tmp_path / "from-local")
+    # Neighbouring copies are fetched together: the 39 copied 1 KiB kernels in a few
+    # requests with the default 8 MiB buffer, in about 20 concurrent ones with a 2 KiB one.
+    together = InFlight(RemotePath.from_url(url).fs, monkeypatch)
+    ckptmigrate.convert(url, tmp_path / "m.yaml", tmp_path / "together")
+    assert file_digests(tmp_path / "together") == expected
+    assert together.requests <= 6, together.requests
+    monkeypatch.setenv(remote.READ_BUFFER_ENV, "2048")
     flight = InFlight(RemotePath.from_url(url).fs, monkeypatch)
     ckptmigrate.convert(url, tmp_path / "m.yaml", tmp_path / "from-store")
-    assert file_digests(tmp_path / "from-store") == file_digests(tmp_path / "from-local")
+    assert file_digests(tmp_path / "from-store") == expected
     assert 4 <= flight.most <= remote.DEFAULT_CONCURRENCY, flight.most
+    assert 20 <= flight.requests <= 26, flight.requests
     sequential = InFlight(RemotePath.from_url(url).fs, monkeypatch)
     ckptmigrate.convert(url, tmp_path / "m.yaml", tmp_path / "one-at-a-time", workers=1)
     assert sequential.most == 1
-    assert file_digests(tmp_path / "one-at-a-time") == file_digests(tmp_path / "from-local")
+    assert file_digests(tmp_path / "one-at-a-time") == expected
 
 
 def test_a_large_tensor_is_fetched_in_concurrent_chunks_in_order(
@@ -217,25 +228,63 @@ def test_neighbouring_tensors_are_checked_in_a_few_requests(
             assert flight.most > 1
 
 
-def test_a_checksum_failure_inside_a_run_names_its_tensor(
-    many: tuple[str, Path],
-    tmp_path: Path,
-    bucket: str,  # noqa: F811
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+@pytest.fixture
+def damaged(many: tuple[str, Path], tmp_path: Path, bucket: str) -> str:  # noqa: F811
+    """``many`` with one bit of layer_17/kernel flipped, uploaded: its URL."""
     _, local = many
-    damaged = tmp_path / "damaged"
-    damaged.mkdir()
+    copy = tmp_path / "damaged"
+    copy.mkdir()
     for path in local.parent.iterdir():
-        (damaged / path.name).write_bytes(path.read_bytes())
+        (copy / path.name).write_bytes(path.read_bytes())
     with BundleReader(local) as here:
         entry = here.entries["layer_17/kernel"]
-    data = damaged / "model.ckpt.data-00000-of-00001"
+    data = copy / "model.ckpt.data-00000-of-00001"
     raw = bytearray(data.read_bytes())
     raw[entry.offset + entry.size // 2] ^= 0x40
     data.write_bytes(bytes(raw))
-    upload(damaged, f"{bucket}/damaged")
-    url = f"{bucket}/damaged/model.ckpt"
+    upload(copy, f"{bucket}/damaged")
+    return f"{bucket}/damaged/model.ckpt"
+
+
+def test_run_reads_from_many_threads_fetch_each_run_once(
+    many: tuple[str, Path], damaged: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """convert's read-ahead: tensors asked for from several threads, in any order, get
+    their own bytes; each run is one request; a corrupt one is named."""
+    url, local = many
+    reader = RemoteBundleReader(RemotePath.from_url(url), read_buffer=4 << 10)
+    keys = [k for k, e in reader.entries.items() if e.dtype != 7]
+    reads = reader.in_runs(keys)
+    order = list(keys)
+    random.Random(3).shuffle(order)
+    flight = InFlight(RemotePath.from_url(url).fs, monkeypatch)
+    with BundleReader(local) as here, ThreadPoolExecutor(8) as pool:
+        got = dict(zip(order, pool.map(reads.read_stored_bytes, order), strict=True))
+        assert all(got[k] == here.read_stored_bytes(k) for k in keys)
+    assert flight.requests == -(-len(keys) // 4)  # four 1 KiB kernels a request
+    assert reads.read_stored_bytes(keys[0]) == got[keys[0]]  # again: read on its own
+
+    broken = RemoteBundleReader(RemotePath.from_url(damaged), read_buffer=4 << 10)
+    reads = broken.in_runs(keys)
+    with ThreadPoolExecutor(4) as pool:
+        outcomes = list(pool.map(lambda k: _outcome(reads.read_stored_bytes, k), keys))
+    failed = {k: outcome for k, outcome in zip(keys, outcomes, strict=True) if outcome}
+    assert failed == {"layer_17/kernel": "layer_17/kernel"}
+
+
+def _outcome(read: Any, key: str) -> str | None:
+    """The variable a checksum failure names, reading ``key``; None if it reads."""
+    try:
+        read(key)
+    except ChecksumMismatchError as e:
+        return e.variable
+    return None
+
+
+def test_a_checksum_failure_inside_a_run_names_its_tensor(
+    damaged: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = damaged
     with pytest.raises(ChecksumMismatchError) as failed:
         ckptmigrate.inspect_checkpoint(url, check_crc=True)
     assert failed.value.variable == "layer_17/kernel"

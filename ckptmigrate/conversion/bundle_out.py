@@ -14,7 +14,12 @@ from typing import Any
 from .. import dtypes
 from .._version import __version__
 from ..checkpoint import Checkpoint
-from ..formats.bundle_reader import BundleReader, RemoteBundleReader, verified_in_background
+from ..formats.bundle_reader import (
+    BundleReader,
+    RemoteBundleReader,
+    RunReads,
+    verified_in_background,
+)
 from ..formats.bundle_writer import BundleWriter, TensorSink
 from ..formats.locate import AnyPath, data_path, index_path
 from ..formats.object_graph import OBJECT_GRAPH_KEY
@@ -230,11 +235,18 @@ def write_tensors(
         shard = layout.shard_for(OBJECT_GRAPH_KEY)
         writer.add_array(OBJECT_GRAPH_KEY, graph, dtypes.BY_NAME["string"], shard=shard)
     fetched = _fetched_ahead(bundle, layout)
+    outputs = [v for v in the_plan.outputs if mine(v.name)]
+    # Copies side by side in the source are fetched together, in the writer's order.
+    reads = (
+        bundle.in_runs([v.source for v in outputs if v.source is not None and fetched(v)])
+        if isinstance(bundle, RemoteBundleReader)
+        else None
+    )
     computed = stack.enter_context(
         contextlib.closing(  # cancels the work ahead if writing fails
             values_in_order(
-                [v for v in the_plan.outputs if mine(v.name)],
-                lambda variable: _value_or_stored_bytes(job, variable, fetched),
+                outputs,
+                lambda variable: _value_or_stored_bytes(job, variable, fetched, reads),
                 needs_value=lambda variable: not variable.raw_copy or fetched(variable),
                 workers=workers or workers_for(job.ckpt.reader, job.options.workers),
                 max_memory=job.options.max_memory or DEFAULT_MAX_MEMORY,
@@ -317,13 +329,15 @@ def _fetched_ahead(
 
 
 def _value_or_stored_bytes(
-    job: Job, variable: PlannedVariable, fetched: Callable[[PlannedVariable], bool]
+    job: Job,
+    variable: PlannedVariable,
+    fetched: Callable[[PlannedVariable], bool],
+    reads: RunReads | None,
 ) -> Any:
-    if fetched(variable):
+    if fetched(variable):  # only from a store, which has its reads planned
         assert variable.source is not None
-        reader = job.sources.main.reader
-        assert isinstance(reader, BundleReader)
-        return StoredBytes(reader.read_stored_bytes(variable.source, verify=True))
+        assert reads is not None
+        return StoredBytes(reads.read_stored_bytes(variable.source))
     return value_of(job.sources, variable)
 
 

@@ -13,7 +13,7 @@ import functools
 import math
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -42,6 +42,8 @@ from .remote import read_buffer as default_read_buffer
 from .table import TableError, iter_table
 
 if TYPE_CHECKING:
+    import concurrent.futures
+
     import numpy as np
 
 HEADER_KEY = ""
@@ -673,7 +675,7 @@ class RemoteBundleReader(BundleReader):
             entry = self._entry(key)
             fixed = dtypes.from_enum(entry.dtype).itemsize is not None
             (packed if fixed and entry.size <= self.read_buffer else alone).append((key, entry))
-        runs = _runs(packed, self.read_buffer)
+        runs = _runs(sorted(packed, key=lambda p: (p[1].shard_id, p[1].offset)), self.read_buffer)
         total = 0
         fetched = called_in_order(
             [functools.partial(self._fetch_run, run) for run in runs], self.concurrency
@@ -693,6 +695,11 @@ class RemoteBundleReader(BundleReader):
                     if on_tensor is not None:
                         on_tensor(entry.size)
         return total + super().verify_keys([key for key, _ in alone], stop, on_tensor)
+
+    def in_runs(self, keys: Sequence[str]) -> RunReads:
+        """Stored bytes of ``keys``, to be read in about this order (from several threads,
+        as convert reads ahead), with neighbours fetched together."""
+        return RunReads(self, keys)
 
     def _fetch_run(self, run: _Run) -> bytes:
         shard = self.data_file(run.shard)
@@ -716,22 +723,81 @@ class _Run(NamedTuple):
     members: list[tuple[str, BundleEntry]]
 
 
+class RunReads:
+    """A remote reader's tensors read in a known order, neighbours fetched together: each
+    run's request is made by the first thread to ask for one of its tensors, the others
+    wait for it, and the bytes are let go once every tensor of the run has been taken. A
+    tensor that is not in a run of several (or is asked for again) is read on its own."""
+
+    def __init__(self, reader: RemoteBundleReader, keys: Sequence[str]) -> None:
+        self._reader = reader
+        seen: set[str] = set()
+        wanted: list[tuple[str, BundleEntry]] = []
+        for key in keys:
+            entry = reader._entry(key)
+            fixed = dtypes.from_enum(entry.dtype).itemsize is not None
+            if key not in seen and fixed and not entry.slices:
+                seen.add(key)
+                wanted.append((key, entry))
+        self._runs = [run for run in _runs(wanted, reader.read_buffer) if len(run.members) > 1]
+        self._run_of = {key: i for i, run in enumerate(self._runs) for key, _ in run.members}
+        self._left = [len(run.members) for run in self._runs]
+        self._fetching: dict[int, concurrent.futures.Future[bytes]] = {}
+        self._lock = threading.Lock()
+
+    def read_stored_bytes(self, key: str) -> bytearray:
+        """The tensor's stored bytes, CRC32C checked."""
+        import concurrent.futures
+
+        with self._lock:
+            index = self._run_of.pop(key, None)
+            fetch = None if index is None else self._fetching.get(index)
+            mine = index is not None and fetch is None
+            if mine:
+                assert index is not None
+                fetch = self._fetching[index] = concurrent.futures.Future()
+        if index is None or fetch is None:
+            return self._reader.read_stored_bytes(key, verify=True)
+        run = self._runs[index]
+        if mine:
+            try:
+                fetch.set_result(self._reader._fetch_run(run))
+            except BaseException as e:
+                fetch.set_exception(e)
+                raise
+        data = fetch.result()
+        with self._lock:
+            self._left[index] -= 1
+            if not self._left[index]:
+                del self._fetching[index]  # every tensor of the run taken: let it go
+        entry = self._reader.entries[key]
+        at = entry.offset - run.start
+        if at + entry.size > len(data):
+            raise self._reader._truncated(key, entry)
+        stored = bytearray(memoryview(data)[at : at + entry.size])
+        if crc.value(stored) != crc.unmask(entry.crc32c):
+            raise self._reader._checksum_error(key, entry)
+        return stored
+
+
 # Bytes between two tensors a request may read for nothing to take both at once (the
 # strings TensorFlow stores between them, say); farther apart, they are read apart.
 _MAX_RUN_GAP = 64 << 10
 
 
 def _runs(entries: list[tuple[str, BundleEntry]], most: int) -> list[_Run]:
-    """Requests of at most ``most`` bytes that together read every entry, each request a
-    run of entries in offset order within one shard."""
+    """Requests of at most ``most`` bytes that together read every entry, in the order
+    given: an entry joins the run before it when it lies in the same shard at or after the
+    run's start, near enough and within ``most`` (entries sorted by shard and offset make
+    the fewest requests)."""
     runs: list[_Run] = []
-    for key, entry in sorted(entries, key=lambda item: (item[1].shard_id, item[1].offset)):
+    for key, entry in entries:
         end = entry.offset + entry.size
         last = runs[-1] if runs else None
         if (
             last is not None
             and last.shard == entry.shard_id
-            and entry.offset <= last.end + _MAX_RUN_GAP
+            and last.start <= entry.offset <= last.end + _MAX_RUN_GAP
             and max(last.end, end) - last.start <= most
         ):
             last.members.append((key, entry))
