@@ -219,7 +219,7 @@ def _local(path: AnyPath, what: str) -> Path:
 def _open_safetensors(path: AnyPath) -> TensorSource:
     from .formats.safetensors import SafetensorsReader
 
-    return SafetensorsReader(_local(path, "safetensors"))
+    return SafetensorsReader(path)
 
 
 def _open_torch(path: AnyPath) -> TensorSource:

@@ -471,22 +471,108 @@ def test_awkward_remote_layouts_resolve_like_local_ones(
         ckptmigrate.inspect_checkpoint(f"{bucket}/moved", check_crc=True)
 
 
-@pytest.mark.parametrize(("name", "what"), [("m.safetensors", "safetensors"), ("m.pt", "PyTorch")])
-def test_one_file_formats_on_a_store_are_refused_clearly(
-    tmp_path: Path, bucket: str, name: str, what: str
-) -> None:
+def test_pytorch_files_on_a_store_are_refused_clearly(tmp_path: Path, bucket: str) -> None:
+    import zipfile
+
     local = tmp_path / "up"
     local.mkdir()
-    if name.endswith(".pt"):  # recognised as torch.save's zip by its members
-        import zipfile
-
-        with zipfile.ZipFile(local / name, "w") as archive:
-            archive.writestr("m/data.pkl", b"not read")
-            archive.writestr("m/version", "3\n")
-    else:
-        (local / name).write_bytes(b"not read")  # refused before its header is read
+    with zipfile.ZipFile(local / "m.pt", "w") as archive:  # torch.save's zip, by its members
+        archive.writestr("m/data.pkl", b"not read")
+        archive.writestr("m/version", "3\n")
     upload(local, f"{bucket}/f")
-    result = runner.invoke(app, ["inspect", f"{bucket}/f/{name}"])
+    result = runner.invoke(app, ["inspect", f"{bucket}/f/m.pt"])
     assert result.exit_code == 2, result.output
-    assert f"{what} files are read locally only in this version" in result.output
+    assert "PyTorch files are read locally only in this version" in result.output
     assert "download it and pass the local copy" in result.output
+
+
+@pytest.fixture
+def safetensors_models(tmp_path: Path, bucket: str) -> tuple[Path, str]:
+    """A model as one safetensors file and sharded (three files and an index), written by
+    the format's reference implementation, locally and on the store: (local dir, URL)."""
+    safetensors_numpy = pytest.importorskip("safetensors.numpy")
+    rng = np.random.default_rng(5)
+    tensors = {
+        f"layers.{i}.{part}": rng.standard_normal(shape).astype(dtype)
+        for i in range(6)
+        for part, shape, dtype in (("weight", (24, 16), "f4"), ("bias", (24,), "f2"))
+    }
+    tensors["step"] = np.array([7], np.int64)
+    local = tmp_path / "st"
+    local.mkdir()
+    safetensors_numpy.save_file(tensors, str(local / "one.safetensors"))
+    names = sorted(tensors)
+    weight_map = {}
+    for shard in range(3):
+        part = {k: tensors[k] for k in names[shard::3]}
+        name = f"model-{shard + 1:05d}-of-00003.safetensors"
+        safetensors_numpy.save_file(part, str(local / name))
+        weight_map.update(dict.fromkeys(part, name))
+    (local / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
+    upload(local, f"{bucket}/st")
+    return local, f"{bucket}/st"
+
+
+@pytest.mark.parametrize("name", ["one.safetensors", "model.safetensors.index.json"])
+def test_safetensors_models_on_a_store_read_like_local_ones(
+    safetensors_models: tuple[Path, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    name: str,
+) -> None:
+    local_dir, url_dir = safetensors_models
+    local, url = local_dir / name, f"{url_dir}/{name}"
+    here = ckptmigrate.inspect_checkpoint(local, check_crc=True)
+    monkeypatch.setenv(remote.READ_BUFFER_ENV, "1000")  # several requests per file
+    there = ckptmigrate.inspect_checkpoint(url, check_crc=True)
+    assert there.format == "safetensors"
+    assert [r[:6] for r in there.rows] == [r[:6] for r in here.rows]
+    assert there.verified_bytes == here.verified_bytes
+    with ckptmigrate.open_checkpoint(local) as a, ckptmigrate.open_checkpoint(url) as b:
+        for key in a.reader.variable_keys():
+            assert same_bits(b.reader.read(key), a.reader.read(key)), key
+    report = ckptmigrate.check(url, local, values=True)
+    assert report.ok, report
+
+    # convert from the store writes what the local source gives, byte for byte
+    (tmp_path / "m.yaml").write_text(
+        "version: 1\nrules:\n  - {match: 'layers\\.(\\d+)\\.weight', rename: 'dense_{1}/kernel'}\n"
+    )
+    ckptmigrate.convert(local, tmp_path / "m.yaml", tmp_path / "from-local")
+    ckptmigrate.convert(url, tmp_path / "m.yaml", tmp_path / "from-store")
+    for path in (tmp_path / "from-local").iterdir():
+        if path.name != "ckptmigrate-provenance.json":
+            assert (tmp_path / "from-store" / path.name).read_bytes() == path.read_bytes()
+
+
+def test_damaged_safetensors_files_on_a_store_are_named(
+    safetensors_models: tuple[Path, str], bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    local_dir, url_dir = safetensors_models
+    # a shard the index names is not on the store
+    s3().rm_file(f"{url_dir.removeprefix('s3://')}/model-00002-of-00003.safetensors")
+    s3().invalidate_cache()
+    with pytest.raises(ckptmigrate.CkptMigrateError, match="no such file") as missing:
+        ckptmigrate.inspect_checkpoint(f"{url_dir}/model.safetensors.index.json")
+    assert "model-00002-of-00003.safetensors" in str(missing.value)
+    # a truncated copy: refused when its header is read, as locally
+    data = (local_dir / "one.safetensors").read_bytes()
+    s3().pipe_file(f"{bucket.removeprefix('s3://')}/cut/one.safetensors", data[:-100])
+    with pytest.raises(ckptmigrate.CorruptCheckpointError, match="the tensors need"):
+        ckptmigrate.inspect_checkpoint(f"{bucket}/cut/one.safetensors")
+    # a store answering short while the data is checked: the tensor cut is named
+    reader = ckptmigrate.open_checkpoint(f"{url_dir}/one.safetensors").reader
+    store = RemotePath.from_url(url_dir).fs
+    real = store.cat_file
+    monkeypatch.setattr(store, "cat_file", lambda *a, **k: real(*a, **k)[:-10])
+    with pytest.raises(ckptmigrate.CorruptCheckpointError, match="ends inside this tensor") as cut:
+        reader.verify()
+    assert cut.value.variable in reader.variable_keys()
+    # and a failing store is the store's error, naming the object
+    monkeypatch.setattr(store, "cat_file", _refuse)
+    with pytest.raises(ckptmigrate.CkptMigrateError, match="cannot read from the store"):
+        reader.read(reader.variable_keys()[0])
+
+
+def _refuse(*args: Any, **kwargs: Any) -> Any:
+    raise PermissionError("AccessDenied")

@@ -43,7 +43,9 @@ def workers_for(reader: object, requested: int | None) -> int:
 
     if requested:
         return requested
-    if isinstance(reader, RemoteBundleReader):
+    if isinstance(reader, RemoteBundleReader) or (
+        isinstance(reader, SafetensorsReader) and reader.is_remote
+    ):
         return remote_concurrency()
     if isinstance(reader, BundleReader | SafetensorsReader):
         return default_workers()

@@ -37,7 +37,13 @@ from .bundle_proto import (
 from .locate import AnyPath, data_path, index_path
 from .ordered_code import decode_slice_key, encode_slice_key, is_slice_key
 from .protowire import ProtoError, paused_gc
-from .remote import RemotePath, called_in_order, fetched_in_order, remote_concurrency
+from .remote import (
+    RemotePath,
+    called_in_order,
+    fetched_in_order,
+    remote_concurrency,
+    store_error,
+)
 from .remote import read_buffer as default_read_buffer
 from .table import TableError, iter_table
 
@@ -605,7 +611,7 @@ class RemoteBundleReader(BundleReader):
         except CkptMigrateError:
             raise
         except Exception as e:  # the store's client raises its own types (botocore, aiohttp)
-            raise _store_error(e, prefix) from e
+            raise store_error(e, prefix) from e
 
     def data_file(self, shard: int) -> RemotePath:
         return data_path(self.prefix, shard, self.header.num_shards)
@@ -630,7 +636,7 @@ class RemoteBundleReader(BundleReader):
             except CkptMigrateError:
                 raise
             except Exception as e:
-                raise _store_error(e, shard, key) from e
+                raise store_error(e, shard, key) from e
 
         # Several requests in flight for a large tensor: a store's latency, not its
         # bandwidth, is what one request at a time waits on.
@@ -708,7 +714,7 @@ class RemoteBundleReader(BundleReader):
         except CkptMigrateError:
             raise
         except Exception as e:
-            raise _store_error(e, shard, run.members[0][0]) from e
+            raise store_error(e, shard, run.members[0][0]) from e
 
     def close(self) -> None:
         pass  # nothing held open: every read is its own request
@@ -805,17 +811,6 @@ def _runs(entries: list[tuple[str, BundleEntry]], most: int) -> list[_Run]:
         else:
             runs.append(_Run(entry.shard_id, entry.offset, end, [(key, entry)]))
     return runs
-
-
-def _store_error(
-    error: BaseException, path: RemotePath, key: str | None = None
-) -> CkptMigrateError:
-    return CkptMigrateError(
-        f"cannot read from the store ({type(error).__name__}: {error})",
-        path=str(path),
-        variable=key,
-        hint="check the network, the credentials and the endpoint; the read can be retried.",
-    )
 
 
 def open_bundle(prefix: AnyPath) -> BundleReader:

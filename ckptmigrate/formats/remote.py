@@ -148,6 +148,17 @@ def called_in_order(calls: Sequence[Callable[[], T]], concurrency: int) -> Gener
                 future.cancel()
 
 
+def store_error(error: BaseException, path: RemotePath, key: str | None = None) -> CkptMigrateError:
+    """A store client's failure (botocore, aiohttp, gcsfs raise their own types) as our
+    error, naming the object and the tensor being read."""
+    return CkptMigrateError(
+        f"cannot read from the store ({type(error).__name__}: {error})",
+        path=str(path),
+        variable=key,
+        hint="check the network, the credentials and the endpoint; the read can be retried.",
+    )
+
+
 def upload_part_size() -> int | None:
     """Bytes per part of a multipart upload, or None for the store client's default (s3fs:
     files of 100 MiB and more go up in 50 MiB parts). ``CKPTMIGRATE_UPLOAD_PART_SIZE``

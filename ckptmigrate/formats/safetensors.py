@@ -6,11 +6,13 @@ strings. A sharded model is several such files and a ``<name>.safetensors.index.
 whose ``weight_map`` says which file holds each tensor (the Hugging Face convention).
 
 Reading is bounded: the header is at most 100 MB (the format's own limit), offsets must
-tile the data exactly, and each tensor is read with one positioned read when asked for.
+tile the data exactly, and each tensor is read with one positioned read when asked for (a
+ranged request for a file on a store).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -22,9 +24,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from .. import dtypes
-from ..errors import CorruptCheckpointError, OutputError, UnsupportedCheckpointError
+from ..errors import (
+    CkptMigrateError,
+    CorruptCheckpointError,
+    OutputError,
+    UnsupportedCheckpointError,
+)
 from .bundle_reader import TensorInfo
 from .locate import SAFETENSORS_INDEX_SUFFIX, SAFETENSORS_SUFFIX
+from .remote import RemotePath, fetched_in_order, read_buffer, remote_concurrency, store_error
 
 if TYPE_CHECKING:
     import numpy as np
@@ -93,9 +101,9 @@ class SafetensorsReader:
     format = "safetensors"
     big_endian = False
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path | RemotePath) -> None:
         self.path = path
-        self.files: list[Path] = []
+        self.files: list[Path | RemotePath] = []
         self.metadata: dict[str, str] = {}
         self._tensors: dict[str, _Stored] = {}
         self._fds: list[int | None] = []
@@ -106,14 +114,19 @@ class SafetensorsReader:
             self._add_file(path)
 
     @property
-    def prefix(self) -> Path:
+    def prefix(self) -> Path | RemotePath:
         return self.path
 
-    def _read_index(self, index: Path) -> None:
+    @property
+    def is_remote(self) -> bool:
+        return isinstance(self.path, RemotePath)
+
+    def _read_index(self, index: Path | RemotePath) -> None:
         try:
-            if index.stat().st_size > MAX_HEADER:
-                raise CorruptCheckpointError("the index is larger than 100 MB", path=str(index))
-            data = json.loads(index.read_text(encoding="utf-8"))
+            with _store_errors(index):
+                if index.stat().st_size > MAX_HEADER:
+                    raise CorruptCheckpointError("the index is larger than 100 MB", path=str(index))
+                data = json.loads(index.read_text(encoding="utf-8"))
         except (OSError, ValueError) as e:
             raise CorruptCheckpointError(
                 f"cannot read the index as JSON: {e}", path=str(index)
@@ -138,7 +151,7 @@ class SafetensorsReader:
                     f"the index says {name} holds {key!r}, which it does not", path=str(index)
                 )
 
-    def _add_file(self, path: Path) -> None:
+    def _add_file(self, path: Path | RemotePath) -> None:
         number = len(self.files)
         header, data_start, size = _read_header(path)
         for key, spec in header.items():
@@ -185,8 +198,12 @@ class SafetensorsReader:
     def read_bytes(self, key: str) -> bytes:
         """The tensor's bytes as stored (little-endian, C order)."""
         stored = self._stored(key)
-        fd = self._fd(stored.file)
-        data = os.pread(fd, stored.size, stored.start)
+        file = self.files[stored.file]
+        if isinstance(file, RemotePath):
+            with _store_errors(file, key):
+                data = file.read_range(stored.start, stored.start + stored.size)
+        else:
+            data = os.pread(self._fd(stored.file), stored.size, stored.start)
         if len(data) != stored.size:
             raise CorruptCheckpointError(
                 f"the file ends inside this tensor ({len(data)} of {stored.size} bytes)",
@@ -205,6 +222,8 @@ class SafetensorsReader:
         return array.reshape(stored.shape).copy()
 
     def verify(self, on_tensor: Callable[[int], object] | None = None) -> int:
+        if self.is_remote:
+            return self._verify_remote(on_tensor)
         total = 0
         for key in self.variable_keys():
             size = len(self.read_bytes(key))
@@ -213,13 +232,50 @@ class SafetensorsReader:
                 on_tensor(size)
         return total
 
+    def _verify_remote(self, on_tensor: Callable[[int], object] | None) -> int:
+        """Every byte of every file's data, in requests of the read buffer's size with the
+        store's concurrency in flight (a request per tensor would cost a round trip each):
+        the tensors tile the data, so a tensor is all there once the bytes reach its end."""
+        step, total = read_buffer(), 0
+        for number, file in enumerate(self.files):
+            assert isinstance(file, RemotePath)
+            spans = sorted(
+                (s.start, s.size, k) for k, s in self._tensors.items() if s.file == number
+            )
+            if not spans:
+                continue
+            begin, end = spans[0][0], spans[-1][0] + spans[-1][1]
+            ranges = [(at, min(at + step, end)) for at in range(begin, end, step)]
+            got, pending = begin, iter(spans)
+            upcoming = next(pending, None)
+            with _store_errors(file):
+                chunks = fetched_in_order(file.read_range, ranges, remote_concurrency())
+                for (start, stop), chunk in zip(ranges, chunks, strict=True):
+                    got = start + len(chunk)
+                    while upcoming is not None and upcoming[0] + upcoming[1] <= got:
+                        total += upcoming[1]
+                        if on_tensor is not None:
+                            on_tensor(upcoming[1])
+                        upcoming = next(pending, None)
+                    if len(chunk) != stop - start:
+                        break
+            if upcoming is not None:
+                raise CorruptCheckpointError(
+                    f"the file ends inside this tensor (at byte {got})",
+                    path=str(file),
+                    variable=upcoming[2],
+                )
+        return total
+
     def _fd(self, number: int) -> int:
         fd = self._fds[number]
         if fd is None:
             with self._opening:  # values may be read on several threads
                 fd = self._fds[number]
                 if fd is None:
-                    fd = os.open(self.files[number], os.O_RDONLY)
+                    file = self.files[number]
+                    assert isinstance(file, Path), "files on a store are read by request"
+                    fd = os.open(file, os.O_RDONLY)
                     self._fds[number] = fd
         return fd
 
@@ -236,12 +292,35 @@ class SafetensorsReader:
             self.close()
 
 
-def _read_header(path: Path) -> tuple[dict[str, Any], int, int]:
+@contextlib.contextmanager
+def _store_errors(path: Path | RemotePath, key: str | None = None) -> Iterator[None]:
+    """A store client's own exceptions, as ours: a missing object is not found, anything
+    else the store's failure. Local files' errors pass through."""
+    try:
+        yield
+    except (CkptMigrateError, KeyboardInterrupt):
+        raise
+    except FileNotFoundError:
+        raise
+    except Exception as e:
+        if not isinstance(path, RemotePath):
+            raise
+        raise store_error(e, path, key) from e
+
+
+def _read_at(path: Path | RemotePath, start: int, size: int) -> bytes:
+    if isinstance(path, RemotePath):
+        return path.read_range(start, start + size)
+    with path.open("rb") as f:
+        return os.pread(f.fileno(), size, start)
+
+
+def _read_header(path: Path | RemotePath) -> tuple[dict[str, Any], int, int]:
     """The parsed header, where the data starts and the file's size."""
     try:
-        with path.open("rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            head = f.read(8)
+        with _store_errors(path):
+            size = path.stat().st_size
+            head = _read_at(path, 0, 8)
             if len(head) < 8:
                 raise CorruptCheckpointError("shorter than a safetensors header", path=str(path))
             (length,) = struct.unpack("<Q", head)
@@ -251,7 +330,7 @@ def _read_header(path: Path) -> tuple[dict[str, Any], int, int]:
                     "length; the format allows 100 MB)",
                     path=str(path),
                 )
-            text = f.read(length)
+            text = _read_at(path, 8, length)
     except FileNotFoundError:
         from ..errors import CheckpointNotFoundError
 
@@ -279,7 +358,7 @@ def _read_header(path: Path) -> tuple[dict[str, Any], int, int]:
     return header, 8 + length, size
 
 
-def _stored(path: Path, number: int, key: str, spec: Any, data_start: int) -> _Stored:
+def _stored(path: Path | RemotePath, number: int, key: str, spec: Any, data_start: int) -> _Stored:
     def bad(what: str) -> CorruptCheckpointError:
         return CorruptCheckpointError(what, path=str(path), variable=key)
 
@@ -313,7 +392,11 @@ def _stored(path: Path, number: int, key: str, spec: Any, data_start: int) -> _S
 
 
 def _check_tiling(
-    path: Path, tensors: Mapping[str, _Stored], number: int, data_start: int, size: int
+    path: Path | RemotePath,
+    tensors: Mapping[str, _Stored],
+    number: int,
+    data_start: int,
+    size: int,
 ) -> None:
     """The format's rule: the tensors' bytes cover the data exactly, without overlaps."""
     spans = sorted((s.start, s.start + s.size, k) for k, s in tensors.items() if s.file == number)
