@@ -623,23 +623,14 @@ class RemoteBundleReader(BundleReader):
         self, key: str, entry: BundleEntry, scratch: bytearray | None = None
     ) -> Iterator[bytes]:
         """The stored bytes of ``entry`` in requests of at most ``read_buffer`` bytes."""
-        shard = self.data_file(entry.shard_id)
         end = entry.offset + entry.size
         ranges = [
             (start, min(start + self.read_buffer, end))
             for start in range(entry.offset, end, self.read_buffer)
         ]
-
-        def fetch(start: int, stop: int) -> bytes:
-            try:
-                return shard.read_range(start, stop)
-            except CkptMigrateError:
-                raise
-            except Exception as e:
-                raise store_error(e, shard, key) from e
-
         # Several requests in flight for a large tensor: a store's latency, not its
         # bandwidth, is what one request at a time waits on.
+        fetch = functools.partial(self._read_range, entry.shard_id, key)
         chunks = fetched_in_order(fetch, ranges, self.concurrency)
         for (start, stop), chunk in zip(ranges, chunks, strict=True):
             if len(chunk) != stop - start:
@@ -690,13 +681,8 @@ class RemoteBundleReader(BundleReader):
             for run, data in zip(runs, fetched, strict=True):
                 if stop is not None and stop.is_set():
                     return total
-                view = memoryview(data)
                 for key, entry in run.members:
-                    at = entry.offset - run.start
-                    if at + entry.size > len(data):
-                        raise self._truncated(key, entry)
-                    if crc.value(view[at : at + entry.size]) != crc.unmask(entry.crc32c):
-                        raise self._checksum_error(key, entry)
+                    self._checked_in_run(key, entry, run, data)
                     total += entry.size
                     if on_tensor is not None:
                         on_tensor(entry.size)
@@ -708,13 +694,28 @@ class RemoteBundleReader(BundleReader):
         return RunReads(self, keys)
 
     def _fetch_run(self, run: _Run) -> bytes:
-        shard = self.data_file(run.shard)
+        return self._read_range(run.shard, run.members[0][0], run.start, run.end)
+
+    def _read_range(self, shard: int, key: str, start: int, stop: int) -> bytes:
+        """Bytes [start, stop) of a data shard, for reading ``key`` (which errors name)."""
+        path = self.data_file(shard)
         try:
-            return shard.read_range(run.start, run.end)
+            return path.read_range(start, stop)
         except CkptMigrateError:
             raise
         except Exception as e:
-            raise store_error(e, shard, run.members[0][0]) from e
+            raise store_error(e, path, key) from e
+
+    def _checked_in_run(self, key: str, entry: BundleEntry, run: _Run, data: bytes) -> memoryview:
+        """``entry``'s bytes in ``data``, what a request for ``run`` returned, once they are
+        all there and match their CRC32C."""
+        at = entry.offset - run.start
+        if at + entry.size > len(data):
+            raise self._truncated(key, entry)
+        stored = memoryview(data)[at : at + entry.size]
+        if crc.value(stored) != crc.unmask(entry.crc32c):
+            raise self._checksum_error(key, entry)
+        return stored
 
     def close(self) -> None:
         pass  # nothing held open: every read is its own request
@@ -776,14 +777,7 @@ class RunReads:
             self._left[index] -= 1
             if not self._left[index]:
                 del self._fetching[index]  # every tensor of the run taken: let it go
-        entry = self._reader.entries[key]
-        at = entry.offset - run.start
-        if at + entry.size > len(data):
-            raise self._reader._truncated(key, entry)
-        stored = bytearray(memoryview(data)[at : at + entry.size])
-        if crc.value(stored) != crc.unmask(entry.crc32c):
-            raise self._reader._checksum_error(key, entry)
-        return stored
+        return bytearray(self._reader._checked_in_run(key, self._reader.entries[key], run, data))
 
 
 # Bytes between two tensors a request may read for nothing to take both at once (the
