@@ -1,6 +1,7 @@
 """The library gives back what it opens, call after call: a long-running process (a
 training pipeline opening every checkpoint it writes, the fuzzer's workers) must not
-accumulate file descriptors however many checkpoints, damaged or not, it meets.
+accumulate file descriptors however many checkpoints, damaged or not, it meets; nor may a
+small damaged file make it reserve memory by what the file declares.
 
 Found while chasing the fuzz soak's late MemoryErrors (issue 16's follow-up): a worker's
 open descriptors grew by about 75 per 1,000 cases of the fuzzer's data target, one per
@@ -9,6 +10,11 @@ open descriptors grew by about 75 per 1,000 cases of the fuzzer's data target, o
 from __future__ import annotations
 
 import os
+import pickle
+import struct
+import subprocess
+import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -105,3 +111,49 @@ def test_unknown_dtypes_add_nothing_to_the_dtype_caches() -> None:
     for value in range(1000, 1000 + CALLS):
         assert dtypes.numpy_dtype(dtypes.from_enum(value)) == np.dtype(object)
     assert cached() == size
+
+
+def _torch_file_declaring(path: Path, record_size: int) -> Path:
+    """A torch.save-shaped zip whose byteorder record ("little") its central directory
+    declares ``record_size`` bytes long."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
+        archive.writestr("archive/data.pkl", pickle.dumps({}, protocol=2))
+        archive.writestr("archive/byteorder", b"little")
+    data = bytearray(path.read_bytes())
+    entry = data.index(b"PK\x01\x02")  # the central directory's entries
+    while not data[entry + 46 :].startswith(b"archive/byteorder"):
+        entry = data.index(b"PK\x01\x02", entry + 1)
+    struct.pack_into("<II", data, entry + 20, record_size, record_size)  # compressed, size
+    path.write_bytes(bytes(data))
+    return path
+
+
+CHILD = """
+import resource, sys
+from ckptmigrate import open_checkpoint
+from ckptmigrate.errors import CkptMigrateError
+with open("/proc/self/statm") as f:
+    size = int(f.read().split()[0]) * resource.getpagesize()
+limit = size + (256 << 20)
+resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+try:
+    open_checkpoint(sys.argv[1])
+except CkptMigrateError as e:
+    print(type(e).__name__, e)
+except MemoryError:
+    print("MemoryError")
+"""
+
+
+def test_a_torch_record_declaring_gigabytes_is_refused_in_little_memory(tmp_path: Path) -> None:
+    """zipfile reserves a record's declared size (up to 1 GiB a read) before reading it:
+    the byteorder record, read whole, made a 643-byte file take 1 GiB of address space,
+    the fuzz soak's late MemoryErrors (a fresh worker had just enough room, an older one
+    not). In a child whose address space may grow by 256 MiB only."""
+    path = _torch_file_declaring(tmp_path / "model.pt", 0xFFFF_FF00)
+    assert zipfile.ZipFile(path).getinfo("archive/byteorder").file_size == 0xFFFF_FF00
+    child = subprocess.run(
+        [sys.executable, "-c", CHILD, str(path)], capture_output=True, text=True, check=True
+    )
+    assert child.stdout.startswith("CorruptCheckpointError"), child.stdout + child.stderr
+    assert "byteorder record" in child.stdout

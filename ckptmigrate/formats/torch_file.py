@@ -396,7 +396,11 @@ class TorchReader:
                 records = {i.filename: i for i in archive.infolist()}
                 order = records.get(f"{folder}/byteorder")
                 if order is not None:
-                    text = archive.read(order)[:8]
+                    # A few bytes, whatever the directory declares: zipfile reserves what it
+                    # is asked for (up to 1 GiB a read) before reading, so a 643-byte file
+                    # whose record declared 2 GiB took 1 GiB of address space to refuse.
+                    with archive.open(order) as record:
+                        text = record.read(len(b"little") + 1)
                     if text not in (b"little", b"big"):
                         raise self._error(f"the byteorder record says {text!r}, not little or big")
                     self.file_big_endian = text == b"big"
