@@ -80,16 +80,18 @@ OUTCOMES = ("ok", "clean", "crash", "hang", "blowup")
 CASE_SECONDS = 5  # a case over this is a hang
 KILL_SECONDS = CASE_SECONDS + 25  # the parent's backstop when the alarm cannot fire
 MEMORY_LIMIT = 1 << 30  # a case may use this much beyond the worker's start-up size
-# A worker is replaced by a fresh one after this many cases. Whatever a worker process
-# accumulates (the allocator's high-water marks, caches, anything a case leaks) counts
-# against the one MEMORY_LIMIT set at its start-up, so a long campaign reported cases late
-# in a worker's life as blow-ups that a fresh process runs in 23 MB (11 in the
-# 1,160,000-case soak, ~580,000 cases per worker; a shard descriptor leaked per damaged
-# object graph then, since fixed). Measured since in one process: the address space grows
-# about 8 MB over the first 10,000 cases and then stays within a few MB; at the worst rate
-# ever reported (8 MB per 3,000 cases) 20,000 cases would take 53 MB, 5% of the headroom.
-# A start-up (seeds and the warm-up) takes about 0.3 s, 1% of 20,000 cases' time. Which
-# worker runs a case never changes its input: case i is mutated from (seed, target, i).
+# A worker is replaced by a fresh one after this many cases, so what a worker process
+# accumulates (the allocator's high-water marks, caches, anything a case leaks) cannot
+# build up over a long campaign against MEMORY_LIMIT, which is set once, at its start-up,
+# and be reported as a later case's blow-up. The 1,160,000-case soak (~580,000
+# cases per worker) reported 11 late MemoryErrors that no case gave alone: those cases
+# reserved almost exactly the 1 GiB headroom (a torch byteorder record read whole, since
+# fixed), which a fresh worker had and one grown ~10 MB did not. Measured since: a
+# worker's address space grows ~8 MB over its first 10,000 cases, then stays within 12 MB
+# over 240,000; at the worst rate ever reported (8 MB per 3,000 cases) 20,000 cases would
+# take 53 MB, 5% of the headroom. A start-up (seeds, warm-up) takes ~0.3 s, 1% of 20,000
+# cases' time. Which worker runs a case never changes it: case i is made from (seed,
+# target, i) alone.
 RECYCLE_CASES = 20_000
 MAX_SEED_BYTES = 1 << 20  # corpus files larger than this are not seeds (mutations stay fast)
 MINIMISE_RUNS = 150
