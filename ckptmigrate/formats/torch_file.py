@@ -213,7 +213,7 @@ def _allowed(module: str, name: str) -> Any:
 
 
 class _Unpickler(pickle.Unpickler):
-    def __init__(self, data: bytes, entries: dict[str, int]) -> None:
+    def __init__(self, data: bytes | bytearray, entries: dict[str, int]) -> None:
         super().__init__(io.BytesIO(data))
         self._entries = entries  # storage key -> its entry's size in bytes
         self._seen: dict[str, _Storage] = {}
@@ -256,7 +256,7 @@ class _Unpickler(pickle.Unpickler):
         return storage
 
 
-def _check_opcodes(data: bytes) -> None:
+def _check_opcodes(data: bytes | bytearray) -> None:
     """Every opcode is one a state_dict is written with, and the stream is well formed
     (lengths within the data) before anything is built."""
     import pickletools
@@ -412,7 +412,13 @@ class TorchReader:
                         self._entries[key] = (self._data_start(raw, info, size), *self._crc(info))
                         entry_sizes[key] = info.file_size
                 with archive.open(pickled) as f:
-                    data = f.read(MAX_PICKLE + 1)
+                    # In bounded reads, for the same reason as the byteorder record: one
+                    # read of MAX_PICKLE + 1 reserved 256 MiB for a file declaring that.
+                    data = bytearray()
+                    while len(data) <= MAX_PICKLE and (
+                        chunk := f.read(min(1 << 20, MAX_PICKLE + 1 - len(data)))
+                    ):
+                        data += chunk
         except FileNotFoundError:
             raise CheckpointNotFoundError("no such file", path=str(self.path)) from None
         # zipfile's errors for a damaged archive are of many kinds (names that are not
@@ -488,7 +494,7 @@ class TorchReader:
     def _crc(info: zipfile.ZipInfo) -> tuple[int, int]:
         return info.file_size, info.CRC
 
-    def _unpickle(self, data: bytes, entry_sizes: dict[str, int]) -> None:
+    def _unpickle(self, data: bytes | bytearray, entry_sizes: dict[str, int]) -> None:
         try:
             _check_opcodes(data)
             root = _Unpickler(data, entry_sizes).load()
