@@ -488,6 +488,10 @@ def _pair_by_walk(strategy: _Strategy, ckpt: Inventory, target: Inventory) -> _P
 def _pair_with(strategy: _Strategy, ckpt: Inventory, target: Inventory) -> _Pairing:
     if strategy.walk:
         return _pair_by_walk(strategy, ckpt, target)
+    if strategy.ckpt_keys is _by_name and strategy.target_keys is _by_name:
+        by_name = _pair_by_names(strategy, ckpt, target)
+        if by_name is not None:
+            return by_name
     index: dict[str, VariableSpec] = {}
     # A key two different variables share on one side (a subclassed Keras model records
     # the same original name for every layer; a stripped scope leaves bare 'kernel's)
@@ -519,6 +523,23 @@ def _pair_with(strategy: _Strategy, ckpt: Inventory, target: Inventory) -> _Pair
                 taken.add(c.name)
                 break
     return _Pairing(strategy, pairs, match_keys)
+
+
+def _pair_by_names(strategy: _Strategy, ckpt: Inventory, target: Inventory) -> _Pairing | None:
+    """:func:`_pair_with` by name where no variable has aliases (most checks of two
+    checkpoints): each side's names are then distinct keys, none ambiguous, so each target
+    variable pairs with the checkpoint variable of its name. None where aliases exist."""
+    if any(v.aliases for v in ckpt.variables.values()) or any(
+        t.aliases for t in target.variables.values()
+    ):
+        return None
+    index = {v.name: v for v in ckpt.variables.values()}
+    if len(index) != len(ckpt.variables):
+        return None  # two entries under one name: the general pairing words it
+    pairs = {t.name: index.get(t.name) for t in target.variables.values()}
+    if len(pairs) != len(target.variables):
+        return None
+    return _Pairing(strategy, pairs, {name: name for name in pairs})
 
 
 def _pair(ckpt: Inventory, target: Inventory, rekeyed: bool) -> _Pairing:

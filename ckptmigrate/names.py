@@ -139,12 +139,14 @@ def classify_many(
         head, sep, last = path.rpartition("/")
         facts = scopes.get(head)
         if facts is None:
-            above = head.split("/")
-            facts = scopes[head] = (
-                "_trainable_variables" in above,
-                not _OPTIMIZER_SCOPES.isdisjoint(above),
-                len(above) == 1 and _KERAS_OPTIMIZER_SCOPE.fullmatch(head) is not None,
-            )
+            # Most scopes name none of these words: no need to split them into parts.
+            if "optimizer" in head or "training" in head or "_trainable_variables" in head:
+                above = head.split("/")
+                under = ("_trainable_variables" in above, not _OPTIMIZER_SCOPES.isdisjoint(above))
+            else:
+                under = (False, False)
+            lone = "/" not in head and _KERAS_OPTIMIZER_SCOPE.fullmatch(head) is not None
+            facts = scopes[head] = (*under, lone)
         case = (bool(sep), facts, last)
         role = decided.get(case)
         if role is None:

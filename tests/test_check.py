@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import textwrap
@@ -11,6 +12,8 @@ from typing import Any
 import numpy as np
 import pytest
 from helpers import tf_save
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from models import keras3_model, save_estimator_checkpoint, tf_keras_model
 from typer.testing import CliRunner
 
@@ -484,6 +487,37 @@ def test_a_name_two_variables_share_pairs_neither() -> None:
     report = compare(ckpt, target, CheckOptions(rekeyed=True))
     assert report.count(Kind.MATCHED) == 0
     assert report.count(Kind.MISSING) == 2
+
+
+_NAMES = st.sampled_from(["a", "b", "a/k", "b/k", "c/d/e", "k"])
+_SPECS = st.lists(st.tuples(_NAMES, _NAMES, st.none() | _NAMES), max_size=6)
+
+
+@settings(max_examples=300, deadline=None)
+@given(ckpt_names=_SPECS, target_names=_SPECS)
+def test_pairing_by_name_takes_its_short_cut_only_where_it_agrees(
+    ckpt_names: list[tuple[str, str, str | None]],
+    target_names: list[tuple[str, str, str | None]],
+) -> None:
+    """Pairing two checkpoints by name skips the ambiguity bookkeeping when no variable has
+    aliases; it must pair exactly as the general pairing does, whatever the names (dict
+    keys and spec names may differ, names may repeat, an alias may be another's name)."""
+    from ckptmigrate.compare import _by_name, _pair_with, _Strategy
+    from ckptmigrate.inventory import Inventory, Scheme, VariableSpec
+
+    def inventory(names: list[tuple[str, str, str | None]]) -> Inventory:
+        variables = {
+            key: VariableSpec(name, (1,), "float32", aliases=(alias,) if alias else ())
+            for key, name, alias in names
+        }
+        return Inventory("checkpoint", "x", Scheme.TF1, variables)
+
+    ckpt, target = inventory(ckpt_names), inventory(target_names)
+    fast = _pair_with(_Strategy("s", _by_name, _by_name), ckpt, target)
+    same = functools.partial(_by_name)  # the same keys, but not the short cut's function
+    general = _pair_with(_Strategy("s", same, same), ckpt, target)
+    assert fast.pairs == general.pairs
+    assert fast.match_keys == general.match_keys
 
 
 # -- a leading scope: forgiven only where the restore ignores it -------------------------

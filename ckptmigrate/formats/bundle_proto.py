@@ -227,8 +227,18 @@ def _decode_common_entry(buf: bytes, shapes: ShapeCache) -> BundleEntry | None:
         pos += 2 + length
         if pos < end and buf[pos] == 0x18:  # field 3, shard_id
             shard_id, pos = read_varint(buf, pos + 1)
-        if pos < end and buf[pos] == 0x20:  # field 4, offset
-            offset, pos = read_varint(buf, pos + 1)
+        if pos < end and buf[pos] == 0x20:  # field 4, offset: a few bytes, read inline
+            shift = 0
+            pos += 1
+            while True:
+                byte = buf[pos]
+                offset |= (byte & 0x7F) << shift
+                pos += 1
+                if byte < 0x80:
+                    break
+                shift += 7
+                if shift > 63:
+                    return None  # the general decoder words the error
         if pos < end and buf[pos] == 0x28:  # field 5, size: one byte for most variables
             size = buf[pos + 1]
             if size < 0x80:
