@@ -142,6 +142,13 @@ def _iter_block(block: bytes) -> Iterator[tuple[bytes, bytes]]:
 
 def iter_table(data: bytes) -> Iterator[tuple[bytes, bytes]]:
     """Every (key, value) of a table held in memory, in key order."""
+    for block in data_blocks(data):
+        yield from _iter_block(block)
+
+
+def data_blocks(data: bytes) -> Iterator[bytes]:
+    """The data blocks of a table held in memory, in key order, each CRC-checked and
+    decompressed (entries are read from them with :func:`iter_table`)."""
     if len(data) < FOOTER_SIZE:
         raise TableError(f"{len(data)} bytes is too short to be a table (footer is 48 bytes)")
     footer = data[-FOOTER_SIZE:]
@@ -155,7 +162,7 @@ def iter_table(data: bytes) -> Iterator[tuple[bytes, bytes]]:
     index = _read_block(data, index_handle, "index")
     for _, handle_bytes in _iter_block(index):
         handle, _ = _decode_handle(handle_bytes, 0)
-        yield from _iter_block(_read_block(data, handle, "data"))
+        yield _read_block(data, handle, "data")
 
 
 class _BlockBuilder:
