@@ -300,7 +300,9 @@ def _difference(restored: Any, planned: Any) -> str | None:
         return f"dtype {a.dtype}, planned {b.dtype}"
     if a.tobytes() == b.tobytes():
         return None
-    diff = np.abs(a.astype(np.float64) - b.astype(np.float64))
+    # Complex values are compared as complex: their imaginary parts count too.
+    wide = np.complex128 if np.iscomplexobj(a) or np.iscomplexobj(b) else np.float64
+    diff = np.abs(a.astype(wide) - b.astype(wide))
     return f"max abs difference {float(np.nanmax(diff)) if diff.size else 0.0:.3g}"
 
 

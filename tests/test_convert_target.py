@@ -293,6 +293,19 @@ def test_verify_restores_in_a_subprocess_and_compares_every_value(tf: Any, tmp_p
     assert "the restore failed" in broken.verdict
 
 
+def test_a_complex_value_off_in_its_imaginary_part_is_measured_as_complex() -> None:
+    """--verify's message measures complex values as complex: their real parts alone
+    (numpy's cast to float64, with a ComplexWarning) said such a value was 0 off."""
+    import warnings
+
+    from ckptmigrate.verification import _difference
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        off = _difference(np.array([1 + 1j], np.complex64), np.array([1 + 3j], np.complex64))
+    assert off == "max abs difference 2"
+
+
 def test_verify_a_live_target_in_process_and_without_target(tf: Any, tmp_path: Path) -> None:
     old = keras3_model(units=(8, 3), train=True)
     source = tf.train.Checkpoint(model=old).write(str(tmp_path / "src" / "ckpt"))

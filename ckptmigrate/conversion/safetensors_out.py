@@ -177,14 +177,15 @@ def verify_safetensors(written: Path, job: Job) -> Verification:
             "(pip install safetensors to have the format's reference reader do it)",
             job.progress,
         )
-    opened: list[Any] = [safe_open(str(f), framework="np") for f in files]
-    holder = {key: handle for handle in opened for key in handle.keys()}  # noqa: SIM118
-    return compare_values(
-        lambda key: holder[key].get_tensor(key) if key in holder else None,
-        expected,
-        "read back with the safetensors package (safe_open)",
-        job.progress,
-    )
+    with contextlib.ExitStack() as stack:  # each file's handle closed when compared
+        opened = [stack.enter_context(safe_open(str(f), framework="np")) for f in files]
+        holder = {key: handle for handle in opened for key in handle.keys()}  # noqa: SIM118
+        return compare_values(
+            lambda key: holder[key].get_tensor(key) if key in holder else None,
+            expected,
+            "read back with the safetensors package (safe_open)",
+            job.progress,
+        )
 
 
 def _index_files(index: Path) -> list[str]:
