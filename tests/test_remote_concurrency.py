@@ -327,3 +327,35 @@ def test_runs_cover_every_tensor_once_within_one_shard_and_the_buffer(
             assert entry.shard_id == run.shard
             assert run.start <= entry.offset
             assert entry.offset + entry.size <= run.end
+
+
+def test_a_store_failing_under_a_run_fails_the_convert_and_publishes_nothing(
+    many: tuple[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A definitive failure of a request that fetches several tensors at once, while the
+    copies are read ahead: the convert says which object and tensor, and leaves no output
+    (nor anything staged beside where it would have been)."""
+    url, _ = many
+    (tmp_path / "m.yaml").write_text(
+        "version: 1\nrules:\n  - {name: layer_3/kernel, cast: float64}\n"
+    )
+    store = RemotePath.from_url(url).fs
+    real = store.cat_file
+    ranged = {"calls": 0}
+
+    def fail_the_third_run(path: str, start: int | None = None, **kwargs: Any) -> Any:
+        if start is not None and str(path).endswith("-of-00001"):
+            ranged["calls"] += 1
+            if ranged["calls"] == 3:
+                raise PermissionError("AccessDenied")
+        return real(path, start=start, **kwargs)
+
+    monkeypatch.setattr(store, "cat_file", fail_the_third_run)
+    monkeypatch.setenv(remote.READ_BUFFER_ENV, "4096")  # runs of four 1 KiB kernels
+    out = tmp_path / "out"
+    with pytest.raises(CkptMigrateError, match="cannot read from the store") as failed:
+        ckptmigrate.convert(url, tmp_path / "m.yaml", out)
+    assert "data-00000-of-00001" in str(failed.value)
+    assert failed.value.variable is not None
+    assert not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.yaml", "many"]  # the source
