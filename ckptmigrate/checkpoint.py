@@ -205,17 +205,6 @@ class Checkpoint:
         self.close()
 
 
-def _local(path: AnyPath, what: str) -> Path:
-    """``path``, which must be local: ``what`` files are not read from stores yet."""
-    if isinstance(path, RemotePath):
-        raise UnsupportedCheckpointError(
-            f"{what} files are read locally only in this version",
-            path=str(path),
-            hint="download it and pass the local copy.",
-        )
-    return path
-
-
 def _open_safetensors(path: AnyPath) -> TensorSource:
     from .formats.safetensors import SafetensorsReader
 
@@ -225,7 +214,7 @@ def _open_safetensors(path: AnyPath) -> TensorSource:
 def _open_torch(path: AnyPath) -> TensorSource:
     from .formats.torch_file import TorchReader
 
-    return TorchReader(_local(path, "PyTorch"))
+    return TorchReader(path)
 
 
 def _open_keras_h5(location: CheckpointLocation) -> Checkpoint:

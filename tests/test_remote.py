@@ -471,19 +471,56 @@ def test_awkward_remote_layouts_resolve_like_local_ones(
         ckptmigrate.inspect_checkpoint(f"{bucket}/moved", check_crc=True)
 
 
-def test_pytorch_files_on_a_store_are_refused_clearly(tmp_path: Path, bucket: str) -> None:
-    import zipfile
-
-    local = tmp_path / "up"
+def test_pytorch_files_on_a_store_read_like_local_ones(
+    tmp_path: Path, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A torch.save state_dict on a store: its zip directory and data.pkl read through a
+    buffered file, its local headers fetched together, each tensor by a ranged request;
+    what it lists, reads, checks and converts to is what the local copy gives."""
+    torch = pytest.importorskip("torch")
+    generator = torch.Generator().manual_seed(3)
+    base = torch.randn(6, 8, generator=generator)
+    state = {
+        "layer.weight": base,
+        "layer.weight_t": base.t(),  # a strided view of the same storage
+        "layer.bias": torch.arange(8, dtype=torch.float16),
+        "steps": torch.tensor(5, dtype=torch.int64),
+    }
+    local = tmp_path / "pt"
     local.mkdir()
-    with zipfile.ZipFile(local / "m.pt", "w") as archive:  # torch.save's zip, by its members
-        archive.writestr("m/data.pkl", b"not read")
-        archive.writestr("m/version", "3\n")
-    upload(local, f"{bucket}/f")
-    result = runner.invoke(app, ["inspect", f"{bucket}/f/m.pt"])
-    assert result.exit_code == 2, result.output
-    assert "PyTorch files are read locally only in this version" in result.output
-    assert "download it and pass the local copy" in result.output
+    torch.save(state, local / "model.pt")
+    upload(local, f"{bucket}/pt")
+    url = f"{bucket}/pt/model.pt"
+    monkeypatch.setenv(remote.READ_BUFFER_ENV, "64")  # several requests per storage
+    here = ckptmigrate.inspect_checkpoint(local / "model.pt", check_crc=True)
+    there = ckptmigrate.inspect_checkpoint(url, check_crc=True)
+    assert there.format == "torch"
+    assert [r[:6] for r in there.rows] == [r[:6] for r in here.rows]
+    assert there.verified_bytes == here.verified_bytes
+    with ckptmigrate.open_checkpoint(url) as b:
+        for key, value in state.items():
+            assert same_bits(b.reader.read(key), value.contiguous().numpy()), key
+    report = ckptmigrate.check(url, local / "model.pt", values=True)
+    assert report.ok, report
+    (tmp_path / "m.yaml").write_text("version: 1\nrules: []\n")
+    ckptmigrate.convert(local / "model.pt", tmp_path / "m.yaml", tmp_path / "from-local")
+    ckptmigrate.convert(url, tmp_path / "m.yaml", tmp_path / "from-store")
+    for path in (tmp_path / "from-local").iterdir():
+        if path.name != "ckptmigrate-provenance.json":
+            assert (tmp_path / "from-store" / path.name).read_bytes() == path.read_bytes()
+
+    # a damaged storage fails --check-crc by the zip's CRC-32, naming the file
+    raw = bytearray((local / "model.pt").read_bytes())
+    at = raw.find(base.numpy().tobytes()[:16])
+    raw[at + 3] ^= 0x10
+    s3().pipe_file(f"{bucket.removeprefix('s3://')}/bad/model.pt", bytes(raw))
+    with pytest.raises(ckptmigrate.CorruptCheckpointError, match="does not match the CRC-32"):
+        ckptmigrate.inspect_checkpoint(f"{bucket}/bad/model.pt", check_crc=True)
+    # a refusing store is the store's error, naming the object
+    reader = ckptmigrate.open_checkpoint(url).reader
+    monkeypatch.setattr(RemotePath.from_url(url).fs, "cat_file", _refuse)
+    with pytest.raises(ckptmigrate.CkptMigrateError, match="cannot read from the store"):
+        reader.read("layer.bias")
 
 
 @pytest.fixture

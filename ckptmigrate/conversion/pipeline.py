@@ -37,15 +37,13 @@ def workers_for(reader: object, requested: int | None) -> int:
     ckptmigrate's own readers, as many as a store's concurrency for a store (its reads wait
     on latency, not on CPUs), and one for a checkpoint read through TensorFlow's own reader,
     which is not known to be safe to call from several threads."""
-    from ..formats.bundle_reader import BundleReader, RemoteBundleReader
+    from ..formats.bundle_reader import BundleReader
     from ..formats.remote import remote_concurrency
     from ..formats.safetensors import SafetensorsReader
 
     if requested:
         return requested
-    if isinstance(reader, RemoteBundleReader) or (
-        isinstance(reader, SafetensorsReader) and reader.is_remote
-    ):
+    if getattr(reader, "is_remote", False):  # our readers of a store say so
         return remote_concurrency()
     if isinstance(reader, BundleReader | SafetensorsReader):
         return default_workers()

@@ -356,7 +356,7 @@ def _describe_foreign_file(path: AnyPath, head: bytes) -> CheckpointNotFoundErro
 
 def _is_torch_zip(path: AnyPath) -> bool:
     """A zip archive with one ``<folder>/data.pkl``: what torch.save writes (a ``.keras``
-    file has no data.pkl; a remote one is judged by its name, and read locally only)."""
+    file has no data.pkl; a remote one is judged by its name)."""
     if isinstance(path, RemotePath):
         return path.name.lower().endswith(_TORCH_SUFFIXES)
     import zipfile

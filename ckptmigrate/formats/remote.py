@@ -14,6 +14,7 @@ store's usual configuration (``AWS_*`` variables, ``~/.aws``, gcloud), or fsspec
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import glob
 import os
@@ -157,6 +158,20 @@ def store_error(error: BaseException, path: RemotePath, key: str | None = None) 
         variable=key,
         hint="check the network, the credentials and the endpoint; the read can be retried.",
     )
+
+
+@contextlib.contextmanager
+def store_errors(path: Path | RemotePath, key: str | None = None) -> Iterator[None]:
+    """Inside: a store client's own exceptions become :func:`store_error` (a missing
+    object stays FileNotFoundError, for callers to word). Local files' errors pass."""
+    try:
+        yield
+    except (CkptMigrateError, KeyboardInterrupt, FileNotFoundError):
+        raise
+    except Exception as e:
+        if not isinstance(path, RemotePath):
+            raise
+        raise store_error(e, path, key) from e
 
 
 def upload_part_size() -> int | None:
@@ -331,6 +346,11 @@ class RemotePath:
 
     def read_text(self, encoding: str = "utf-8", errors: str = "strict") -> str:
         return self.read_bytes().decode(encoding, errors)
+
+    def open_buffered(self, block_size: int = 1 << 20) -> Any:
+        """A seekable binary file object (fsspec's), reading ahead ``block_size`` bytes per
+        request: for formats read through a library that wants a file (zipfile)."""
+        return self.fs.open(self.path, "rb", block_size=block_size)
 
     def read_range(self, start: int, end: int) -> bytes:
         """Bytes [start, end) (fewer at the end of the file); a transient failure is

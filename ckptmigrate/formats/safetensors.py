@@ -12,7 +12,6 @@ ranged request for a file on a store).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
@@ -25,14 +24,13 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from .. import dtypes
 from ..errors import (
-    CkptMigrateError,
     CorruptCheckpointError,
     OutputError,
     UnsupportedCheckpointError,
 )
 from .bundle_reader import TensorInfo
 from .locate import SAFETENSORS_INDEX_SUFFIX, SAFETENSORS_SUFFIX
-from .remote import RemotePath, fetched_in_order, read_buffer, remote_concurrency, store_error
+from .remote import RemotePath, fetched_in_order, read_buffer, remote_concurrency, store_errors
 
 if TYPE_CHECKING:
     import numpy as np
@@ -123,7 +121,7 @@ class SafetensorsReader:
 
     def _read_index(self, index: Path | RemotePath) -> None:
         try:
-            with _store_errors(index):
+            with store_errors(index):
                 if index.stat().st_size > MAX_HEADER:
                     raise CorruptCheckpointError("the index is larger than 100 MB", path=str(index))
                 data = json.loads(index.read_text(encoding="utf-8"))
@@ -200,7 +198,7 @@ class SafetensorsReader:
         stored = self._stored(key)
         file = self.files[stored.file]
         if isinstance(file, RemotePath):
-            with _store_errors(file, key):
+            with store_errors(file, key):
                 data = file.read_range(stored.start, stored.start + stored.size)
         else:
             data = os.pread(self._fd(stored.file), stored.size, stored.start)
@@ -248,7 +246,7 @@ class SafetensorsReader:
             ranges = [(at, min(at + step, end)) for at in range(begin, end, step)]
             got, pending = begin, iter(spans)
             upcoming = next(pending, None)
-            with _store_errors(file):
+            with store_errors(file):
                 chunks = fetched_in_order(file.read_range, ranges, remote_concurrency())
                 for (start, stop), chunk in zip(ranges, chunks, strict=True):
                     got = start + len(chunk)
@@ -292,22 +290,6 @@ class SafetensorsReader:
             self.close()
 
 
-@contextlib.contextmanager
-def _store_errors(path: Path | RemotePath, key: str | None = None) -> Iterator[None]:
-    """A store client's own exceptions, as ours: a missing object is not found, anything
-    else the store's failure. Local files' errors pass through."""
-    try:
-        yield
-    except (CkptMigrateError, KeyboardInterrupt):
-        raise
-    except FileNotFoundError:
-        raise
-    except Exception as e:
-        if not isinstance(path, RemotePath):
-            raise
-        raise store_error(e, path, key) from e
-
-
 def _read_at(path: Path | RemotePath, start: int, size: int) -> bytes:
     if isinstance(path, RemotePath):
         return path.read_range(start, start + size)
@@ -318,7 +300,7 @@ def _read_at(path: Path | RemotePath, start: int, size: int) -> bytes:
 def _read_header(path: Path | RemotePath) -> tuple[dict[str, Any], int, int]:
     """The parsed header, where the data starts and the file's size."""
     try:
-        with _store_errors(path):
+        with store_errors(path):
             size = path.stat().st_size
             head = _read_at(path, 0, 8)
             if len(head) < 8:

@@ -22,6 +22,8 @@ included; a view that repeats elements beyond its storage's size is refused.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import io
 import math
 import os
@@ -31,7 +33,7 @@ import threading
 import zipfile
 import zlib
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -40,6 +42,14 @@ from .. import dtypes
 from ..errors import CheckpointNotFoundError, CorruptCheckpointError, UnsupportedCheckpointError
 from .bundle_reader import TensorInfo
 from .locate import ZIP_SIGNATURE
+from .remote import (
+    RemotePath,
+    called_in_order,
+    fetched_in_order,
+    read_buffer,
+    remote_concurrency,
+    store_errors,
+)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -372,7 +382,7 @@ class TorchReader:
     big_endian = False  # read() returns native values whatever the file's byte order
     num_shards = 1
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path | RemotePath) -> None:
         self.path = path
         self._fd: int | None = None
         self._opening = threading.Lock()
@@ -382,16 +392,19 @@ class TorchReader:
         self._read_archive()
 
     @property
-    def prefix(self) -> Path:
+    def prefix(self) -> Path | RemotePath:
         return self.path
+
+    @property
+    def is_remote(self) -> bool:
+        return isinstance(self.path, RemotePath)
 
     def _error(self, message: str, variable: str | None = None, hint: str | None = None) -> Any:
         return CorruptCheckpointError(message, path=str(self.path), variable=variable, hint=hint)
 
     def _read_archive(self) -> None:
         try:
-            size = self.path.stat().st_size
-            with zipfile.ZipFile(self.path) as archive, self.path.open("rb") as raw:
+            with store_errors(self.path), self._archive() as (archive, raw, size):
                 folder, pickled = self._layout(archive)
                 records = {i.filename: i for i in archive.infolist()}
                 order = records.get(f"{folder}/byteorder")
@@ -439,6 +452,19 @@ class TorchReader:
         if len(data) > MAX_PICKLE:
             raise self._error(f"its data.pkl is larger than {MAX_PICKLE >> 20} MiB")
         self._unpickle(data, entry_sizes)
+
+    @contextlib.contextmanager
+    def _archive(self) -> Iterator[tuple[zipfile.ZipFile, Any, int]]:
+        """The zip, a file to read its local headers from, and the file's size. On a store
+        the zip reads through a buffered file (its directory, data.pkl), in 1 MiB requests."""
+        size = self.path.stat().st_size
+        path = self.path
+        if not isinstance(path, RemotePath):
+            with path.open("rb") as raw, zipfile.ZipFile(raw) as archive:
+                yield archive, raw, size
+            return
+        with path.open_buffered() as buffered, zipfile.ZipFile(buffered) as archive:
+            yield archive, _LocalHeaders(path, archive, size), size
 
     def _layout(self, archive: zipfile.ZipFile) -> tuple[str, zipfile.ZipInfo]:
         pickles = [i for i in archive.infolist() if i.filename.endswith("/data.pkl")]
@@ -563,18 +589,26 @@ class TorchReader:
         return TensorInfo(key, tensor.dtype, tensor.shape, nbytes, 0, start, None, ())
 
     def _pread(self, start: int, size: int, key: str) -> bytes:
-        fd = self._fd
-        if fd is None:
-            with self._opening:  # values may be read on several threads
-                if self._fd is None:
-                    self._fd = os.open(self.path, os.O_RDONLY)
-                fd = self._fd
-        data = os.pread(fd, size, start)
+        if isinstance(self.path, RemotePath):
+            with store_errors(self.path, key):
+                data = self.path.read_range(start, start + size)
+        else:
+            data = os.pread(self._local_fd(), size, start)
         if len(data) != size:
             raise self._error(
                 f"the file ends inside this tensor ({len(data)} of {size} bytes)", variable=key
             )
         return data
+
+    def _local_fd(self) -> int:
+        fd = self._fd
+        if fd is None:
+            with self._opening:  # values may be read on several threads
+                if self._fd is None:
+                    assert isinstance(self.path, Path)
+                    self._fd = os.open(self.path, os.O_RDONLY)
+                fd = self._fd
+        return fd
 
     def read(self, key: str, verify: bool = True) -> np.ndarray:
         """The tensor's values (a strided view gathered into a C-ordered array)."""
@@ -600,13 +634,16 @@ class TorchReader:
     def verify(self, on_tensor: Callable[[int], object] | None = None) -> int:
         """Check each storage's bytes against the CRC-32 the zip records for them."""
         total = 0
+        # On a store, each storage's chunks are fetched with the store's concurrency.
+        step, concurrency = (
+            (read_buffer(), remote_concurrency()) if self.is_remote else (1 << 24, 1)
+        )
         for key, (start, size, crc) in sorted(self._entries.items()):
             computed = 0
-            done = 0
-            while done < size:
-                chunk = self._pread(start + done, min(size - done, 1 << 24), key)
+            ranges = [(at, min(at + step, start + size)) for at in range(start, start + size, step)]
+            fetch = functools.partial(_pread_range, self, key)
+            for chunk in fetched_in_order(fetch, ranges, concurrency):
                 computed = zlib.crc32(chunk, computed)
-                done += len(chunk)
             if computed != crc:
                 raise self._error(
                     f"storage data/{key} does not match the CRC-32 the archive records",
@@ -627,6 +664,36 @@ class TorchReader:
         # back as a file would (see BundleReader.__del__).
         if self.__dict__.get("_fd") is not None:
             self.close()
+
+
+class _LocalHeaders:
+    """The local header of every entry of a zip on a store, fetched up front with the
+    store's concurrency (a buffered file would fetch a whole block per header, one after
+    another), read back as a file positioned at one of them."""
+
+    def __init__(self, path: RemotePath, archive: zipfile.ZipFile, size: int) -> None:
+        last = size - _LOCAL_HEADER.size  # a header past it is refused before it is read
+        offsets = sorted({i.header_offset for i in archive.infolist()})
+        offsets = [o for o in offsets if 0 <= o <= last]
+        header = _LOCAL_HEADER.size
+        calls = [functools.partial(path.read_range, o, o + header) for o in offsets]
+        fetched = called_in_order(calls, remote_concurrency())
+        self._headers: dict[int, bytes] = dict(zip(offsets, fetched, strict=True))
+        self._path = path
+        self._at = 0
+
+    def seek(self, offset: int) -> None:
+        self._at = offset
+
+    def read(self, size: int) -> bytes:
+        known = self._headers.get(self._at)
+        if known is not None and size <= len(known):
+            return known[:size]
+        return self._path.read_range(self._at, self._at + size)
+
+
+def _pread_range(reader: TorchReader, key: str, start: int, end: int) -> bytes:
+    return reader._pread(start, end - start, key)
 
 
 # -- writing ---------------------------------------------------------------------------------
