@@ -611,5 +611,24 @@ def test_damaged_safetensors_files_on_a_store_are_named(
         reader.read(reader.variable_keys()[0])
 
 
+@pytest.mark.parametrize(
+    ("name", "data", "said"),
+    [
+        ("model.pt", b"PK\x03\x04 not a zip", "cannot read it as a torch.save zip archive"),
+        ("m.safetensors.index.json", b"{not json", "cannot read the index as JSON"),
+        ("m.safetensors", b"\x08\x00\x00\x00\x00\x00\x00\x00{broken}", "not valid JSON"),
+    ],
+)
+def test_damaged_files_on_a_store_are_called_damaged_not_store_failures(
+    bucket: str, name: str, data: bytes, said: str
+) -> None:
+    """What a parser says of the bytes is not the store's failure: the message names the
+    damage, not the network."""
+    s3().pipe_file(f"{bucket.removeprefix('s3://')}/damaged/{name}", data)
+    with pytest.raises(ckptmigrate.CorruptCheckpointError, match=said) as damaged:
+        ckptmigrate.inspect_checkpoint(f"{bucket}/damaged/{name}")
+    assert "cannot read from the store" not in str(damaged.value)
+
+
 def _refuse(*args: Any, **kwargs: Any) -> Any:
     raise PermissionError("AccessDenied")

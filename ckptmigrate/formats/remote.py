@@ -174,6 +174,38 @@ def store_errors(path: Path | RemotePath, key: str | None = None) -> Iterator[No
         raise store_error(e, path, key) from e
 
 
+class StoreFile:
+    """A store's file object whose failures are our errors (``store_error``): a library
+    parsing through it (zipfile) then tells its own complaints about the bytes from the
+    store's about the connection, which pass through it untouched."""
+
+    def __init__(self, path: RemotePath, file: Any) -> None:
+        self._path, self._file = path, file
+
+    def read(self, size: int = -1) -> bytes:
+        with store_errors(self._path):
+            return bytes(self._file.read(size))
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        # No request: a seek's complaint (before the start) is about the bytes, not the store.
+        return int(self._file.seek(offset, whence))
+
+    def tell(self) -> int:
+        return int(self._file.tell())
+
+    def seekable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> StoreFile:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
 def upload_part_size() -> int | None:
     """Bytes per part of a multipart upload, or None for the store client's default (s3fs:
     files of 100 MiB and more go up in 50 MiB parts). ``CKPTMIGRATE_UPLOAD_PART_SIZE``
@@ -347,10 +379,11 @@ class RemotePath:
     def read_text(self, encoding: str = "utf-8", errors: str = "strict") -> str:
         return self.read_bytes().decode(encoding, errors)
 
-    def open_buffered(self, block_size: int = 1 << 20) -> Any:
-        """A seekable binary file object (fsspec's), reading ahead ``block_size`` bytes per
-        request: for formats read through a library that wants a file (zipfile)."""
-        return self.fs.open(self.path, "rb", block_size=block_size)
+    def open_buffered(self, block_size: int = 1 << 20) -> StoreFile:
+        """A seekable binary file reading ahead ``block_size`` bytes per request, for
+        formats read through a library that wants a file (zipfile)."""
+        with store_errors(self):
+            return StoreFile(self, self.fs.open(self.path, "rb", block_size=block_size))
 
     def read_range(self, start: int, end: int) -> bytes:
         """Bytes [start, end) (fewer at the end of the file); a transient failure is

@@ -121,10 +121,11 @@ class SafetensorsReader:
 
     def _read_index(self, index: Path | RemotePath) -> None:
         try:
-            with store_errors(index):
+            with store_errors(index):  # the store's failures; the JSON's are ours to word
                 if index.stat().st_size > MAX_HEADER:
                     raise CorruptCheckpointError("the index is larger than 100 MB", path=str(index))
-                data = json.loads(index.read_text(encoding="utf-8"))
+                text = index.read_bytes()
+            data = json.loads(text.decode("utf-8"))
         except (OSError, ValueError) as e:
             raise CorruptCheckpointError(
                 f"cannot read the index as JSON: {e}", path=str(index)

@@ -404,7 +404,7 @@ class TorchReader:
 
     def _read_archive(self) -> None:
         try:
-            with store_errors(self.path), self._archive() as (archive, raw, size):
+            with self._archive() as (archive, raw, size):
                 folder, pickled = self._layout(archive)
                 records = {i.filename: i for i in archive.infolist()}
                 order = records.get(f"{folder}/byteorder")
@@ -457,8 +457,9 @@ class TorchReader:
     def _archive(self) -> Iterator[tuple[zipfile.ZipFile, Any, int]]:
         """The zip, a file to read its local headers from, and the file's size. On a store
         the zip reads through a buffered file (its directory, data.pkl), in 1 MiB requests."""
-        size = self.path.stat().st_size
         path = self.path
+        with store_errors(path):
+            size = path.stat().st_size
         if not isinstance(path, RemotePath):
             with path.open("rb") as raw, zipfile.ZipFile(raw) as archive:
                 yield archive, raw, size
@@ -677,7 +678,8 @@ class _LocalHeaders:
         offsets = [o for o in offsets if 0 <= o <= last]
         header = _LOCAL_HEADER.size
         calls = [functools.partial(path.read_range, o, o + header) for o in offsets]
-        fetched = called_in_order(calls, remote_concurrency())
+        with store_errors(path):
+            fetched = list(called_in_order(calls, remote_concurrency()))
         self._headers: dict[int, bytes] = dict(zip(offsets, fetched, strict=True))
         self._path = path
         self._at = 0
@@ -689,7 +691,8 @@ class _LocalHeaders:
         known = self._headers.get(self._at)
         if known is not None and size <= len(known):
             return known[:size]
-        return self._path.read_range(self._at, self._at + size)
+        with store_errors(self._path):
+            return self._path.read_range(self._at, self._at + size)
 
 
 def _pread_range(reader: TorchReader, key: str, start: int, end: int) -> bytes:
