@@ -113,7 +113,7 @@ def fetched_in_order(
     fetch: Callable[[int, int], bytes],
     ranges: Sequence[tuple[int, int]],
     concurrency: int,
-) -> Iterator[bytes]:
+) -> Generator[bytes, None, None]:
     """``fetch(start, end)`` of each range, yielded in order, with up to ``concurrency``
     requests in flight (so at most that many chunks held ahead of the consumer)."""
     return called_in_order([functools.partial(fetch, *r) for r in ranges], concurrency)

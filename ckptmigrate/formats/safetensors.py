@@ -12,6 +12,7 @@ ranged request for a file on a store).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -247,8 +248,8 @@ class SafetensorsReader:
             ranges = [(at, min(at + step, end)) for at in range(begin, end, step)]
             got, pending = begin, iter(spans)
             upcoming = next(pending, None)
-            with store_errors(file):
-                chunks = fetched_in_order(file.read_range, ranges, remote_concurrency())
+            fetched = fetched_in_order(file.read_range, ranges, remote_concurrency())
+            with store_errors(file), contextlib.closing(fetched) as chunks:  # stops its pool
                 for (start, stop), chunk in zip(ranges, chunks, strict=True):
                     got = start + len(chunk)
                     while upcoming is not None and upcoming[0] + upcoming[1] <= got:
