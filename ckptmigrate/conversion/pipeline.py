@@ -15,9 +15,16 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from ..mapping.plan import PlannedVariable
-from .job import planned_bytes
+from .job import Job, planned_bytes
+from .values import stored_value
 
-__all__ = ["DEFAULT_MAX_MEMORY", "default_workers", "values_in_order", "workers_for"]
+__all__ = [
+    "DEFAULT_MAX_MEMORY",
+    "default_workers",
+    "stored_values_in_order",
+    "values_in_order",
+    "workers_for",
+]
 
 DEFAULT_MAX_MEMORY = 128 * 2**20
 """Bytes of computed values waiting for the writer, by default."""
@@ -106,3 +113,16 @@ def values_in_order(
             for _, future, _ in pending:
                 if future is not None:
                     future.cancel()
+
+
+def stored_values_in_order(job: Job) -> Generator[tuple[PlannedVariable, Any], None, None]:
+    """Every output of ``job``'s plan with its value as stored, in plan order, computed
+    ahead as the job's options allow: what a writer of a one-file format (safetensors, a
+    torch.save file), which writes every value itself, consumes."""
+    return values_in_order(
+        job.plan.outputs,
+        lambda variable: stored_value(job.sources, variable),
+        needs_value=lambda variable: True,
+        workers=workers_for(job.ckpt.reader, job.options.workers),
+        max_memory=job.options.max_memory or DEFAULT_MAX_MEMORY,
+    )

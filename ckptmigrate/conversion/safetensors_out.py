@@ -28,7 +28,7 @@ from ..mapping.rules import NO_MAP
 from ..targets.torch_module import SAFETENSORS_HINT, SAFETENSORS_NOT_FROM_A_MODEL
 from ..verification import Verification, compare_read_back, compare_values
 from .job import Job
-from .pipeline import DEFAULT_MAX_MEMORY, values_in_order, workers_for
+from .pipeline import stored_values_in_order
 from .values import stored_value
 
 __all__ = ["check_safetensors_output", "verify_safetensors", "write_safetensors"]
@@ -116,13 +116,7 @@ def write_safetensors(job: Job, destination: Path) -> Path:
         else [destination.with_name(shard_name(stem, i, len(groups))) for i in range(len(groups))]
     )
     metadata = _metadata(job)
-    computed = values_in_order(
-        outputs,
-        lambda variable: stored_value(job.sources, variable),
-        needs_value=lambda variable: True,
-        workers=workers_for(job.ckpt.reader, job.options.workers),
-        max_memory=job.options.max_memory or DEFAULT_MAX_MEMORY,
-    )
+    computed = stored_values_in_order(job)
     placed = {name: i for i, group in enumerate(groups) for name in group}
     with contextlib.ExitStack() as stack:
         stack.enter_context(contextlib.closing(computed))

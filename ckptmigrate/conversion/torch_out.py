@@ -23,7 +23,7 @@ from ..output_format import OutputFormat
 from ..targets.torch_module import is_torch_module, tensor_to_numpy
 from ..verification import Verification, compare_read_back, compare_values
 from .job import Job
-from .pipeline import DEFAULT_MAX_MEMORY, values_in_order, workers_for
+from .pipeline import stored_values_in_order
 from .values import stored_value
 
 __all__ = [
@@ -81,13 +81,7 @@ def write_torch(job: Job, destination: Path) -> Path:
                 path=destination,
                 hint="drop it with a map rule (or cast it).",
             )
-    computed = values_in_order(
-        outputs,
-        lambda variable: stored_value(job.sources, variable),
-        needs_value=lambda variable: True,
-        workers=workers_for(job.ckpt.reader, job.options.workers),
-        max_memory=job.options.max_memory or DEFAULT_MAX_MEMORY,
-    )
+    computed = stored_values_in_order(job)
     # torch.save names the archive's folder after the file (model.pt -> model/).
     folder = destination.name.split(".")[0] or "archive"
     specs = [(v.name, v.dtype, v.shape) for v in outputs]
